@@ -1,0 +1,363 @@
+//! What a handler sees: the session's deadlines, and login / logout.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use http::{Extensions, HeaderMap};
+
+use crate::id::{SessionId, SessionKey};
+use crate::policy::Deadlines;
+use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
+use crate::rejection::RejectReason;
+use crate::session_lifetime::Config;
+use crate::store::{StoreError, UpdateOutcome};
+use crate::time::Timestamp;
+
+/// How many fresh IDs `login` tries before it gives up. A collision of two
+/// 128-bit random IDs is not expected in the lifetime of the universe; the
+/// bound only keeps a broken store from looping forever.
+const LOGIN_ATTEMPTS: usize = 3;
+
+/// The session of the current request, in its extensions.
+///
+/// Every request that passes the layer carries one: for an admitted session
+/// it reports the subject and deadlines; for a visitor it reports none, and
+/// [`login`](SessionHandle::login) starts a session. Cookie changes are
+/// written on the response when the handler returns.
+///
+/// ```
+/// use axum::{routing::post, Extension, Router};
+/// use tower_session_lifetime::{MemoryStore, SessionHandle, SessionLifetimeLayer};
+///
+/// async fn login(session: Extension<SessionHandle>) -> &'static str {
+///     match session.login("alice", false).await {
+///         Ok(()) => "signed in",
+///         Err(_) => "try again later",
+///     }
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/login", post(login))
+///     .layer(SessionLifetimeLayer::new(MemoryStore::new()));
+/// # let _ = app;
+/// ```
+#[derive(Clone)]
+pub struct SessionHandle {
+    inner: Arc<HandleInner>,
+}
+
+struct HandleInner {
+    config: Arc<Config>,
+    state: Mutex<HandleState>,
+}
+
+struct HandleState {
+    session: Option<ActiveSession>,
+    cookie: CookieChange,
+    rejected: Option<RejectReason>,
+}
+
+/// An admitted (or just started) session.
+pub(crate) struct ActiveSession {
+    pub(crate) id: SessionId,
+    pub(crate) key: SessionKey,
+    pub(crate) record: SessionRecord,
+    pub(crate) deadlines: Deadlines,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CookieChange {
+    Keep,
+    Write,
+    Clear,
+}
+
+impl SessionHandle {
+    /// The handle the layer put into `extensions`, or an error saying that
+    /// the layer is not installed.
+    pub fn from_extensions(extensions: &Extensions) -> Result<Self, MissingSessionLayer> {
+        extensions.get::<SessionHandle>().cloned().ok_or(MissingSessionLayer)
+    }
+
+    pub(crate) fn admitted(config: Arc<Config>, session: ActiveSession, refresh_cookie: bool) -> Self {
+        let cookie = if refresh_cookie && session.record.remember_me {
+            CookieChange::Write
+        } else {
+            CookieChange::Keep
+        };
+        SessionHandle::with_state(
+            config,
+            HandleState {
+                session: Some(session),
+                cookie,
+                rejected: None,
+            },
+        )
+    }
+
+    /// A request without a live session. `clear_cookie` removes a stale
+    /// cookie from the browser.
+    pub(crate) fn visitor(
+        config: Arc<Config>,
+        rejected: Option<RejectReason>,
+        clear_cookie: bool,
+    ) -> Self {
+        let cookie = if clear_cookie {
+            CookieChange::Clear
+        } else {
+            CookieChange::Keep
+        };
+        SessionHandle::with_state(
+            config,
+            HandleState {
+                session: None,
+                cookie,
+                rejected,
+            },
+        )
+    }
+
+    fn with_state(config: Arc<Config>, state: HandleState) -> Self {
+        SessionHandle {
+            inner: Arc::new(HandleInner {
+                config,
+                state: Mutex::new(state),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, HandleState> {
+        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the request has a live session.
+    pub fn is_active(&self) -> bool {
+        self.state().session.is_some()
+    }
+
+    /// Who the session belongs to.
+    pub fn subject(&self) -> Option<String> {
+        self.state()
+            .session
+            .as_ref()
+            .and_then(|session| session.record.subject.clone())
+    }
+
+    /// When the session was created (its login).
+    pub fn created_at(&self) -> Option<Timestamp> {
+        self.state()
+            .session
+            .as_ref()
+            .map(|session| session.record.created_at)
+    }
+
+    /// The session's idle and absolute deadlines, counting this request.
+    pub fn deadlines(&self) -> Option<Deadlines> {
+        self.state().session.as_ref().map(|session| session.deadlines)
+    }
+
+    /// Whether the session is a remember-me session.
+    pub fn remember_me(&self) -> bool {
+        self.state()
+            .session
+            .as_ref()
+            .is_some_and(|session| session.record.remember_me)
+    }
+
+    /// Why the request's session cookie was not admitted, when the layer
+    /// passed it through as a visitor.
+    pub fn rejection(&self) -> Option<RejectReason> {
+        self.state().rejected
+    }
+
+    /// Starts a new session for `subject`: a new ID, a new creation time.
+    /// Any session the request had ends first, so its ID is dead at once
+    /// (no session fixation). With `remember_me` the session lives by the
+    /// remember-me period and its cookie is persistent.
+    pub async fn login(
+        &self,
+        subject: impl Into<String>,
+        remember_me: bool,
+    ) -> Result<(), SessionError> {
+        let subject = subject.into();
+        if subject.len() > MAX_SUBJECT_LEN {
+            return Err(SessionError::SubjectTooLong {
+                len: subject.len(),
+                max: MAX_SUBJECT_LEN,
+            });
+        }
+        self.logout().await?;
+        let config = &self.inner.config;
+        let record = SessionRecord::new(&config.policy, config.clock.now(), Some(subject), remember_me);
+        for _ in 0..LOGIN_ATTEMPTS {
+            let id = SessionId::generate().map_err(SessionError::Randomness)?;
+            let key = id.key();
+            if config.store.create(&key, &record).await? {
+                let deadlines = Deadlines::of(&record.limits, &record);
+                let mut state = self.state();
+                state.session = Some(ActiveSession {
+                    id,
+                    key,
+                    record,
+                    deadlines,
+                });
+                state.cookie = CookieChange::Write;
+                return Ok(());
+            }
+        }
+        Err(SessionError::IdCollision)
+    }
+
+    /// Ends the session in the store and clears the cookie. A request still
+    /// in flight on the same session cannot bring it back. Without a session
+    /// it only clears the cookie.
+    pub async fn logout(&self) -> Result<(), SessionError> {
+        let key = self.state().session.as_ref().map(|session| session.key);
+        if let Some(key) = key {
+            self.inner.config.store.delete(&key).await?;
+        }
+        let mut state = self.state();
+        state.session = None;
+        state.cookie = CookieChange::Clear;
+        Ok(())
+    }
+
+    /// Turns remember-me on or off for the current session: its idle limit
+    /// becomes the remember-me period (or back), its cookie persistent (or a
+    /// browser-session cookie). The absolute deadline does not move.
+    pub async fn set_remember_me(&self, remember_me: bool) -> Result<(), SessionError> {
+        let (key, mut record) = {
+            let state = self.state();
+            let session = state.session.as_ref().ok_or(SessionError::NoSession)?;
+            (session.key, session.record.clone())
+        };
+        if record.remember_me == remember_me {
+            return Ok(());
+        }
+        let config = &self.inner.config;
+        let expected_version = record.version;
+        record.remember_me = remember_me;
+        record.version += 1;
+        let limits = record.limits.tightest(config.policy.limits());
+        let deadlines = Deadlines::of(&limits, &record);
+        record.expires_at = deadlines.nearest();
+        match config.store.update(&key, expected_version, &record).await? {
+            UpdateOutcome::Updated => {
+                let mut state = self.state();
+                if let Some(session) = state.session.as_mut() {
+                    session.record = record;
+                    session.deadlines = deadlines;
+                }
+                state.cookie = CookieChange::Write;
+                Ok(())
+            }
+            UpdateOutcome::Missing => {
+                let mut state = self.state();
+                state.session = None;
+                state.cookie = CookieChange::Clear;
+                Err(SessionError::NoSession)
+            }
+            UpdateOutcome::Conflict => Err(SessionError::Conflict),
+        }
+    }
+
+    /// Writes the cookie change this request made onto the response headers.
+    pub(crate) fn write_cookie(&self, headers: &mut HeaderMap) {
+        let config = &self.inner.config;
+        let state = self.state();
+        match (state.cookie, &state.session) {
+            (CookieChange::Keep, _) => {}
+            (CookieChange::Clear, _) | (CookieChange::Write, None) => {
+                config.cookie.append_removal(headers)
+            }
+            (CookieChange::Write, Some(session)) => {
+                let max_age = session.record.remember_me.then(|| {
+                    session
+                        .deadlines
+                        .nearest()
+                        .saturating_duration_since(config.clock.now())
+                });
+                config.cookie.append_set(headers, &session.id, max_age);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
+        f.debug_struct("SessionHandle")
+            .field("active", &state.session.is_some())
+            .field("deadlines", &state.session.as_ref().map(|s| s.deadlines))
+            .field("rejected", &state.rejected)
+            .finish()
+    }
+}
+
+/// A session operation failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The store failed; nothing was changed that the store did not confirm.
+    Store(StoreError),
+    /// The request has no live session (or it ended meanwhile).
+    NoSession,
+    /// Another request changed the session at the same time; try again.
+    Conflict,
+    /// The subject is longer than [`MAX_SUBJECT_LEN`] bytes.
+    SubjectTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// The operating system's random number generator failed.
+    Randomness(getrandom::Error),
+    /// The store refused every fresh ID as taken: the store is broken.
+    IdCollision,
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionError::Store(_) => f.write_str("session store failed"),
+            SessionError::NoSession => f.write_str("the request has no live session"),
+            SessionError::Conflict => f.write_str("the session was changed concurrently"),
+            SessionError::SubjectTooLong { len, max } => {
+                write!(f, "subject of {len} bytes is longer than {max} bytes")
+            }
+            SessionError::Randomness(_) => f.write_str("the OS random number generator failed"),
+            SessionError::IdCollision => f.write_str("the store refused every fresh session ID"),
+        }
+    }
+}
+
+impl std::error::Error for SessionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SessionError::Store(err) => Some(err),
+            SessionError::Randomness(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for SessionError {
+    fn from(err: StoreError) -> Self {
+        SessionError::Store(err)
+    }
+}
+
+/// The request has no [`SessionHandle`]: `SessionLifetimeLayer` is not
+/// installed on its route. With the `axum` feature it answers
+/// `500 Internal Server Error` with this message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MissingSessionLayer;
+
+impl fmt::Display for MissingSessionLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no session handle: SessionLifetimeLayer is not installed on this route")
+    }
+}
+
+impl std::error::Error for MissingSessionLayer {}

@@ -1,0 +1,97 @@
+//! Session lifetime rules, enforced before your handler runs.
+//!
+//! `SessionLifetimeLayer` is a Tower middleware for axum and hyper that gives
+//! sessions the limits identity providers (WSO2 Identity Server, Auth0,
+//! Keycloak, Okta) offer: an **idle timeout**, an **absolute** (maximum)
+//! lifetime that activity never extends, a **remember-me** period, and a
+//! **logout that sticks** — over a pluggable async [`LifetimeStore`].
+//!
+//! | setting | meaning |
+//! | --- | --- |
+//! | idle timeout | a session not used for this long ends; every admitted request resets it |
+//! | absolute timeout | counted from login; activity and remember-me never extend it; on by default |
+//! | remember-me period | replaces the idle timeout for remember-me sessions, whose cookie is persistent; still capped by the absolute timeout |
+//! | caps | upper bounds on the values above, checked when the policy is built |
+//!
+//! Whichever deadline comes first ends the session; a request at or after
+//! either is refused. Each session keeps the limits it was created under and
+//! is judged by the tighter of those and the current [`Policy`]: a shorter
+//! limit bites at the next request, a longer one only for new sessions.
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{routing::{get, post}, Router};
+//! use tower_session_lifetime::{MemoryStore, OnInvalidSession, Policy, SessionHandle, SessionLifetimeLayer};
+//!
+//! async fn login(session: SessionHandle) -> &'static str {
+//!     match session.login("alice", /* remember_me */ false).await {
+//!         Ok(()) => "welcome",
+//!         Err(_) => "please try again",
+//!     }
+//! }
+//!
+//! async fn me(session: SessionHandle) -> String {
+//!     session.subject().unwrap_or_else(|| "a visitor".into())
+//! }
+//!
+//! let policy = Policy::builder()
+//!     .idle_timeout(Duration::from_secs(15 * 60))
+//!     .absolute_timeout(Duration::from_secs(8 * 3600))
+//!     .build()?;
+//! let app: Router = Router::new()
+//!     .route("/login", post(login))
+//!     .route("/me", get(me))
+//!     .layer(
+//!         SessionLifetimeLayer::new(MemoryStore::new())
+//!             .with_policy(policy)
+//!             .on_invalid_session(OnInvalidSession::PassThrough),
+//!     );
+//! # let _ = app;
+//! # Ok::<(), tower_session_lifetime::PolicyError>(())
+//! ```
+//!
+//! The parts, each in its own module: a pure [`policy`] ([`judge`] decides
+//! every request), a [`Clock`], the [`store`], the [`SessionCookie`], the
+//! [`SessionHandle`] handlers use, and the Tower glue in
+//! [`SessionLifetimeLayer`].
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod clock;
+#[cfg(feature = "axum")]
+mod extract;
+mod handle;
+mod id;
+pub mod policy;
+mod record;
+mod rejection;
+mod session_cookie;
+mod session_lifetime;
+pub mod store;
+mod time;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use handle::{MissingSessionLayer, SessionError, SessionHandle};
+pub use id::{SessionId, SessionKey, SESSION_ID_BYTES, SESSION_ID_LEN};
+pub use policy::{
+    judge, Admission, Caps, Deadlines, ExpiryReason, Limits, Policy, PolicyBuilder, PolicyError,
+    Setting, Verdict,
+};
+pub use record::{SessionRecord, MAX_SUBJECT_LEN};
+pub use rejection::{
+    DefaultRejection, OnInvalidSession, OnStoreError, RejectReason, RejectionResponse,
+};
+pub use session_cookie::{
+    CookieConfigError, SessionCookie, SessionCookieBuilder, DEFAULT_COOKIE_NAME,
+};
+pub use session_lifetime::{ResponseFuture, SessionLifetime, SessionLifetimeLayer};
+pub use store::{
+    LifetimeStore, MemoryStore, StoreError, StoreErrorKind, TouchOutcome, UpdateOutcome,
+};
+pub use time::Timestamp;
+
+/// The `cookie` crate this one is built on, for [`cookie::Key`] and
+/// [`cookie::SameSite`].
+pub use cookie;

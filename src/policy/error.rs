@@ -1,0 +1,118 @@
+//! What can be wrong with a policy, found when it is built.
+
+use std::fmt;
+use std::time::Duration;
+
+/// One setting of a [`Policy`](crate::Policy), named in errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Setting {
+    /// [`PolicyBuilder::idle_timeout`](crate::PolicyBuilder::idle_timeout).
+    IdleTimeout,
+    /// [`PolicyBuilder::absolute_timeout`](crate::PolicyBuilder::absolute_timeout).
+    AbsoluteTimeout,
+    /// [`PolicyBuilder::remember_me_period`](crate::PolicyBuilder::remember_me_period).
+    RememberMePeriod,
+    /// [`PolicyBuilder::remember_me_absolute_timeout`](crate::PolicyBuilder::remember_me_absolute_timeout).
+    RememberMeAbsoluteTimeout,
+    /// [`PolicyBuilder::touch_granularity`](crate::PolicyBuilder::touch_granularity).
+    TouchGranularity,
+}
+
+impl fmt::Display for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Setting::IdleTimeout => "idle timeout",
+            Setting::AbsoluteTimeout => "absolute timeout",
+            Setting::RememberMePeriod => "remember-me period",
+            Setting::RememberMeAbsoluteTimeout => "remember-me absolute timeout",
+            Setting::TouchGranularity => "touch granularity",
+        })
+    }
+}
+
+/// Why [`PolicyBuilder::build`](crate::PolicyBuilder::build) refused a policy.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_session_lifetime::{Caps, Policy, PolicyError, Setting};
+///
+/// let err = Policy::builder()
+///     .idle_timeout(Duration::from_secs(3600))
+///     .caps(Caps::new().idle_timeout(Duration::from_secs(1800)))
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(
+///     err,
+///     PolicyError::AboveCap {
+///         setting: Setting::IdleTimeout,
+///         value: Duration::from_secs(3600),
+///         cap: Duration::from_secs(1800),
+///     }
+/// );
+/// assert_eq!(err.to_string(), "idle timeout of 3600s is above its cap of 1800s");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// A lifetime is shorter than one millisecond, the resolution of every rule.
+    TooShort {
+        /// The setting.
+        setting: Setting,
+        /// The value it was given.
+        value: Duration,
+    },
+    /// A value is above the cap configured for it.
+    AboveCap {
+        /// The setting.
+        setting: Setting,
+        /// The value it was given.
+        value: Duration,
+        /// The cap it may not exceed.
+        cap: Duration,
+    },
+    /// An absolute timeout was switched off while a cap bounds it.
+    Unbounded {
+        /// The setting that was switched off.
+        setting: Setting,
+        /// The cap it may not exceed.
+        cap: Duration,
+    },
+    /// The touch granularity is not shorter than a lifetime it throttles.
+    GranularityTooCoarse {
+        /// The touch granularity it was given.
+        granularity: Duration,
+        /// The lifetime it must stay below.
+        limit: Setting,
+        /// That lifetime's value.
+        limit_value: Duration,
+    },
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyError::TooShort { setting, value } => {
+                write!(f, "{setting} of {value:?} is shorter than one millisecond")
+            }
+            PolicyError::AboveCap {
+                setting,
+                value,
+                cap,
+            } => write!(f, "{setting} of {value:?} is above its cap of {cap:?}"),
+            PolicyError::Unbounded { setting, cap } => {
+                write!(f, "{setting} is switched off but capped at {cap:?}")
+            }
+            PolicyError::GranularityTooCoarse {
+                granularity,
+                limit,
+                limit_value,
+            } => write!(
+                f,
+                "touch granularity of {granularity:?} is not shorter than the {limit} of {limit_value:?}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}

@@ -1,0 +1,195 @@
+//! The verdict on one request: a pure function of policy, record and time.
+
+use std::time::Duration;
+
+use super::{Limits, Policy};
+use crate::record::SessionRecord;
+use crate::time::Timestamp;
+
+/// The two deadlines of a session. Whichever comes first ends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadlines {
+    /// Last activity plus the idle timeout (or remember-me period).
+    pub idle: Timestamp,
+    /// Creation plus the absolute timeout; `None` when there is none.
+    pub absolute: Option<Timestamp>,
+}
+
+impl Deadlines {
+    /// The deadlines of `record` under `limits`, counting from its stored
+    /// activity.
+    pub fn of(limits: &Limits, record: &SessionRecord) -> Self {
+        Deadlines::from_activity(limits, record, record.last_activity)
+    }
+
+    fn from_activity(limits: &Limits, record: &SessionRecord, activity: Timestamp) -> Self {
+        Deadlines {
+            idle: activity.saturating_add(limits.idle_for(record.remember_me)),
+            absolute: limits
+                .absolute_for(record.remember_me)
+                .map(|timeout| record.created_at.saturating_add(timeout)),
+        }
+    }
+
+    /// The earlier of the two.
+    pub fn nearest(&self) -> Timestamp {
+        match self.absolute {
+            Some(absolute) => absolute.min(self.idle),
+            None => self.idle,
+        }
+    }
+}
+
+/// Why a session is no longer admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ExpiryReason {
+    /// The idle deadline passed.
+    Idle,
+    /// The absolute deadline passed.
+    Absolute,
+}
+
+/// A request that may go on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Admission {
+    /// The deadlines as they stand after this request.
+    pub deadlines: Deadlines,
+    /// Whether this request's activity must be written to the store: the
+    /// stored activity is at least the touch granularity old.
+    pub touch: bool,
+}
+
+/// What [`judge`] decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The session is live.
+    Admitted(Admission),
+    /// The session has ended.
+    Expired(ExpiryReason),
+}
+
+/// Judges a request made at `now` on the session `record`.
+///
+/// The limits are the tighter of the record's snapshot and `policy`. A request
+/// at or after either deadline is refused; when both have passed, the reason
+/// is the one that passed first (the absolute one on a tie).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_session_lifetime::{judge, ExpiryReason, Policy, SessionRecord, Timestamp, Verdict};
+///
+/// let policy = Policy::default(); // idle timeout: 15 minutes
+/// let login = Timestamp::from_unix_millis(0);
+/// let record = SessionRecord::new(&policy, login, None, false);
+///
+/// let just_before = login.saturating_add(Duration::from_secs(15 * 60) - Duration::from_millis(1));
+/// assert!(matches!(judge(&policy, &record, just_before), Verdict::Admitted(_)));
+///
+/// let at_deadline = login.saturating_add(Duration::from_secs(15 * 60));
+/// assert_eq!(judge(&policy, &record, at_deadline), Verdict::Expired(ExpiryReason::Idle));
+/// ```
+pub fn judge(policy: &Policy, record: &SessionRecord, now: Timestamp) -> Verdict {
+    let limits = record.limits.tightest(policy.limits);
+    let stored = Deadlines::of(&limits, record);
+    if let Some(absolute) = stored.absolute {
+        if now >= absolute && absolute <= stored.idle {
+            return Verdict::Expired(ExpiryReason::Absolute);
+        }
+    }
+    if now >= stored.idle {
+        return Verdict::Expired(ExpiryReason::Idle);
+    }
+    if let Some(absolute) = stored.absolute {
+        if now >= absolute {
+            return Verdict::Expired(ExpiryReason::Absolute);
+        }
+    }
+    let granularity = policy
+        .touch_granularity
+        .min(limits.idle_for(record.remember_me) / 2);
+    let since_stored = now.saturating_duration_since(record.last_activity);
+    let touch = since_stored > Duration::ZERO && since_stored >= granularity;
+    let deadlines = if touch {
+        Deadlines::from_activity(&limits, record, now)
+    } else {
+        stored
+    };
+    Verdict::Admitted(Admission { deadlines, touch })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn at(millis: u64) -> Timestamp {
+        Timestamp::from_unix_millis(millis)
+    }
+
+    fn policy(idle: Duration, absolute: Duration) -> Policy {
+        Policy::builder()
+            .idle_timeout(idle)
+            .absolute_timeout(absolute)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_earlier_deadline_names_the_reason() {
+        let policy = policy(10 * MIN, 60 * MIN);
+        let mut record = SessionRecord::new(&policy, at(0), None, false);
+        record.last_activity = at(0).saturating_add(55 * MIN);
+        // idle deadline 65 min, absolute 60 min: absolute passed first.
+        let later = at(0).saturating_add(70 * MIN);
+        assert_eq!(judge(&policy, &record, later), Verdict::Expired(ExpiryReason::Absolute));
+        record.last_activity = at(0);
+        assert_eq!(judge(&policy, &record, later), Verdict::Expired(ExpiryReason::Idle));
+    }
+
+    #[test]
+    fn touch_is_due_only_once_granularity_has_passed() {
+        let policy = Policy::builder()
+            .idle_timeout(10 * MIN)
+            .touch_granularity(MIN)
+            .build()
+            .unwrap();
+        let record = SessionRecord::new(&policy, at(0), None, false);
+        let Verdict::Admitted(early) = judge(&policy, &record, at(0).saturating_add(MIN - MS))
+        else {
+            panic!("admitted")
+        };
+        assert!(!early.touch);
+        assert_eq!(early.deadlines.idle, at(0).saturating_add(10 * MIN));
+        let Verdict::Admitted(due) = judge(&policy, &record, at(0).saturating_add(MIN)) else {
+            panic!("admitted")
+        };
+        assert!(due.touch);
+        assert_eq!(due.deadlines.idle, at(0).saturating_add(11 * MIN));
+    }
+
+    #[test]
+    fn granularity_never_exceeds_half_a_shortened_idle_limit() {
+        let old = Policy::builder()
+            .idle_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let record = SessionRecord::new(&old, at(0), None, false);
+        // The current policy throttles by a minute, but this session's idle
+        // limit is 30 s: touches must still come every 15 s.
+        let current = Policy::builder()
+            .idle_timeout(60 * MIN)
+            .touch_granularity(MIN)
+            .build()
+            .unwrap();
+        let Verdict::Admitted(admission) =
+            judge(&current, &record, at(0).saturating_add(Duration::from_secs(15)))
+        else {
+            panic!("admitted")
+        };
+        assert!(admission.touch);
+    }
+}

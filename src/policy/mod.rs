@@ -1,0 +1,495 @@
+//! The session lifetime rules: plain data, validated once at startup.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_session_lifetime::Policy;
+//!
+//! let policy = Policy::builder()
+//!     .idle_timeout(Duration::from_secs(30 * 60))
+//!     .absolute_timeout(Duration::from_secs(12 * 60 * 60))
+//!     .remember_me_period(Duration::from_secs(7 * 24 * 60 * 60))
+//!     .build()?;
+//! assert_eq!(policy.idle_timeout(), Duration::from_secs(1800));
+//! // Unless set, activity is written at most once a minute (here: 1/20 of 30 min).
+//! assert_eq!(policy.touch_granularity(), Duration::from_secs(60));
+//! # Ok::<(), tower_session_lifetime::PolicyError>(())
+//! ```
+
+mod error;
+mod judge;
+
+use std::time::Duration;
+
+pub use error::{PolicyError, Setting};
+pub use judge::{judge, Admission, Deadlines, ExpiryReason, Verdict};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Default idle timeout: 15 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Default remember-me period: 14 days.
+pub const DEFAULT_REMEMBER_ME_PERIOD: Duration = Duration::from_secs(14 * 24 * 60 * 60);
+/// Default absolute timeout: 30 days, on.
+pub const DEFAULT_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// The longest default touch granularity: one minute.
+pub const MAX_DEFAULT_TOUCH_GRANULARITY: Duration = MINUTE;
+/// The default touch granularity is this fraction (1/20) of the idle timeout,
+/// capped at [`MAX_DEFAULT_TOUCH_GRANULARITY`].
+pub const DEFAULT_TOUCH_GRANULARITY_DIVISOR: u32 = 20;
+
+/// The limits a session lives under.
+///
+/// Every session keeps a snapshot of the policy's limits from its creation;
+/// each request is judged by the [tighter](Limits::tightest) of that snapshot
+/// and the current policy, so a shorter limit bites at a session's next request
+/// and a longer one applies only to sessions created after it.
+///
+/// `None` for an absolute timeout means "no absolute limit".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Limits {
+    /// Inactivity that ends an ordinary session.
+    pub idle_timeout: Duration,
+    /// Maximum lifetime of an ordinary session, counted from its creation.
+    pub absolute_timeout: Option<Duration>,
+    /// Inactivity that ends a remember-me session.
+    pub remember_me_period: Duration,
+    /// Maximum lifetime of a remember-me session, counted from its creation.
+    pub remember_me_absolute_timeout: Option<Duration>,
+}
+
+impl Limits {
+    /// Each limit the shorter of `self`'s and `other`'s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_session_lifetime::Policy;
+    ///
+    /// let at_login = Policy::default().limits();
+    /// let now = Policy::builder()
+    ///     .idle_timeout(Duration::from_secs(60))
+    ///     .no_absolute_timeout()
+    ///     .build()?
+    ///     .limits();
+    /// let effective = at_login.tightest(now);
+    /// assert_eq!(effective.idle_timeout, Duration::from_secs(60));
+    /// assert_eq!(effective.absolute_timeout, at_login.absolute_timeout);
+    /// # Ok::<(), tower_session_lifetime::PolicyError>(())
+    /// ```
+    pub fn tightest(self, other: Limits) -> Limits {
+        Limits {
+            idle_timeout: self.idle_timeout.min(other.idle_timeout),
+            absolute_timeout: shorter_limit(self.absolute_timeout, other.absolute_timeout),
+            remember_me_period: self.remember_me_period.min(other.remember_me_period),
+            remember_me_absolute_timeout: shorter_limit(
+                self.remember_me_absolute_timeout,
+                other.remember_me_absolute_timeout,
+            ),
+        }
+    }
+
+    /// The inactivity limit for a session with or without remember-me.
+    pub fn idle_for(&self, remember_me: bool) -> Duration {
+        if remember_me {
+            self.remember_me_period
+        } else {
+            self.idle_timeout
+        }
+    }
+
+    /// The absolute limit for a session with or without remember-me.
+    pub fn absolute_for(&self, remember_me: bool) -> Option<Duration> {
+        if remember_me {
+            self.remember_me_absolute_timeout
+        } else {
+            self.absolute_timeout
+        }
+    }
+}
+
+fn shorter_limit(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (one, None) | (None, one) => one,
+    }
+}
+
+/// A validated set of lifetime rules. Build one with [`Policy::builder`].
+///
+/// [`Policy::default()`] is: idle timeout 15 minutes, absolute timeout 30 days
+/// (on), remember-me period 14 days, remember-me sessions under the same
+/// absolute timeout, touch granularity 45 seconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    limits: Limits,
+    touch_granularity: Duration,
+}
+
+impl Policy {
+    /// A builder starting from the defaults.
+    pub fn builder() -> PolicyBuilder {
+        PolicyBuilder::default()
+    }
+
+    /// The limits a session created now is snapshotted with.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Inactivity that ends an ordinary session.
+    pub fn idle_timeout(&self) -> Duration {
+        self.limits.idle_timeout
+    }
+
+    /// Maximum lifetime from login of an ordinary session; `None` when off.
+    pub fn absolute_timeout(&self) -> Option<Duration> {
+        self.limits.absolute_timeout
+    }
+
+    /// Inactivity that ends a remember-me session.
+    pub fn remember_me_period(&self) -> Duration {
+        self.limits.remember_me_period
+    }
+
+    /// Maximum lifetime from login of a remember-me session; `None` when off.
+    pub fn remember_me_absolute_timeout(&self) -> Option<Duration> {
+        self.limits.remember_me_absolute_timeout
+    }
+
+    /// How recent stored activity may be before a request skips writing it.
+    ///
+    /// A request writes its activity to the store only when the stored
+    /// activity is at least this old (and never more than half the session's
+    /// idle limit old). Because the idle deadline is counted from the *stored*
+    /// activity, throttling can end a session early by less than this
+    /// duration, and never late: a session whose latest admitted request was
+    /// at `t` ends no later than `t + idle` and no earlier than
+    /// `t + idle - granularity`.
+    pub fn touch_granularity(&self) -> Duration {
+        self.touch_granularity
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let limits = Limits {
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            absolute_timeout: Some(DEFAULT_ABSOLUTE_TIMEOUT),
+            remember_me_period: DEFAULT_REMEMBER_ME_PERIOD,
+            remember_me_absolute_timeout: Some(DEFAULT_ABSOLUTE_TIMEOUT),
+        };
+        Policy {
+            touch_granularity: default_touch_granularity(limits.idle_timeout),
+            limits,
+        }
+    }
+}
+
+fn default_touch_granularity(idle_timeout: Duration) -> Duration {
+    (idle_timeout / DEFAULT_TOUCH_GRANULARITY_DIVISOR).min(MAX_DEFAULT_TOUCH_GRANULARITY)
+}
+
+/// Upper bounds that configured values may not exceed, like a hosted identity
+/// provider's plan limits. Each is optional.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_session_lifetime::{Caps, Policy};
+///
+/// let caps = Caps::new()
+///     .idle_timeout(Duration::from_secs(3600))
+///     .absolute_timeout(Duration::from_secs(24 * 3600));
+/// // The defaults (30 days absolute) are above these caps:
+/// assert!(Policy::builder().caps(caps).build().is_err());
+/// let policy = Policy::builder()
+///     .absolute_timeout(Duration::from_secs(8 * 3600))
+///     .caps(caps)
+///     .build();
+/// assert!(policy.is_ok());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Caps {
+    idle_timeout: Option<Duration>,
+    absolute_timeout: Option<Duration>,
+    remember_me_period: Option<Duration>,
+    remember_me_absolute_timeout: Option<Duration>,
+}
+
+impl Caps {
+    /// No caps.
+    pub fn new() -> Self {
+        Caps::default()
+    }
+
+    /// Caps the idle timeout.
+    pub fn idle_timeout(mut self, cap: Duration) -> Self {
+        self.idle_timeout = Some(cap);
+        self
+    }
+
+    /// Caps the absolute timeout; it may then not be switched off.
+    pub fn absolute_timeout(mut self, cap: Duration) -> Self {
+        self.absolute_timeout = Some(cap);
+        self
+    }
+
+    /// Caps the remember-me period.
+    pub fn remember_me_period(mut self, cap: Duration) -> Self {
+        self.remember_me_period = Some(cap);
+        self
+    }
+
+    /// Caps the absolute timeout of remember-me sessions.
+    pub fn remember_me_absolute_timeout(mut self, cap: Duration) -> Self {
+        self.remember_me_absolute_timeout = Some(cap);
+        self
+    }
+}
+
+/// Builds a [`Policy`]; [`build`](PolicyBuilder::build) checks it.
+#[derive(Clone, Debug)]
+pub struct PolicyBuilder {
+    idle_timeout: Duration,
+    absolute_timeout: Option<Duration>,
+    remember_me_period: Duration,
+    remember_me_absolute_timeout: Option<Duration>,
+    touch_granularity: Option<Duration>,
+    caps: Caps,
+}
+
+impl Default for PolicyBuilder {
+    fn default() -> Self {
+        PolicyBuilder {
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            absolute_timeout: Some(DEFAULT_ABSOLUTE_TIMEOUT),
+            remember_me_period: DEFAULT_REMEMBER_ME_PERIOD,
+            remember_me_absolute_timeout: None,
+            touch_granularity: None,
+            caps: Caps::default(),
+        }
+    }
+}
+
+impl PolicyBuilder {
+    /// A session not used for this long ends. Default: 15 minutes.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The maximum lifetime of a session, counted from its login; activity
+    /// never extends it. Default: 30 days.
+    pub fn absolute_timeout(mut self, timeout: Duration) -> Self {
+        self.absolute_timeout = Some(timeout);
+        self
+    }
+
+    /// Switches the absolute timeout off: sessions live as long as they are
+    /// used. Refused by [`build`](PolicyBuilder::build) when it is capped.
+    pub fn no_absolute_timeout(mut self) -> Self {
+        self.absolute_timeout = None;
+        self
+    }
+
+    /// Replaces the idle timeout for sessions started with remember-me.
+    /// Default: 14 days.
+    pub fn remember_me_period(mut self, period: Duration) -> Self {
+        self.remember_me_period = period;
+        self
+    }
+
+    /// A separate absolute timeout for remember-me sessions (Keycloak's
+    /// "SSO Session Max Remember Me"). Unset, the ordinary one applies.
+    pub fn remember_me_absolute_timeout(mut self, timeout: Duration) -> Self {
+        self.remember_me_absolute_timeout = Some(timeout);
+        self
+    }
+
+    /// How often activity is written to the store at most; see
+    /// [`Policy::touch_granularity`]. Zero writes on every request. Default:
+    /// 1/20 of the idle timeout, at most one minute.
+    pub fn touch_granularity(mut self, granularity: Duration) -> Self {
+        self.touch_granularity = Some(granularity);
+        self
+    }
+
+    /// Upper bounds the values above may not exceed.
+    pub fn caps(mut self, caps: Caps) -> Self {
+        self.caps = caps;
+        self
+    }
+
+    /// Checks every value and returns the policy, or the first problem found.
+    pub fn build(self) -> Result<Policy, PolicyError> {
+        let limits = Limits {
+            idle_timeout: self.idle_timeout,
+            absolute_timeout: self.absolute_timeout,
+            remember_me_period: self.remember_me_period,
+            remember_me_absolute_timeout: self
+                .remember_me_absolute_timeout
+                .or(self.absolute_timeout),
+        };
+        let caps = self.caps;
+        check_lifetime(Setting::IdleTimeout, Some(limits.idle_timeout), caps.idle_timeout)?;
+        check_lifetime(Setting::AbsoluteTimeout, limits.absolute_timeout, caps.absolute_timeout)?;
+        check_lifetime(
+            Setting::RememberMePeriod,
+            Some(limits.remember_me_period),
+            caps.remember_me_period,
+        )?;
+        check_lifetime(
+            Setting::RememberMeAbsoluteTimeout,
+            limits.remember_me_absolute_timeout,
+            caps.remember_me_absolute_timeout,
+        )?;
+        let touch_granularity = match self.touch_granularity {
+            None => default_touch_granularity(limits.idle_timeout),
+            Some(granularity) => {
+                for (limit, limit_value) in [
+                    (Setting::IdleTimeout, limits.idle_timeout),
+                    (Setting::RememberMePeriod, limits.remember_me_period),
+                ] {
+                    if granularity >= limit_value {
+                        return Err(PolicyError::GranularityTooCoarse {
+                            granularity,
+                            limit,
+                            limit_value,
+                        });
+                    }
+                }
+                granularity
+            }
+        };
+        Ok(Policy {
+            limits,
+            touch_granularity,
+        })
+    }
+}
+
+fn check_lifetime(
+    setting: Setting,
+    value: Option<Duration>,
+    cap: Option<Duration>,
+) -> Result<(), PolicyError> {
+    match (value, cap) {
+        (Some(value), _) if value < Duration::from_millis(1) => {
+            Err(PolicyError::TooShort { setting, value })
+        }
+        (Some(value), Some(cap)) if value > cap => Err(PolicyError::AboveCap {
+            setting,
+            value,
+            cap,
+        }),
+        (None, Some(cap)) => Err(PolicyError::Unbounded { setting, cap }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let policy = Policy::default();
+        assert_eq!(policy, Policy::builder().build().unwrap());
+        assert_eq!(policy.idle_timeout(), 15 * MINUTE);
+        assert_eq!(policy.absolute_timeout(), Some(30 * DAY));
+        assert_eq!(policy.remember_me_period(), 14 * DAY);
+        assert_eq!(policy.remember_me_absolute_timeout(), Some(30 * DAY));
+        assert_eq!(policy.touch_granularity(), Duration::from_secs(45));
+    }
+
+    #[test]
+    fn default_granularity_is_capped_at_a_minute() {
+        let policy = Policy::builder().idle_timeout(8 * 60 * MINUTE).build().unwrap();
+        assert_eq!(policy.touch_granularity(), MINUTE);
+    }
+
+    #[test]
+    fn zero_and_sub_millisecond_lifetimes_are_refused() {
+        let err = Policy::builder().idle_timeout(Duration::ZERO).build().unwrap_err();
+        assert_eq!(
+            err,
+            PolicyError::TooShort {
+                setting: Setting::IdleTimeout,
+                value: Duration::ZERO
+            }
+        );
+        let err = Policy::builder()
+            .remember_me_absolute_timeout(Duration::from_micros(999))
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            PolicyError::TooShort {
+                setting: Setting::RememberMeAbsoluteTimeout,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_capped_absolute_timeout_cannot_be_switched_off() {
+        let err = Policy::builder()
+            .no_absolute_timeout()
+            .caps(Caps::new().absolute_timeout(DAY))
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            PolicyError::Unbounded {
+                setting: Setting::AbsoluteTimeout,
+                cap: DAY
+            }
+        );
+        assert_eq!(err.to_string(), "absolute timeout is switched off but capped at 86400s");
+    }
+
+    #[test]
+    fn remember_me_absolute_inherits_the_ordinary_one_and_its_cap_applies() {
+        let err = Policy::builder()
+            .caps(Caps::new().remember_me_absolute_timeout(7 * DAY))
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            PolicyError::AboveCap {
+                setting: Setting::RememberMeAbsoluteTimeout,
+                value: 30 * DAY,
+                cap: 7 * DAY
+            }
+        );
+    }
+
+    #[test]
+    fn granularity_must_be_shorter_than_each_idle_limit() {
+        let err = Policy::builder()
+            .idle_timeout(MINUTE)
+            .touch_granularity(MINUTE)
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            PolicyError::GranularityTooCoarse {
+                limit: Setting::IdleTimeout,
+                ..
+            }
+        ));
+        let err = Policy::builder()
+            .remember_me_period(Duration::from_secs(10))
+            .touch_granularity(Duration::from_secs(20))
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            PolicyError::GranularityTooCoarse {
+                limit: Setting::RememberMePeriod,
+                ..
+            }
+        ));
+        assert!(Policy::builder().touch_granularity(Duration::ZERO).build().is_ok());
+    }
+}

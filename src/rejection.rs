@@ -1,0 +1,150 @@
+//! What a request without a live session gets, and why.
+
+use std::fmt;
+
+use http::{HeaderValue, Response, StatusCode, Uri};
+
+use crate::policy::ExpiryReason;
+
+/// Why the layer did not admit a request's session.
+///
+/// Put into the response's extensions (and, for
+/// [`OnInvalidSession::PassThrough`], the request's) and into a `tracing`
+/// event; never into a response body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The idle deadline passed.
+    IdleTimeout,
+    /// The absolute deadline passed.
+    AbsoluteTimeout,
+    /// The store has no such session: logged out, reclaimed, or never issued.
+    Unknown,
+    /// The cookie value is not a session ID (wrong length or alphabet,
+    /// oversized, not UTF-8).
+    Malformed,
+    /// Signing is on and the cookie's signature does not verify.
+    Forged,
+    /// The request carries the session cookie more than once.
+    Duplicated,
+    /// The store failed, so the session could not be confirmed.
+    StoreUnavailable,
+}
+
+impl RejectReason {
+    /// A short stable name: `idle`, `absolute`, `unknown`, `malformed`,
+    /// `forged`, `duplicated`, `store_unavailable`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RejectReason::IdleTimeout => "idle",
+            RejectReason::AbsoluteTimeout => "absolute",
+            RejectReason::Unknown => "unknown",
+            RejectReason::Malformed => "malformed",
+            RejectReason::Forged => "forged",
+            RejectReason::Duplicated => "duplicated",
+            RejectReason::StoreUnavailable => "store_unavailable",
+        }
+    }
+
+    /// The status the default rejection uses: `503 Service Unavailable` for
+    /// a store failure, `401 Unauthorized` otherwise.
+    pub fn default_status(&self) -> StatusCode {
+        match self {
+            RejectReason::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+impl From<ExpiryReason> for RejectReason {
+    fn from(reason: ExpiryReason) -> Self {
+        match reason {
+            ExpiryReason::Idle => RejectReason::IdleTimeout,
+            ExpiryReason::Absolute => RejectReason::AbsoluteTimeout,
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a request whose session cookie is expired, unknown or unusable gets.
+/// In every case the session is deleted from the store (if it was there) and
+/// the response clears the cookie. A request without any session cookie is a
+/// visitor and always reaches the inner service.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub enum OnInvalidSession {
+    /// Answer without calling the inner service: `401` by default, or what
+    /// [`SessionLifetimeLayer::reject_with`](crate::SessionLifetimeLayer::reject_with) builds.
+    #[default]
+    Reject,
+    /// Answer `303 See Other` to a login page.
+    Redirect(HeaderValue),
+    /// Call the inner service as for a visitor with no session, the stale
+    /// cookie removed from the request; for public pages.
+    PassThrough,
+}
+
+impl OnInvalidSession {
+    /// Redirect (`303`) to `location`, such as `/login`.
+    ///
+    /// ```
+    /// use tower_session_lifetime::OnInvalidSession;
+    ///
+    /// let on_invalid = OnInvalidSession::redirect_to("/login".parse().unwrap());
+    /// # let _ = on_invalid;
+    /// ```
+    pub fn redirect_to(location: Uri) -> Self {
+        let location = HeaderValue::try_from(location.to_string())
+            .expect("a parsed URI is a valid header value");
+        OnInvalidSession::Redirect(location)
+    }
+}
+
+/// What a request gets when the store fails while confirming its session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnStoreError {
+    /// Fail closed: reject with [`RejectReason::StoreUnavailable`] (`503` by
+    /// default). The cookie is kept, since the session may still be live.
+    #[default]
+    FailClosed,
+    /// Treat the request as a visitor without a session (its session cookie
+    /// removed from the request, kept in the browser), so public pages stay up.
+    PassThroughAsVisitor,
+}
+
+/// Builds the response for a rejected request.
+///
+/// Implemented by [`DefaultRejection`] and by any
+/// `Fn(RejectReason) -> Response<B> + Clone + Send + Sync + 'static`. The
+/// layer adds the cookie removal and the reason extension to what it returns.
+pub trait RejectionResponse<B>: Clone + Send + Sync + 'static {
+    /// The response for `reason`.
+    fn respond(&self, reason: RejectReason) -> Response<B>;
+}
+
+/// An empty body with [`RejectReason::default_status`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DefaultRejection;
+
+impl<B: Default> RejectionResponse<B> for DefaultRejection {
+    fn respond(&self, reason: RejectReason) -> Response<B> {
+        let mut response = Response::new(B::default());
+        *response.status_mut() = reason.default_status();
+        response
+    }
+}
+
+impl<B, F> RejectionResponse<B> for F
+where
+    F: Fn(RejectReason) -> Response<B> + Clone + Send + Sync + 'static,
+{
+    fn respond(&self, reason: RejectReason) -> Response<B> {
+        self(reason)
+    }
+}

@@ -1,0 +1,409 @@
+//! The session cookie: its attributes, reading it, signing it, writing it.
+//!
+//! ```
+//! use cookie::{Key, SameSite};
+//! use tower_session_lifetime::SessionCookie;
+//!
+//! let cookie = SessionCookie::builder()
+//!     .name("__Host-session")
+//!     .same_site(SameSite::Strict)
+//!     .signing_key(Key::generate())
+//!     .build()?;
+//! assert_eq!(cookie.name(), "__Host-session");
+//! # Ok::<(), tower_session_lifetime::CookieConfigError>(())
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use cookie::time::OffsetDateTime;
+use cookie::{Cookie, Key, SameSite};
+use hmac::{Hmac, Mac};
+use http::header::{COOKIE, SET_COOKIE};
+use http::{HeaderMap, HeaderValue};
+use sha2::Sha256;
+
+use crate::id::{SessionId, SESSION_ID_LEN};
+use crate::rejection::RejectReason;
+
+/// Default cookie name.
+pub const DEFAULT_COOKIE_NAME: &str = "session";
+
+/// Length of the base64 HMAC-SHA256 that prefixes a signed value; the format
+/// is the `cookie` crate's `SignedJar` format.
+const SIGNATURE_LEN: usize = 44;
+
+/// How the session cookie is named and marked.
+///
+/// Defaults: named `session`, `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/`,
+/// no `Domain`, not signed. A session without remember-me gets a
+/// browser-session cookie (no `Max-Age`); a remember-me session a persistent
+/// one whose `Max-Age` runs to its nearest deadline.
+#[derive(Clone)]
+pub struct SessionCookie {
+    name: Cow<'static, str>,
+    path: Cow<'static, str>,
+    domain: Option<Cow<'static, str>>,
+    secure: bool,
+    http_only: bool,
+    same_site: SameSite,
+    signing_key: Option<[u8; 32]>,
+    removal: HeaderValue,
+}
+
+impl SessionCookie {
+    /// A builder starting from the defaults.
+    pub fn builder() -> SessionCookieBuilder {
+        SessionCookieBuilder::default()
+    }
+
+    /// The cookie's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether values are signed.
+    pub fn is_signed(&self) -> bool {
+        self.signing_key.is_some()
+    }
+
+    /// Finds this cookie among the request's `Cookie` headers.
+    pub(crate) fn read(&self, headers: &HeaderMap) -> CookieLookup {
+        let mut found = None;
+        for pair in cookie_pairs(headers) {
+            if pair.name != self.name.as_bytes() {
+                continue;
+            }
+            if found.is_some() {
+                return CookieLookup::Rejected(RejectReason::Duplicated);
+            }
+            found = Some(pair.value);
+        }
+        match found {
+            None => CookieLookup::Absent,
+            Some(value) => match self.decode(value) {
+                Ok(id) => CookieLookup::Found(id),
+                Err(reason) => CookieLookup::Rejected(reason),
+            },
+        }
+    }
+
+    fn decode(&self, value: &[u8]) -> Result<SessionId, RejectReason> {
+        let (signature, id) = match &self.signing_key {
+            None => (None, value),
+            Some(_) if value.len() != SIGNATURE_LEN + SESSION_ID_LEN => {
+                return Err(RejectReason::Forged)
+            }
+            Some(_) => {
+                let (signature, id) = value.split_at(SIGNATURE_LEN);
+                (Some(signature), id)
+            }
+        };
+        if let (Some(signature), Some(key)) = (signature, &self.signing_key) {
+            let mut expected = [0u8; 32];
+            let decoded = STANDARD.decode_slice(signature, &mut expected);
+            let mut mac = hmac_for(key);
+            mac.update(id);
+            if decoded != Ok(32) || mac.verify_slice(&expected).is_err() {
+                return Err(RejectReason::Forged);
+            }
+        }
+        std::str::from_utf8(id)
+            .ok()
+            .and_then(SessionId::parse)
+            .ok_or(RejectReason::Malformed)
+    }
+
+    /// Removes this cookie from the request's `Cookie` headers, keeping the
+    /// others.
+    pub(crate) fn strip(&self, headers: &mut HeaderMap) {
+        let mut kept: Vec<&[u8]> = Vec::new();
+        let mut stripped = false;
+        for pair in cookie_pairs(headers) {
+            if pair.name == self.name.as_bytes() {
+                stripped = true;
+            } else {
+                kept.push(pair.whole);
+            }
+        }
+        if !stripped {
+            return;
+        }
+        let rebuilt = kept.join(&b"; "[..]);
+        if rebuilt.is_empty() {
+            headers.remove(COOKIE);
+        } else if let Ok(value) = HeaderValue::from_bytes(&rebuilt) {
+            headers.insert(COOKIE, value);
+        } else {
+            headers.remove(COOKIE);
+        }
+    }
+
+    /// Appends a `Set-Cookie` carrying `id`; persistent when `max_age` is set.
+    pub(crate) fn append_set(
+        &self,
+        headers: &mut HeaderMap,
+        id: &SessionId,
+        max_age: Option<Duration>,
+    ) {
+        let mut value = id.encode();
+        if let Some(key) = &self.signing_key {
+            let mut mac = hmac_for(key);
+            mac.update(value.as_bytes());
+            let mut signed = STANDARD.encode(mac.finalize().into_bytes());
+            signed.push_str(&value);
+            value = signed;
+        }
+        let mut cookie = self.base(value);
+        if let Some(max_age) = max_age {
+            let seconds = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+            cookie.set_max_age(cookie::time::Duration::seconds(seconds));
+        }
+        if let Ok(header) = HeaderValue::try_from(cookie.to_string()) {
+            headers.append(SET_COOKIE, header);
+        }
+    }
+
+    /// Appends a `Set-Cookie` that makes the browser drop the cookie.
+    pub(crate) fn append_removal(&self, headers: &mut HeaderMap) {
+        headers.append(SET_COOKIE, self.removal.clone());
+    }
+
+    fn base(&self, value: String) -> Cookie<'static> {
+        let mut cookie = Cookie::new(self.name.clone(), value);
+        cookie.set_path(self.path.clone());
+        if let Some(domain) = &self.domain {
+            cookie.set_domain(domain.clone());
+        }
+        cookie.set_secure(self.secure);
+        cookie.set_http_only(self.http_only);
+        cookie.set_same_site(self.same_site);
+        cookie
+    }
+}
+
+impl Default for SessionCookie {
+    fn default() -> Self {
+        SessionCookieBuilder::default()
+            .build()
+            .expect("the default cookie configuration is valid")
+    }
+}
+
+impl fmt::Debug for SessionCookie {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionCookie")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("domain", &self.domain)
+            .field("secure", &self.secure)
+            .field("http_only", &self.http_only)
+            .field("same_site", &self.same_site)
+            .field("signed", &self.signing_key.is_some())
+            .finish()
+    }
+}
+
+fn hmac_for(key: &[u8; 32]) -> Hmac<Sha256> {
+    <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes a key of any length")
+}
+
+/// What the request says about the session cookie.
+pub(crate) enum CookieLookup {
+    /// No session cookie: a visitor.
+    Absent,
+    /// A well-formed (and, if signing is on, authentic) ID.
+    Found(SessionId),
+    /// A session cookie that cannot be used.
+    Rejected(RejectReason),
+}
+
+struct CookiePair<'a> {
+    name: &'a [u8],
+    value: &'a [u8],
+    whole: &'a [u8],
+}
+
+/// Every `name=value` pair of every `Cookie` header, as bytes (a header
+/// that is not UTF-8 is still read, never a reason to fail).
+fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = CookiePair<'_>> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .flat_map(|header| header.as_bytes().split(|&byte| byte == b';'))
+        .filter_map(|pair| {
+            let whole = pair.trim_ascii();
+            let split = whole.iter().position(|&byte| byte == b'=')?;
+            Some(CookiePair {
+                name: whole[..split].trim_ascii(),
+                value: whole[split + 1..].trim_ascii(),
+                whole,
+            })
+        })
+}
+
+/// Why a [`SessionCookieBuilder`] refused its settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CookieConfigError {
+    /// The name is empty or has characters a cookie name may not have.
+    InvalidName(String),
+    /// A `__Host-` cookie must be `Secure`, have `Path=/` and no `Domain`.
+    HostPrefix,
+    /// A `__Secure-` cookie must be `Secure`.
+    SecurePrefix,
+    /// The path must start with `/` and hold no `;` or control characters.
+    InvalidPath(String),
+    /// The domain holds characters a domain may not have.
+    InvalidDomain(String),
+}
+
+impl fmt::Display for CookieConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CookieConfigError::InvalidName(name) => write!(f, "invalid cookie name {name:?}"),
+            CookieConfigError::HostPrefix => {
+                f.write_str("a __Host- cookie must be Secure, with Path=/ and no Domain")
+            }
+            CookieConfigError::SecurePrefix => f.write_str("a __Secure- cookie must be Secure"),
+            CookieConfigError::InvalidPath(path) => write!(f, "invalid cookie path {path:?}"),
+            CookieConfigError::InvalidDomain(domain) => {
+                write!(f, "invalid cookie domain {domain:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CookieConfigError {}
+
+/// Builds a [`SessionCookie`]; [`build`](SessionCookieBuilder::build) checks it.
+#[derive(Clone)]
+pub struct SessionCookieBuilder {
+    name: Cow<'static, str>,
+    path: Cow<'static, str>,
+    domain: Option<Cow<'static, str>>,
+    secure: bool,
+    http_only: bool,
+    same_site: SameSite,
+    signing_key: Option<[u8; 32]>,
+}
+
+impl Default for SessionCookieBuilder {
+    fn default() -> Self {
+        SessionCookieBuilder {
+            name: Cow::Borrowed(DEFAULT_COOKIE_NAME),
+            path: Cow::Borrowed("/"),
+            domain: None,
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            signing_key: None,
+        }
+    }
+}
+
+impl fmt::Debug for SessionCookieBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionCookieBuilder")
+            .field("name", &self.name)
+            .field("signed", &self.signing_key.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionCookieBuilder {
+    /// The cookie's name. `__Host-` and `__Secure-` prefixes are checked.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The `Path` attribute. Default: `/`.
+    pub fn path(mut self, path: impl Into<Cow<'static, str>>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The `Domain` attribute. Default: none (host-only).
+    pub fn domain(mut self, domain: impl Into<Cow<'static, str>>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// The `Secure` attribute. Default: on. Browsers accept `Secure` cookies
+    /// from `http://localhost` and `http://127.0.0.1`.
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    /// The `HttpOnly` attribute. Default: on.
+    pub fn http_only(mut self, http_only: bool) -> Self {
+        self.http_only = http_only;
+        self
+    }
+
+    /// The `SameSite` attribute. Default: `Lax`.
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = same_site;
+        self
+    }
+
+    /// Signs the cookie value with HMAC-SHA256 under `key` (the `cookie`
+    /// crate's signed format); a value whose signature does not verify is
+    /// refused before the store is asked.
+    pub fn signing_key(mut self, key: Key) -> Self {
+        let mut signing = [0u8; 32];
+        signing.copy_from_slice(key.signing());
+        self.signing_key = Some(signing);
+        self
+    }
+
+    /// Checks the settings.
+    pub fn build(self) -> Result<SessionCookie, CookieConfigError> {
+        let name_ok = !self.name.is_empty()
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if !name_ok {
+            return Err(CookieConfigError::InvalidName(self.name.into_owned()));
+        }
+        let attribute_ok = |value: &str| !value.bytes().any(|b| b == b';' || b.is_ascii_control());
+        if !self.path.starts_with('/') || !attribute_ok(&self.path) {
+            return Err(CookieConfigError::InvalidPath(self.path.into_owned()));
+        }
+        if let Some(domain) = &self.domain {
+            if domain.is_empty() || !attribute_ok(domain) || domain.contains(' ') {
+                return Err(CookieConfigError::InvalidDomain(domain.to_string()));
+            }
+        }
+        if self.name.starts_with("__Host-")
+            && (!self.secure || self.path != "/" || self.domain.is_some())
+        {
+            return Err(CookieConfigError::HostPrefix);
+        }
+        if self.name.starts_with("__Secure-") && !self.secure {
+            return Err(CookieConfigError::SecurePrefix);
+        }
+        let mut cookie = SessionCookie {
+            name: self.name,
+            path: self.path,
+            domain: self.domain,
+            secure: self.secure,
+            http_only: self.http_only,
+            same_site: self.same_site,
+            signing_key: self.signing_key,
+            removal: HeaderValue::from_static(""),
+        };
+        let mut removal = cookie.base(String::new());
+        removal.set_max_age(cookie::time::Duration::ZERO);
+        removal.set_expires(OffsetDateTime::UNIX_EPOCH);
+        cookie.removal = HeaderValue::try_from(removal.to_string())
+            .map_err(|_| CookieConfigError::InvalidPath(cookie.path.to_string()))?;
+        Ok(cookie)
+    }
+}

@@ -1,0 +1,139 @@
+//! [`ResponseFuture`]: the store check, then the inner service, then the
+//! cookie.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::check::{after_check, Checked, Finish, Next};
+use super::Config;
+use crate::rejection::RejectionResponse;
+
+type CheckFuture = Pin<Box<dyn Future<Output = Checked> + Send>>;
+
+pin_project! {
+    /// The response future of [`SessionLifetime`](crate::SessionLifetime).
+    pub struct ResponseFuture<S, ReqBody, R>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody, R>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody, R>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Checking {
+            check: CheckFuture,
+            pending: Option<Pending<S, ReqBody, R>>,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+            finish: Option<Finish>,
+        },
+        Answered {
+            response: Option<S::Response>,
+        },
+    }
+}
+
+struct Pending<S, ReqBody, R> {
+    inner: S,
+    request: Request<ReqBody>,
+    config: Arc<Config>,
+    responder: R,
+}
+
+impl<S, ReqBody, R> ResponseFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn checking(
+        check: CheckFuture,
+        inner: S,
+        request: Request<ReqBody>,
+        config: Arc<Config>,
+        responder: R,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Checking {
+                check,
+                pending: Some(Pending {
+                    inner,
+                    request,
+                    config,
+                    responder,
+                }),
+            },
+        }
+    }
+
+    pub(crate) fn from_next<ResBody>(next: Next<ReqBody, ResBody>, inner: &mut S) -> Self
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
+        let state = match next {
+            Next::Call(request, finish) => State::Calling {
+                future: inner.call(request),
+                finish: Some(finish),
+            },
+            Next::Respond(response) => State::Answered {
+                response: Some(response),
+            },
+        };
+        ResponseFuture { state }
+    }
+}
+
+impl<S, ReqBody, ResBody, R> Future for ResponseFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+    R: RejectionResponse<ResBody>,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Checking { check, pending } => {
+                    let checked = ready!(check.as_mut().poll(cx));
+                    let Pending {
+                        mut inner,
+                        request,
+                        config,
+                        responder,
+                    } = pending.take().expect("ResponseFuture polled after completion");
+                    let next = after_check(&config, &responder, request, checked);
+                    let next = ResponseFuture::from_next(next, &mut inner);
+                    this.state.set(next.state);
+                }
+                StateProj::Calling { future, finish } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(finish) = finish.take() {
+                        finish.apply(&mut response);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Answered { response } => {
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! [`SessionLifetimeLayer`]: the configuration, applied to a service.
+
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::{Config, SessionLifetime};
+use crate::clock::{Clock, SystemClock};
+use crate::policy::Policy;
+use crate::rejection::{DefaultRejection, OnInvalidSession, OnStoreError};
+use crate::session_cookie::SessionCookie;
+use crate::store::LifetimeStore;
+
+/// Enforces session lifetimes before the inner service runs.
+///
+/// For each request: read the session cookie, load the session from the
+/// store, [`judge`](crate::judge) it. A live session is touched (throttled)
+/// and a [`SessionHandle`](crate::SessionHandle) goes into the request
+/// extensions. An expired, unknown or unusable one is deleted, its cookie
+/// cleared, and the request handled as [`OnInvalidSession`] says. A request
+/// without a session cookie is a visitor: it gets a handle without a
+/// session, through which it can log in.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_session_lifetime::{
+///     MemoryStore, OnInvalidSession, OnStoreError, Policy, SessionCookie, SessionLifetimeLayer,
+/// };
+///
+/// let layer = SessionLifetimeLayer::new(MemoryStore::new())
+///     .with_policy(Policy::builder().idle_timeout(Duration::from_secs(600)).build()?)
+///     .with_cookie(SessionCookie::builder().name("__Host-sid").build()?)
+///     .on_invalid_session(OnInvalidSession::PassThrough)
+///     .on_store_error(OnStoreError::FailClosed);
+/// # let _ = layer;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct SessionLifetimeLayer<R = DefaultRejection> {
+    config: Arc<Config>,
+    responder: R,
+}
+
+impl SessionLifetimeLayer {
+    /// A layer over `store` with the default policy, cookie and behaviour.
+    pub fn new(store: impl LifetimeStore) -> Self {
+        SessionLifetimeLayer::from_shared_store(Arc::new(store))
+    }
+
+    /// A layer over a store that is shared with other code (an admin task,
+    /// another layer).
+    pub fn from_shared_store(store: Arc<dyn LifetimeStore>) -> Self {
+        SessionLifetimeLayer {
+            config: Arc::new(Config {
+                store,
+                clock: Arc::new(SystemClock),
+                policy: Policy::default(),
+                cookie: SessionCookie::default(),
+                on_invalid: OnInvalidSession::default(),
+                on_store_error: OnStoreError::default(),
+            }),
+            responder: DefaultRejection,
+        }
+    }
+}
+
+impl<R> SessionLifetimeLayer<R> {
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// The lifetime rules. Default: [`Policy::default()`].
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.config_mut().policy = policy;
+        self
+    }
+
+    /// The clock. Default: [`SystemClock`]; tests give a
+    /// [`ManualClock`](crate::ManualClock).
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.config_mut().clock = Arc::new(clock);
+        self
+    }
+
+    /// The session cookie's name and attributes. Default: [`SessionCookie::default()`].
+    pub fn with_cookie(mut self, cookie: SessionCookie) -> Self {
+        self.config_mut().cookie = cookie;
+        self
+    }
+
+    /// What an expired, unknown or unusable session gets. Default: reject.
+    pub fn on_invalid_session(mut self, action: OnInvalidSession) -> Self {
+        self.config_mut().on_invalid = action;
+        self
+    }
+
+    /// What a request gets when the store fails. Default: fail closed (`503`).
+    pub fn on_store_error(mut self, action: OnStoreError) -> Self {
+        self.config_mut().on_store_error = action;
+        self
+    }
+
+    /// Builds rejections with `responder` instead of an empty `401`/`503`.
+    ///
+    /// ```
+    /// use axum::{body::Body, response::Response};
+    /// use http::StatusCode;
+    /// use tower_session_lifetime::{MemoryStore, RejectReason, SessionLifetimeLayer};
+    ///
+    /// let layer = SessionLifetimeLayer::new(MemoryStore::new()).reject_with(|reason: RejectReason| {
+    ///     Response::builder()
+    ///         .status(reason.default_status())
+    ///         .header("content-type", "application/json")
+    ///         .body(Body::from(r#"{"error":"session required"}"#))
+    ///         .unwrap()
+    /// });
+    /// # let _ = layer;
+    /// ```
+    pub fn reject_with<R2>(self, responder: R2) -> SessionLifetimeLayer<R2> {
+        SessionLifetimeLayer {
+            config: self.config,
+            responder,
+        }
+    }
+}
+
+impl<S, R: Clone> Layer<S> for SessionLifetimeLayer<R> {
+    type Service = SessionLifetime<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionLifetime::new(inner, Arc::clone(&self.config), self.responder.clone())
+    }
+}
+
+impl<R> std::fmt::Debug for SessionLifetimeLayer<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLifetimeLayer")
+            .field("policy", &self.config.policy)
+            .field("cookie", &self.config.cookie)
+            .field("on_invalid_session", &self.config.on_invalid)
+            .field("on_store_error", &self.config.on_store_error)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,80 @@
+//! [`SessionLifetime`]: the middleware service.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::check::{call_with, check, refuse};
+use super::{Config, ResponseFuture};
+use crate::handle::SessionHandle;
+use crate::rejection::RejectionResponse;
+use crate::session_cookie::CookieLookup;
+
+/// The service [`SessionLifetimeLayer`](crate::SessionLifetimeLayer) wraps
+/// around an inner service. Its error type is the inner service's: store
+/// failures become responses, never errors.
+#[derive(Clone)]
+pub struct SessionLifetime<S, R> {
+    inner: S,
+    config: Arc<Config>,
+    responder: R,
+}
+
+impl<S, R> SessionLifetime<S, R> {
+    pub(crate) fn new(inner: S, config: Arc<Config>, responder: R) -> Self {
+        SessionLifetime {
+            inner,
+            config,
+            responder,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for SessionLifetime<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: Default,
+    R: RejectionResponse<ResBody>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let next = match self.config.cookie.read(request.headers()) {
+            CookieLookup::Absent => {
+                let handle = SessionHandle::visitor(Arc::clone(&self.config), None, false);
+                call_with(request, handle, None)
+            }
+            CookieLookup::Rejected(reason) => {
+                refuse(&self.config, &self.responder, request, reason)
+            }
+            CookieLookup::Found(id) => {
+                // The store is asked before the inner service is called, so
+                // the service that was driven to readiness moves into the
+                // future and a clone stays here for the next request.
+                let ready = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, ready);
+                return ResponseFuture::checking(
+                    Box::pin(check(Arc::clone(&self.config), id)),
+                    ready,
+                    request,
+                    Arc::clone(&self.config),
+                    self.responder.clone(),
+                );
+            }
+        };
+        ResponseFuture::from_next(next, &mut self.inner)
+    }
+}

@@ -1,0 +1,332 @@
+//! The checks every [`LifetimeStore`] must pass, shared by all backends.
+//!
+//! Run them all with [`lifetime_store_conformance!`](crate::lifetime_store_conformance)
+//! from a test file of the crate that has the store (it needs `tokio` with
+//! the `macros` and `rt-multi-thread` features among its dev-dependencies):
+//!
+//! ```no_run
+//! // tests/memory_store.rs
+//! use tower_session_lifetime::MemoryStore;
+//!
+//! tower_session_lifetime::lifetime_store_conformance!(async { MemoryStore::new() });
+//! # fn main() {}
+//! ```
+//!
+//! Each check takes a store that may already hold other sessions, and panics
+//! with a message when the store breaks the contract. Records are dated by
+//! the system clock, since stores such as Redis expire by the server's clock.
+
+use std::time::Duration;
+
+use super::{LifetimeStore, TouchOutcome, UpdateOutcome};
+use crate::clock::{Clock, SystemClock};
+use crate::id::{SessionId, SessionKey};
+use crate::policy::{Limits, Policy};
+use crate::record::SessionRecord;
+use crate::time::Timestamp;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A fresh random key.
+pub fn fresh_key() -> SessionKey {
+    SessionId::generate()
+        .expect("the OS random number generator works")
+        .key()
+}
+
+/// A record created now, live for an hour, with a subject.
+pub fn live_record() -> SessionRecord {
+    let policy = Policy::builder()
+        .idle_timeout(HOUR)
+        .absolute_timeout(8 * HOUR)
+        .build()
+        .expect("valid policy");
+    SessionRecord::new(&policy, SystemClock.now(), Some("conformance-user".into()), false)
+}
+
+/// Inserts a live record under a fresh key and returns both.
+pub async fn insert_live(store: &dyn LifetimeStore) -> (SessionKey, SessionRecord) {
+    let key = fresh_key();
+    let record = live_record();
+    assert!(store.create(&key, &record).await.expect("create"), "create on a free key");
+    (key, record)
+}
+
+/// `create`, then `load` returns every field as written, then `delete`
+/// removes it and a second `delete` finds nothing.
+pub async fn create_load_delete(store: &dyn LifetimeStore) {
+    let (key, record) = insert_live(store).await;
+    assert_eq!(store.load(&key).await.expect("load"), Some(record));
+
+    let odd = SessionRecord {
+        remember_me: true,
+        subject: None,
+        limits: Limits {
+            idle_timeout: Duration::from_millis(1),
+            absolute_timeout: None,
+            remember_me_period: Duration::from_millis(123_456_789),
+            remember_me_absolute_timeout: None,
+        },
+        version: 7,
+        ..live_record()
+    };
+    let odd_key = fresh_key();
+    assert!(store.create(&odd_key, &odd).await.expect("create"));
+    assert_eq!(store.load(&odd_key).await.expect("load"), Some(odd), "fields round-trip");
+
+    assert!(store.delete(&key).await.expect("delete"));
+    assert_eq!(store.load(&key).await.expect("load"), None);
+    assert!(!store.delete(&key).await.expect("delete"), "second delete finds nothing");
+    assert!(store.delete(&odd_key).await.expect("delete"));
+}
+
+/// `create` on a taken key writes nothing and says so.
+pub async fn create_never_overwrites(store: &dyn LifetimeStore) {
+    let (key, record) = insert_live(store).await;
+    let other = SessionRecord {
+        subject: Some("intruder".into()),
+        ..live_record()
+    };
+    assert!(!store.create(&key, &other).await.expect("create"), "key is taken");
+    assert_eq!(store.load(&key).await.expect("load"), Some(record));
+}
+
+/// `touch` moves activity and expiry forward, never backwards.
+pub async fn touch_moves_forward_only(store: &dyn LifetimeStore) {
+    let (key, record) = insert_live(store).await;
+    let later = record.last_activity.saturating_add(Duration::from_secs(5));
+    let expires = later.saturating_add(HOUR);
+    assert_eq!(
+        store.touch(&key, later, expires).await.expect("touch"),
+        TouchOutcome::Touched
+    );
+    let earlier = record.last_activity.saturating_add(Duration::from_secs(1));
+    assert_eq!(
+        store
+            .touch(&key, earlier, earlier.saturating_add(HOUR))
+            .await
+            .expect("touch"),
+        TouchOutcome::AlreadyRecent
+    );
+    assert_eq!(
+        store.touch(&key, later, expires).await.expect("touch"),
+        TouchOutcome::AlreadyRecent,
+        "the same time again is not a move"
+    );
+    let stored = store.load(&key).await.expect("load").expect("record");
+    assert_eq!(stored.last_activity, later);
+    assert_eq!(stored.expires_at, expires);
+    assert_eq!(stored.version, record.version, "a touch is not a replacement");
+}
+
+/// A `touch` or `update` after `delete` finds nothing and creates nothing.
+pub async fn writes_after_delete_do_not_resurrect(store: &dyn LifetimeStore) {
+    let (key, record) = insert_live(store).await;
+    assert!(store.delete(&key).await.expect("delete"));
+    let later = record.last_activity.saturating_add(Duration::from_secs(1));
+    assert_eq!(
+        store
+            .touch(&key, later, later.saturating_add(HOUR))
+            .await
+            .expect("touch"),
+        TouchOutcome::Missing
+    );
+    let replacement = SessionRecord {
+        version: record.version + 1,
+        ..record.clone()
+    };
+    assert_eq!(
+        store
+            .update(&key, record.version, &replacement)
+            .await
+            .expect("update"),
+        UpdateOutcome::Missing
+    );
+    assert_eq!(store.load(&key).await.expect("load"), None, "no resurrection");
+}
+
+/// `update` replaces only the expected version and keeps the later activity.
+pub async fn update_is_conditional(store: &dyn LifetimeStore) {
+    let (key, record) = insert_live(store).await;
+    let touched_at = record.last_activity.saturating_add(Duration::from_secs(30));
+    store
+        .touch(&key, touched_at, touched_at.saturating_add(HOUR))
+        .await
+        .expect("touch");
+    let replacement = SessionRecord {
+        remember_me: true,
+        version: record.version + 1,
+        ..record.clone()
+    };
+    assert_eq!(
+        store
+            .update(&key, record.version + 5, &replacement)
+            .await
+            .expect("update"),
+        UpdateOutcome::Conflict
+    );
+    assert_eq!(
+        store
+            .update(&key, record.version, &replacement)
+            .await
+            .expect("update"),
+        UpdateOutcome::Updated
+    );
+    let stored = store.load(&key).await.expect("load").expect("record");
+    assert!(stored.remember_me);
+    assert_eq!(stored.version, record.version + 1);
+    assert_eq!(stored.last_activity, touched_at, "activity did not move back");
+    assert_eq!(
+        store
+            .update(&key, record.version, &replacement)
+            .await
+            .expect("update"),
+        UpdateOutcome::Conflict,
+        "the old version is stale now"
+    );
+}
+
+/// `reclaim_expired` removes records past `expires_at` and keeps live ones.
+pub async fn reclaim_removes_only_expired(store: &dyn LifetimeStore) {
+    let (live_key, live) = insert_live(store).await;
+    let now = SystemClock.now();
+    let long_ago = Timestamp::from_unix_millis(now.as_unix_millis().saturating_sub(2 * 3_600_000));
+    let expired = SessionRecord {
+        created_at: long_ago,
+        last_activity: long_ago,
+        expires_at: long_ago.saturating_add(HOUR),
+        ..live_record()
+    };
+    let expired_key = fresh_key();
+    assert!(store.create(&expired_key, &expired).await.expect("create"));
+    store.reclaim_expired().await.expect("reclaim");
+    assert_eq!(store.load(&expired_key).await.expect("load"), None, "expired is gone");
+    assert_eq!(store.load(&live_key).await.expect("load"), Some(live), "live stays");
+}
+
+/// Runs every check above that needs no concurrency, in turn.
+pub async fn run_sequential_checks(store: &dyn LifetimeStore) {
+    create_load_delete(store).await;
+    create_never_overwrites(store).await;
+    touch_moves_forward_only(store).await;
+    writes_after_delete_do_not_resurrect(store).await;
+    update_is_conditional(store).await;
+    reclaim_removes_only_expired(store).await;
+}
+
+/// Runs the conformance suite against a store as `#[tokio::test]`s.
+///
+/// Takes an expression that evaluates to a future of the store (so stores
+/// can connect asynchronously). Invoke it at module level of a test file.
+///
+/// ```no_run
+/// tower_session_lifetime::lifetime_store_conformance!(async {
+///     tower_session_lifetime::MemoryStore::new()
+/// });
+/// # fn main() {}
+/// ```
+///
+/// Besides the sequential checks of this module it runs two concurrent ones
+/// on a multi-threaded runtime: 64 tasks touching one session end with the
+/// latest activity stored; and touches racing a delete never resurrect it.
+#[macro_export]
+macro_rules! lifetime_store_conformance {
+    ($make_store:expr) => {
+        mod lifetime_store_conformance {
+            #[allow(unused_imports)]
+            use super::*;
+            use ::std::sync::Arc;
+            use ::std::time::Duration;
+            use $crate::store::conformance as checks;
+            use $crate::{LifetimeStore, TouchOutcome};
+
+            async fn store() -> Arc<dyn LifetimeStore> {
+                Arc::new($make_store.await)
+            }
+
+            #[::tokio::test]
+            async fn create_load_delete() {
+                checks::create_load_delete(&*store().await).await;
+            }
+
+            #[::tokio::test]
+            async fn create_never_overwrites() {
+                checks::create_never_overwrites(&*store().await).await;
+            }
+
+            #[::tokio::test]
+            async fn touch_moves_forward_only() {
+                checks::touch_moves_forward_only(&*store().await).await;
+            }
+
+            #[::tokio::test]
+            async fn writes_after_delete_do_not_resurrect() {
+                checks::writes_after_delete_do_not_resurrect(&*store().await).await;
+            }
+
+            #[::tokio::test]
+            async fn update_is_conditional() {
+                checks::update_is_conditional(&*store().await).await;
+            }
+
+            #[::tokio::test]
+            async fn reclaim_removes_only_expired() {
+                checks::reclaim_removes_only_expired(&*store().await).await;
+            }
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_touches_keep_the_latest_activity() {
+                let store = store().await;
+                let (key, record) = checks::insert_live(&*store).await;
+                let tasks: Vec<_> = (1..=64u64)
+                    .map(|i| {
+                        let store = Arc::clone(&store);
+                        // Interleave early and late activity times.
+                        let offset = if i % 2 == 0 { i } else { 65 - i };
+                        let at = record.last_activity.saturating_add(Duration::from_millis(offset));
+                        ::tokio::spawn(async move {
+                            store
+                                .touch(&key, at, at.saturating_add(Duration::from_secs(3600)))
+                                .await
+                                .expect("touch")
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    let outcome = task.await.expect("task");
+                    assert_ne!(outcome, TouchOutcome::Missing);
+                }
+                let stored = store.load(&key).await.expect("load").expect("record");
+                assert_eq!(
+                    stored.last_activity,
+                    record.last_activity.saturating_add(Duration::from_millis(64))
+                );
+            }
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn touches_racing_a_delete_never_resurrect() {
+                let store = store().await;
+                for _round in 0..50 {
+                    let (key, record) = checks::insert_live(&*store).await;
+                    let touches: Vec<_> = (1..=16u64)
+                        .map(|i| {
+                            let store = Arc::clone(&store);
+                            let at = record.last_activity.saturating_add(Duration::from_millis(i));
+                            ::tokio::spawn(async move {
+                                store
+                                    .touch(&key, at, at.saturating_add(Duration::from_secs(3600)))
+                                    .await
+                                    .expect("touch")
+                            })
+                        })
+                        .collect();
+                    assert!(store.delete(&key).await.expect("delete"));
+                    for task in touches {
+                        task.await.expect("task");
+                    }
+                    assert_eq!(store.load(&key).await.expect("load"), None);
+                }
+            }
+        }
+    };
+}

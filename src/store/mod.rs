@@ -1,0 +1,141 @@
+//! Where session lifetimes are kept: the [`LifetimeStore`] trait and
+//! [`MemoryStore`].
+//!
+//! # Implementing your own store
+//!
+//! A store keeps one [`SessionRecord`] per [`SessionKey`]. It never judges a
+//! session (the layer does); it only has to make its writes *conditional*, so
+//! that a request racing a logout can never bring a session back:
+//!
+//! - [`create`](LifetimeStore::create) inserts only when the key is free;
+//! - [`touch`](LifetimeStore::touch) moves `last_activity` forward only, and
+//!   only on a record that still exists;
+//! - [`update`](LifetimeStore::update) replaces a record only when its stored
+//!   version is the one the caller read.
+//!
+//! A record may be forgotten from its [`expires_at`](SessionRecord::expires_at)
+//! on, and must be gone after [`reclaim_expired`](LifetimeStore::reclaim_expired).
+//! Run the [`lifetime_store_conformance!`](crate::lifetime_store_conformance)
+//! suite against your store in its tests:
+//!
+//! ```
+//! use async_trait::async_trait;
+//! use tower_session_lifetime::{
+//!     LifetimeStore, MemoryStore, SessionKey, SessionRecord, StoreError, Timestamp,
+//!     TouchOutcome, UpdateOutcome,
+//! };
+//!
+//! /// A store that logs every deletion, backed by a `MemoryStore`.
+//! #[derive(Debug, Default)]
+//! struct AuditedStore(MemoryStore);
+//!
+//! #[async_trait]
+//! impl LifetimeStore for AuditedStore {
+//!     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<bool, StoreError> {
+//!         self.0.create(key, record).await
+//!     }
+//!     async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+//!         self.0.load(key).await
+//!     }
+//!     async fn touch(
+//!         &self,
+//!         key: &SessionKey,
+//!         activity: Timestamp,
+//!         expires_at: Timestamp,
+//!     ) -> Result<TouchOutcome, StoreError> {
+//!         self.0.touch(key, activity, expires_at).await
+//!     }
+//!     async fn update(
+//!         &self,
+//!         key: &SessionKey,
+//!         expected_version: u64,
+//!         record: &SessionRecord,
+//!     ) -> Result<UpdateOutcome, StoreError> {
+//!         self.0.update(key, expected_version, record).await
+//!     }
+//!     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+//!         println!("deleting {key:?}");
+//!         self.0.delete(key).await
+//!     }
+//!     async fn reclaim_expired(&self) -> Result<u64, StoreError> {
+//!         self.0.reclaim_expired().await
+//!     }
+//! }
+//! ```
+
+pub mod conformance;
+mod error;
+mod memory;
+
+use async_trait::async_trait;
+
+pub use error::{StoreError, StoreErrorKind};
+pub use memory::MemoryStore;
+
+use crate::id::SessionKey;
+use crate::record::SessionRecord;
+use crate::time::Timestamp;
+
+/// What a [`touch`](LifetimeStore::touch) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TouchOutcome {
+    /// Activity moved forward to the given time.
+    Touched,
+    /// The stored activity was already at or after the given time; nothing
+    /// changed.
+    AlreadyRecent,
+    /// There is no such record (ended, or never existed); nothing was written.
+    Missing,
+}
+
+/// What an [`update`](LifetimeStore::update) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UpdateOutcome {
+    /// The record was replaced.
+    Updated,
+    /// There is no such record; nothing was written.
+    Missing,
+    /// The stored version was not the expected one; nothing was written.
+    Conflict,
+}
+
+/// An async store of session lifetimes. Object-safe: the layer holds it as
+/// `Arc<dyn LifetimeStore>`. See the [module docs](self) for the contract.
+#[async_trait]
+pub trait LifetimeStore: Send + Sync + 'static {
+    /// Inserts `record` under `key` if the key is free. Returns `false`, and
+    /// writes nothing, if a record is already there.
+    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<bool, StoreError>;
+
+    /// The record under `key`, if any. May return a record past its
+    /// `expires_at` that has not been reclaimed yet.
+    async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Sets `last_activity` to `activity` and `expires_at` to `expires_at`,
+    /// only if the record exists and its stored activity is earlier than
+    /// `activity`. Never creates a record.
+    async fn touch(
+        &self,
+        key: &SessionKey,
+        activity: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<TouchOutcome, StoreError>;
+
+    /// Replaces the record under `key` with `record`, only if it exists and
+    /// its stored version is `expected_version`. `last_activity` never moves
+    /// backwards: the later of the stored and the given value is kept.
+    async fn update(
+        &self,
+        key: &SessionKey,
+        expected_version: u64,
+        record: &SessionRecord,
+    ) -> Result<UpdateOutcome, StoreError>;
+
+    /// Removes the record under `key`. Returns whether there was one.
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError>;
+
+    /// Removes every record whose `expires_at` has passed and returns how
+    /// many it removed. Stores whose backend expires records by itself
+    /// (Redis) return `Ok(0)`.
+    async fn reclaim_expired(&self) -> Result<u64, StoreError>;
+}
