@@ -76,10 +76,17 @@ impl SessionHandle {
     /// The handle the layer put into `extensions`, or an error saying that
     /// the layer is not installed.
     pub fn from_extensions(extensions: &Extensions) -> Result<Self, MissingSessionLayer> {
-        extensions.get::<SessionHandle>().cloned().ok_or(MissingSessionLayer)
+        extensions
+            .get::<SessionHandle>()
+            .cloned()
+            .ok_or(MissingSessionLayer)
     }
 
-    pub(crate) fn admitted(config: Arc<Config>, session: ActiveSession, refresh_cookie: bool) -> Self {
+    pub(crate) fn admitted(
+        config: Arc<Config>,
+        session: ActiveSession,
+        refresh_cookie: bool,
+    ) -> Self {
         let cookie = if refresh_cookie && session.record.remember_me {
             CookieChange::Write
         } else {
@@ -127,7 +134,10 @@ impl SessionHandle {
     }
 
     fn state(&self) -> MutexGuard<'_, HandleState> {
-        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether the request has a live session.
@@ -153,7 +163,10 @@ impl SessionHandle {
 
     /// The session's idle and absolute deadlines, counting this request.
     pub fn deadlines(&self) -> Option<Deadlines> {
-        self.state().session.as_ref().map(|session| session.deadlines)
+        self.state()
+            .session
+            .as_ref()
+            .map(|session| session.deadlines)
     }
 
     /// Whether the session is a remember-me session.
@@ -186,9 +199,14 @@ impl SessionHandle {
                 max: MAX_SUBJECT_LEN,
             });
         }
-        self.logout().await?;
+        self.end_current_session().await?;
         let config = &self.inner.config;
-        let record = SessionRecord::new(&config.policy, config.clock.now(), Some(subject), remember_me);
+        let record = SessionRecord::new(
+            &config.policy,
+            config.clock.now(),
+            Some(subject),
+            remember_me,
+        );
         for _ in 0..LOGIN_ATTEMPTS {
             let id = SessionId::generate().map_err(SessionError::Randomness)?;
             let key = id.key();
@@ -212,13 +230,20 @@ impl SessionHandle {
     /// in flight on the same session cannot bring it back. Without a session
     /// it only clears the cookie.
     pub async fn logout(&self) -> Result<(), SessionError> {
+        self.end_current_session().await?;
+        self.state().cookie = CookieChange::Clear;
+        Ok(())
+    }
+
+    /// Deletes the request's session, if it has one, and clears its cookie.
+    async fn end_current_session(&self) -> Result<(), SessionError> {
         let key = self.state().session.as_ref().map(|session| session.key);
         if let Some(key) = key {
             self.inner.config.store.delete(&key).await?;
+            let mut state = self.state();
+            state.session = None;
+            state.cookie = CookieChange::Clear;
         }
-        let mut state = self.state();
-        state.session = None;
-        state.cookie = CookieChange::Clear;
         Ok(())
     }
 

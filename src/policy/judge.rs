@@ -145,9 +145,15 @@ mod tests {
         record.last_activity = at(0).saturating_add(55 * MIN);
         // idle deadline 65 min, absolute 60 min: absolute passed first.
         let later = at(0).saturating_add(70 * MIN);
-        assert_eq!(judge(&policy, &record, later), Verdict::Expired(ExpiryReason::Absolute));
+        assert_eq!(
+            judge(&policy, &record, later),
+            Verdict::Expired(ExpiryReason::Absolute)
+        );
         record.last_activity = at(0);
-        assert_eq!(judge(&policy, &record, later), Verdict::Expired(ExpiryReason::Idle));
+        assert_eq!(
+            judge(&policy, &record, later),
+            Verdict::Expired(ExpiryReason::Idle)
+        );
     }
 
     #[test]
@@ -185,9 +191,11 @@ mod tests {
             .touch_granularity(MIN)
             .build()
             .unwrap();
-        let Verdict::Admitted(admission) =
-            judge(&current, &record, at(0).saturating_add(Duration::from_secs(15)))
-        else {
+        let Verdict::Admitted(admission) = judge(
+            &current,
+            &record,
+            at(0).saturating_add(Duration::from_secs(15)),
+        ) else {
             panic!("admitted")
         };
         assert!(admission.touch);

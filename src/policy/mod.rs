@@ -329,8 +329,16 @@ impl PolicyBuilder {
                 .or(self.absolute_timeout),
         };
         let caps = self.caps;
-        check_lifetime(Setting::IdleTimeout, Some(limits.idle_timeout), caps.idle_timeout)?;
-        check_lifetime(Setting::AbsoluteTimeout, limits.absolute_timeout, caps.absolute_timeout)?;
+        check_lifetime(
+            Setting::IdleTimeout,
+            Some(limits.idle_timeout),
+            caps.idle_timeout,
+        )?;
+        check_lifetime(
+            Setting::AbsoluteTimeout,
+            limits.absolute_timeout,
+            caps.absolute_timeout,
+        )?;
         check_lifetime(
             Setting::RememberMePeriod,
             Some(limits.remember_me_period),
@@ -404,13 +412,19 @@ mod tests {
 
     #[test]
     fn default_granularity_is_capped_at_a_minute() {
-        let policy = Policy::builder().idle_timeout(8 * 60 * MINUTE).build().unwrap();
+        let policy = Policy::builder()
+            .idle_timeout(8 * 60 * MINUTE)
+            .build()
+            .unwrap();
         assert_eq!(policy.touch_granularity(), MINUTE);
     }
 
     #[test]
     fn zero_and_sub_millisecond_lifetimes_are_refused() {
-        let err = Policy::builder().idle_timeout(Duration::ZERO).build().unwrap_err();
+        let err = Policy::builder()
+            .idle_timeout(Duration::ZERO)
+            .build()
+            .unwrap_err();
         assert_eq!(
             err,
             PolicyError::TooShort {
@@ -445,7 +459,10 @@ mod tests {
                 cap: DAY
             }
         );
-        assert_eq!(err.to_string(), "absolute timeout is switched off but capped at 86400s");
+        assert_eq!(
+            err.to_string(),
+            "absolute timeout is switched off but capped at 86400s"
+        );
     }
 
     #[test]
@@ -490,6 +507,9 @@ mod tests {
                 ..
             }
         ));
-        assert!(Policy::builder().touch_granularity(Duration::ZERO).build().is_ok());
+        assert!(Policy::builder()
+            .touch_granularity(Duration::ZERO)
+            .build()
+            .is_ok());
     }
 }

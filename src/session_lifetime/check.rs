@@ -127,7 +127,9 @@ where
                 }
                 _ => {
                     let mut response = responder.respond(RejectReason::StoreUnavailable);
-                    response.extensions_mut().insert(RejectReason::StoreUnavailable);
+                    response
+                        .extensions_mut()
+                        .insert(RejectReason::StoreUnavailable);
                     Next::Respond(response)
                 }
             }

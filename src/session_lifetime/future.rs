@@ -115,7 +115,9 @@ where
                         request,
                         config,
                         responder,
-                    } = pending.take().expect("ResponseFuture polled after completion");
+                    } = pending
+                        .take()
+                        .expect("ResponseFuture polled after completion");
                     let next = after_check(&config, &responder, request, checked);
                     let next = ResponseFuture::from_next(next, &mut inner);
                     this.state.set(next.state);

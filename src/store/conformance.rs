@@ -41,14 +41,22 @@ pub fn live_record() -> SessionRecord {
         .absolute_timeout(8 * HOUR)
         .build()
         .expect("valid policy");
-    SessionRecord::new(&policy, SystemClock.now(), Some("conformance-user".into()), false)
+    SessionRecord::new(
+        &policy,
+        SystemClock.now(),
+        Some("conformance-user".into()),
+        false,
+    )
 }
 
 /// Inserts a live record under a fresh key and returns both.
 pub async fn insert_live(store: &dyn LifetimeStore) -> (SessionKey, SessionRecord) {
     let key = fresh_key();
     let record = live_record();
-    assert!(store.create(&key, &record).await.expect("create"), "create on a free key");
+    assert!(
+        store.create(&key, &record).await.expect("create"),
+        "create on a free key"
+    );
     (key, record)
 }
 
@@ -72,11 +80,18 @@ pub async fn create_load_delete(store: &dyn LifetimeStore) {
     };
     let odd_key = fresh_key();
     assert!(store.create(&odd_key, &odd).await.expect("create"));
-    assert_eq!(store.load(&odd_key).await.expect("load"), Some(odd), "fields round-trip");
+    assert_eq!(
+        store.load(&odd_key).await.expect("load"),
+        Some(odd),
+        "fields round-trip"
+    );
 
     assert!(store.delete(&key).await.expect("delete"));
     assert_eq!(store.load(&key).await.expect("load"), None);
-    assert!(!store.delete(&key).await.expect("delete"), "second delete finds nothing");
+    assert!(
+        !store.delete(&key).await.expect("delete"),
+        "second delete finds nothing"
+    );
     assert!(store.delete(&odd_key).await.expect("delete"));
 }
 
@@ -87,7 +102,10 @@ pub async fn create_never_overwrites(store: &dyn LifetimeStore) {
         subject: Some("intruder".into()),
         ..live_record()
     };
-    assert!(!store.create(&key, &other).await.expect("create"), "key is taken");
+    assert!(
+        !store.create(&key, &other).await.expect("create"),
+        "key is taken"
+    );
     assert_eq!(store.load(&key).await.expect("load"), Some(record));
 }
 
@@ -116,7 +134,10 @@ pub async fn touch_moves_forward_only(store: &dyn LifetimeStore) {
     let stored = store.load(&key).await.expect("load").expect("record");
     assert_eq!(stored.last_activity, later);
     assert_eq!(stored.expires_at, expires);
-    assert_eq!(stored.version, record.version, "a touch is not a replacement");
+    assert_eq!(
+        stored.version, record.version,
+        "a touch is not a replacement"
+    );
 }
 
 /// A `touch` or `update` after `delete` finds nothing and creates nothing.
@@ -142,7 +163,11 @@ pub async fn writes_after_delete_do_not_resurrect(store: &dyn LifetimeStore) {
             .expect("update"),
         UpdateOutcome::Missing
     );
-    assert_eq!(store.load(&key).await.expect("load"), None, "no resurrection");
+    assert_eq!(
+        store.load(&key).await.expect("load"),
+        None,
+        "no resurrection"
+    );
 }
 
 /// `update` replaces only the expected version and keeps the later activity.
@@ -175,7 +200,10 @@ pub async fn update_is_conditional(store: &dyn LifetimeStore) {
     let stored = store.load(&key).await.expect("load").expect("record");
     assert!(stored.remember_me);
     assert_eq!(stored.version, record.version + 1);
-    assert_eq!(stored.last_activity, touched_at, "activity did not move back");
+    assert_eq!(
+        stored.last_activity, touched_at,
+        "activity did not move back"
+    );
     assert_eq!(
         store
             .update(&key, record.version, &replacement)
@@ -200,8 +228,16 @@ pub async fn reclaim_removes_only_expired(store: &dyn LifetimeStore) {
     let expired_key = fresh_key();
     assert!(store.create(&expired_key, &expired).await.expect("create"));
     store.reclaim_expired().await.expect("reclaim");
-    assert_eq!(store.load(&expired_key).await.expect("load"), None, "expired is gone");
-    assert_eq!(store.load(&live_key).await.expect("load"), Some(live), "live stays");
+    assert_eq!(
+        store.load(&expired_key).await.expect("load"),
+        None,
+        "expired is gone"
+    );
+    assert_eq!(
+        store.load(&live_key).await.expect("load"),
+        Some(live),
+        "live stays"
+    );
 }
 
 /// Runs every check above that needs no concurrency, in turn.
@@ -283,7 +319,9 @@ macro_rules! lifetime_store_conformance {
                         let store = Arc::clone(&store);
                         // Interleave early and late activity times.
                         let offset = if i % 2 == 0 { i } else { 65 - i };
-                        let at = record.last_activity.saturating_add(Duration::from_millis(offset));
+                        let at = record
+                            .last_activity
+                            .saturating_add(Duration::from_millis(offset));
                         ::tokio::spawn(async move {
                             store
                                 .touch(&key, at, at.saturating_add(Duration::from_secs(3600)))
@@ -299,7 +337,9 @@ macro_rules! lifetime_store_conformance {
                 let stored = store.load(&key).await.expect("load").expect("record");
                 assert_eq!(
                     stored.last_activity,
-                    record.last_activity.saturating_add(Duration::from_millis(64))
+                    record
+                        .last_activity
+                        .saturating_add(Duration::from_millis(64))
                 );
             }
 
@@ -311,7 +351,9 @@ macro_rules! lifetime_store_conformance {
                     let touches: Vec<_> = (1..=16u64)
                         .map(|i| {
                             let store = Arc::clone(&store);
-                            let at = record.last_activity.saturating_add(Duration::from_millis(i));
+                            let at = record
+                                .last_activity
+                                .saturating_add(Duration::from_millis(i));
                             ::tokio::spawn(async move {
                                 store
                                     .touch(&key, at, at.saturating_add(Duration::from_secs(3600)))

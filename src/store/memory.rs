@@ -108,11 +108,7 @@ impl MemoryStore {
     /// returns how many it removed.
     pub fn sweep_expired(&self) -> usize {
         let now = self.inner.clock.now().as_unix_millis();
-        self.inner
-            .shards
-            .iter()
-            .map(|shard| shard.sweep(now))
-            .sum()
+        self.inner.shards.iter().map(|shard| shard.sweep(now)).sum()
     }
 
     fn shard(&self, key: &SessionKey) -> &Shard {
@@ -180,7 +176,11 @@ impl LifetimeStore for MemoryStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(self.shard(key).read().get(key.as_bytes()).map(Entry::to_record))
+        Ok(self
+            .shard(key)
+            .read()
+            .get(key.as_bytes())
+            .map(Entry::to_record))
     }
 
     async fn touch(

@@ -1,0 +1,263 @@
+//! Malformed, forged, oversized and duplicated cookies: each gets a clean
+//! answer, and none of them writes to the store.
+
+mod common;
+
+use axum::body::Body;
+use common::*;
+use http::{header, HeaderValue, Request, StatusCode};
+use tower_session_lifetime::cookie::{Cookie, CookieJar, Key};
+use tower_session_lifetime::{CookieConfigError, Policy, RejectReason, SessionCookie, SessionId};
+
+/// Sends `cookie_headers` (each a raw `Cookie` header) to `/me`.
+async fn me_with_raw(app: &TestApp, cookie_headers: &[&[u8]]) -> http::Response<Body> {
+    let mut request = Request::builder().uri("/me").body(Body::empty()).unwrap();
+    for raw in cookie_headers {
+        request
+            .headers_mut()
+            .append(header::COOKIE, HeaderValue::from_bytes(raw).unwrap());
+    }
+    app.send(request).await
+}
+
+struct Case {
+    name: &'static str,
+    headers: Vec<Vec<u8>>,
+    reason: RejectReason,
+    /// Whether the store may be asked (a well-formed but unknown ID).
+    may_load: bool,
+}
+
+#[tokio::test]
+async fn bad_cookies_are_refused_cleanly_without_store_writes() {
+    let app = TestApp::new(Policy::default());
+    let live = app.login("alice", false).await;
+    let live_id = live.strip_prefix("session=").unwrap().to_owned();
+    let unknown = SessionId::generate().unwrap().encode();
+    let cases = vec![
+        Case {
+            name: "empty value",
+            headers: vec![b"session=".to_vec()],
+            reason: RejectReason::Malformed,
+            may_load: false,
+        },
+        Case {
+            name: "non-UTF-8 value",
+            headers: vec![b"session=\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\xf7\xf6\xf5\xf4\xf3\xf2\xf1\xf0\xef\xee\xed\xec\xeb\xea".to_vec()],
+            reason: RejectReason::Malformed,
+            may_load: false,
+        },
+        Case {
+            name: "8 KiB value",
+            headers: vec![format!("session={}", "A".repeat(8 * 1024)).into_bytes()],
+            reason: RejectReason::Malformed,
+            may_load: false,
+        },
+        Case {
+            name: "64 KiB header",
+            headers: vec![format!("pad={}; session={}", "x".repeat(64 * 1024), "B".repeat(30)).into_bytes()],
+            reason: RejectReason::Malformed,
+            may_load: false,
+        },
+        Case {
+            name: "wrong length",
+            headers: vec![format!("session={}", &live_id[..21]).into_bytes()],
+            reason: RejectReason::Malformed,
+            may_load: false,
+        },
+        Case {
+            name: "wrong alphabet",
+            headers: vec![format!("session={}+", &live_id[..21]).into_bytes()],
+            reason: RejectReason::Malformed,
+            may_load: false,
+        },
+        Case {
+            name: "quoted value",
+            headers: vec![format!("session=\"{live_id}\"").into_bytes()],
+            reason: RejectReason::Malformed,
+            may_load: false,
+        },
+        Case {
+            name: "duplicated in one header",
+            headers: vec![format!("session={live_id}; session={live_id}").into_bytes()],
+            reason: RejectReason::Duplicated,
+            may_load: false,
+        },
+        Case {
+            name: "duplicated across headers",
+            headers: vec![
+                format!("session={live_id}").into_bytes(),
+                format!("session={unknown}").into_bytes(),
+            ],
+            reason: RejectReason::Duplicated,
+            may_load: false,
+        },
+        Case {
+            name: "well-formed but unknown",
+            headers: vec![format!("session={unknown}").into_bytes()],
+            reason: RejectReason::Unknown,
+            may_load: true,
+        },
+    ];
+    for case in cases {
+        let (loads, writes, calls) = (app.store.loads(), app.store.writes(), app.inner_calls());
+        let raw: Vec<&[u8]> = case.headers.iter().map(Vec::as_slice).collect();
+        let response = me_with_raw(&app, &raw).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{}", case.name);
+        assert_eq!(
+            response.extensions().get::<RejectReason>(),
+            Some(&case.reason),
+            "{}",
+            case.name
+        );
+        assert!(clears_cookie(&response), "{}: cookie cleared", case.name);
+        assert_eq!(app.store.writes(), writes, "{}: no store write", case.name);
+        assert_eq!(app.inner_calls(), calls, "{}: handler not run", case.name);
+        if !case.may_load {
+            assert_eq!(app.store.loads(), loads, "{}: store not asked", case.name);
+        }
+    }
+    // The live session was not harmed by any of it.
+    assert_eq!(app.me(&live).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_found_among_hundreds_of_others_and_odd_bytes() {
+    let app = TestApp::new(Policy::default());
+    let live = app.login("alice", false).await;
+    let mut header = String::new();
+    for i in 0..300 {
+        header.push_str(&format!("other{i}=value{i}; "));
+    }
+    header.push_str(&live);
+    let response = me_with_raw(&app, &[header.as_bytes()]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let mut odd = b"junk=\xff\xfe; ".to_vec();
+    odd.extend_from_slice(live.as_bytes());
+    assert_eq!(me_with_raw(&app, &[&odd]).await.status(), StatusCode::OK);
+
+    let spaced = format!("  {live}  ;;; =; novalue");
+    assert_eq!(
+        me_with_raw(&app, &[spaced.as_bytes()]).await.status(),
+        StatusCode::OK
+    );
+}
+
+fn signed_app(key: &Key) -> TestApp {
+    let cookie = SessionCookie::builder()
+        .signing_key(key.clone())
+        .build()
+        .unwrap();
+    TestApp::configured(move |layer| layer.with_cookie(cookie))
+}
+
+#[tokio::test]
+async fn signed_cookies_verify_and_forgeries_never_reach_the_store() {
+    let key = Key::generate();
+    let app = signed_app(&key);
+    let live = app.login("alice", false).await;
+    assert_eq!(app.me(&live).await.status(), StatusCode::OK);
+
+    let value = live.strip_prefix("session=").unwrap();
+    assert_eq!(value.len(), 44 + 22);
+    // The value is in the `cookie` crate's signed format.
+    let verified = CookieJar::new()
+        .signed(&key)
+        .verify(Cookie::new("session", value.to_owned()))
+        .expect("verifies with the cookie crate");
+    assert!(SessionId::parse(verified.value()).is_some());
+
+    let mut tampered_signature = value.to_owned().into_bytes();
+    tampered_signature[3] = if tampered_signature[3] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let mut tampered_id = value.to_owned().into_bytes();
+    let last = tampered_id.len() - 2;
+    tampered_id[last] = if tampered_id[last] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let other_key = signed_app(&Key::generate());
+    let foreign = other_key.login("mallory", false).await;
+    let forgeries = [
+        format!("session={}", String::from_utf8(tampered_signature).unwrap()),
+        format!("session={}", String::from_utf8(tampered_id).unwrap()),
+        format!("session={}", verified.value()),
+        foreign,
+    ];
+    for forged in forgeries {
+        let (loads, writes) = (app.store.loads(), app.store.writes());
+        let response = app.me(&forged).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{forged}");
+        assert_eq!(
+            response.extensions().get::<RejectReason>(),
+            Some(&RejectReason::Forged)
+        );
+        assert_eq!(app.store.loads(), loads, "forgery never reaches the store");
+        assert_eq!(app.store.writes(), writes);
+    }
+    assert_eq!(app.me(&live).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn host_prefixed_names_work_and_are_checked() {
+    let cookie = SessionCookie::builder().name("__Host-sid").build().unwrap();
+    let app = TestApp::configured(move |layer| layer.with_cookie(cookie));
+    let response = app.request("POST", "/login?user=alice", None).await;
+    let raw = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(raw.starts_with("__Host-sid="), "{raw}");
+    assert!(raw.contains("Secure") && raw.contains("Path=/") && !raw.contains("Domain"));
+    let sent = raw.split(';').next().unwrap().to_owned();
+    assert_eq!(app.me(&sent).await.status(), StatusCode::OK);
+
+    let refused = [
+        SessionCookie::builder()
+            .name("__Host-sid")
+            .secure(false)
+            .build(),
+        SessionCookie::builder()
+            .name("__Host-sid")
+            .path("/app")
+            .build(),
+        SessionCookie::builder()
+            .name("__Host-sid")
+            .domain("example.com")
+            .build(),
+    ];
+    for result in refused {
+        assert_eq!(result.unwrap_err(), CookieConfigError::HostPrefix);
+    }
+    assert_eq!(
+        SessionCookie::builder()
+            .name("__Secure-sid")
+            .secure(false)
+            .build()
+            .unwrap_err(),
+        CookieConfigError::SecurePrefix
+    );
+    for name in ["", "a b", "a;b", "a=b", "é"] {
+        assert!(matches!(
+            SessionCookie::builder().name(name).build(),
+            Err(CookieConfigError::InvalidName(_))
+        ));
+    }
+    assert!(matches!(
+        SessionCookie::builder().path("app").build(),
+        Err(CookieConfigError::InvalidPath(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_subject_longer_than_the_bound_is_refused_at_login() {
+    let app = TestApp::new(Policy::default());
+    let long = "a".repeat(tower_session_lifetime::MAX_SUBJECT_LEN + 1);
+    let response = app
+        .request("POST", &format!("/login?user={long}"), None)
+        .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(app.store.memory.is_empty());
+}

@@ -1,0 +1,320 @@
+//! A small axum app behind the layer, a manual clock, and a store that
+//! counts what the layer asks of it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::extract::Query;
+use axum::routing::{get, post};
+use axum::Router;
+use http::{header, Request, Response, StatusCode};
+use serde::Deserialize;
+use tower::ServiceExt;
+use tower_session_lifetime::{
+    LifetimeStore, ManualClock, MemoryStore, Policy, SessionHandle, SessionKey,
+    SessionLifetimeLayer, SessionRecord, StoreError, Timestamp, TouchOutcome, UpdateOutcome,
+};
+
+pub const SECOND: Duration = Duration::from_secs(1);
+pub const MINUTE: Duration = Duration::from_secs(60);
+pub const HOUR: Duration = Duration::from_secs(3600);
+pub const DAY: Duration = Duration::from_secs(24 * 3600);
+pub const TICK: Duration = Duration::from_millis(1);
+
+/// The time every test starts at.
+pub const START: Timestamp = Timestamp::from_unix_millis(1_800_000_000_000);
+
+/// A real `MemoryStore` that counts the calls made to it and can be made to
+/// fail, as a backend that went away would.
+#[derive(Clone)]
+pub struct CountingStore {
+    pub memory: MemoryStore,
+    pub loads: Arc<AtomicUsize>,
+    pub writes: Arc<AtomicUsize>,
+    pub down: Arc<AtomicBool>,
+    pub writes_down: Arc<AtomicBool>,
+}
+
+impl CountingStore {
+    pub fn new(clock: &ManualClock) -> Self {
+        CountingStore {
+            memory: MemoryStore::with_clock(clock.clone()),
+            loads: Arc::default(),
+            writes: Arc::default(),
+            down: Arc::default(),
+            writes_down: Arc::default(),
+        }
+    }
+
+    pub fn loads(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+    }
+
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes writes fail while loads still work.
+    pub fn set_writes_down(&self, down: bool) {
+        self.writes_down.store(down, Ordering::SeqCst);
+    }
+
+    fn check_up(&self) -> Result<(), StoreError> {
+        self.check(&self.down)
+    }
+
+    fn check(&self, flag: &AtomicBool) -> Result<(), StoreError> {
+        if flag.load(Ordering::SeqCst) {
+            Err(StoreError::unavailable(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused,
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn wrote(&self) -> Result<(), StoreError> {
+        self.check_up()?;
+        self.check(&self.writes_down)?;
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LifetimeStore for CountingStore {
+    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<bool, StoreError> {
+        self.wrote()?;
+        self.memory.create(key, record).await
+    }
+
+    async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        self.check_up()?;
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.memory.load(key).await
+    }
+
+    async fn touch(
+        &self,
+        key: &SessionKey,
+        activity: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<TouchOutcome, StoreError> {
+        self.wrote()?;
+        self.memory.touch(key, activity, expires_at).await
+    }
+
+    async fn update(
+        &self,
+        key: &SessionKey,
+        expected_version: u64,
+        record: &SessionRecord,
+    ) -> Result<UpdateOutcome, StoreError> {
+        self.wrote()?;
+        self.memory.update(key, expected_version, record).await
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        self.wrote()?;
+        self.memory.delete(key).await
+    }
+
+    async fn reclaim_expired(&self) -> Result<u64, StoreError> {
+        self.check_up()?;
+        self.memory.reclaim_expired().await
+    }
+}
+
+/// An app behind the layer: `POST /login?user=..&remember=..`, `GET /me`,
+/// `POST /logout`, `POST /remember?on=..`; `/me` answers 200 with the
+/// subject, or 401 without a session.
+#[derive(Clone)]
+pub struct TestApp {
+    pub router: Router,
+    pub clock: ManualClock,
+    pub store: CountingStore,
+    pub inner_calls: Arc<AtomicUsize>,
+}
+
+#[derive(Deserialize)]
+struct LoginParams {
+    user: String,
+    #[serde(default)]
+    remember: bool,
+}
+
+#[derive(Deserialize)]
+struct RememberParams {
+    on: bool,
+}
+
+impl TestApp {
+    /// The app with `policy`, rejecting invalid sessions (the default).
+    pub fn new(policy: Policy) -> Self {
+        TestApp::configured(move |layer| layer.with_policy(policy))
+    }
+
+    /// The app with the layer configured by `configure` (clock and store are
+    /// already set).
+    pub fn configured(
+        configure: impl FnOnce(SessionLifetimeLayer) -> SessionLifetimeLayer,
+    ) -> Self {
+        let clock = ManualClock::new(START);
+        let store = CountingStore::new(&clock);
+        TestApp::sharing(clock, store, configure)
+    }
+
+    /// Another app (another layer) over this one's clock and store.
+    pub fn sibling(
+        &self,
+        configure: impl FnOnce(SessionLifetimeLayer) -> SessionLifetimeLayer,
+    ) -> Self {
+        TestApp::sharing(self.clock.clone(), self.store.clone(), configure)
+    }
+
+    fn sharing(
+        clock: ManualClock,
+        store: CountingStore,
+        configure: impl FnOnce(SessionLifetimeLayer) -> SessionLifetimeLayer,
+    ) -> Self {
+        let layer = configure(
+            SessionLifetimeLayer::from_shared_store(Arc::new(store.clone()))
+                .with_clock(clock.clone()),
+        );
+        let inner_calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&inner_calls);
+        let router = Router::new()
+            .route("/login", post(login))
+            .route("/me", get(me))
+            .route("/logout", post(logout))
+            .route("/remember", post(remember))
+            .layer(axum::middleware::from_fn(
+                move |request: Request<Body>, next: axum::middleware::Next| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    next.run(request)
+                },
+            ))
+            .layer(layer);
+        TestApp {
+            router,
+            clock,
+            store,
+            inner_calls,
+        }
+    }
+
+    pub fn inner_calls(&self) -> usize {
+        self.inner_calls.load(Ordering::SeqCst)
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Response<Body> {
+        self.router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible")
+    }
+
+    /// `method path` with `cookie` (a whole `Cookie` header value) if given.
+    pub async fn request(&self, method: &str, path: &str, cookie: Option<&str>) -> Response<Body> {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(cookie) = cookie {
+            builder = builder.header(header::COOKIE, cookie);
+        }
+        self.send(builder.body(Body::empty()).unwrap()).await
+    }
+
+    pub async fn me(&self, cookie: &str) -> Response<Body> {
+        self.request("GET", "/me", Some(cookie)).await
+    }
+
+    /// Logs `user` in and returns the `Cookie` header value to send next.
+    pub async fn login(&self, user: &str, remember: bool) -> String {
+        let response = self
+            .request(
+                "POST",
+                &format!("/login?user={user}&remember={remember}"),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "login succeeds");
+        let set = set_cookie(&response).expect("login sets the cookie");
+        format!("{}={}", set.name(), set.value())
+    }
+}
+
+async fn login(session: SessionHandle, Query(params): Query<LoginParams>) -> StatusCode {
+    match session.login(params.user, params.remember).await {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+async fn me(session: SessionHandle) -> Result<String, StatusCode> {
+    session.subject().ok_or(StatusCode::UNAUTHORIZED)
+}
+
+async fn logout(session: SessionHandle) -> StatusCode {
+    match session.logout().await {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+async fn remember(session: SessionHandle, Query(params): Query<RememberParams>) -> StatusCode {
+    match session.set_remember_me(params.on).await {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::CONFLICT,
+    }
+}
+
+/// The session cookie the response sets or clears, if any.
+pub fn set_cookie(response: &Response<Body>) -> Option<cookie::Cookie<'static>> {
+    let mut found = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|value| cookie::Cookie::parse(value.to_owned()).ok())
+        .filter(|cookie| cookie.name() == tower_session_lifetime::DEFAULT_COOKIE_NAME);
+    let first = found.next();
+    assert!(
+        found.next().is_none(),
+        "at most one Set-Cookie for the session"
+    );
+    first
+}
+
+/// Whether the response tells the browser to drop the session cookie.
+pub fn clears_cookie(response: &Response<Body>) -> bool {
+    set_cookie(response).is_some_and(|cookie| {
+        cookie.value().is_empty() && cookie.max_age() == Some(cookie::time::Duration::ZERO)
+    })
+}
+
+pub async fn body_text(response: Response<Body>) -> String {
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    String::from_utf8(bytes.to_vec()).expect("utf-8 body")
+}
+
+pub fn policy(idle: Duration, absolute: Duration) -> Policy {
+    Policy::builder()
+        .idle_timeout(idle)
+        .absolute_timeout(absolute)
+        .build()
+        .expect("valid policy")
+}
