@@ -95,3 +95,8 @@ pub use time::Timestamp;
 /// The `cookie` crate this one is built on, for [`cookie::Key`] and
 /// [`cookie::SameSite`].
 pub use cookie;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
