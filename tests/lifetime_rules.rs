@@ -379,3 +379,23 @@ async fn the_handle_reports_the_deadlines() {
         .unwrap();
     assert!(set_cookie(&response).is_some());
 }
+
+#[tokio::test]
+async fn a_request_judging_a_stale_copy_does_not_end_a_session_another_request_kept_alive() {
+    let app = TestApp::new(policy(10 * MINUTE, DAY));
+    let cookie = app.login("alice", false).await;
+    app.advance(10 * MINUTE);
+    // A request admitted one tick before the deadline writes its activity
+    // right after this request loaded the session.
+    *app.store.touch_after_next_load.lock().unwrap() =
+        Some(START.saturating_add(10 * MINUTE - TICK));
+    let response = app.me(&cookie).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "judged on the fresh record"
+    );
+    assert_eq!(app.store.memory.len(), 1, "not deleted");
+    app.advance(10 * MINUTE - 2 * TICK);
+    assert_eq!(app.me(&cookie).await.status(), StatusCode::OK);
+}

@@ -16,7 +16,9 @@ async fn the_axum_extractor_answers_500_with_a_message() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .unwrap();
     assert_eq!(
         std::str::from_utf8(&body).unwrap(),
         "no session handle: SessionLifetimeLayer is not installed on this route"

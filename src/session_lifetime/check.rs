@@ -21,23 +21,36 @@ pub(crate) enum Checked {
     StoreFailed(StoreError),
 }
 
+/// How often a request judged expired reloads a session that concurrent
+/// requests keep touching before it gives up and refuses.
+const STALE_RELOADS: usize = 2;
+
 /// Loads and judges the session `id`; deletes it if it has expired, writes
 /// its activity if the throttle says so.
 pub(crate) async fn check(config: Arc<Config>, id: SessionId) -> Checked {
     let key = id.key();
-    let mut record = match config.store.load(&key).await {
-        Ok(Some(record)) => record,
-        Ok(None) => return Checked::Refused(RejectReason::Unknown),
-        Err(err) => return Checked::StoreFailed(err),
-    };
-    let now = config.clock.now();
-    let admission = match judge(&config.policy, &record, now) {
-        Verdict::Admitted(admission) => admission,
-        Verdict::Expired(reason) => {
-            if let Err(err) = config.store.delete(&key).await {
-                tracing::warn!(error = %err, "could not delete an expired session");
+    let mut reloads = 0;
+    let (mut record, now, admission) = loop {
+        let record = match config.store.load(&key).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Checked::Refused(RejectReason::Unknown),
+            Err(err) => return Checked::StoreFailed(err),
+        };
+        let now = config.clock.now();
+        match judge(&config.policy, &record, now) {
+            Verdict::Admitted(admission) => break (record, now, admission),
+            Verdict::Expired(reason) => {
+                // Delete only what was judged: a request that touched the
+                // session since it was loaded may have kept it alive.
+                match config.store.delete_stale(&key, record.last_activity).await {
+                    Ok(false) if reloads < STALE_RELOADS => reloads += 1,
+                    Ok(_) => return Checked::Refused(reason.into()),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not delete an expired session");
+                        return Checked::Refused(reason.into());
+                    }
+                }
             }
-            return Checked::Refused(reason.into());
         }
     };
     if admission.touch {

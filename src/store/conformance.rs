@@ -214,6 +214,36 @@ pub async fn update_is_conditional(store: &dyn LifetimeStore) {
     );
 }
 
+/// `delete_stale` removes a record only if no later activity was written.
+pub async fn delete_stale_spares_touched_records(store: &dyn LifetimeStore) {
+    let (key, record) = insert_live(store).await;
+    let touched_at = record.last_activity.saturating_add(Duration::from_secs(1));
+    store
+        .touch(&key, touched_at, touched_at.saturating_add(HOUR))
+        .await
+        .expect("touch");
+    assert!(
+        !store
+            .delete_stale(&key, record.last_activity)
+            .await
+            .expect("delete_stale"),
+        "activity moved on: not stale"
+    );
+    assert!(store.load(&key).await.expect("load").is_some());
+    assert!(store
+        .delete_stale(&key, touched_at)
+        .await
+        .expect("delete_stale"));
+    assert_eq!(store.load(&key).await.expect("load"), None);
+    assert!(
+        !store
+            .delete_stale(&key, touched_at)
+            .await
+            .expect("delete_stale"),
+        "nothing left to delete"
+    );
+}
+
 /// `reclaim_expired` removes records past `expires_at` and keeps live ones.
 pub async fn reclaim_removes_only_expired(store: &dyn LifetimeStore) {
     let (live_key, live) = insert_live(store).await;
@@ -247,6 +277,7 @@ pub async fn run_sequential_checks(store: &dyn LifetimeStore) {
     touch_moves_forward_only(store).await;
     writes_after_delete_do_not_resurrect(store).await;
     update_is_conditional(store).await;
+    delete_stale_spares_touched_records(store).await;
     reclaim_removes_only_expired(store).await;
 }
 
@@ -303,6 +334,11 @@ macro_rules! lifetime_store_conformance {
             #[::tokio::test]
             async fn update_is_conditional() {
                 checks::update_is_conditional(&*store().await).await;
+            }
+
+            #[::tokio::test]
+            async fn delete_stale_spares_touched_records() {
+                checks::delete_stale_spares_touched_records(&*store().await).await;
             }
 
             #[::tokio::test]

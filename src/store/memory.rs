@@ -226,6 +226,21 @@ impl LifetimeStore for MemoryStore {
         Ok(self.shard(key).write().remove(key.as_bytes()).is_some())
     }
 
+    async fn delete_stale(
+        &self,
+        key: &SessionKey,
+        last_activity: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut map = self.shard(key).write();
+        let stale = map
+            .get(key.as_bytes())
+            .is_some_and(|entry| entry.last_activity <= last_activity.as_unix_millis());
+        if stale {
+            map.remove(key.as_bytes());
+        }
+        Ok(stale)
+    }
+
     async fn reclaim_expired(&self) -> Result<u64, StoreError> {
         Ok(self.sweep_expired() as u64)
     }

@@ -11,7 +11,9 @@
 //! - [`touch`](LifetimeStore::touch) moves `last_activity` forward only, and
 //!   only on a record that still exists;
 //! - [`update`](LifetimeStore::update) replaces a record only when its stored
-//!   version is the one the caller read.
+//!   version is the one the caller read;
+//! - [`delete_stale`](LifetimeStore::delete_stale) removes a record only when
+//!   no activity was written after the one the caller judged.
 //!
 //! A record may be forgotten from its [`expires_at`](SessionRecord::expires_at)
 //! on, and must be gone after [`reclaim_expired`](LifetimeStore::reclaim_expired).
@@ -56,6 +58,9 @@
 //!     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
 //!         println!("deleting {key:?}");
 //!         self.0.delete(key).await
+//!     }
+//!     async fn delete_stale(&self, key: &SessionKey, last_activity: Timestamp) -> Result<bool, StoreError> {
+//!         self.0.delete_stale(key, last_activity).await
 //!     }
 //!     async fn reclaim_expired(&self) -> Result<u64, StoreError> {
 //!         self.0.reclaim_expired().await
@@ -133,6 +138,16 @@ pub trait LifetimeStore: Send + Sync + 'static {
 
     /// Removes the record under `key`. Returns whether there was one.
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError>;
+
+    /// Removes the record under `key` only if its stored `last_activity` is
+    /// not later than `last_activity`: the layer ends a session it judged
+    /// expired this way, so that a request which touched it meanwhile keeps
+    /// it alive. Returns whether it removed the record.
+    async fn delete_stale(
+        &self,
+        key: &SessionKey,
+        last_activity: Timestamp,
+    ) -> Result<bool, StoreError>;
 
     /// Removes every record whose `expires_at` has passed and returns how
     /// many it removed. Stores whose backend expires records by itself

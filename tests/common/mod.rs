@@ -37,6 +37,9 @@ pub struct CountingStore {
     pub writes: Arc<AtomicUsize>,
     pub down: Arc<AtomicBool>,
     pub writes_down: Arc<AtomicBool>,
+    /// A touch to apply right after the next load: another request's write
+    /// landing between this request's load and its decision.
+    pub touch_after_next_load: Arc<std::sync::Mutex<Option<Timestamp>>>,
 }
 
 impl CountingStore {
@@ -47,6 +50,7 @@ impl CountingStore {
             writes: Arc::default(),
             down: Arc::default(),
             writes_down: Arc::default(),
+            touch_after_next_load: Arc::default(),
         }
     }
 
@@ -99,7 +103,12 @@ impl LifetimeStore for CountingStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
         self.check_up()?;
         self.loads.fetch_add(1, Ordering::SeqCst);
-        self.memory.load(key).await
+        let loaded = self.memory.load(key).await;
+        let racing = self.touch_after_next_load.lock().unwrap().take();
+        if let Some(at) = racing {
+            self.memory.touch(key, at, at.saturating_add(HOUR)).await?;
+        }
+        loaded
     }
 
     async fn touch(
@@ -125,6 +134,15 @@ impl LifetimeStore for CountingStore {
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         self.wrote()?;
         self.memory.delete(key).await
+    }
+
+    async fn delete_stale(
+        &self,
+        key: &SessionKey,
+        last_activity: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.wrote()?;
+        self.memory.delete_stale(key, last_activity).await
     }
 
     async fn reclaim_expired(&self) -> Result<u64, StoreError> {
