@@ -150,7 +150,7 @@ impl SessionHandle {
         self.state()
             .session
             .as_ref()
-            .and_then(|session| session.record.subject.clone())
+            .and_then(|session| session.record.subject.as_deref().map(String::from))
     }
 
     /// When the session was created (its login).
@@ -161,7 +161,10 @@ impl SessionHandle {
             .map(|session| session.record.created_at)
     }
 
-    /// The session's idle and absolute deadlines, counting this request.
+    /// The session's idle and absolute deadlines as the layer enforces them:
+    /// counting this request if it wrote its activity, and otherwise from
+    /// the activity stored less than a touch granularity ago (see
+    /// [`Policy::touch_granularity`](crate::Policy::touch_granularity)).
     pub fn deadlines(&self) -> Option<Deadlines> {
         self.state()
             .session
@@ -204,7 +207,7 @@ impl SessionHandle {
         let record = SessionRecord::new(
             &config.policy,
             config.clock.now(),
-            Some(subject),
+            Some(subject.into()),
             remember_me,
         );
         for _ in 0..LOGIN_ATTEMPTS {

@@ -1,5 +1,7 @@
 //! What a store keeps for one session.
 
+use std::sync::Arc;
+
 use crate::policy::Limits;
 use crate::time::Timestamp;
 
@@ -32,11 +34,12 @@ pub struct SessionRecord {
     /// Whether the session was started (or later marked) with remember-me.
     pub remember_me: bool,
     /// Who the session belongs to, if the app said; at most
-    /// [`MAX_SUBJECT_LEN`] bytes.
-    pub subject: Option<String>,
+    /// [`MAX_SUBJECT_LEN`] bytes. Shared, so that loading a record copies no
+    /// string.
+    pub subject: Option<Arc<str>>,
     /// The policy's limits when the session was created.
     pub limits: Limits,
-    /// Counts replacements of the record ([`SessionStore::update`](crate::SessionStore::update));
+    /// Counts replacements of the record ([`LifetimeStore::update`](crate::LifetimeStore::update));
     /// activity writes do not change it.
     pub version: u64,
 }
@@ -46,7 +49,7 @@ impl SessionRecord {
     pub fn new(
         policy: &crate::Policy,
         now: Timestamp,
-        subject: Option<String>,
+        subject: Option<Arc<str>>,
         remember_me: bool,
     ) -> Self {
         let limits = policy.limits();

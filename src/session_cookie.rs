@@ -111,10 +111,7 @@ impl SessionCookie {
                 return Err(RejectReason::Forged);
             }
         }
-        std::str::from_utf8(id)
-            .ok()
-            .and_then(SessionId::parse)
-            .ok_or(RejectReason::Malformed)
+        SessionId::parse_bytes(id).ok_or(RejectReason::Malformed)
     }
 
     /// Removes this cookie from the request's `Cookie` headers, keeping the

@@ -73,5 +73,8 @@ impl fmt::Debug for Timestamp {
 
 /// Whole milliseconds in `duration`, saturating at `u64::MAX`.
 pub(crate) fn duration_to_millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+    duration
+        .as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(duration.subsec_millis()))
 }

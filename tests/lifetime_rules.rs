@@ -399,3 +399,43 @@ async fn a_request_judging_a_stale_copy_does_not_end_a_session_another_request_k
     app.advance(10 * MINUTE - 2 * TICK);
     assert_eq!(app.me(&cookie).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_store_that_only_loads_asynchronously_enforces_the_same_deadlines() {
+    let app = TestApp::new(policy(10 * MINUTE, HOUR));
+    app.store
+        .sync_reads
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let cookie = app.login("alice", false).await;
+    app.advance(10 * MINUTE - TICK);
+    assert_eq!(app.me(&cookie).await.status(), StatusCode::OK, "touched");
+    app.advance(10 * MINUTE - TICK);
+    assert_eq!(
+        app.me(&cookie).await.status(),
+        StatusCode::OK,
+        "one tick before"
+    );
+    app.advance(TICK);
+    assert_eq!(
+        app.me(&cookie).await.status(),
+        StatusCode::OK,
+        "idle moved on"
+    );
+    for _ in 0..4 {
+        app.advance(9 * MINUTE);
+        assert_eq!(app.me(&cookie).await.status(), StatusCode::OK);
+    }
+    app.clock.set(START.saturating_add(HOUR));
+    let response = app.me(&cookie).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.extensions().get::<RejectReason>(),
+        Some(&RejectReason::AbsoluteTimeout)
+    );
+    let replay = app.me(&cookie).await;
+    assert_eq!(
+        replay.extensions().get::<RejectReason>(),
+        Some(&RejectReason::Unknown),
+        "deleted"
+    );
+}

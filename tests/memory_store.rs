@@ -58,7 +58,10 @@ async fn sweep_expired_keeps_sessions_until_their_expiry() {
 async fn an_oversized_subject_is_refused_with_a_typed_error() {
     let store = MemoryStore::new();
     let record = SessionRecord {
-        subject: Some("x".repeat(tower_session_lifetime::MAX_SUBJECT_LEN + 1)),
+        subject: Some(
+            "x".repeat(tower_session_lifetime::MAX_SUBJECT_LEN + 1)
+                .into(),
+        ),
         ..live_record()
     };
     let err = store.create(&fresh_key(), &record).await.unwrap_err();

@@ -6,8 +6,9 @@ use http::{header::LOCATION, Request, Response, StatusCode};
 
 use super::Config;
 use crate::handle::{ActiveSession, SessionHandle};
-use crate::id::SessionId;
+use crate::id::{SessionId, SessionKey};
 use crate::policy::{judge, Verdict};
+use crate::record::SessionRecord;
 use crate::rejection::{OnInvalidSession, OnStoreError, RejectReason, RejectionResponse};
 use crate::store::{StoreError, TouchOutcome};
 
@@ -25,16 +26,50 @@ pub(crate) enum Checked {
 /// requests keep touching before it gives up and refuses.
 const STALE_RELOADS: usize = 2;
 
-/// Loads and judges the session `id`; deletes it if it has expired, writes
-/// its activity if the throttle says so.
-pub(crate) async fn check(config: Arc<Config>, id: SessionId) -> Checked {
-    let key = id.key();
+/// Judges a record the store gave at once. `Err` gives the record back
+/// when a touch or a delete is due, so the request needs [`check`].
+pub(crate) fn check_without_writes(
+    config: &Config,
+    id: &SessionId,
+    key: SessionKey,
+    loaded: Result<Option<SessionRecord>, StoreError>,
+) -> Result<Checked, SessionRecord> {
+    let record = match loaded {
+        Ok(Some(record)) => record,
+        Ok(None) => return Ok(Checked::Refused(RejectReason::Unknown)),
+        Err(err) => return Ok(Checked::StoreFailed(err)),
+    };
+    match judge(&config.policy, &record, config.clock.now()) {
+        Verdict::Admitted(admission) if !admission.touch => Ok(Checked::Admitted {
+            session: ActiveSession {
+                id: id.clone(),
+                key,
+                record,
+                deadlines: admission.deadlines,
+            },
+            touched: false,
+        }),
+        _ => Err(record),
+    }
+}
+
+/// Loads (unless `loaded` is given) and judges the session `id`; deletes it
+/// if it has expired, writes its activity if the throttle says so.
+pub(crate) async fn check(
+    config: Arc<Config>,
+    id: SessionId,
+    key: SessionKey,
+    mut loaded: Option<SessionRecord>,
+) -> Checked {
     let mut reloads = 0;
     let (mut record, now, admission) = loop {
-        let record = match config.store.load(&key).await {
-            Ok(Some(record)) => record,
-            Ok(None) => return Checked::Refused(RejectReason::Unknown),
-            Err(err) => return Checked::StoreFailed(err),
+        let record = match loaded.take() {
+            Some(record) => record,
+            None => match config.store.load(&key).await {
+                Ok(Some(record)) => record,
+                Ok(None) => return Checked::Refused(RejectReason::Unknown),
+                Err(err) => return Checked::StoreFailed(err),
+            },
         };
         let now = config.clock.now();
         match judge(&config.policy, &record, now) {

@@ -35,7 +35,9 @@ pin_project! {
     {
         Checking {
             check: CheckFuture,
-            pending: Option<Pending<S, ReqBody, R>>,
+            // Boxed: only requests that wait for the store carry it, and
+            // the future stays small for the rest.
+            pending: Option<Box<Pending<S, ReqBody, R>>>,
         },
         Calling {
             #[pin]
@@ -69,12 +71,12 @@ where
         ResponseFuture {
             state: State::Checking {
                 check,
-                pending: Some(Pending {
+                pending: Some(Box::new(Pending {
                     inner,
                     request,
                     config,
                     responder,
-                }),
+                })),
             },
         }
     }
@@ -115,7 +117,7 @@ where
                         request,
                         config,
                         responder,
-                    } = pending
+                    } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
                     let next = after_check(&config, &responder, request, checked);

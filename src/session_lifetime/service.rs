@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::check::{call_with, check, refuse};
+use super::check::{after_check, call_with, check, check_without_writes, refuse};
 use super::{Config, ResponseFuture};
 use crate::handle::SessionHandle;
 use crate::rejection::RejectionResponse;
@@ -61,13 +61,24 @@ where
                 refuse(&self.config, &self.responder, request, reason)
             }
             CookieLookup::Found(id) => {
+                let key = id.key();
+                let mut loaded = None;
+                if let Some(now) = self.config.store.try_load_now(&key) {
+                    match check_without_writes(&self.config, &id, key, now) {
+                        Ok(checked) => {
+                            let next = after_check(&self.config, &self.responder, request, checked);
+                            return ResponseFuture::from_next(next, &mut self.inner);
+                        }
+                        Err(record) => loaded = Some(record),
+                    }
+                }
                 // The store is asked before the inner service is called, so
                 // the service that was driven to readiness moves into the
                 // future and a clone stays here for the next request.
                 let ready = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, ready);
                 return ResponseFuture::checking(
-                    Box::pin(check(Arc::clone(&self.config), id)),
+                    Box::pin(check(Arc::clone(&self.config), id, key, loaded)),
                     ready,
                     request,
                     Arc::clone(&self.config),

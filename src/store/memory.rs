@@ -1,11 +1,10 @@
 //! The in-memory store: sharded, compact, swept a shard at a time.
 
-use std::collections::HashMap;
+use std::collections::{hash_map, HashMap};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 
@@ -14,23 +13,35 @@ use crate::clock::{Clock, SystemClock};
 use crate::id::SessionKey;
 use crate::policy::Limits;
 use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
-use crate::time::{duration_to_millis, Timestamp};
+use crate::time::Timestamp;
 
 /// Number of shards; a power of two. At a million sessions each holds about
-/// a thousand, so a sweep or a resize holds one small lock for microseconds.
+/// a thousand, so a sweep or a resize holds one small lock.
 const SHARDS: usize = 1024;
+
+/// How many distinct [`Limits`] one store keeps. Sessions share their limits
+/// snapshot through this table, so a record stores a 4-byte index instead of
+/// 32 bytes; apps have a handful of policies, each one entry.
+pub const MAX_DISTINCT_LIMITS: usize = 1024;
 
 /// Sessions kept in this process's memory. The default store.
 ///
 /// - **Concurrent**: the map is split into 1024 shards, each behind its own
-///   read-write lock; a request locks one shard, never the whole store.
+///   read-write lock; a request locks one shard, never the whole store, and
+///   a shard grows by itself, so there is no stop-the-world resize.
 /// - **Compact**: a session costs well under 256 bytes (see the README's
-///   benchmark), and its subject is bounded by [`MAX_SUBJECT_LEN`].
+///   benchmark): limits are shared through a table of at most
+///   [`MAX_DISTINCT_LIMITS`] entries, subjects are bounded by
+///   [`MAX_SUBJECT_LEN`].
 /// - **Reclaims without pauses**: every [`create`](LifetimeStore::create)
-///   also sweeps expired records from the next shard in turn, so the whole
-///   store is swept once every 1024 logins, one small lock at a time.
+///   also sweeps the next shard in turn, so the whole store is swept once
+///   every 1024 logins, one small lock at a time; a shard whose earliest
+///   expiry is still ahead is skipped without locking it.
 ///   [`reclaim_expired`](LifetimeStore::reclaim_expired) sweeps every shard,
 ///   also one at a time, for apps that want to run it on a timer.
+/// - **Synchronous reads**: it answers
+///   [`try_load_now`](LifetimeStore::try_load_now), so the layer admits a
+///   request without a future of its own.
 ///
 /// Cloning a `MemoryStore` gives another handle to the same sessions.
 ///
@@ -47,29 +58,31 @@ pub struct MemoryStore {
 
 struct Inner {
     shards: Box<[Shard]>,
+    limits: Box<[OnceLock<Limits>]>,
     sweep_cursor: AtomicUsize,
     clock: Arc<dyn Clock>,
 }
 
+type Map = HashMap<[u8; SessionKey::LEN], Entry, BuildHasherDefault<KeyHasher>>;
+
 #[repr(align(64))]
-#[derive(Default)]
 struct Shard {
-    map: RwLock<HashMap<[u8; SessionKey::LEN], Entry, BuildHasherDefault<KeyHasher>>>,
+    map: RwLock<Map>,
+    /// No record in the shard expires before this (milliseconds); lowered
+    /// under the write lock by every write, recomputed by every sweep.
+    earliest_expiry: AtomicU64,
 }
 
-/// A record as kept in memory: times and limits in milliseconds.
+/// A record as kept in memory: times in milliseconds, limits by index.
 struct Entry {
     created_at: u64,
     last_activity: u64,
     expires_at: u64,
-    /// Idle, absolute, remember-me, remember-me absolute; `NO_LIMIT` = none.
-    limits: [u64; 4],
     version: u64,
-    subject: Option<Box<str>>,
+    subject: Option<Arc<str>>,
+    limits: u32,
     remember_me: bool,
 }
-
-const NO_LIMIT: u64 = u64::MAX;
 
 impl MemoryStore {
     /// An empty store on the system clock.
@@ -82,7 +95,13 @@ impl MemoryStore {
     pub fn with_clock(clock: impl Clock) -> Self {
         MemoryStore {
             inner: Arc::new(Inner {
-                shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+                shards: (0..SHARDS)
+                    .map(|_| Shard {
+                        map: RwLock::default(),
+                        earliest_expiry: AtomicU64::new(u64::MAX),
+                    })
+                    .collect(),
+                limits: (0..MAX_DISTINCT_LIMITS).map(|_| OnceLock::new()).collect(),
                 sweep_cursor: AtomicUsize::new(0),
                 clock: Arc::new(clock),
             }),
@@ -122,6 +141,67 @@ impl MemoryStore {
         let now = self.inner.clock.now().as_unix_millis();
         self.inner.shards[index].sweep(now);
     }
+
+    /// The index of `limits` in the shared table, adding it if it is new.
+    fn intern(&self, limits: &Limits) -> Result<u32, StoreError> {
+        for (index, slot) in self.inner.limits.iter().enumerate() {
+            let stored = match slot.get() {
+                Some(stored) => stored,
+                // Racing inserts of different limits: the loser sees the
+                // winner's value here and moves on to the next slot.
+                None => slot.get_or_init(|| *limits),
+            };
+            if stored == limits {
+                return Ok(index as u32);
+            }
+        }
+        Err(StoreError::new(
+            StoreErrorKind::InvalidRecord,
+            format!("more than {MAX_DISTINCT_LIMITS} distinct session limits"),
+        ))
+    }
+
+    fn entry(&self, record: &SessionRecord) -> Result<Entry, StoreError> {
+        if let Some(subject) = &record.subject {
+            if subject.len() > MAX_SUBJECT_LEN {
+                return Err(StoreError::new(
+                    StoreErrorKind::InvalidRecord,
+                    format!(
+                        "subject of {} bytes exceeds the {MAX_SUBJECT_LEN}-byte bound",
+                        subject.len()
+                    ),
+                ));
+            }
+        }
+        Ok(Entry {
+            created_at: record.created_at.as_unix_millis(),
+            last_activity: record.last_activity.as_unix_millis(),
+            expires_at: record.expires_at.as_unix_millis(),
+            version: record.version,
+            subject: record.subject.clone(),
+            limits: self.intern(&record.limits)?,
+            remember_me: record.remember_me,
+        })
+    }
+
+    fn record(&self, entry: &Entry) -> SessionRecord {
+        SessionRecord {
+            created_at: Timestamp::from_unix_millis(entry.created_at),
+            last_activity: Timestamp::from_unix_millis(entry.last_activity),
+            expires_at: Timestamp::from_unix_millis(entry.expires_at),
+            remember_me: entry.remember_me,
+            subject: entry.subject.clone(),
+            limits: *self.inner.limits[entry.limits as usize]
+                .get()
+                .expect("an entry only holds the index of a filled slot"),
+            version: entry.version,
+        }
+    }
+
+    fn load_now(&self, key: &SessionKey) -> Option<SessionRecord> {
+        let map = self.shard(key).read();
+        map.get(key.as_bytes()).map(|entry| self.record(entry))
+    }
 }
 
 impl Default for MemoryStore {
@@ -138,34 +218,52 @@ impl fmt::Debug for MemoryStore {
     }
 }
 
-type Map = HashMap<[u8; SessionKey::LEN], Entry, BuildHasherDefault<KeyHasher>>;
-
 impl Shard {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Map> {
+    fn read(&self) -> RwLockReadGuard<'_, Map> {
         self.map.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Map> {
+    fn write(&self) -> RwLockWriteGuard<'_, Map> {
         self.map.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Notes, under the write lock, that a record expires at `expires_at`.
+    fn expires(&self, expires_at: u64) {
+        self.earliest_expiry
+            .fetch_min(expires_at, Ordering::Relaxed);
+    }
+
     fn sweep(&self, now: u64) -> usize {
-        let mut map = self.write();
-        let before = map.len();
-        map.retain(|_, entry| entry.expires_at > now);
-        before - map.len()
+        if self.earliest_expiry.load(Ordering::Relaxed) > now {
+            return 0;
+        }
+        let removed: Vec<Entry> = {
+            let mut map = self.write();
+            let removed = map
+                .extract_if(|_, entry| entry.expires_at <= now)
+                .map(|(_, entry)| entry)
+                .collect();
+            let earliest = map.values().map(|entry| entry.expires_at).min();
+            self.earliest_expiry
+                .store(earliest.unwrap_or(u64::MAX), Ordering::Relaxed);
+            removed
+        };
+        // The subjects are freed here, after the lock is released.
+        removed.len()
     }
 }
 
 #[async_trait]
 impl LifetimeStore for MemoryStore {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<bool, StoreError> {
-        let entry = Entry::from_record(record)?;
+        let entry = self.entry(record)?;
         let created = {
-            let mut map = self.shard(key).write();
+            let shard = self.shard(key);
+            let mut map = shard.write();
             match map.entry(*key.as_bytes()) {
-                std::collections::hash_map::Entry::Occupied(_) => false,
-                std::collections::hash_map::Entry::Vacant(slot) => {
+                hash_map::Entry::Occupied(_) => false,
+                hash_map::Entry::Vacant(slot) => {
+                    shard.expires(entry.expires_at);
                     slot.insert(entry);
                     true
                 }
@@ -176,11 +274,11 @@ impl LifetimeStore for MemoryStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(self
-            .shard(key)
-            .read()
-            .get(key.as_bytes())
-            .map(Entry::to_record))
+        Ok(self.load_now(key))
+    }
+
+    fn try_load_now(&self, key: &SessionKey) -> Option<Result<Option<SessionRecord>, StoreError>> {
+        Some(Ok(self.load_now(key)))
     }
 
     async fn touch(
@@ -189,7 +287,8 @@ impl LifetimeStore for MemoryStore {
         activity: Timestamp,
         expires_at: Timestamp,
     ) -> Result<TouchOutcome, StoreError> {
-        let mut map = self.shard(key).write();
+        let shard = self.shard(key);
+        let mut map = shard.write();
         Ok(match map.get_mut(key.as_bytes()) {
             None => TouchOutcome::Missing,
             Some(entry) if entry.last_activity >= activity.as_unix_millis() => {
@@ -198,6 +297,7 @@ impl LifetimeStore for MemoryStore {
             Some(entry) => {
                 entry.last_activity = activity.as_unix_millis();
                 entry.expires_at = expires_at.as_unix_millis();
+                shard.expires(entry.expires_at);
                 TouchOutcome::Touched
             }
         })
@@ -209,13 +309,15 @@ impl LifetimeStore for MemoryStore {
         expected_version: u64,
         record: &SessionRecord,
     ) -> Result<UpdateOutcome, StoreError> {
-        let mut replacement = Entry::from_record(record)?;
-        let mut map = self.shard(key).write();
+        let mut replacement = self.entry(record)?;
+        let shard = self.shard(key);
+        let mut map = shard.write();
         Ok(match map.get_mut(key.as_bytes()) {
             None => UpdateOutcome::Missing,
             Some(entry) if entry.version != expected_version => UpdateOutcome::Conflict,
             Some(entry) => {
                 replacement.last_activity = replacement.last_activity.max(entry.last_activity);
+                shard.expires(replacement.expires_at);
                 *entry = replacement;
                 UpdateOutcome::Updated
             }
@@ -243,57 +345,6 @@ impl LifetimeStore for MemoryStore {
 
     async fn reclaim_expired(&self) -> Result<u64, StoreError> {
         Ok(self.sweep_expired() as u64)
-    }
-}
-
-impl Entry {
-    fn from_record(record: &SessionRecord) -> Result<Self, StoreError> {
-        if let Some(subject) = &record.subject {
-            if subject.len() > MAX_SUBJECT_LEN {
-                return Err(StoreError::new(
-                    StoreErrorKind::InvalidRecord,
-                    format!(
-                        "subject of {} bytes exceeds the {MAX_SUBJECT_LEN}-byte bound",
-                        subject.len()
-                    ),
-                ));
-            }
-        }
-        let limits = &record.limits;
-        Ok(Entry {
-            created_at: record.created_at.as_unix_millis(),
-            last_activity: record.last_activity.as_unix_millis(),
-            expires_at: record.expires_at.as_unix_millis(),
-            limits: [
-                duration_to_millis(limits.idle_timeout),
-                limits.absolute_timeout.map_or(NO_LIMIT, duration_to_millis),
-                duration_to_millis(limits.remember_me_period),
-                limits
-                    .remember_me_absolute_timeout
-                    .map_or(NO_LIMIT, duration_to_millis),
-            ],
-            version: record.version,
-            subject: record.subject.as_deref().map(Box::from),
-            remember_me: record.remember_me,
-        })
-    }
-
-    fn to_record(&self) -> SessionRecord {
-        let limit = |millis: u64| (millis != NO_LIMIT).then(|| Duration::from_millis(millis));
-        SessionRecord {
-            created_at: Timestamp::from_unix_millis(self.created_at),
-            last_activity: Timestamp::from_unix_millis(self.last_activity),
-            expires_at: Timestamp::from_unix_millis(self.expires_at),
-            remember_me: self.remember_me,
-            subject: self.subject.as_deref().map(String::from),
-            limits: Limits {
-                idle_timeout: Duration::from_millis(self.limits[0]),
-                absolute_timeout: limit(self.limits[1]),
-                remember_me_period: Duration::from_millis(self.limits[2]),
-                remember_me_absolute_timeout: limit(self.limits[3]),
-            },
-            version: self.version,
-        }
     }
 }
 

@@ -75,7 +75,7 @@ mod memory;
 use async_trait::async_trait;
 
 pub use error::{StoreError, StoreErrorKind};
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, MAX_DISTINCT_LIMITS};
 
 use crate::id::SessionKey;
 use crate::record::SessionRecord;
@@ -115,6 +115,14 @@ pub trait LifetimeStore: Send + Sync + 'static {
     /// The record under `key`, if any. May return a record past its
     /// `expires_at` that has not been reclaimed yet.
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// What [`load`](LifetimeStore::load) would return, if the store can
+    /// tell without waiting (an in-memory store); `None` otherwise, the
+    /// default. The layer then admits a request without allocating a future.
+    fn try_load_now(&self, key: &SessionKey) -> Option<Result<Option<SessionRecord>, StoreError>> {
+        let _ = key;
+        None
+    }
 
     /// Sets `last_activity` to `activity` and `expires_at` to `expires_at`,
     /// only if the record exists and its stored activity is earlier than

@@ -2,6 +2,7 @@
 //! counts what the layer asks of it.
 #![allow(dead_code, unreachable_pub)]
 
+use std::future::Future as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,9 @@ pub struct CountingStore {
     /// A touch to apply right after the next load: another request's write
     /// landing between this request's load and its decision.
     pub touch_after_next_load: Arc<std::sync::Mutex<Option<Timestamp>>>,
+    /// Whether it answers `try_load_now`, as `MemoryStore` does (default),
+    /// or only `load`, as a networked store does.
+    pub sync_reads: Arc<AtomicBool>,
 }
 
 impl CountingStore {
@@ -51,6 +55,7 @@ impl CountingStore {
             down: Arc::default(),
             writes_down: Arc::default(),
             touch_after_next_load: Arc::default(),
+            sync_reads: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -85,6 +90,29 @@ impl CountingStore {
         }
     }
 
+    fn load_counted(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        self.check_up()?;
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        let loaded = self
+            .memory
+            .try_load_now(key)
+            .expect("MemoryStore reads at once");
+        let racing = self.touch_after_next_load.lock().unwrap().take();
+        if let Some(at) = racing {
+            // MemoryStore's futures never wait: one poll completes them.
+            let mut touch = std::pin::pin!(self.memory.touch(key, at, at.saturating_add(HOUR)));
+            let waker = std::task::Waker::noop();
+            let outcome = touch
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(waker));
+            assert!(
+                matches!(outcome, std::task::Poll::Ready(Ok(TouchOutcome::Touched))),
+                "the racing touch found the session"
+            );
+        }
+        loaded
+    }
+
     fn wrote(&self) -> Result<(), StoreError> {
         self.check_up()?;
         self.check(&self.writes_down)?;
@@ -101,14 +129,13 @@ impl LifetimeStore for CountingStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
-        self.check_up()?;
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        let loaded = self.memory.load(key).await;
-        let racing = self.touch_after_next_load.lock().unwrap().take();
-        if let Some(at) = racing {
-            self.memory.touch(key, at, at.saturating_add(HOUR)).await?;
-        }
-        loaded
+        self.load_counted(key)
+    }
+
+    fn try_load_now(&self, key: &SessionKey) -> Option<Result<Option<SessionRecord>, StoreError>> {
+        self.sync_reads
+            .load(Ordering::SeqCst)
+            .then(|| self.load_counted(key))
     }
 
     async fn touch(
