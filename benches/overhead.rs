@@ -1,1 +1,344 @@
-fn main() {}
+//! What the layer adds to one admitted request, next to the bare router and
+//! to tower-sessions, measured in one criterion group (one run).
+//!
+//! ```text
+//! cargo bench --bench overhead
+//! ```
+//!
+//! Every variant builds the same request (GET `/`, one `cookie` header) and
+//! sends it through `router.clone().oneshot(request)`:
+//!
+//! - `bare`: the router, no layer (the cookie header is sent but ignored);
+//! - `session_lifetime`: `SessionLifetimeLayer::new(MemoryStore::new())`,
+//!   default policy, a live session; the handler returns the subject;
+//! - `session_lifetime_layer_only`: the same, with the bare handler, which
+//!   never looks at the session: the middleware alone, without the cost of
+//!   an axum extractor;
+//! - `tower_sessions`: tower-sessions 0.14 over its `MemoryStore`, expiry on
+//!   inactivity, `always_save`; the handler reads one value.
+//!
+//! After criterion's own report, a summary table with the overheads and
+//! their ratio is printed from criterion's estimates of this run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::{HeaderValue, Method, Request, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use criterion::{criterion_group, Criterion};
+use tower::ServiceExt;
+use tower_session_lifetime::{MemoryStore, SessionHandle, SessionLifetimeLayer};
+use tower_sessions::cookie::time;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+
+const GROUP: &str = "overhead";
+const SUBJECT: &str = "bench-user";
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// The measured request; built the same way in every variant.
+fn request(cookie: &HeaderValue) -> Request<Body> {
+    Request::builder()
+        .method(Method::GET)
+        .uri("/")
+        .header(COOKIE, cookie.clone())
+        .body(Body::empty())
+        .expect("a valid request")
+}
+
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Sends one request to `uri` and returns the `name=value` part of its
+/// `Set-Cookie` header, as a `Cookie` header value.
+async fn cookie_from_login(router: &Router, method: Method, uri: &str) -> HeaderValue {
+    let login = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .expect("a valid login request");
+    let response = router
+        .clone()
+        .oneshot(login)
+        .await
+        .expect("infallible router");
+    assert_eq!(response.status(), StatusCode::OK, "login failed");
+    let set_cookie = response
+        .headers()
+        .get(SET_COOKIE)
+        .expect("the login response sets a cookie")
+        .to_str()
+        .expect("an ASCII Set-Cookie header");
+    let pair = set_cookie.split(';').next().unwrap_or_default().trim();
+    assert!(pair.contains('='), "unexpected Set-Cookie: {set_cookie}");
+    HeaderValue::from_str(pair).expect("a valid Cookie header")
+}
+
+/// Sends the measured request once and returns its status and body.
+async fn probe(router: &Router, cookie: &HeaderValue) -> (StatusCode, String) {
+    let response = router
+        .clone()
+        .oneshot(request(cookie))
+        .await
+        .expect("infallible router");
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), BODY_LIMIT)
+        .await
+        .expect("a readable body");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn bare_handler() -> &'static str {
+    "hello"
+}
+
+async fn lifetime_login(handle: SessionHandle) -> &'static str {
+    handle
+        .login(SUBJECT, false)
+        .await
+        .expect("login through the layer");
+    "logged in"
+}
+
+async fn lifetime_me(handle: SessionHandle) -> String {
+    handle.subject().unwrap_or_default()
+}
+
+async fn ts_login(session: Session) -> &'static str {
+    session
+        .insert("k", 1usize)
+        .await
+        .expect("tower-sessions insert");
+    "logged in"
+}
+
+async fn ts_me(session: Session) -> String {
+    match session.get::<usize>("k").await {
+        Ok(Some(value)) => value.to_string(),
+        Ok(None) => "missing".to_owned(),
+        Err(err) => format!("error: {err}"),
+    }
+}
+
+fn overhead(c: &mut Criterion) {
+    let rt = current_thread_runtime();
+
+    // Every router is finished with `.with_state(())`, as `axum::serve` does
+    // (through `into_make_service`): without it, axum turns each handler
+    // into a route and applies the layers anew on every request, which
+    // would be charged to the layer here but never happens in a server.
+
+    // session_lifetime: log in once, then every measured request is admitted.
+    let lifetime: Router = Router::new()
+        .route("/", get(lifetime_me))
+        .route("/login", post(lifetime_login))
+        .layer(SessionLifetimeLayer::new(MemoryStore::new()))
+        .with_state(());
+    let lifetime_cookie = rt.block_on(cookie_from_login(&lifetime, Method::POST, "/login"));
+    let (status, body) = rt.block_on(probe(&lifetime, &lifetime_cookie));
+    assert_eq!(status, StatusCode::OK, "session_lifetime: not admitted");
+    assert_eq!(body, SUBJECT, "session_lifetime: no active session seen");
+
+    // session_lifetime_layer_only: the same layer, but the handler is the
+    // bare one and never looks at the session: the middleware alone,
+    // without the cost of an axum extractor in the handler. The default
+    // `OnInvalidSession::Reject` answers 401 to a cookie it does not admit,
+    // so a 200 here is the admitted path.
+    let layer_only: Router = Router::new()
+        .route("/", get(bare_handler))
+        .route("/login", post(lifetime_login))
+        .layer(SessionLifetimeLayer::new(MemoryStore::new()))
+        .with_state(());
+    let layer_only_cookie = rt.block_on(cookie_from_login(&layer_only, Method::POST, "/login"));
+    let (status, body) = rt.block_on(probe(&layer_only, &layer_only_cookie));
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "session_lifetime_layer_only: not admitted"
+    );
+    assert_eq!(body, "hello");
+
+    // tower-sessions: insert a value once, then every measured request reads it.
+    let ts_layer = SessionManagerLayer::new(tower_sessions::MemoryStore::default())
+        .with_secure(false)
+        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(15)))
+        .with_always_save(true);
+    let ts: Router = Router::new()
+        .route("/", get(ts_me))
+        .route("/login", post(ts_login))
+        .layer(ts_layer)
+        .with_state(());
+    let ts_cookie = rt.block_on(cookie_from_login(&ts, Method::POST, "/login"));
+    let (status, body) = rt.block_on(probe(&ts, &ts_cookie));
+    assert_eq!(status, StatusCode::OK, "tower_sessions: request failed");
+    assert_eq!(body, "1", "tower_sessions: value not read back");
+
+    // bare: same request shape (a cookie header of the same kind, ignored).
+    let bare: Router = Router::new().route("/", get(bare_handler)).with_state(());
+    let (status, body) = rt.block_on(probe(&bare, &lifetime_cookie));
+    assert_eq!(status, StatusCode::OK, "bare: request failed");
+    assert_eq!(body, "hello");
+
+    let mut group = c.benchmark_group(GROUP);
+    let variants = [
+        ("bare", &bare, &lifetime_cookie),
+        ("session_lifetime", &lifetime, &lifetime_cookie),
+        (
+            "session_lifetime_layer_only",
+            &layer_only,
+            &layer_only_cookie,
+        ),
+        ("tower_sessions", &ts, &ts_cookie),
+    ];
+    for (name, router, cookie) in variants {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async move {
+                let response = router
+                    .clone()
+                    .oneshot(request(cookie))
+                    .await
+                    .expect("infallible router");
+                std::hint::black_box(response)
+            })
+        });
+    }
+    group.finish();
+
+    // The session must still be admitted after the run: the numbers above
+    // are the admitted path, not a rejection.
+    let (status, body) = rt.block_on(probe(&lifetime, &lifetime_cookie));
+    assert_eq!(status, StatusCode::OK, "session_lifetime: not admitted");
+    assert_eq!(body, SUBJECT, "session_lifetime: no active session seen");
+    let (status, _) = rt.block_on(probe(&layer_only, &layer_only_cookie));
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "session_lifetime_layer_only: not admitted"
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(5))
+        .sample_size(50);
+    targets = overhead
+}
+
+/// Where criterion writes its estimates: `$CRITERION_HOME`, else
+/// `$CARGO_TARGET_DIR/criterion`, else `target/criterion`.
+fn criterion_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(home);
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
+    target.join("criterion")
+}
+
+/// Criterion's estimate of one bench of this run, in nanoseconds: the
+/// statistic it prints (the slope of its linear sampling, else the mean),
+/// with its 95% confidence interval. `None` when the file is missing,
+/// unreadable or older than this run (a bench left out by a filter).
+fn estimate_ns(dir: &Path, bench: &str, run_started: SystemTime) -> Option<Estimate> {
+    let path = dir
+        .join(GROUP)
+        .join(bench)
+        .join("new")
+        .join("estimates.json");
+    let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
+    if modified < run_started {
+        return None;
+    }
+    let text = std::fs::read_to_string(&path).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let (statistic, value) = match &json["slope"] {
+        serde_json::Value::Null => ("mean", &json["mean"]),
+        slope => ("slope", slope),
+    };
+    Some(Estimate {
+        statistic,
+        point: value["point_estimate"].as_f64()?,
+        lower: value["confidence_interval"]["lower_bound"].as_f64()?,
+        upper: value["confidence_interval"]["upper_bound"].as_f64()?,
+    })
+}
+
+struct Estimate {
+    statistic: &'static str,
+    point: f64,
+    lower: f64,
+    upper: f64,
+}
+
+impl Estimate {
+    fn cell(&self) -> String {
+        format!("{:.0} ns ({:.0}–{:.0})", self.point, self.lower, self.upper)
+    }
+}
+
+fn print_summary(run_started: SystemTime) {
+    let dir = criterion_dir();
+    let (Some(bare), Some(layer), Some(ts)) = (
+        estimate_ns(&dir, "bare", run_started),
+        estimate_ns(&dir, "session_lifetime", run_started),
+        estimate_ns(&dir, "tower_sessions", run_started),
+    ) else {
+        return;
+    };
+    let layer_overhead = layer.point - bare.point;
+    let ts_overhead = ts.point - bare.point;
+    let statistic = if [&bare, &layer, &ts].iter().all(|e| e.statistic == "slope") {
+        "slope"
+    } else {
+        "mean"
+    };
+    println!();
+    println!(
+        "Summary: criterion's estimate per request ({statistic}, 95% CI); overhead = variant - bare"
+    );
+    println!();
+    println!("| variant | time per request | overhead vs bare |");
+    println!("| --- | --- | --- |");
+    println!("| bare axum router | {} | — |", bare.cell());
+    println!(
+        "| + `SessionLifetimeLayer` (`MemoryStore`, default policy) | {} | {:.0} ns |",
+        layer.cell(),
+        layer_overhead
+    );
+    if let Some(layer_only) = estimate_ns(&dir, "session_lifetime_layer_only", run_started) {
+        println!(
+            "| + `SessionLifetimeLayer`, handler as bare (no extractor) | {} | {:.0} ns |",
+            layer_only.cell(),
+            layer_only.point - bare.point
+        );
+    }
+    println!(
+        "| + tower-sessions 0.14 (`MemoryStore`, on inactivity, always save) | {} | {:.0} ns |",
+        ts.cell(),
+        ts_overhead
+    );
+    println!();
+    if ts_overhead > 0.0 {
+        println!(
+            "layer overhead / tower-sessions overhead = {:.2} (budget: < 0.25); \
+             layer overhead = {:.0} ns (budget: < 500 ns)",
+            layer_overhead / ts_overhead,
+            layer_overhead
+        );
+    }
+}
+
+fn main() {
+    let run_started = SystemTime::now();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    print_summary(run_started);
+}
