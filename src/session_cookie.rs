@@ -72,15 +72,18 @@ impl SessionCookie {
 
     /// Finds this cookie among the request's `Cookie` headers.
     pub(crate) fn read(&self, headers: &HeaderMap) -> CookieLookup {
+        let name = self.name.as_bytes();
         let mut found = None;
-        for pair in cookie_pairs(headers) {
-            if pair.name != self.name.as_bytes() {
-                continue;
+        for header in headers.get_all(COOKIE) {
+            for pair in header.as_bytes().split(|&byte| byte == b';') {
+                let Some(value) = value_named(pair, name) else {
+                    continue;
+                };
+                if found.is_some() {
+                    return CookieLookup::Rejected(RejectReason::Duplicated);
+                }
+                found = Some(value);
             }
-            if found.is_some() {
-                return CookieLookup::Rejected(RejectReason::Duplicated);
-            }
-            found = Some(pair.value);
         }
         match found {
             None => CookieLookup::Absent,
@@ -220,8 +223,15 @@ pub(crate) enum CookieLookup {
 
 struct CookiePair<'a> {
     name: &'a [u8],
-    value: &'a [u8],
     whole: &'a [u8],
+}
+
+/// The value of `pair` (one `name=value` of a `Cookie` header) if its name
+/// is `name`; white space around the name and the value is ignored.
+fn value_named<'a>(pair: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let after_name = pair.trim_ascii_start().strip_prefix(name)?;
+    let value = after_name.trim_ascii_start().strip_prefix(b"=")?;
+    Some(value.trim_ascii())
 }
 
 /// Every `name=value` pair of every `Cookie` header, as bytes (a header
@@ -236,7 +246,6 @@ fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = CookiePair<'_>> {
             let split = whole.iter().position(|&byte| byte == b'=')?;
             Some(CookiePair {
                 name: whole[..split].trim_ascii(),
-                value: whole[split + 1..].trim_ascii(),
                 whole,
             })
         })
