@@ -55,6 +55,9 @@ struct HandleState {
     session: Option<ActiveSession>,
     cookie: CookieChange,
     rejected: Option<RejectReason>,
+    /// The session a cookie named that the store could not confirm (it was
+    /// down): login and logout end it too.
+    unconfirmed: Option<SessionKey>,
 }
 
 /// An admitted (or just started) session.
@@ -98,16 +101,19 @@ impl SessionHandle {
                 session: Some(session),
                 cookie,
                 rejected: None,
+                unconfirmed: None,
             },
         )
     }
 
     /// A request without a live session. `clear_cookie` removes a stale
-    /// cookie from the browser.
+    /// cookie from the browser; `unconfirmed` is the session a cookie named
+    /// that the store could not check.
     pub(crate) fn visitor(
         config: Arc<Config>,
         rejected: Option<RejectReason>,
         clear_cookie: bool,
+        unconfirmed: Option<SessionKey>,
     ) -> Self {
         let cookie = if clear_cookie {
             CookieChange::Clear
@@ -120,6 +126,7 @@ impl SessionHandle {
                 session: None,
                 cookie,
                 rejected,
+                unconfirmed,
             },
         )
     }
@@ -238,13 +245,22 @@ impl SessionHandle {
         Ok(())
     }
 
-    /// Deletes the request's session, if it has one, and clears its cookie.
+    /// Deletes the request's session, if it has one (or the one its cookie
+    /// named when the store could not confirm it), and clears its cookie.
     async fn end_current_session(&self) -> Result<(), SessionError> {
-        let key = self.state().session.as_ref().map(|session| session.key);
+        let key = {
+            let state = self.state();
+            state
+                .session
+                .as_ref()
+                .map(|session| session.key)
+                .or(state.unconfirmed)
+        };
         if let Some(key) = key {
             self.inner.config.store.delete(&key).await?;
             let mut state = self.state();
             state.session = None;
+            state.unconfirmed = None;
             state.cookie = CookieChange::Clear;
         }
         Ok(())
@@ -252,7 +268,11 @@ impl SessionHandle {
 
     /// Turns remember-me on or off for the current session: its idle limit
     /// becomes the remember-me period (or back), its cookie persistent (or a
-    /// browser-session cookie). The absolute deadline does not move.
+    /// browser-session cookie). The absolute deadline never moves later: if
+    /// the limit for the new kind of session is shorter (a separate
+    /// [remember-me absolute timeout](crate::PolicyBuilder::remember_me_absolute_timeout)),
+    /// it applies from the session's creation; otherwise the deadline stays
+    /// where it was.
     pub async fn set_remember_me(&self, remember_me: bool) -> Result<(), SessionError> {
         let (key, mut record) = {
             let state = self.state();
@@ -264,9 +284,13 @@ impl SessionHandle {
         }
         let config = &self.inner.config;
         let expected_version = record.version;
+        let limits = record
+            .limits
+            .tightest(config.policy.limits())
+            .switching_remember_me(record.remember_me, remember_me);
+        record.limits = limits;
         record.remember_me = remember_me;
-        record.version += 1;
-        let limits = record.limits.tightest(config.policy.limits());
+        record.version = record.version.wrapping_add(1);
         let deadlines = Deadlines::of(&limits, &record);
         record.expires_at = deadlines.nearest();
         match config.store.update(&key, expected_version, &record).await? {

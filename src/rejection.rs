@@ -72,8 +72,9 @@ impl fmt::Display for RejectReason {
 }
 
 /// What a request whose session cookie is expired, unknown or unusable gets.
-/// In every case the session is deleted from the store (if it was there) and
-/// the response clears the cookie. A request without any session cookie is a
+/// In every case the response clears the cookie, and an expired session is
+/// deleted from the store; a forged, malformed or duplicated cookie is refused
+/// without asking the store. A request without any session cookie is a
 /// visitor and always reaches the inner service.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]

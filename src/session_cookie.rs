@@ -265,6 +265,8 @@ pub enum CookieConfigError {
     InvalidPath(String),
     /// The domain holds characters a domain may not have.
     InvalidDomain(String),
+    /// `SameSite=None` without `Secure`: browsers drop such a cookie.
+    SameSiteNoneWithoutSecure,
 }
 
 impl fmt::Display for CookieConfigError {
@@ -278,6 +280,9 @@ impl fmt::Display for CookieConfigError {
             CookieConfigError::InvalidPath(path) => write!(f, "invalid cookie path {path:?}"),
             CookieConfigError::InvalidDomain(domain) => {
                 write!(f, "invalid cookie domain {domain:?}")
+            }
+            CookieConfigError::SameSiteNoneWithoutSecure => {
+                f.write_str("a SameSite=None cookie must be Secure")
             }
         }
     }
@@ -394,6 +399,9 @@ impl SessionCookieBuilder {
         }
         if self.name.starts_with("__Secure-") && !self.secure {
             return Err(CookieConfigError::SecurePrefix);
+        }
+        if self.same_site == SameSite::None && !self.secure {
+            return Err(CookieConfigError::SameSiteNoneWithoutSecure);
         }
         let mut cookie = SessionCookie {
             name: self.name,

@@ -239,6 +239,14 @@ async fn host_prefixed_names_work_and_are_checked() {
             .unwrap_err(),
         CookieConfigError::SecurePrefix
     );
+    assert_eq!(
+        SessionCookie::builder()
+            .same_site(cookie::SameSite::None)
+            .secure(false)
+            .build()
+            .unwrap_err(),
+        CookieConfigError::SameSiteNoneWithoutSecure
+    );
     for name in ["", "a b", "a;b", "a=b", "é"] {
         assert!(matches!(
             SessionCookie::builder().name(name).build(),

@@ -133,6 +133,67 @@ async fn a_separate_remember_me_absolute_limit_applies_to_remember_me_sessions_o
 }
 
 #[tokio::test]
+async fn turning_remember_me_on_never_moves_the_absolute_deadline_later() {
+    let policy = Policy::builder()
+        .idle_timeout(HOUR)
+        .absolute_timeout(DAY)
+        .remember_me_period(2 * DAY)
+        .remember_me_absolute_timeout(10 * DAY)
+        .build()
+        .unwrap();
+    let app = TestApp::new(policy);
+    let cookie = app.login("alice", false).await;
+    app.advance(MINUTE);
+    let response = app
+        .request("POST", "/remember?on=true", Some(&cookie))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // Now idle for longer than the idle timeout, within the remember-me period.
+    app.advance(DAY - MINUTE - TICK);
+    assert_eq!(app.me(&cookie).await.status(), StatusCode::OK);
+    app.advance(TICK);
+    let response = app.me(&cookie).await;
+    assert_eq!(
+        response.extensions().get::<RejectReason>(),
+        Some(&RejectReason::AbsoluteTimeout),
+        "still one day from the login, not ten"
+    );
+}
+
+#[tokio::test]
+async fn switching_remember_me_applies_a_shorter_absolute_limit_and_keeps_it() {
+    let policy = Policy::builder()
+        .idle_timeout(HOUR)
+        .absolute_timeout(10 * DAY)
+        .remember_me_period(2 * DAY)
+        .remember_me_absolute_timeout(DAY)
+        .build()
+        .unwrap();
+    let app = TestApp::new(policy);
+    let cookie = app.login("alice", false).await;
+    let on = app
+        .request("POST", "/remember?on=true", Some(&cookie))
+        .await;
+    assert_eq!(on.status(), StatusCode::OK);
+    let off = app
+        .request("POST", "/remember?on=false", Some(&cookie))
+        .await;
+    assert_eq!(off.status(), StatusCode::OK);
+    // Active every half hour: only the absolute limit can end it.
+    for _ in 0..47 {
+        app.advance(30 * MINUTE);
+        assert_eq!(app.me(&cookie).await.status(), StatusCode::OK);
+    }
+    app.advance(30 * MINUTE);
+    let response = app.me(&cookie).await;
+    assert_eq!(
+        response.extensions().get::<RejectReason>(),
+        Some(&RejectReason::AbsoluteTimeout),
+        "one day from the login: turning remember-me off did not restore ten"
+    );
+}
+
+#[tokio::test]
 async fn remember_me_cookie_is_persistent_and_an_ordinary_one_is_not() {
     let policy = Policy::builder()
         .remember_me_period(2 * DAY)

@@ -84,3 +84,37 @@ async fn pass_through_as_visitor_keeps_public_pages_up() {
     app.store.set_down(false);
     assert_eq!(app.me(&cookie).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_visitor_let_through_on_a_store_error_still_ends_its_old_session_at_login() {
+    let app = TestApp::configured(|layer| layer.on_store_error(OnStoreError::PassThroughAsVisitor));
+    let old = app.login("alice", false).await;
+    // The load of the old session fails; the handler logs in as a visitor.
+    app.store.set_reads_down(true);
+    let response = app.request("POST", "/login?user=alice", Some(&old)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let new = set_cookie(&response).expect("a new session");
+    app.store.set_reads_down(false);
+    assert_eq!(app.store.memory.len(), 1, "the old session ended");
+    let replay = app.me(&old).await;
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        replay.extensions().get::<RejectReason>(),
+        Some(&RejectReason::Unknown)
+    );
+    let new = format!("{}={}", new.name(), new.value());
+    assert_eq!(app.me(&new).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_visitor_let_through_on_a_store_error_can_still_log_out() {
+    let app = TestApp::configured(|layer| layer.on_store_error(OnStoreError::PassThroughAsVisitor));
+    let cookie = app.login("alice", false).await;
+    app.store.set_reads_down(true);
+    let response = app.request("POST", "/logout", Some(&cookie)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(clears_cookie(&response));
+    app.store.set_reads_down(false);
+    assert!(app.store.memory.is_empty(), "the session ended");
+    assert_eq!(app.me(&cookie).await.status(), StatusCode::UNAUTHORIZED);
+}

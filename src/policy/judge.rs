@@ -61,7 +61,8 @@ pub struct Admission {
     pub touch: bool,
 }
 
-/// What [`judge`] decides.
+/// What [`judge`] decides: a session is live or it has ended, nothing else,
+/// so the enum is exhaustive and a `match` on it needs no wildcard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// The session is live.

@@ -87,6 +87,17 @@ impl Limits {
         }
     }
 
+    /// These limits for a session that switches remember-me from `from` to
+    /// `to`: both absolute limits become the shorter of the two that apply
+    /// before and after the switch, so the switch never moves the absolute
+    /// deadline later.
+    pub(crate) fn switching_remember_me(mut self, from: bool, to: bool) -> Limits {
+        let kept = shorter_limit(self.absolute_for(from), self.absolute_for(to));
+        self.absolute_timeout = kept;
+        self.remember_me_absolute_timeout = kept;
+        self
+    }
+
     /// The inactivity limit for a session with or without remember-me.
     pub fn idle_for(&self, remember_me: bool) -> Duration {
         if remember_me {

@@ -19,7 +19,11 @@ pub(crate) enum Checked {
         touched: bool,
     },
     Refused(RejectReason),
-    StoreFailed(StoreError),
+    /// The store could not say; `key` is the session the cookie named.
+    StoreFailed {
+        error: StoreError,
+        key: SessionKey,
+    },
 }
 
 /// How often a request judged expired reloads a session that concurrent
@@ -37,7 +41,7 @@ pub(crate) fn check_without_writes(
     let record = match loaded {
         Ok(Some(record)) => record,
         Ok(None) => return Ok(Checked::Refused(RejectReason::Unknown)),
-        Err(err) => return Ok(Checked::StoreFailed(err)),
+        Err(error) => return Ok(Checked::StoreFailed { error, key }),
     };
     match judge(&config.policy, &record, config.clock.now()) {
         Verdict::Admitted(admission) if !admission.touch => Ok(Checked::Admitted {
@@ -68,7 +72,7 @@ pub(crate) async fn check(
             None => match config.store.load(&key).await {
                 Ok(Some(record)) => record,
                 Ok(None) => return Checked::Refused(RejectReason::Unknown),
-                Err(err) => return Checked::StoreFailed(err),
+                Err(error) => return Checked::StoreFailed { error, key },
             },
         };
         let now = config.clock.now();
@@ -98,7 +102,7 @@ pub(crate) async fn check(
             Ok(TouchOutcome::Touched | TouchOutcome::AlreadyRecent) => {
                 record.last_activity = record.last_activity.max(now);
             }
-            Err(err) => return Checked::StoreFailed(err),
+            Err(error) => return Checked::StoreFailed { error, key },
         }
     }
     Checked::Admitted {
@@ -163,14 +167,17 @@ where
             call_with(request, handle, None)
         }
         Checked::Refused(reason) => refuse(config, responder, request, reason),
-        Checked::StoreFailed(err) => {
-            tracing::warn!(error = %err, "session store failed; session not confirmed");
+        Checked::StoreFailed { error, key } => {
+            tracing::warn!(error = %error, "session store failed; session not confirmed");
             match config.on_store_error {
                 OnStoreError::PassThroughAsVisitor => {
                     let mut request = request;
                     config.cookie.strip(request.headers_mut());
                     let reason = Some(RejectReason::StoreUnavailable);
-                    let handle = SessionHandle::visitor(Arc::clone(config), reason, false);
+                    // A login or logout on this request still ends the
+                    // session the cookie named, once the store is back.
+                    let handle =
+                        SessionHandle::visitor(Arc::clone(config), reason, false, Some(key));
                     call_with(request, handle, reason)
                 }
                 _ => {
@@ -201,7 +208,7 @@ where
     let mut response = match &config.on_invalid {
         OnInvalidSession::PassThrough => {
             config.cookie.strip(request.headers_mut());
-            let handle = SessionHandle::visitor(Arc::clone(config), Some(reason), true);
+            let handle = SessionHandle::visitor(Arc::clone(config), Some(reason), true, None);
             return call_with(request, handle, Some(reason));
         }
         OnInvalidSession::Redirect(location) => {

@@ -54,7 +54,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let next = match self.config.cookie.read(request.headers()) {
             CookieLookup::Absent => {
-                let handle = SessionHandle::visitor(Arc::clone(&self.config), None, false);
+                let handle = SessionHandle::visitor(Arc::clone(&self.config), None, false, None);
                 call_with(request, handle, None)
             }
             CookieLookup::Rejected(reason) => {

@@ -205,6 +205,13 @@ pub async fn update_is_conditional(store: &dyn LifetimeStore) {
         "activity did not move back"
     );
     assert_eq!(
+        stored.expires_at,
+        replacement
+            .expires_at
+            .saturating_add(touched_at.saturating_duration_since(record.last_activity)),
+        "the expiry moved with the kept activity"
+    );
+    assert_eq!(
         store
             .update(&key, record.version, &replacement)
             .await

@@ -21,7 +21,10 @@ const SHARDS: usize = 1024;
 
 /// How many distinct [`Limits`] one store keeps. Sessions share their limits
 /// snapshot through this table, so a record stores a 4-byte index instead of
-/// 32 bytes; apps have a handful of policies, each one entry.
+/// 32 bytes; apps have a handful of policies, each one entry (a remember-me
+/// switch under a separate remember-me absolute limit adds one more). Entries
+/// are never freed: a store asked for more distinct limits than this refuses
+/// the write with [`StoreErrorKind::InvalidRecord`].
 pub const MAX_DISTINCT_LIMITS: usize = 1024;
 
 /// Sessions kept in this process's memory. The default store.
@@ -316,7 +319,13 @@ impl LifetimeStore for MemoryStore {
             None => UpdateOutcome::Missing,
             Some(entry) if entry.version != expected_version => UpdateOutcome::Conflict,
             Some(entry) => {
-                replacement.last_activity = replacement.last_activity.max(entry.last_activity);
+                // Activity written since the caller read the record moves its
+                // deadlines (and so its expiry) forward by as much.
+                let lag = entry
+                    .last_activity
+                    .saturating_sub(replacement.last_activity);
+                replacement.last_activity += lag;
+                replacement.expires_at = replacement.expires_at.saturating_add(lag);
                 shard.expires(replacement.expires_at);
                 *entry = replacement;
                 UpdateOutcome::Updated

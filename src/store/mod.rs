@@ -136,7 +136,9 @@ pub trait LifetimeStore: Send + Sync + 'static {
 
     /// Replaces the record under `key` with `record`, only if it exists and
     /// its stored version is `expected_version`. `last_activity` never moves
-    /// backwards: the later of the stored and the given value is kept.
+    /// backwards: when the stored one is later than the given one (a touch
+    /// landed since the caller read the record), the stored one is kept and
+    /// the given `expires_at` moves later by the same amount.
     async fn update(
         &self,
         key: &SessionKey,

@@ -38,6 +38,7 @@ pub struct CountingStore {
     pub writes: Arc<AtomicUsize>,
     pub down: Arc<AtomicBool>,
     pub writes_down: Arc<AtomicBool>,
+    pub reads_down: Arc<AtomicBool>,
     /// A touch to apply right after the next load: another request's write
     /// landing between this request's load and its decision.
     pub touch_after_next_load: Arc<std::sync::Mutex<Option<Timestamp>>>,
@@ -54,6 +55,7 @@ impl CountingStore {
             writes: Arc::default(),
             down: Arc::default(),
             writes_down: Arc::default(),
+            reads_down: Arc::default(),
             touch_after_next_load: Arc::default(),
             sync_reads: Arc::new(AtomicBool::new(true)),
         }
@@ -90,8 +92,13 @@ impl CountingStore {
         }
     }
 
+    pub fn set_reads_down(&self, down: bool) {
+        self.reads_down.store(down, Ordering::SeqCst);
+    }
+
     fn load_counted(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
         self.check_up()?;
+        self.check(&self.reads_down)?;
         self.loads.fetch_add(1, Ordering::SeqCst);
         let loaded = self
             .memory
