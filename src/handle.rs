@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use http::{Extensions, HeaderMap};
 
@@ -57,7 +58,20 @@ struct HandleState {
     rejected: Option<RejectReason>,
     /// The session a cookie named that the store could not confirm (it was
     /// down): login and logout end it too.
-    unconfirmed: Option<SessionKey>,
+    unconfirmed: Option<SessionId>,
+    /// With a followed cookie: the session the inner layer is to start in
+    /// this request.
+    pending: Option<PendingSession>,
+}
+
+/// What a handler asked for the session that another layer starts (a
+/// followed cookie): its subject and remember-me, and whether the request
+/// is a login (so the inner layer must give it a new ID).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PendingSession {
+    pub(crate) subject: Option<Arc<str>>,
+    pub(crate) remember_me: bool,
+    pub(crate) login: bool,
 }
 
 /// An admitted (or just started) session.
@@ -102,6 +116,7 @@ impl SessionHandle {
                 cookie,
                 rejected: None,
                 unconfirmed: None,
+                pending: None,
             },
         )
     }
@@ -113,7 +128,7 @@ impl SessionHandle {
         config: Arc<Config>,
         rejected: Option<RejectReason>,
         clear_cookie: bool,
-        unconfirmed: Option<SessionKey>,
+        unconfirmed: Option<SessionId>,
     ) -> Self {
         let cookie = if clear_cookie {
             CookieChange::Clear
@@ -127,6 +142,7 @@ impl SessionHandle {
                 cookie,
                 rejected,
                 unconfirmed,
+                pending: None,
             },
         )
     }
@@ -197,6 +213,14 @@ impl SessionHandle {
     /// Any session the request had ends first, so its ID is dead at once
     /// (no session fixation). With `remember_me` the session lives by the
     /// remember-me period and its cookie is persistent.
+    ///
+    /// When the layer [follows a cookie another layer
+    /// issues](crate::SessionLifetimeLayer::follow_tower_sessions), that
+    /// layer gives the new ID (axum-login's `login` cycles it): `login` then
+    /// only says whose session it is and whether to remember it, and the
+    /// session starts when the response carries the new ID. If the response
+    /// keeps the old ID instead, the old session is ended and its cookie
+    /// cleared rather than let a login keep a pre-login ID.
     pub async fn login(
         &self,
         subject: impl Into<String>,
@@ -209,8 +233,16 @@ impl SessionHandle {
                 max: MAX_SUBJECT_LEN,
             });
         }
-        self.end_current_session().await?;
         let config = &self.inner.config;
+        if config.followed {
+            self.state().pending = Some(PendingSession {
+                subject: Some(subject.into()),
+                remember_me,
+                login: true,
+            });
+            return Ok(());
+        }
+        self.end_current_session().await?;
         let record = SessionRecord::new(
             &config.policy,
             config.clock.now(),
@@ -238,7 +270,9 @@ impl SessionHandle {
 
     /// Ends the session in the store and clears the cookie. A request still
     /// in flight on the same session cannot bring it back. Without a session
-    /// it only clears the cookie.
+    /// it only clears the cookie. With a followed cookie and
+    /// [`delete_data_from`](crate::SessionLifetimeLayer::delete_data_from),
+    /// the session's data is deleted too.
     pub async fn logout(&self) -> Result<(), SessionError> {
         self.end_current_session().await?;
         self.state().cookie = CookieChange::Clear;
@@ -248,16 +282,16 @@ impl SessionHandle {
     /// Deletes the request's session, if it has one (or the one its cookie
     /// named when the store could not confirm it), and clears its cookie.
     async fn end_current_session(&self) -> Result<(), SessionError> {
-        let key = {
+        let ending = {
             let state = self.state();
-            state
-                .session
-                .as_ref()
-                .map(|session| session.key)
-                .or(state.unconfirmed)
+            match (&state.session, &state.unconfirmed) {
+                (Some(session), _) => Some((session.id.clone(), session.key)),
+                (None, Some(id)) => Some((id.clone(), id.key())),
+                (None, None) => None,
+            }
         };
-        if let Some(key) = key {
-            self.inner.config.store.delete(&key).await?;
+        if let Some((id, key)) = ending {
+            self.inner.config.end_session(&id, &key).await?;
             let mut state = self.state();
             state.session = None;
             state.unconfirmed = None;
@@ -273,11 +307,25 @@ impl SessionHandle {
     /// [remember-me absolute timeout](crate::PolicyBuilder::remember_me_absolute_timeout)),
     /// it applies from the session's creation; otherwise the deadline stays
     /// where it was.
+    ///
+    /// With a followed cookie, the choice also applies to a session the
+    /// inner layer starts in this request (a login through axum-login), so a
+    /// sign-in handler may call it before that session exists.
     pub async fn set_remember_me(&self, remember_me: bool) -> Result<(), SessionError> {
-        let (key, mut record) = {
-            let state = self.state();
-            let session = state.session.as_ref().ok_or(SessionError::NoSession)?;
-            (session.key, session.record.clone())
+        let current = {
+            let mut state = self.state();
+            if self.inner.config.followed {
+                state.pending.get_or_insert_with(Default::default).remember_me = remember_me;
+            }
+            state
+                .session
+                .as_ref()
+                .map(|session| (session.key, session.record.clone()))
+        };
+        let (key, mut record) = match current {
+            Some(current) => current,
+            None if self.inner.config.followed => return Ok(()),
+            None => return Err(SessionError::NoSession),
         };
         if record.remember_me == remember_me {
             return Ok(());
@@ -323,15 +371,36 @@ impl SessionHandle {
                 config.cookie.append_removal(headers)
             }
             (CookieChange::Write, Some(session)) => {
-                let max_age = session.record.remember_me.then(|| {
-                    session
-                        .deadlines
-                        .nearest()
-                        .saturating_duration_since(config.clock.now())
-                });
+                let max_age = session.cookie_max_age(config.clock.now());
                 config.cookie.append_set(headers, &session.id, max_age);
             }
         }
+    }
+
+    /// For a followed cookie: the session this request has now, with its
+    /// cookie's `Max-Age`, and what the handler asked of a session the inner
+    /// layer starts.
+    pub(crate) fn followed_state(
+        &self,
+    ) -> (Option<(SessionId, Option<Duration>)>, Option<PendingSession>) {
+        let now = self.inner.config.clock.now();
+        let state = self.state();
+        let current = state
+            .session
+            .as_ref()
+            .map(|session| (session.id.clone(), session.cookie_max_age(now)));
+        (current, state.pending.clone())
+    }
+}
+
+impl ActiveSession {
+    /// The `Max-Age` of the session's cookie at `now`: up to its nearest
+    /// deadline for a remember-me session, none (a browser-session cookie)
+    /// otherwise.
+    pub(crate) fn cookie_max_age(&self, now: Timestamp) -> Option<Duration> {
+        self.record
+            .remember_me
+            .then(|| self.deadlines.nearest().saturating_duration_since(now))
     }
 }
 

@@ -91,6 +91,12 @@ impl SessionId {
         Some(SessionId(bytes))
     }
 
+    /// The ID's bytes, for the tower-sessions ID of the same session.
+    #[cfg(feature = "tower-sessions")]
+    pub(crate) fn as_bytes(&self) -> &[u8; SESSION_ID_BYTES] {
+        &self.0
+    }
+
     /// The form the cookie carries.
     pub fn encode(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.0)

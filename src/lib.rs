@@ -71,6 +71,8 @@ mod session_cookie;
 mod session_lifetime;
 pub mod store;
 mod time;
+#[cfg(feature = "tower-sessions")]
+pub mod tower_sessions;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use handle::{MissingSessionLayer, SessionError, SessionHandle};
@@ -91,6 +93,8 @@ pub use store::{
     LifetimeStore, MemoryStore, StoreError, StoreErrorKind, TouchOutcome, UpdateOutcome,
 };
 pub use time::Timestamp;
+#[cfg(feature = "tower-sessions")]
+pub use tower_sessions::TowerSessionsStore;
 
 /// The `cookie` crate this one is built on, for [`cookie::Key`] and
 /// [`cookie::SameSite`].

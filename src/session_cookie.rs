@@ -55,6 +55,25 @@ pub struct SessionCookie {
 }
 
 impl SessionCookie {
+    /// The cookie tower-sessions' `SessionManagerLayer` issues by default:
+    /// named `id`, `HttpOnly`, `Secure`, `SameSite=Strict`, `Path=/`, not
+    /// signed. For [`SessionLifetimeLayer::follow_tower_sessions`](crate::SessionLifetimeLayer::follow_tower_sessions);
+    /// if you changed the session layer's cookie, describe it with
+    /// [`builder`](SessionCookie::builder) instead.
+    ///
+    /// ```
+    /// use tower_session_lifetime::SessionCookie;
+    ///
+    /// assert_eq!(SessionCookie::tower_sessions().name(), "id");
+    /// ```
+    pub fn tower_sessions() -> Self {
+        SessionCookie::builder()
+            .name("id")
+            .same_site(SameSite::Strict)
+            .build()
+            .expect("tower-sessions' default cookie is a valid configuration")
+    }
+
     /// A builder starting from the defaults.
     pub fn builder() -> SessionCookieBuilder {
         SessionCookieBuilder::default()
@@ -94,7 +113,8 @@ impl SessionCookie {
         }
     }
 
-    fn decode(&self, value: &[u8]) -> Result<SessionId, RejectReason> {
+    /// The session ID a cookie value carries, checking its signature.
+    pub(crate) fn decode(&self, value: &[u8]) -> Result<SessionId, RejectReason> {
         let (signature, id) = match &self.signing_key {
             None => (None, value),
             Some(_) if value.len() != SIGNATURE_LEN + SESSION_ID_LEN => {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use http::{header::LOCATION, Request, Response, StatusCode};
 
+use super::finish::{call_with, Next};
 use super::Config;
 use crate::handle::{ActiveSession, SessionHandle};
 use crate::id::{SessionId, SessionKey};
@@ -19,10 +20,10 @@ pub(crate) enum Checked {
         touched: bool,
     },
     Refused(RejectReason),
-    /// The store could not say; `key` is the session the cookie named.
+    /// The store could not say; `id` is the session the cookie named.
     StoreFailed {
         error: StoreError,
-        key: SessionKey,
+        id: SessionId,
     },
 }
 
@@ -30,18 +31,25 @@ pub(crate) enum Checked {
 /// requests keep touching before it gives up and refuses.
 const STALE_RELOADS: usize = 2;
 
-/// Judges a record the store gave at once. `Err` gives the record back
-/// when a touch or a delete is due, so the request needs [`check`].
+/// Judges a record the store gave at once. `Err` means the request needs
+/// [`check`]: a touch or a delete is due (and the record is given back), or
+/// an unknown session's data is to be deleted.
 pub(crate) fn check_without_writes(
     config: &Config,
     id: &SessionId,
     key: SessionKey,
     loaded: Result<Option<SessionRecord>, StoreError>,
-) -> Result<Checked, SessionRecord> {
+) -> Result<Checked, Option<SessionRecord>> {
     let record = match loaded {
         Ok(Some(record)) => record,
+        Ok(None) if config.session_data.is_some() => return Err(None),
         Ok(None) => return Ok(Checked::Refused(RejectReason::Unknown)),
-        Err(error) => return Ok(Checked::StoreFailed { error, key }),
+        Err(error) => {
+            return Ok(Checked::StoreFailed {
+                error,
+                id: id.clone(),
+            })
+        }
     };
     match judge(&config.policy, &record, config.clock.now()) {
         Verdict::Admitted(admission) if !admission.touch => Ok(Checked::Admitted {
@@ -53,7 +61,7 @@ pub(crate) fn check_without_writes(
             },
             touched: false,
         }),
-        _ => Err(record),
+        _ => Err(Some(record)),
     }
 }
 
@@ -71,8 +79,13 @@ pub(crate) async fn check(
             Some(record) => record,
             None => match config.store.load(&key).await {
                 Ok(Some(record)) => record,
-                Ok(None) => return Checked::Refused(RejectReason::Unknown),
-                Err(error) => return Checked::StoreFailed { error, key },
+                Ok(None) => {
+                    // No lifetime, no data: whatever the data store still
+                    // holds under this ID (a late write after a logout) goes.
+                    config.delete_data(&id).await;
+                    return Checked::Refused(RejectReason::Unknown);
+                }
+                Err(error) => return Checked::StoreFailed { error, id },
             },
         };
         let now = config.clock.now();
@@ -83,7 +96,12 @@ pub(crate) async fn check(
                 // session since it was loaded may have kept it alive.
                 match config.store.delete_stale(&key, record.last_activity).await {
                     Ok(false) if reloads < STALE_RELOADS => reloads += 1,
-                    Ok(_) => return Checked::Refused(reason.into()),
+                    Ok(deleted) => {
+                        if deleted {
+                            config.delete_data(&id).await;
+                        }
+                        return Checked::Refused(reason.into());
+                    }
                     Err(err) => {
                         tracing::warn!(error = %err, "could not delete an expired session");
                         return Checked::Refused(reason.into());
@@ -98,11 +116,14 @@ pub(crate) async fn check(
             .touch(&key, now, admission.deadlines.nearest())
             .await
         {
-            Ok(TouchOutcome::Missing) => return Checked::Refused(RejectReason::Unknown),
+            Ok(TouchOutcome::Missing) => {
+                config.delete_data(&id).await;
+                return Checked::Refused(RejectReason::Unknown);
+            }
             Ok(TouchOutcome::Touched | TouchOutcome::AlreadyRecent) => {
                 record.last_activity = record.last_activity.max(now);
             }
-            Err(error) => return Checked::StoreFailed { error, key },
+            Err(error) => return Checked::StoreFailed { error, id },
         }
     }
     Checked::Admitted {
@@ -116,58 +137,25 @@ pub(crate) async fn check(
     }
 }
 
-/// What happens next to a request: the inner service, or an answer now.
-pub(crate) enum Next<ReqBody, ResBody> {
-    Call(Request<ReqBody>, Finish),
-    Respond(Response<ResBody>),
-}
-
-/// What the response needs once the inner service has answered.
-pub(crate) struct Finish {
-    handle: SessionHandle,
-    rejected: Option<RejectReason>,
-}
-
-impl Finish {
-    pub(crate) fn apply<B>(self, response: &mut Response<B>) {
-        self.handle.write_cookie(response.headers_mut());
-        if let Some(reason) = self.rejected {
-            response.extensions_mut().insert(reason);
-        }
-    }
-}
-
-/// Lets the request in with `handle` in its extensions.
-pub(crate) fn call_with<ReqBody, ResBody>(
-    mut request: Request<ReqBody>,
-    handle: SessionHandle,
-    rejected: Option<RejectReason>,
-) -> Next<ReqBody, ResBody> {
-    request.extensions_mut().insert(handle.clone());
-    if let Some(reason) = rejected {
-        request.extensions_mut().insert(reason);
-    }
-    Next::Call(request, Finish { handle, rejected })
-}
-
 /// Decides what a request gets after its session was checked.
 pub(crate) fn after_check<ReqBody, ResBody, R>(
     config: &Arc<Config>,
     responder: &R,
     request: Request<ReqBody>,
     checked: Checked,
-) -> Next<ReqBody, ResBody>
+) -> Next<ReqBody, ResBody, R>
 where
     ResBody: Default,
     R: RejectionResponse<ResBody>,
 {
     match checked {
         Checked::Admitted { session, touched } => {
+            let admitted = config.followed.then(|| session.id.clone());
             let handle = SessionHandle::admitted(Arc::clone(config), session, touched);
-            call_with(request, handle, None)
+            call_with(config, responder, request, handle, None, admitted)
         }
         Checked::Refused(reason) => refuse(config, responder, request, reason),
-        Checked::StoreFailed { error, key } => {
+        Checked::StoreFailed { error, id } => {
             tracing::warn!(error = %error, "session store failed; session not confirmed");
             match config.on_store_error {
                 OnStoreError::PassThroughAsVisitor => {
@@ -177,8 +165,8 @@ where
                     // A login or logout on this request still ends the
                     // session the cookie named, once the store is back.
                     let handle =
-                        SessionHandle::visitor(Arc::clone(config), reason, false, Some(key));
-                    call_with(request, handle, reason)
+                        SessionHandle::visitor(Arc::clone(config), reason, false, Some(id));
+                    call_with(config, responder, request, handle, reason, None)
                 }
                 _ => {
                     let mut response = responder.respond(RejectReason::StoreUnavailable);
@@ -199,7 +187,7 @@ pub(crate) fn refuse<ReqBody, ResBody, R>(
     responder: &R,
     mut request: Request<ReqBody>,
     reason: RejectReason,
-) -> Next<ReqBody, ResBody>
+) -> Next<ReqBody, ResBody, R>
 where
     ResBody: Default,
     R: RejectionResponse<ResBody>,
@@ -209,7 +197,7 @@ where
         OnInvalidSession::PassThrough => {
             config.cookie.strip(request.headers_mut());
             let handle = SessionHandle::visitor(Arc::clone(config), Some(reason), true, None);
-            return call_with(request, handle, Some(reason));
+            return call_with(config, responder, request, handle, Some(reason), None);
         }
         OnInvalidSession::Redirect(location) => {
             let mut response = Response::new(ResBody::default());

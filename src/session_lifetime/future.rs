@@ -10,11 +10,14 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::check::{after_check, Checked, Finish, Next};
+use super::check::{after_check, Checked};
+use super::finish::{Finish, Next};
+use super::follow::{CookieEdit, Settle};
 use super::Config;
 use crate::rejection::RejectionResponse;
 
 type CheckFuture = Pin<Box<dyn Future<Output = Checked> + Send>>;
+type SettleFuture = Pin<Box<dyn Future<Output = CookieEdit> + Send>>;
 
 pin_project! {
     /// The response future of [`SessionLifetime`](crate::SessionLifetime).
@@ -42,7 +45,14 @@ pin_project! {
         Calling {
             #[pin]
             future: S::Future,
-            finish: Option<Finish>,
+            finish: Option<Finish<R>>,
+        },
+        // A followed cookie's new or ended session being written to the
+        // store before the response goes out.
+        Settling {
+            settle: SettleFuture,
+            response: Option<S::Response>,
+            finish: Option<Finish<R>>,
         },
         Answered {
             response: Option<S::Response>,
@@ -81,7 +91,7 @@ where
         }
     }
 
-    pub(crate) fn from_next<ResBody>(next: Next<ReqBody, ResBody>, inner: &mut S) -> Self
+    pub(crate) fn from_next<ResBody>(next: Next<ReqBody, ResBody, R>, inner: &mut S) -> Self
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     {
@@ -126,9 +136,32 @@ where
                 }
                 StateProj::Calling { future, finish } => {
                     let mut response = ready!(future.poll(cx))?;
-                    if let Some(finish) = finish.take() {
-                        finish.apply(&mut response);
+                    let finish = finish
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    match finish.settle(&response) {
+                        Settle::Now(edit) => {
+                            finish.apply(edit, &mut response);
+                            return Poll::Ready(Ok(response));
+                        }
+                        Settle::Later(settle) => this.state.set(State::Settling {
+                            settle,
+                            response: Some(response),
+                            finish: Some(finish),
+                        }),
                     }
+                }
+                StateProj::Settling {
+                    settle,
+                    response,
+                    finish,
+                } => {
+                    let edit = ready!(settle.as_mut().poll(cx));
+                    let (mut response, finish) = response
+                        .take()
+                        .zip(finish.take())
+                        .expect("ResponseFuture polled after completion");
+                    finish.apply(edit, &mut response);
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Answered { response } => {

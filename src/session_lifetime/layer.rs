@@ -58,6 +58,8 @@ impl SessionLifetimeLayer {
                 cookie: SessionCookie::default(),
                 on_invalid: OnInvalidSession::default(),
                 on_store_error: OnStoreError::default(),
+                followed: false,
+                session_data: None,
             }),
             responder: DefaultRejection,
         }
@@ -65,7 +67,7 @@ impl SessionLifetimeLayer {
 }
 
 impl<R> SessionLifetimeLayer<R> {
-    fn config_mut(&mut self) -> &mut Config {
+    pub(crate) fn config_mut(&mut self) -> &mut Config {
         Arc::make_mut(&mut self.config)
     }
 
@@ -83,8 +85,69 @@ impl<R> SessionLifetimeLayer<R> {
     }
 
     /// The session cookie's name and attributes. Default: [`SessionCookie::default()`].
+    /// This layer issues it; to follow a cookie another layer issues, see
+    /// [`follow_cookie`](SessionLifetimeLayer::follow_cookie).
     pub fn with_cookie(mut self, cookie: SessionCookie) -> Self {
-        self.config_mut().cookie = cookie;
+        let config = self.config_mut();
+        config.cookie = cookie;
+        config.followed = false;
+        self
+    }
+
+    /// Follows the cookie that tower-sessions' `SessionManagerLayer` issues
+    /// with its defaults ([`SessionCookie::tower_sessions`]: `id`,
+    /// `SameSite=Strict`) instead of issuing one. Install this layer
+    /// *outside* the session layer (and axum-login's `AuthManagerLayer`),
+    /// so it runs first on the way in and last on the way out:
+    ///
+    /// - on the way in it enforces the lifetime of the session that cookie
+    ///   names, exactly as for its own cookie; an expired session is cleared
+    ///   before the session layer sees it;
+    /// - on the way out a new ID from the session layer (its first session,
+    ///   or `cycle_id` at login) starts a lifetime with a fresh creation
+    ///   time and ends the one it replaces; a removal (`flush`, logout)
+    ///   ends the lifetime; the cookie's `Max-Age` follows the lifetime.
+    ///
+    /// Once a lifetime has ended, its ID is refused whatever the session
+    /// layer's store does later, so a request in flight during a logout
+    /// cannot bring the session back.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use axum::{routing::get, Router};
+    /// use tower_session_lifetime::{MemoryStore, OnInvalidSession, Policy, SessionLifetimeLayer};
+    /// use tower_sessions::{MemoryStore as SessionStore, SessionManagerLayer};
+    ///
+    /// let policy = Policy::builder()
+    ///     .idle_timeout(Duration::from_secs(30 * 60))
+    ///     .absolute_timeout(Duration::from_secs(12 * 60 * 60))
+    ///     .build()?;
+    /// let app: Router = Router::new()
+    ///     .route("/", get(|| async { "hello" }))
+    ///     .layer(SessionManagerLayer::new(SessionStore::default()))
+    ///     .layer(
+    ///         SessionLifetimeLayer::new(MemoryStore::new())
+    ///             .with_policy(policy)
+    ///             .follow_tower_sessions()
+    ///             .on_invalid_session(OnInvalidSession::PassThrough),
+    ///     );
+    /// # let _ = app;
+    /// # Ok::<(), tower_session_lifetime::PolicyError>(())
+    /// ```
+    pub fn follow_tower_sessions(self) -> Self {
+        self.follow_cookie(SessionCookie::tower_sessions())
+    }
+
+    /// Follows `cookie`, issued by another layer, as
+    /// [`follow_tower_sessions`](SessionLifetimeLayer::follow_tower_sessions)
+    /// does; for a session layer whose cookie is not tower-sessions'
+    /// default (another name, `SameSite`, path, or signed: give this cookie
+    /// the same signing key). Its value must be a 128-bit ID in URL-safe
+    /// base64, as tower-sessions' IDs are.
+    pub fn follow_cookie(mut self, cookie: SessionCookie) -> Self {
+        let config = self.config_mut();
+        config.cookie = cookie;
+        config.followed = true;
         self
     }
 
@@ -139,6 +202,8 @@ impl<R> std::fmt::Debug for SessionLifetimeLayer<R> {
             .field("cookie", &self.config.cookie)
             .field("on_invalid_session", &self.config.on_invalid)
             .field("on_store_error", &self.config.on_store_error)
+            .field("followed", &self.config.followed)
+            .field("deletes_data", &self.config.session_data.is_some())
             .finish_non_exhaustive()
     }
 }

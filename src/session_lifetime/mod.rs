@@ -21,6 +21,8 @@
 //! ```
 
 mod check;
+mod finish;
+mod follow;
 mod future;
 mod layer;
 mod service;
@@ -31,11 +33,14 @@ pub use future::ResponseFuture;
 pub use layer::SessionLifetimeLayer;
 pub use service::SessionLifetime;
 
+use async_trait::async_trait;
+
 use crate::clock::Clock;
+use crate::id::{SessionId, SessionKey};
 use crate::policy::Policy;
 use crate::rejection::{OnInvalidSession, OnStoreError};
 use crate::session_cookie::SessionCookie;
-use crate::store::LifetimeStore;
+use crate::store::{LifetimeStore, StoreError};
 
 /// Everything the layer was configured with at startup, shared by every
 /// request and handle.
@@ -47,4 +52,41 @@ pub(crate) struct Config {
     pub(crate) cookie: SessionCookie,
     pub(crate) on_invalid: OnInvalidSession,
     pub(crate) on_store_error: OnStoreError,
+    /// Whether another layer issues the cookie and the layer follows it.
+    pub(crate) followed: bool,
+    /// Where the app keeps the data of its sessions, deleted when their
+    /// lifetime ends.
+    pub(crate) session_data: Option<Arc<dyn SessionData>>,
+}
+
+impl Config {
+    /// Ends the session `id`: its lifetime record, then its data where the
+    /// app keeps it. Only the record decides: data that cannot be deleted
+    /// is logged and left to its own expiry.
+    pub(crate) async fn end_session(
+        &self,
+        id: &SessionId,
+        key: &SessionKey,
+    ) -> Result<(), StoreError> {
+        self.store.delete(key).await?;
+        self.delete_data(id).await;
+        Ok(())
+    }
+
+    /// Deletes the app's data of the session `id`, if the layer knows where
+    /// it is.
+    pub(crate) async fn delete_data(&self, id: &SessionId) {
+        if let Some(data) = &self.session_data {
+            if let Err(err) = data.delete(id).await {
+                tracing::warn!(error = %err, "could not delete the data of an ended session");
+            }
+        }
+    }
+}
+
+/// Where an app keeps the data of its sessions (tower-sessions' store).
+#[async_trait]
+pub(crate) trait SessionData: Send + Sync + 'static {
+    /// Deletes the data of the session `id`.
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError>;
 }

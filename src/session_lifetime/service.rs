@@ -6,7 +6,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::check::{after_check, call_with, check, check_without_writes, refuse};
+use super::check::{after_check, check, check_without_writes, refuse};
+use super::finish::call_with;
 use super::{Config, ResponseFuture};
 use crate::handle::SessionHandle;
 use crate::rejection::RejectionResponse;
@@ -55,7 +56,7 @@ where
         let next = match self.config.cookie.read(request.headers()) {
             CookieLookup::Absent => {
                 let handle = SessionHandle::visitor(Arc::clone(&self.config), None, false, None);
-                call_with(request, handle, None)
+                call_with(&self.config, &self.responder, request, handle, None, None)
             }
             CookieLookup::Rejected(reason) => {
                 refuse(&self.config, &self.responder, request, reason)
@@ -69,7 +70,7 @@ where
                             let next = after_check(&self.config, &self.responder, request, checked);
                             return ResponseFuture::from_next(next, &mut self.inner);
                         }
-                        Err(record) => loaded = Some(record),
+                        Err(record) => loaded = record,
                     }
                 }
                 // The store is asked before the inner service is called, so

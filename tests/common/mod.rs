@@ -334,13 +334,19 @@ async fn remember(session: SessionHandle, Query(params): Query<RememberParams>) 
 
 /// The session cookie the response sets or clears, if any.
 pub fn set_cookie(response: &Response<Body>) -> Option<cookie::Cookie<'static>> {
+    set_cookie_named(response, tower_session_lifetime::DEFAULT_COOKIE_NAME)
+}
+
+/// The cookie called `name` that the response sets or clears, if any; at
+/// most one.
+pub fn set_cookie_named(response: &Response<Body>, name: &str) -> Option<cookie::Cookie<'static>> {
     let mut found = response
         .headers()
         .get_all(header::SET_COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .filter_map(|value| cookie::Cookie::parse(value.to_owned()).ok())
-        .filter(|cookie| cookie.name() == tower_session_lifetime::DEFAULT_COOKIE_NAME);
+        .filter(|cookie| cookie.name() == name);
     let first = found.next();
     assert!(
         found.next().is_none(),

@@ -1,0 +1,105 @@
+//! The way out: what a request's response needs once the inner service has
+//! answered.
+
+use std::sync::Arc;
+
+use http::{Request, Response};
+
+use super::follow::{self, CookieEdit, Settle};
+use super::Config;
+use crate::handle::SessionHandle;
+use crate::id::SessionId;
+use crate::rejection::{RejectReason, RejectionResponse};
+
+/// What happens next to a request: the inner service, or an answer now.
+pub(crate) enum Next<ReqBody, ResBody, R> {
+    Call(Request<ReqBody>, Finish<R>),
+    Respond(Response<ResBody>),
+}
+
+/// What the response needs once the inner service has answered.
+pub(crate) struct Finish<R> {
+    handle: SessionHandle,
+    rejected: Option<RejectReason>,
+    /// Set when another layer issues the cookie.
+    followed: Option<Followed<R>>,
+}
+
+/// A followed cookie's request: the session admitted on the way in, and
+/// how to answer if the store fails on the way out.
+struct Followed<R> {
+    config: Arc<Config>,
+    admitted: Option<SessionId>,
+    responder: R,
+}
+
+impl<R> Finish<R> {
+    /// What the response's cookies need: at once, or after the store has
+    /// started or ended a session that the inner layer started or ended.
+    pub(crate) fn settle<B>(&self, response: &Response<B>) -> Settle {
+        match &self.followed {
+            None => Settle::Now(CookieEdit::FromHandle),
+            Some(followed) => follow::settle(
+                &followed.config,
+                &self.handle,
+                followed.admitted.as_ref(),
+                response.headers(),
+            ),
+        }
+    }
+
+    /// Writes the cookie change onto `response`.
+    pub(crate) fn apply<B>(self, edit: CookieEdit, response: &mut Response<B>)
+    where
+        R: RejectionResponse<B>,
+    {
+        match (edit, &self.followed) {
+            (CookieEdit::FromHandle, _) => self.handle.write_cookie(response.headers_mut()),
+            (edit, Some(followed)) => {
+                if let CookieEdit::StoreFailed = edit {
+                    *response = followed
+                        .responder
+                        .respond(RejectReason::StoreUnavailable);
+                    response
+                        .extensions_mut()
+                        .insert(RejectReason::StoreUnavailable);
+                }
+                follow::edit_cookies(&followed.config, edit, response.headers_mut());
+            }
+            // Only a followed cookie gives other edits.
+            (_, None) => self.handle.write_cookie(response.headers_mut()),
+        }
+        if let Some(reason) = self.rejected {
+            response.extensions_mut().insert(reason);
+        }
+    }
+}
+
+/// Lets the request in with `handle` in its extensions. `admitted` is the
+/// session the layer admitted, for a followed cookie.
+pub(crate) fn call_with<ReqBody, ResBody, R: Clone>(
+    config: &Arc<Config>,
+    responder: &R,
+    mut request: Request<ReqBody>,
+    handle: SessionHandle,
+    rejected: Option<RejectReason>,
+    admitted: Option<SessionId>,
+) -> Next<ReqBody, ResBody, R> {
+    request.extensions_mut().insert(handle.clone());
+    if let Some(reason) = rejected {
+        request.extensions_mut().insert(reason);
+    }
+    let followed = config.followed.then(|| Followed {
+        config: Arc::clone(config),
+        admitted,
+        responder: responder.clone(),
+    });
+    Next::Call(
+        request,
+        Finish {
+            handle,
+            rejected,
+            followed,
+        },
+    )
+}

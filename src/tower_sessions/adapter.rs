@@ -1,0 +1,275 @@
+//! [`TowerSessionsStore`]: lifetime records in any tower-sessions store.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cookie::time::OffsetDateTime;
+use serde_json::{json, Value};
+use tokio::sync::{Mutex, MutexGuard};
+use tower_sessions_core::session::{Id, Record};
+use tower_sessions_core::SessionStore;
+
+use super::store_error;
+use crate::id::SessionKey;
+use crate::policy::Limits;
+use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
+use crate::store::{LifetimeStore, StoreError, StoreErrorKind, TouchOutcome, UpdateOutcome};
+use crate::time::Timestamp;
+
+/// The entry of a tower-sessions record's data that holds a lifetime record.
+const ENTRY: &str = "tower_session_lifetime";
+
+/// How many locks the keys are spread over.
+const LOCK_STRIPES: usize = 256;
+
+/// Keeps lifetime records in any tower-sessions [`SessionStore`]: its
+/// `MemoryStore`, Redis (`tower-sessions-redis-store`), sqlx
+/// (`tower-sessions-sqlx-store`), MongoDB, or your own.
+///
+/// ```
+/// use tower_session_lifetime::{SessionLifetimeLayer, TowerSessionsStore};
+/// use tower_sessions::MemoryStore;
+///
+/// let layer = SessionLifetimeLayer::new(TowerSessionsStore::new(MemoryStore::default()))
+///     .follow_tower_sessions();
+/// # let _ = layer;
+/// ```
+///
+/// Each lifetime record is one tower-sessions record, under the ID made of
+/// the [`SessionKey`] (never the session's own ID, so it cannot be confused
+/// with the session's data), expiring at the record's
+/// [`expires_at`](SessionRecord::expires_at) so that the backend forgets it
+/// by itself.
+///
+/// # What it cannot guarantee
+///
+/// A tower-sessions store has no conditional write: `save` overwrites
+/// whatever is there, `load` then `save` is two round trips, and another
+/// process can write in between. So:
+///
+/// - **within one process**, every operation on a key runs under a lock
+///   (striped over 256 locks), so its load-check-save is atomic against the
+///   others: a touch never moves activity backwards and never re-creates a
+///   deleted record, and the conformance suite passes;
+/// - **across processes** sharing the backend, a touch in one process that
+///   loaded a record just before another process deleted it can save it
+///   back: a logout on one node can be undone by a request in flight on
+///   another, within that one round trip. Activity can also move backwards
+///   by as much, which only ends a session early. Use a store with
+///   conditional writes ([`MemoryStore`](crate::MemoryStore), or the
+///   crate's Redis and SQL stores) when several nodes share sessions and
+///   that window matters.
+///
+/// [`reclaim_expired`](LifetimeStore::reclaim_expired) returns `0`: the
+/// backend drops records past their expiry (tower-sessions' own
+/// `MemoryStore` stops returning them but keeps their memory until deleted;
+/// run its backend's expired-deletion task where it has one).
+pub struct TowerSessionsStore<S> {
+    store: S,
+    locks: Box<[Mutex<()>]>,
+}
+
+impl<S: SessionStore> TowerSessionsStore<S> {
+    /// Lifetime records kept in `store`.
+    pub fn new(store: S) -> Self {
+        TowerSessionsStore {
+            store,
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    /// The tower-sessions store.
+    pub fn get_ref(&self) -> &S {
+        &self.store
+    }
+
+    async fn lock(&self, key: &SessionKey) -> MutexGuard<'_, ()> {
+        let stripe = usize::from(key.as_bytes()[0]) % self.locks.len();
+        self.locks[stripe].lock().await
+    }
+
+    async fn read(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        let Some(stored) = self.store.load(&id_of(key)).await.map_err(store_error)? else {
+            return Ok(None);
+        };
+        let entry = stored.data.get(ENTRY).ok_or_else(|| {
+            StoreError::corrupt("a tower-sessions record without a lifetime entry")
+        })?;
+        decode(entry).map(Some)
+    }
+
+    async fn write(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
+        let subject_len = record.subject.as_deref().map_or(0, str::len);
+        if subject_len > MAX_SUBJECT_LEN {
+            return Err(StoreError::new(
+                StoreErrorKind::InvalidRecord,
+                format!("subject of {subject_len} bytes exceeds the {MAX_SUBJECT_LEN}-byte bound"),
+            ));
+        }
+        let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(record.expires_at.as_unix_millis()) * 1_000_000,
+        )
+        .map_err(|err| StoreError::new(StoreErrorKind::InvalidRecord, err))?;
+        let stored = Record {
+            id: id_of(key),
+            data: HashMap::from([(ENTRY.to_owned(), encode(record))]),
+            expiry_date,
+        };
+        self.store.save(&stored).await.map_err(store_error)
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore> LifetimeStore for TowerSessionsStore<S> {
+    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<bool, StoreError> {
+        let _guard = self.lock(key).await;
+        if self.read(key).await?.is_some() {
+            return Ok(false);
+        }
+        self.write(key, record).await?;
+        Ok(true)
+    }
+
+    async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        self.read(key).await
+    }
+
+    async fn touch(
+        &self,
+        key: &SessionKey,
+        activity: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<TouchOutcome, StoreError> {
+        let _guard = self.lock(key).await;
+        let Some(mut record) = self.read(key).await? else {
+            return Ok(TouchOutcome::Missing);
+        };
+        if record.last_activity >= activity {
+            return Ok(TouchOutcome::AlreadyRecent);
+        }
+        record.last_activity = activity;
+        record.expires_at = expires_at;
+        self.write(key, &record).await?;
+        Ok(TouchOutcome::Touched)
+    }
+
+    async fn update(
+        &self,
+        key: &SessionKey,
+        expected_version: u64,
+        record: &SessionRecord,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let _guard = self.lock(key).await;
+        let Some(stored) = self.read(key).await? else {
+            return Ok(UpdateOutcome::Missing);
+        };
+        if stored.version != expected_version {
+            return Ok(UpdateOutcome::Conflict);
+        }
+        let mut replacement = record.clone();
+        let lag = stored
+            .last_activity
+            .saturating_duration_since(record.last_activity);
+        replacement.last_activity = record.last_activity.saturating_add(lag);
+        replacement.expires_at = record.expires_at.saturating_add(lag);
+        self.write(key, &replacement).await?;
+        Ok(UpdateOutcome::Updated)
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let _guard = self.lock(key).await;
+        let existed = self.read(key).await?.is_some();
+        self.store.delete(&id_of(key)).await.map_err(store_error)?;
+        Ok(existed)
+    }
+
+    async fn delete_stale(
+        &self,
+        key: &SessionKey,
+        last_activity: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.lock(key).await;
+        let stale = self
+            .read(key)
+            .await?
+            .is_some_and(|record| record.last_activity <= last_activity);
+        if stale {
+            self.store.delete(&id_of(key)).await.map_err(store_error)?;
+        }
+        Ok(stale)
+    }
+
+    async fn reclaim_expired(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for TowerSessionsStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TowerSessionsStore")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The tower-sessions ID a lifetime record is kept under.
+fn id_of(key: &SessionKey) -> Id {
+    Id(i128::from_le_bytes(*key.as_bytes()))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn encode(record: &SessionRecord) -> Value {
+    let limits = &record.limits;
+    json!({
+        "created_at": record.created_at.as_unix_millis(),
+        "last_activity": record.last_activity.as_unix_millis(),
+        "expires_at": record.expires_at.as_unix_millis(),
+        "remember_me": record.remember_me,
+        "subject": record.subject.as_deref(),
+        "version": record.version,
+        "idle_timeout": millis(limits.idle_timeout),
+        "absolute_timeout": limits.absolute_timeout.map(millis),
+        "remember_me_period": millis(limits.remember_me_period),
+        "remember_me_absolute_timeout": limits.remember_me_absolute_timeout.map(millis),
+    })
+}
+
+fn decode(value: &Value) -> Result<SessionRecord, StoreError> {
+    let corrupt = |field: &str| StoreError::corrupt(format!("lifetime entry: bad `{field}`"));
+    let number = |field: &str| value.get(field).and_then(Value::as_u64).ok_or_else(|| corrupt(field));
+    let optional = |field: &str| match value.get(field) {
+        Some(Value::Null) => Ok(None),
+        Some(found) => found.as_u64().map(Some).ok_or_else(|| corrupt(field)),
+        None => Err(corrupt(field)),
+    };
+    let subject = match value.get("subject") {
+        Some(Value::Null) => None,
+        Some(Value::String(subject)) if subject.len() <= MAX_SUBJECT_LEN => {
+            Some(subject.as_str().into())
+        }
+        _ => return Err(corrupt("subject")),
+    };
+    Ok(SessionRecord {
+        created_at: Timestamp::from_unix_millis(number("created_at")?),
+        last_activity: Timestamp::from_unix_millis(number("last_activity")?),
+        expires_at: Timestamp::from_unix_millis(number("expires_at")?),
+        remember_me: value
+            .get("remember_me")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| corrupt("remember_me"))?,
+        subject,
+        version: number("version")?,
+        limits: Limits {
+            idle_timeout: Duration::from_millis(number("idle_timeout")?),
+            absolute_timeout: optional("absolute_timeout")?.map(Duration::from_millis),
+            remember_me_period: Duration::from_millis(number("remember_me_period")?),
+            remember_me_absolute_timeout: optional("remember_me_absolute_timeout")?
+                .map(Duration::from_millis),
+        },
+    })
+}

@@ -1,0 +1,91 @@
+//! Working with tower-sessions (feature `tower-sessions`): deleting a
+//! session's data when its lifetime ends, and keeping lifetime records in a
+//! tower-sessions store.
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer};
+//! use tower_sessions::{MemoryStore as SessionStore, SessionManagerLayer};
+//!
+//! let sessions = SessionStore::default();
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(SessionManagerLayer::new(sessions.clone()))
+//!     .layer(
+//!         SessionLifetimeLayer::new(MemoryStore::new())
+//!             .follow_tower_sessions()
+//!             // An expired or ended session's data goes too.
+//!             .delete_data_from(sessions),
+//!     );
+//! # let _ = app;
+//! ```
+
+mod adapter;
+
+use async_trait::async_trait;
+use tower_sessions_core::session::Id;
+use tower_sessions_core::{session_store, SessionStore};
+
+pub use adapter::TowerSessionsStore;
+
+use crate::id::SessionId;
+use crate::session_lifetime::SessionData;
+use crate::store::{StoreError, StoreErrorKind};
+use crate::SessionLifetimeLayer;
+
+impl<R> SessionLifetimeLayer<R> {
+    /// Deletes a session's record from the app's tower-sessions `store`
+    /// whenever its lifetime ends: it expired, it is unknown (ended before,
+    /// perhaps brought back by a late write), it was logged out, or a new ID
+    /// replaced it. So a session's data never outlives its lifetime. Use it
+    /// with [`follow_tower_sessions`](SessionLifetimeLayer::follow_tower_sessions),
+    /// giving the store the session layer uses.
+    ///
+    /// The lifetime decides alone: if the data cannot be deleted (the store
+    /// is down), that is logged, the session is ended anyway, and the data
+    /// is left to the store's own expiry.
+    pub fn delete_data_from(mut self, store: impl SessionStore) -> Self {
+        self.config_mut().session_data = Some(std::sync::Arc::new(DataOf(store)));
+        self
+    }
+}
+
+/// The tower-sessions ID of the session `id`: the same 128 bits, as
+/// tower-sessions reads them from its cookie.
+pub(crate) fn tower_sessions_id(id: &SessionId) -> Id {
+    Id(i128::from_le_bytes(*id.as_bytes()))
+}
+
+/// A tower-sessions store as the place an app keeps session data.
+struct DataOf<S>(S);
+
+#[async_trait]
+impl<S: SessionStore> SessionData for DataOf<S> {
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.0
+            .delete(&tower_sessions_id(id))
+            .await
+            .map_err(store_error)
+    }
+}
+
+/// A tower-sessions store error, kept as the source of ours.
+pub(crate) fn store_error(err: session_store::Error) -> StoreError {
+    let kind = match err {
+        session_store::Error::Decode(_) => StoreErrorKind::Corrupt,
+        session_store::Error::Encode(_) => StoreErrorKind::InvalidRecord,
+        session_store::Error::Backend(_) => StoreErrorKind::Backend,
+    };
+    StoreError::new(kind, err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_id_and_the_tower_sessions_id_of_a_session_read_the_same() {
+        let id = SessionId::generate().unwrap();
+        assert_eq!(tower_sessions_id(&id).to_string(), id.encode());
+    }
+}
