@@ -1,0 +1,268 @@
+//! A real stack for composition tests: `SessionLifetimeLayer` following
+//! tower-sessions' cookie, over `SessionManagerLayer` and axum-login's
+//! `AuthManagerLayer`, with a manual clock.
+//!
+//! Routes: `POST /login?user=..&password=..&remember=..` (axum-login; the
+//! password must equal the user name), `POST /logout`, `GET /protected`
+//! (`login_required!`, answers the user name), `GET /count` (a tower-sessions
+//! counter, no login needed), `GET /slow` (waits for the test, then writes
+//! to the session).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use axum::Router;
+use axum_login::{login_required, AuthManagerLayerBuilder, AuthSession, AuthUser, AuthnBackend};
+use http::{header, Request, Response, StatusCode};
+use serde::Deserialize;
+use tokio::sync::Notify;
+use tower::ServiceExt;
+use tower_session_lifetime::{
+    Clock, LifetimeStore, ManualClock, MemoryStore, OnInvalidSession, Policy, SessionHandle,
+    SessionLifetimeLayer, SystemClock, TowerSessionsStore,
+};
+use tower_sessions::session::Id;
+use tower_sessions::{MemoryStore as DataStore, Session, SessionManagerLayer, SessionStore};
+
+use crate::common::set_cookie_named;
+
+/// tower-sessions' cookie name.
+pub const COOKIE: &str = "id";
+
+#[derive(Clone, Debug)]
+pub struct User {
+    name: String,
+}
+
+impl AuthUser for User {
+    type Id = String;
+
+    fn id(&self) -> String {
+        self.name.clone()
+    }
+
+    fn session_auth_hash(&self) -> &[u8] {
+        self.name.as_bytes()
+    }
+}
+
+/// Accepts any user whose password is the user name.
+#[derive(Clone, Debug, Default)]
+pub struct Backend;
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Credentials {
+    user: String,
+    password: String,
+    #[serde(default)]
+    remember: bool,
+}
+
+impl AuthnBackend for Backend {
+    type User = User;
+    type Credentials = Credentials;
+    type Error = std::convert::Infallible;
+
+    async fn authenticate(&self, creds: Credentials) -> Result<Option<User>, Self::Error> {
+        Ok((creds.user == creds.password).then_some(User { name: creds.user }))
+    }
+
+    async fn get_user(&self, name: &String) -> Result<Option<User>, Self::Error> {
+        Ok(Some(User { name: name.clone() }))
+    }
+}
+
+/// Two steps of the slow request, each a signal the other side waits for.
+#[derive(Clone, Default)]
+pub struct SlowRequest {
+    pub entered: Arc<Notify>,
+    pub release: Arc<Notify>,
+}
+
+pub struct Stack {
+    pub router: Router,
+    pub clock: ManualClock,
+    /// The lifetime records, unless the stack shares the data store.
+    pub lifetimes: MemoryStore,
+    pub data: DataStore,
+    pub slow: SlowRequest,
+}
+
+impl Stack {
+    pub fn new(policy: Policy) -> Self {
+        Stack::configured(policy, |layer| layer)
+    }
+
+    pub fn configured(
+        policy: Policy,
+        configure: impl FnOnce(SessionLifetimeLayer) -> SessionLifetimeLayer,
+    ) -> Self {
+        Stack::build(policy, configure, None)
+    }
+
+    /// The stack with its lifetime records kept by `TowerSessionsStore` in
+    /// the tower-sessions store that holds the session data.
+    pub fn sharing_the_data_store(policy: Policy) -> Self {
+        Stack::build(policy, |layer| layer, Some(DataStore::default()))
+    }
+
+    fn build(
+        policy: Policy,
+        configure: impl FnOnce(SessionLifetimeLayer) -> SessionLifetimeLayer,
+        shared: Option<DataStore>,
+    ) -> Self {
+        // tower-sessions' stores judge expiry by the system clock: start
+        // the manual one there, so records this stack writes are live to them.
+        let clock = ManualClock::new(SystemClock.now());
+        let lifetimes = MemoryStore::with_clock(clock.clone());
+        let lifetime_store: Arc<dyn LifetimeStore> = match &shared {
+            Some(data) => Arc::new(TowerSessionsStore::new(data.clone())),
+            None => Arc::new(lifetimes.clone()),
+        };
+        let data = shared.unwrap_or_default();
+        let slow = SlowRequest::default();
+        let sessions = SessionManagerLayer::new(data.clone());
+        let auth = AuthManagerLayerBuilder::new(Backend, sessions).build();
+        let lifetime = configure(
+            SessionLifetimeLayer::from_shared_store(lifetime_store)
+                .with_clock(clock.clone())
+                .with_policy(policy)
+                .follow_tower_sessions()
+                .on_invalid_session(OnInvalidSession::PassThrough)
+                .delete_data_from(data.clone()),
+        );
+        let router = Router::new()
+            .route("/protected", get(protected))
+            .route_layer(login_required!(Backend))
+            .route("/login", post(login))
+            .route("/logout", post(logout))
+            .route("/count", get(count))
+            .route("/slow", get(slow_write))
+            .with_state(slow.clone())
+            .layer(auth)
+            .layer(lifetime);
+        Stack {
+            router,
+            clock,
+            lifetimes,
+            data,
+            slow,
+        }
+    }
+
+    pub async fn request(&self, method: &str, path: &str, cookie: Option<&str>) -> Response<Body> {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(cookie) = cookie {
+            builder = builder.header(header::COOKIE, cookie);
+        }
+        self.router
+            .clone()
+            .oneshot(builder.body(Body::empty()).unwrap())
+            .await
+            .expect("the router is infallible")
+    }
+
+    /// Signs `user` in (optionally with remember-me) from `cookie`'s session,
+    /// and returns the new `Cookie` header value.
+    pub async fn login(&self, user: &str, remember: bool, cookie: Option<&str>) -> String {
+        let response = self
+            .request(
+                "POST",
+                &format!("/login?user={user}&password={user}&remember={remember}"),
+                cookie,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "login succeeds");
+        cookie_header(&response).expect("login sets the session cookie")
+    }
+
+    pub async fn protected(&self, cookie: &str) -> Response<Body> {
+        self.request("GET", "/protected", Some(cookie)).await
+    }
+
+    /// Whether tower-sessions still holds data for the session `cookie` names.
+    pub async fn has_data(&self, cookie: &str) -> bool {
+        let id: Id = cookie
+            .strip_prefix("id=")
+            .expect("an `id=` cookie")
+            .parse()
+            .expect("a tower-sessions ID");
+        self.data.load(&id).await.expect("load").is_some()
+    }
+}
+
+/// The `Cookie` header value that sends back the session cookie the
+/// response sets, if it sets one (not a removal).
+pub fn cookie_header(response: &Response<Body>) -> Option<String> {
+    set_cookie_named(response, COOKIE)
+        .filter(|cookie| !cookie.value().is_empty())
+        .map(|cookie| format!("{COOKIE}={}", cookie.value()))
+}
+
+/// Whether the response removes the session cookie.
+pub fn removes_cookie(response: &Response<Body>) -> bool {
+    set_cookie_named(response, COOKIE).is_some_and(|cookie| cookie.value().is_empty())
+}
+
+async fn login(
+    mut auth: AuthSession<Backend>,
+    lifetime: SessionHandle,
+    Query(creds): Query<Credentials>,
+) -> StatusCode {
+    let remember = creds.remember;
+    let Ok(Some(user)) = auth.authenticate(creds).await else {
+        return StatusCode::UNAUTHORIZED;
+    };
+    // Signing in again: start from a fresh session, so the ID changes.
+    if auth.user.is_some() && auth.logout().await.is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    if auth.login(&user).await.is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    match lifetime.login(user.name, remember).await {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+async fn logout(mut auth: AuthSession<Backend>) -> StatusCode {
+    match auth.logout().await {
+        Ok(_) => StatusCode::OK,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+async fn protected(auth: AuthSession<Backend>) -> String {
+    auth.user.map(|user| user.name).unwrap_or_default()
+}
+
+async fn count(session: Session) -> Result<String, StatusCode> {
+    let count: u64 = session
+        .get("count")
+        .await
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
+        .unwrap_or(0)
+        + 1;
+    session
+        .insert("count", count)
+        .await
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    Ok(count.to_string())
+}
+
+/// Loads the session, tells the test it has, waits to be released, then
+/// writes to the session: a request in flight across a logout.
+async fn slow_write(State(slow): State<SlowRequest>, session: Session) -> StatusCode {
+    let _ = session.get::<u64>("count").await;
+    slow.entered.notify_one();
+    slow.release.notified().await;
+    match session.insert("late", true).await {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}

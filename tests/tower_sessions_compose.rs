@@ -1,0 +1,230 @@
+//! The lifetime layer over a real tower-sessions + axum-login stack: the
+//! rules hold for sessions another layer issues, logins restart the
+//! lifetime, logouts stick, and ended sessions take their data with them.
+#![cfg(feature = "tower-sessions")]
+
+mod common;
+mod compose;
+
+use common::*;
+use compose::*;
+use http::StatusCode;
+use tower_session_lifetime::{Policy, RejectReason};
+
+fn reason(response: &http::Response<axum::body::Body>) -> Option<RejectReason> {
+    response.extensions().get::<RejectReason>().copied()
+}
+
+#[tokio::test]
+async fn a_protected_route_is_reachable_while_active_and_refused_after_the_idle_deadline() {
+    let stack = Stack::new(policy(HOUR, DAY));
+    let cookie = stack.login("alice", false, None).await;
+    for _ in 0..5 {
+        stack.clock.advance(HOUR - TICK);
+        let response = stack.protected(&cookie).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(body_text(response).await, "alice");
+    }
+    stack.clock.advance(HOUR);
+    let response = stack.protected(&cookie).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "axum-login saw a visitor"
+    );
+    assert_eq!(reason(&response), Some(RejectReason::IdleTimeout));
+    assert!(removes_cookie(&response), "the stale cookie is cleared");
+    assert!(stack.lifetimes.is_empty());
+}
+
+#[tokio::test]
+async fn the_absolute_deadline_ends_a_session_despite_activity() {
+    let stack = Stack::new(policy(HOUR, 8 * HOUR));
+    let cookie = stack.login("alice", false, None).await;
+    for _ in 0..16 {
+        stack.clock.advance(30 * MINUTE - TICK);
+        assert_eq!(stack.protected(&cookie).await.status(), StatusCode::OK);
+    }
+    stack.clock.advance(16 * TICK);
+    let response = stack.protected(&cookie).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(reason(&response), Some(RejectReason::AbsoluteTimeout));
+}
+
+#[tokio::test]
+async fn login_through_axum_login_gives_a_new_id_restarts_the_absolute_clock_and_kills_the_old_id(
+) {
+    let stack = Stack::new(policy(HOUR, 8 * HOUR));
+    // A visitor's session (a counter) starts a lifetime of its own.
+    let response = stack.request("GET", "/count", None).await;
+    let visitor = cookie_header(&response).expect("the first session");
+    assert_eq!(stack.lifetimes.len(), 1);
+    for _ in 0..14 {
+        stack.clock.advance(30 * MINUTE);
+        let response = stack.request("GET", "/count", Some(&visitor)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // Seven hours in, the visitor signs in: axum-login cycles the ID.
+    let signed_in = stack.login("alice", false, Some(&visitor)).await;
+    assert_ne!(signed_in, visitor, "a new ID");
+    assert_eq!(stack.lifetimes.len(), 1, "the pre-login lifetime ended");
+    let replay = stack.request("GET", "/count", Some(&visitor)).await;
+    assert_eq!(reason(&replay), Some(RejectReason::Unknown), "the old ID is dead");
+    assert_eq!(body_text(replay).await, "1", "a visitor again, with no data");
+
+    // Active every half hour: past eight hours from the first visit, the
+    // session lives on, until eight hours from the login.
+    for _ in 0..15 {
+        stack.clock.advance(30 * MINUTE);
+        assert_eq!(stack.protected(&signed_in).await.status(), StatusCode::OK);
+    }
+    stack.clock.advance(30 * MINUTE);
+    let response = stack.protected(&signed_in).await;
+    assert_eq!(reason(&response), Some(RejectReason::AbsoluteTimeout));
+}
+
+#[tokio::test]
+async fn logout_through_axum_login_ends_the_lifetime_and_the_old_cookie_is_refused() {
+    let stack = Stack::new(policy(HOUR, DAY));
+    let cookie = stack.login("alice", false, None).await;
+    assert_eq!(stack.lifetimes.len(), 1);
+    let response = stack.request("POST", "/logout", Some(&cookie)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(removes_cookie(&response));
+    assert!(stack.lifetimes.is_empty(), "the lifetime record ended");
+    let replay = stack.protected(&cookie).await;
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(reason(&replay), Some(RejectReason::Unknown));
+    assert!(!stack.has_data(&cookie).await);
+}
+
+#[tokio::test]
+async fn remember_me_chosen_at_sign_in_survives_inactivity_up_to_the_remember_me_period() {
+    let policy = Policy::builder()
+        .idle_timeout(HOUR)
+        .remember_me_period(2 * DAY)
+        .absolute_timeout(30 * DAY)
+        .build()
+        .unwrap();
+    let stack = Stack::new(policy);
+    let response = stack
+        .request("POST", "/login?user=alice&password=alice&remember=true", None)
+        .await;
+    let set = set_cookie_named(&response, COOKIE).expect("the session cookie");
+    assert_eq!(
+        set.max_age(),
+        Some(cookie::time::Duration::days(2)),
+        "persistent, up to the remember-me deadline"
+    );
+    let remembered = cookie_header(&response).unwrap();
+    let ordinary = stack.login("bob", false, None).await;
+
+    stack.clock.advance(2 * DAY - TICK);
+    assert_eq!(stack.protected(&remembered).await.status(), StatusCode::OK);
+    assert_eq!(
+        reason(&stack.protected(&ordinary).await),
+        Some(RejectReason::IdleTimeout)
+    );
+    stack.clock.advance(2 * DAY);
+    let response = stack.protected(&remembered).await;
+    assert_eq!(reason(&response), Some(RejectReason::IdleTimeout));
+}
+
+#[tokio::test]
+async fn an_ordinary_session_gets_a_browser_session_cookie_whatever_the_session_layer_says() {
+    let stack = Stack::new(policy(HOUR, DAY));
+    let response = stack
+        .request("POST", "/login?user=alice&password=alice", None)
+        .await;
+    let set = set_cookie_named(&response, COOKIE).expect("the session cookie");
+    assert_eq!(set.max_age(), None);
+    assert_eq!(set.expires(), None);
+    assert_eq!(set.same_site(), Some(cookie::SameSite::Strict), "its own attributes stay");
+}
+
+#[tokio::test]
+async fn an_expired_session_loses_its_tower_sessions_data() {
+    let stack = Stack::new(policy(HOUR, DAY));
+    let cookie = stack.login("alice", false, None).await;
+    assert!(stack.has_data(&cookie).await);
+    stack.clock.advance(HOUR);
+    let response = stack.protected(&cookie).await;
+    assert_eq!(reason(&response), Some(RejectReason::IdleTimeout));
+    assert!(!stack.has_data(&cookie).await, "the data went with the lifetime");
+}
+
+#[tokio::test]
+async fn a_slow_request_that_writes_after_a_logout_cannot_bring_the_session_back() {
+    let stack = Stack::new(policy(HOUR, DAY));
+    let cookie = stack.login("alice", false, None).await;
+
+    // The slow request loads the session, then waits.
+    let slow = tokio::spawn({
+        let router = stack.router.clone();
+        let cookie = cookie.clone();
+        async move {
+            use tower::ServiceExt;
+            let request = http::Request::get("/slow")
+                .header(http::header::COOKIE, cookie)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            router.oneshot(request).await.unwrap()
+        }
+    });
+    stack.slow.entered.notified().await;
+
+    // Meanwhile the user logs out.
+    let response = stack.request("POST", "/logout", Some(&cookie)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!stack.has_data(&cookie).await);
+
+    // The slow request writes after the logout: tower-sessions saves the
+    // session again and sends its cookie back.
+    stack.slow.release.notify_one();
+    let late = slow.await.unwrap();
+    assert_eq!(late.status(), StatusCode::OK);
+    assert!(
+        stack.has_data(&cookie).await,
+        "tower-sessions' save re-created the record"
+    );
+    assert!(stack.lifetimes.is_empty(), "but no lifetime came back");
+
+    let replay = stack.protected(&cookie).await;
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(reason(&replay), Some(RejectReason::Unknown));
+    assert!(removes_cookie(&replay));
+    assert!(!stack.has_data(&cookie).await, "and the late data is gone");
+}
+
+#[tokio::test]
+async fn a_wrong_password_starts_no_session() {
+    let stack = Stack::new(policy(HOUR, DAY));
+    let response = stack
+        .request("POST", "/login?user=alice&password=bob", None)
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookie_named(&response, COOKIE).is_none());
+    assert!(stack.lifetimes.is_empty());
+}
+
+#[tokio::test]
+async fn lifetimes_kept_in_the_tower_sessions_store_give_the_same_rules() {
+    let stack = Stack::sharing_the_data_store(policy(HOUR, 2 * HOUR));
+    let cookie = stack.login("alice", false, None).await;
+    stack.clock.advance(HOUR - TICK);
+    assert_eq!(stack.protected(&cookie).await.status(), StatusCode::OK);
+    stack.clock.advance(HOUR - TICK);
+    assert_eq!(stack.protected(&cookie).await.status(), StatusCode::OK);
+    stack.clock.advance(2 * TICK);
+    let response = stack.protected(&cookie).await;
+    assert_eq!(reason(&response), Some(RejectReason::AbsoluteTimeout));
+    assert!(!stack.has_data(&cookie).await);
+
+    let cookie = stack.login("bob", false, None).await;
+    let response = stack.request("POST", "/logout", Some(&cookie)).await;
+    assert!(removes_cookie(&response));
+    assert_eq!(
+        reason(&stack.protected(&cookie).await),
+        Some(RejectReason::Unknown)
+    );
+}

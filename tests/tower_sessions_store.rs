@@ -1,0 +1,48 @@
+//! `TowerSessionsStore` keeps lifetime records in a tower-sessions store: it
+//! passes the conformance suite every store runs, and tells a record it
+//! cannot read from a missing one.
+#![cfg(feature = "tower-sessions")]
+
+use std::collections::HashMap;
+
+use tower_session_lifetime::store::conformance::{fresh_key, insert_live};
+use tower_session_lifetime::{LifetimeStore, StoreErrorKind, TowerSessionsStore};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::{MemoryStore, SessionStore};
+
+tower_session_lifetime::lifetime_store_conformance!(async {
+    TowerSessionsStore::new(MemoryStore::default())
+});
+
+#[tokio::test]
+async fn a_record_it_cannot_read_is_a_corrupt_error_not_a_missing_session() {
+    let store = TowerSessionsStore::new(MemoryStore::default());
+    let key = fresh_key();
+    let foreign = Record {
+        id: Id(i128::from_le_bytes(*key.as_bytes())),
+        data: HashMap::from([("tower_session_lifetime".to_owned(), serde_json::json!({"created_at": "yesterday"}))]),
+        expiry_date: cookie::time::OffsetDateTime::now_utc() + cookie::time::Duration::hours(1),
+    };
+    store.get_ref().save(&foreign).await.unwrap();
+    let err = store.load(&key).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+    assert!(
+        !store.create(&key, &tower_session_lifetime::store::conformance::live_record()).await.is_ok_and(|created| created),
+        "a record it cannot read is never overwritten by create"
+    );
+}
+
+#[tokio::test]
+async fn lifetime_records_and_session_data_can_share_one_store() {
+    let data = MemoryStore::default();
+    let store = TowerSessionsStore::new(data.clone());
+    let (key, record) = insert_live(&store).await;
+    // The lifetime record sits under the key, not under any session's ID.
+    let under_key = data
+        .load(&Id(i128::from_le_bytes(*key.as_bytes())))
+        .await
+        .unwrap()
+        .expect("stored under its key");
+    assert_eq!(under_key.data.len(), 1);
+    assert_eq!(store.load(&key).await.unwrap(), Some(record));
+}
