@@ -315,7 +315,10 @@ impl SessionHandle {
         let current = {
             let mut state = self.state();
             if self.inner.config.followed {
-                state.pending.get_or_insert_with(Default::default).remember_me = remember_me;
+                state
+                    .pending
+                    .get_or_insert_with(Default::default)
+                    .remember_me = remember_me;
             }
             state
                 .session
@@ -382,7 +385,10 @@ impl SessionHandle {
     /// layer starts.
     pub(crate) fn followed_state(
         &self,
-    ) -> (Option<(SessionId, Option<Duration>)>, Option<PendingSession>) {
+    ) -> (
+        Option<(SessionId, Option<Duration>)>,
+        Option<PendingSession>,
+    ) {
         let now = self.inner.config.clock.now();
         let state = self.state();
         let current = state

@@ -52,8 +52,8 @@ async fn the_absolute_deadline_ends_a_session_despite_activity() {
 }
 
 #[tokio::test]
-async fn login_through_axum_login_gives_a_new_id_restarts_the_absolute_clock_and_kills_the_old_id(
-) {
+async fn login_through_axum_login_gives_a_new_id_restarts_the_absolute_clock_and_kills_the_old_id()
+{
     let stack = Stack::new(policy(HOUR, 8 * HOUR));
     // A visitor's session (a counter) starts a lifetime of its own.
     let response = stack.request("GET", "/count", None).await;
@@ -69,8 +69,16 @@ async fn login_through_axum_login_gives_a_new_id_restarts_the_absolute_clock_and
     assert_ne!(signed_in, visitor, "a new ID");
     assert_eq!(stack.lifetimes.len(), 1, "the pre-login lifetime ended");
     let replay = stack.request("GET", "/count", Some(&visitor)).await;
-    assert_eq!(reason(&replay), Some(RejectReason::Unknown), "the old ID is dead");
-    assert_eq!(body_text(replay).await, "1", "a visitor again, with no data");
+    assert_eq!(
+        reason(&replay),
+        Some(RejectReason::Unknown),
+        "the old ID is dead"
+    );
+    assert_eq!(
+        body_text(replay).await,
+        "1",
+        "a visitor again, with no data"
+    );
 
     // Active every half hour: past eight hours from the first visit, the
     // session lives on, until eight hours from the login.
@@ -108,7 +116,11 @@ async fn remember_me_chosen_at_sign_in_survives_inactivity_up_to_the_remember_me
         .unwrap();
     let stack = Stack::new(policy);
     let response = stack
-        .request("POST", "/login?user=alice&password=alice&remember=true", None)
+        .request(
+            "POST",
+            "/login?user=alice&password=alice&remember=true",
+            None,
+        )
         .await;
     let set = set_cookie_named(&response, COOKIE).expect("the session cookie");
     assert_eq!(
@@ -139,7 +151,11 @@ async fn an_ordinary_session_gets_a_browser_session_cookie_whatever_the_session_
     let set = set_cookie_named(&response, COOKIE).expect("the session cookie");
     assert_eq!(set.max_age(), None);
     assert_eq!(set.expires(), None);
-    assert_eq!(set.same_site(), Some(cookie::SameSite::Strict), "its own attributes stay");
+    assert_eq!(
+        set.same_site(),
+        Some(cookie::SameSite::Strict),
+        "its own attributes stay"
+    );
 }
 
 #[tokio::test]
@@ -150,7 +166,10 @@ async fn an_expired_session_loses_its_tower_sessions_data() {
     stack.clock.advance(HOUR);
     let response = stack.protected(&cookie).await;
     assert_eq!(reason(&response), Some(RejectReason::IdleTimeout));
-    assert!(!stack.has_data(&cookie).await, "the data went with the lifetime");
+    assert!(
+        !stack.has_data(&cookie).await,
+        "the data went with the lifetime"
+    );
 }
 
 #[tokio::test]

@@ -20,14 +20,23 @@ async fn a_record_it_cannot_read_is_a_corrupt_error_not_a_missing_session() {
     let key = fresh_key();
     let foreign = Record {
         id: Id(i128::from_le_bytes(*key.as_bytes())),
-        data: HashMap::from([("tower_session_lifetime".to_owned(), serde_json::json!({"created_at": "yesterday"}))]),
+        data: HashMap::from([(
+            "tower_session_lifetime".to_owned(),
+            serde_json::json!({"created_at": "yesterday"}),
+        )]),
         expiry_date: cookie::time::OffsetDateTime::now_utc() + cookie::time::Duration::hours(1),
     };
     store.get_ref().save(&foreign).await.unwrap();
     let err = store.load(&key).await.unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Corrupt);
     assert!(
-        !store.create(&key, &tower_session_lifetime::store::conformance::live_record()).await.is_ok_and(|created| created),
+        !store
+            .create(
+                &key,
+                &tower_session_lifetime::store::conformance::live_record()
+            )
+            .await
+            .is_ok_and(|created| created),
         "a record it cannot read is never overwritten by create"
     );
 }

@@ -57,9 +57,7 @@ impl<R> Finish<R> {
             (CookieEdit::FromHandle, _) => self.handle.write_cookie(response.headers_mut()),
             (edit, Some(followed)) => {
                 if let CookieEdit::StoreFailed = edit {
-                    *response = followed
-                        .responder
-                        .respond(RejectReason::StoreUnavailable);
+                    *response = followed.responder.respond(RejectReason::StoreUnavailable);
                     response
                         .extensions_mut()
                         .insert(RejectReason::StoreUnavailable);

@@ -74,7 +74,9 @@ pub(crate) fn settle(
     let login = pending.as_ref().is_some_and(|pending| pending.login);
     match outbound(config, headers) {
         Outbound::Unusable => {
-            tracing::warn!("the session layer set a session cookie that cannot be followed; cleared");
+            tracing::warn!(
+                "the session layer set a session cookie that cannot be followed; cleared"
+            );
             Settle::Now(CookieEdit::Clear)
         }
         Outbound::Set(id) if Some(&id) != admitted => Settle::Later(Box::pin(start(
@@ -203,7 +205,9 @@ pub(crate) fn edit_cookies(config: &Config, edit: CookieEdit, headers: &mut Head
             };
             cookie.unset_expires();
             cookie.set_max_age(max_age.map(|max_age| {
-                cookie::time::Duration::seconds(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX))
+                cookie::time::Duration::seconds(
+                    i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+                )
             }));
             if let Ok(header) = HeaderValue::try_from(cookie.to_string()) {
                 headers.append(SET_COOKIE, header);

@@ -241,7 +241,12 @@ fn encode(record: &SessionRecord) -> Value {
 
 fn decode(value: &Value) -> Result<SessionRecord, StoreError> {
     let corrupt = |field: &str| StoreError::corrupt(format!("lifetime entry: bad `{field}`"));
-    let number = |field: &str| value.get(field).and_then(Value::as_u64).ok_or_else(|| corrupt(field));
+    let number = |field: &str| {
+        value
+            .get(field)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| corrupt(field))
+    };
     let optional = |field: &str| match value.get(field) {
         Some(Value::Null) => Ok(None),
         Some(found) => found.as_u64().map(Some).ok_or_else(|| corrupt(field)),
