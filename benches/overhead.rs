@@ -15,7 +15,12 @@
 //!   never looks at the session: the middleware alone, without the cost of
 //!   an axum extractor;
 //! - `tower_sessions`: tower-sessions 0.14 over its `MemoryStore`, expiry on
-//!   inactivity, `always_save`; the handler reads one value.
+//!   inactivity, `always_save`; the handler reads one value;
+//! - `tower_sessions_with_lifetime`: the same tower-sessions router, with
+//!   `SessionLifetimeLayer` following its cookie (`follow_tower_sessions`)
+//!   over our `MemoryStore`: what the layer adds to an app that already has
+//!   tower-sessions. `always_save` makes tower-sessions set its cookie on
+//!   every response, which the layer then rewrites: the dearest case.
 //!
 //! After criterion's own report, a summary table with the overheads and
 //! their ratio is printed from criterion's estimates of this run.
@@ -179,6 +184,27 @@ fn overhead(c: &mut Criterion) {
     assert_eq!(status, StatusCode::OK, "tower_sessions: request failed");
     assert_eq!(body, "1", "tower_sessions: value not read back");
 
+    // tower_sessions_with_lifetime: the same tower-sessions stack, with the
+    // lifetime layer following its cookie.
+    let ts_layer = SessionManagerLayer::new(tower_sessions::MemoryStore::default())
+        .with_secure(false)
+        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(15)))
+        .with_always_save(true);
+    let followed: Router = Router::new()
+        .route("/", get(ts_me))
+        .route("/login", post(ts_login))
+        .layer(ts_layer)
+        .layer(SessionLifetimeLayer::new(MemoryStore::new()).follow_tower_sessions())
+        .with_state(());
+    let followed_cookie = rt.block_on(cookie_from_login(&followed, Method::POST, "/login"));
+    let (status, body) = rt.block_on(probe(&followed, &followed_cookie));
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "tower_sessions_with_lifetime: request failed"
+    );
+    assert_eq!(body, "1", "tower_sessions_with_lifetime: not admitted");
+
     // bare: same request shape (a cookie header of the same kind, ignored).
     let bare: Router = Router::new().route("/", get(bare_handler)).with_state(());
     let (status, body) = rt.block_on(probe(&bare, &lifetime_cookie));
@@ -195,6 +221,7 @@ fn overhead(c: &mut Criterion) {
             &layer_only_cookie,
         ),
         ("tower_sessions", &ts, &ts_cookie),
+        ("tower_sessions_with_lifetime", &followed, &followed_cookie),
     ];
     for (name, router, cookie) in variants {
         group.bench_function(name, |b| {
@@ -221,6 +248,9 @@ fn overhead(c: &mut Criterion) {
         StatusCode::OK,
         "session_lifetime_layer_only: not admitted"
     );
+    let (status, body) = rt.block_on(probe(&followed, &followed_cookie));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "1", "tower_sessions_with_lifetime: not admitted");
 }
 
 criterion_group! {
@@ -325,7 +355,21 @@ fn print_summary(run_started: SystemTime) {
         ts.cell(),
         ts_overhead
     );
+    let followed = estimate_ns(&dir, "tower_sessions_with_lifetime", run_started);
+    if let Some(followed) = &followed {
+        println!(
+            "| tower-sessions + `SessionLifetimeLayer` following its cookie | {} | {:.0} ns |",
+            followed.cell(),
+            followed.point - bare.point
+        );
+    }
     println!();
+    if let Some(followed) = &followed {
+        println!(
+            "layer on top of tower-sessions = {:.0} ns (budget: < 500 ns)",
+            followed.point - ts.point
+        );
+    }
     if ts_overhead > 0.0 {
         println!(
             "layer overhead / tower-sessions overhead = {:.2} (budget: < 0.25); \

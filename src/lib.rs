@@ -54,6 +54,15 @@
 //! every request), a [`Clock`], the [`store`], the [`SessionCookie`], the
 //! [`SessionHandle`] handlers use, and the Tower glue in
 //! [`SessionLifetimeLayer`].
+//!
+//! Apps that already run tower-sessions (and axum-login) keep it: the layer
+//! can [follow its cookie](SessionLifetimeLayer::follow_tower_sessions), and
+//! with the `tower-sessions` feature delete a session's data when its
+//! lifetime ends ([`SessionLifetimeLayer::delete_data_from`]) or keep the
+//! lifetimes in a tower-sessions store ([`TowerSessionsStore`]).
+//!
+//! Features: `axum` (default) for the [`SessionHandle`] extractor;
+//! `tower-sessions` for [`tower_sessions`](crate::tower_sessions).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -72,6 +81,7 @@ mod session_lifetime;
 pub mod store;
 mod time;
 #[cfg(feature = "tower-sessions")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
 pub mod tower_sessions;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -101,6 +111,7 @@ pub use tower_sessions::TowerSessionsStore;
 pub use cookie;
 
 /// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
+// The README's snippets use the `tower-sessions` feature.
+#[cfg(all(doctest, feature = "tower-sessions"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

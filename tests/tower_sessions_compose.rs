@@ -247,3 +247,35 @@ async fn lifetimes_kept_in_the_tower_sessions_store_give_the_same_rules() {
         Some(RejectReason::Unknown)
     );
 }
+
+#[tokio::test]
+async fn a_store_failure_while_starting_a_session_is_a_503_with_no_session_left() {
+    let (stack, store) = Stack::failing(policy(HOUR, DAY));
+    store.set_writes_down(true);
+    let response = stack
+        .request("POST", "/login?user=alice&password=alice", None)
+        .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reason(&response), Some(RejectReason::StoreUnavailable));
+    assert!(removes_cookie(&response), "the new ID is not handed out");
+    assert!(stack.lifetimes.is_empty());
+    store.set_writes_down(false);
+    let cookie = stack.login("alice", false, None).await;
+    assert_eq!(stack.protected(&cookie).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_store_that_is_down_fails_closed_for_a_followed_cookie() {
+    let (stack, store) = Stack::failing(policy(HOUR, DAY));
+    let cookie = stack.login("alice", false, None).await;
+    store.set_down(true);
+    let response = stack.protected(&cookie).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        set_cookie_named(&response, COOKIE).is_none(),
+        "the cookie is kept"
+    );
+    store.set_down(false);
+    assert_eq!(stack.protected(&cookie).await.status(), StatusCode::OK);
+    assert!(stack.has_data(&cookie).await, "nothing was lost");
+}

@@ -49,8 +49,13 @@ pub struct CountingStore {
 
 impl CountingStore {
     pub fn new(clock: &ManualClock) -> Self {
+        CountingStore::over(MemoryStore::with_clock(clock.clone()))
+    }
+
+    /// Counts the calls made to `memory`.
+    pub fn over(memory: MemoryStore) -> Self {
         CountingStore {
-            memory: MemoryStore::with_clock(clock.clone()),
+            memory,
             loads: Arc::default(),
             writes: Arc::default(),
             down: Arc::default(),

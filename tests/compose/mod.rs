@@ -28,7 +28,7 @@ use tower_session_lifetime::{
 use tower_sessions::session::Id;
 use tower_sessions::{MemoryStore as DataStore, Session, SessionManagerLayer, SessionStore};
 
-use crate::common::set_cookie_named;
+use crate::common::{set_cookie_named, CountingStore};
 
 /// tower-sessions' cookie name.
 pub const COOKIE: &str = "id";
@@ -86,7 +86,7 @@ pub struct SlowRequest {
 pub struct Stack {
     pub router: Router,
     pub clock: ManualClock,
-    /// The lifetime records, unless the stack shares the data store.
+    /// The lifetime records (unless the stack keeps them in the data store).
     pub lifetimes: MemoryStore,
     pub data: DataStore,
     pub slow: SlowRequest,
@@ -101,29 +101,48 @@ impl Stack {
         policy: Policy,
         configure: impl FnOnce(SessionLifetimeLayer) -> SessionLifetimeLayer,
     ) -> Self {
-        Stack::build(policy, configure, None)
+        Stack::build(policy, configure, |lifetimes, _| {
+            Arc::new(lifetimes.clone())
+        })
     }
 
     /// The stack with its lifetime records kept by `TowerSessionsStore` in
     /// the tower-sessions store that holds the session data.
     pub fn sharing_the_data_store(policy: Policy) -> Self {
-        Stack::build(policy, |layer| layer, Some(DataStore::default()))
+        Stack::build(
+            policy,
+            |layer| layer,
+            |_, data| Arc::new(TowerSessionsStore::new(data.clone())),
+        )
+    }
+
+    /// The stack with its lifetime records in a `CountingStore` (over
+    /// `lifetimes`) that the test can take down.
+    pub fn failing(policy: Policy) -> (Self, CountingStore) {
+        let mut failing = None;
+        let stack = Stack::build(
+            policy,
+            |layer| layer,
+            |lifetimes, _| {
+                let store = CountingStore::over(lifetimes.clone());
+                failing = Some(store.clone());
+                Arc::new(store)
+            },
+        );
+        (stack, failing.expect("built"))
     }
 
     fn build(
         policy: Policy,
         configure: impl FnOnce(SessionLifetimeLayer) -> SessionLifetimeLayer,
-        shared: Option<DataStore>,
+        lifetime_store: impl FnOnce(&MemoryStore, &DataStore) -> Arc<dyn LifetimeStore>,
     ) -> Self {
         // tower-sessions' stores judge expiry by the system clock: start
         // the manual one there, so records this stack writes are live to them.
         let clock = ManualClock::new(SystemClock.now());
         let lifetimes = MemoryStore::with_clock(clock.clone());
-        let lifetime_store: Arc<dyn LifetimeStore> = match &shared {
-            Some(data) => Arc::new(TowerSessionsStore::new(data.clone())),
-            None => Arc::new(lifetimes.clone()),
-        };
-        let data = shared.unwrap_or_default();
+        let data = DataStore::default();
+        let lifetime_store = lifetime_store(&lifetimes, &data);
         let slow = SlowRequest::default();
         let sessions = SessionManagerLayer::new(data.clone());
         let auth = AuthManagerLayerBuilder::new(Backend, sessions).build();
