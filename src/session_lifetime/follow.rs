@@ -153,15 +153,16 @@ async fn ended(config: &Config, id: &SessionId) {
 
 /// The last `Set-Cookie` the inner layer wrote for the followed cookie.
 fn outbound(config: &Config, headers: &HeaderMap) -> Outbound {
+    let now = config.clock.now();
     let mut found = Outbound::Untouched;
     for header in headers.get_all(SET_COOKIE) {
-        let Some(cookie) = parse_named(config.cookie.name(), header) else {
+        let Some(set) = SetCookie::read(config.cookie.name(), header) else {
             continue;
         };
-        found = if is_removal(&cookie, config.clock.now()) {
+        found = if set.removes(now) {
             Outbound::Removed
         } else {
-            match config.cookie.decode(cookie.value().as_bytes()) {
+            match config.cookie.decode(set.value.as_bytes()) {
                 Ok(id) => Outbound::Set(id),
                 Err(_) => Outbound::Unusable,
             }
@@ -170,25 +171,106 @@ fn outbound(config: &Config, headers: &HeaderMap) -> Outbound {
     found
 }
 
-/// `header` parsed, if it sets the cookie called `name`.
-fn parse_named<'a>(name: &str, header: &'a HeaderValue) -> Option<Cookie<'a>> {
-    let text = header.to_str().ok()?;
-    let after_name = text.trim_start().strip_prefix(name)?;
-    if !after_name.trim_start().starts_with('=') {
-        return None;
-    }
-    Cookie::parse(text).ok()
+/// One `Set-Cookie` header for the followed cookie, read as far as this
+/// layer needs: it runs on every response that sets the cookie, so it only
+/// splits the header and parses a date only when there is one.
+struct SetCookie<'a> {
+    text: &'a str,
+    value: &'a str,
 }
 
-fn is_removal(cookie: &Cookie<'_>, now: Timestamp) -> bool {
+impl<'a> SetCookie<'a> {
+    /// `header`, if it sets the cookie called `name`.
+    fn read(name: &str, header: &'a HeaderValue) -> Option<Self> {
+        let text = header.to_str().ok()?;
+        let pair = text.split(';').next()?;
+        let (pair_name, value) = pair.split_once('=')?;
+        if pair_name.trim() != name {
+            return None;
+        }
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|quoted| quoted.strip_suffix('"'))
+            .unwrap_or(value);
+        Some(SetCookie { text, value })
+    }
+
+    /// The attributes after `name=value`, as (name, value) pairs.
+    fn attributes(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.text.split(';').skip(1).map(|attribute| {
+            let (name, value) = attribute.split_once('=').unwrap_or((attribute, ""));
+            (name.trim(), value.trim())
+        })
+    }
+
+    /// Whether it tells the browser to drop the cookie.
+    fn removes(&self, now: Timestamp) -> bool {
+        if self.value.is_empty() {
+            return true;
+        }
+        self.attributes().any(|(name, value)| {
+            if name.eq_ignore_ascii_case("max-age") {
+                value.parse::<i64>().is_ok_and(|seconds| seconds <= 0)
+            } else if name.eq_ignore_ascii_case("expires") {
+                expired(self.text, now)
+            } else {
+                false
+            }
+        })
+    }
+
+    /// The same header with its lifetime set: `Max-Age` (a persistent
+    /// cookie) or neither `Max-Age` nor `Expires` (a browser-session
+    /// cookie). `None` when it already says so.
+    fn with_lifetime(&self, max_age: Option<Duration>) -> Option<HeaderValue> {
+        let max_age = max_age.map(|max_age| max_age.as_secs().to_string());
+        let mut lifetime_attributes = self.attributes().filter(|(name, _)| {
+            name.eq_ignore_ascii_case("max-age") || name.eq_ignore_ascii_case("expires")
+        });
+        let unchanged = match (lifetime_attributes.next(), &max_age) {
+            (None, None) => true,
+            (Some((name, value)), Some(max_age)) => {
+                name.eq_ignore_ascii_case("max-age")
+                    && value == max_age
+                    && lifetime_attributes.next().is_none()
+            }
+            _ => false,
+        };
+        if unchanged {
+            return None;
+        }
+        let mut rewritten = String::with_capacity(self.text.len() + 24);
+        for (index, part) in self.text.split(';').enumerate() {
+            let name = part.split_once('=').map_or(part, |(name, _)| name).trim();
+            if index > 0
+                && (name.eq_ignore_ascii_case("max-age") || name.eq_ignore_ascii_case("expires"))
+            {
+                continue;
+            }
+            if index > 0 {
+                rewritten.push(';');
+            }
+            rewritten.push_str(part);
+        }
+        if let Some(max_age) = max_age {
+            rewritten.push_str("; Max-Age=");
+            rewritten.push_str(&max_age);
+        }
+        HeaderValue::try_from(rewritten).ok()
+    }
+}
+
+/// Whether the `Expires` of the `Set-Cookie` header `text` has passed at
+/// `now`. Dates are rare in a session layer's cookies, so the `cookie`
+/// crate parses them.
+fn expired(text: &str, now: Timestamp) -> bool {
     let now = i128::from(now.as_unix_millis()) * 1_000_000;
-    cookie.value().is_empty()
-        || cookie
-            .max_age()
-            .is_some_and(|max_age| max_age <= cookie::time::Duration::ZERO)
-        || cookie
+    Cookie::parse(text).is_ok_and(|cookie| {
+        cookie
             .expires_datetime()
             .is_some_and(|expires| expires.unix_timestamp_nanos() <= now)
+    })
 }
 
 /// Applies `edit` to the followed cookie's `Set-Cookie` headers.
@@ -196,47 +278,110 @@ pub(crate) fn edit_cookies(config: &Config, edit: CookieEdit, headers: &mut Head
     match edit {
         CookieEdit::FromHandle | CookieEdit::Keep => {}
         CookieEdit::Clear | CookieEdit::StoreFailed => {
-            take_followed(config, headers);
+            drop_followed(config, headers);
             config.cookie.append_removal(headers);
         }
         CookieEdit::Lifetime(max_age) => {
-            let Some(mut cookie) = take_followed(config, headers) else {
+            let http::header::Entry::Occupied(mut entry) = headers.entry(SET_COOKIE) else {
                 return;
             };
-            cookie.unset_expires();
-            cookie.set_max_age(max_age.map(|max_age| {
-                cookie::time::Duration::seconds(
-                    i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
-                )
-            }));
-            if let Ok(header) = HeaderValue::try_from(cookie.to_string()) {
-                headers.append(SET_COOKIE, header);
+            for header in entry.iter_mut() {
+                let rewritten = SetCookie::read(config.cookie.name(), header)
+                    .and_then(|set| set.with_lifetime(max_age));
+                if let Some(rewritten) = rewritten {
+                    *header = rewritten;
+                }
             }
         }
     }
 }
 
-/// Removes every `Set-Cookie` for the followed cookie, keeping the others,
-/// and returns the last one removed.
-fn take_followed(config: &Config, headers: &mut HeaderMap) -> Option<Cookie<'static>> {
+/// Removes every `Set-Cookie` for the followed cookie, keeping the others.
+fn drop_followed(config: &Config, headers: &mut HeaderMap) {
     let name = config.cookie.name();
-    if !headers
-        .get_all(SET_COOKIE)
-        .iter()
-        .any(|header| parse_named(name, header).is_some())
-    {
-        return None;
-    }
-    let mut last = None;
     let all: Vec<HeaderValue> = headers.get_all(SET_COOKIE).iter().cloned().collect();
     headers.remove(SET_COOKIE);
     for header in all {
-        match parse_named(name, &header) {
-            Some(cookie) => last = Some(cookie.into_owned()),
-            None => {
-                headers.append(SET_COOKIE, header);
-            }
+        if SetCookie::read(name, &header).is_none() {
+            headers.append(SET_COOKIE, header);
         }
     }
-    last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_cookie(text: &'static str) -> HeaderValue {
+        HeaderValue::from_static(text)
+    }
+
+    #[test]
+    fn reads_only_the_followed_cookie() {
+        let header = set_cookie("id=abc; HttpOnly; Path=/");
+        assert_eq!(
+            SetCookie::read("id", &header).map(|set| set.value),
+            Some("abc")
+        );
+        assert!(SetCookie::read("i", &header).is_none());
+        assert!(SetCookie::read("id", &set_cookie("idx=abc")).is_none());
+        assert!(SetCookie::read("id", &set_cookie("garbage")).is_none());
+        let quoted = set_cookie("id=\"abc\"; Path=/");
+        assert_eq!(
+            SetCookie::read("id", &quoted).map(|set| set.value),
+            Some("abc")
+        );
+    }
+
+    #[test]
+    fn tells_a_removal() {
+        let now = Timestamp::from_unix_millis(1_800_000_000_000);
+        for removal in [
+            "id=; Path=/",
+            "id=abc; Max-Age=0",
+            "id=abc; max-age=-1",
+            "id=abc; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        ] {
+            let header = set_cookie(removal);
+            assert!(
+                SetCookie::read("id", &header).unwrap().removes(now),
+                "{removal}"
+            );
+        }
+        for kept in [
+            "id=abc; Max-Age=60",
+            "id=abc; Expires=Fri, 01 Jan 2100 00:00:00 GMT",
+            "id=abc; Max-Age=x",
+        ] {
+            let header = set_cookie(kept);
+            assert!(
+                !SetCookie::read("id", &header).unwrap().removes(now),
+                "{kept}"
+            );
+        }
+    }
+
+    #[test]
+    fn sets_our_lifetime_and_keeps_every_other_attribute() {
+        let header = set_cookie("id=abc; HttpOnly; Max-Age=900; SameSite=Strict; Expires=Fri, 01 Jan 2100 00:00:00 GMT; Path=/");
+        let set = SetCookie::read("id", &header).unwrap();
+        assert_eq!(
+            set.with_lifetime(None).unwrap(),
+            "id=abc; HttpOnly; SameSite=Strict; Path=/"
+        );
+        assert_eq!(
+            set.with_lifetime(Some(Duration::from_secs(60))).unwrap(),
+            "id=abc; HttpOnly; SameSite=Strict; Path=/; Max-Age=60"
+        );
+        let right = set_cookie("id=abc; Path=/; Max-Age=60");
+        let set = SetCookie::read("id", &right).unwrap();
+        assert_eq!(
+            set.with_lifetime(Some(Duration::from_secs(60))),
+            None,
+            "nothing to change"
+        );
+        let session = set_cookie("id=abc; Path=/");
+        let set = SetCookie::read("id", &session).unwrap();
+        assert_eq!(set.with_lifetime(None), None, "nothing to change");
+    }
 }
