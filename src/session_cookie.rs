@@ -106,7 +106,7 @@ impl SessionCookie {
         }
         match found {
             None => CookieLookup::Absent,
-            Some(value) => match self.decode(value) {
+            Some(value) => match self.decode(&value) {
                 Ok(id) => CookieLookup::Found(id),
                 Err(reason) => CookieLookup::Rejected(reason),
             },
@@ -143,7 +143,7 @@ impl SessionCookie {
         let mut kept: Vec<&[u8]> = Vec::new();
         let mut stripped = false;
         for pair in cookie_pairs(headers) {
-            if pair.name == self.name.as_bytes() {
+            if *percent_decoded(pair.name) == *self.name.as_bytes() {
                 stripped = true;
             } else {
                 kept.push(pair.whole);
@@ -247,11 +247,47 @@ struct CookiePair<'a> {
 }
 
 /// The value of `pair` (one `name=value` of a `Cookie` header) if its name
-/// is `name`; white space around the name and the value is ignored.
-fn value_named<'a>(pair: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let after_name = pair.trim_ascii_start().strip_prefix(name)?;
-    let value = after_name.trim_ascii_start().strip_prefix(b"=")?;
-    Some(value.trim_ascii())
+/// is `name`, read as the `cookie` crate reads it (and so tower-cookies,
+/// which tower-sessions reads its cookie with): white space around name and
+/// value ignored, surrounding quotes removed from the value, then both
+/// percent-decoded. Reading the same way matters: a name this layer did
+/// not recognise (`%69d` for `id`) would reach an inner layer unchecked.
+fn value_named<'a>(pair: &'a [u8], name: &[u8]) -> Option<Cow<'a, [u8]>> {
+    let split = pair.iter().position(|&byte| byte == b'=')?;
+    if *percent_decoded(pair[..split].trim_ascii()) != *name {
+        return None;
+    }
+    let value = pair[split + 1..].trim_ascii();
+    let value = value
+        .strip_prefix(b"\"")
+        .and_then(|quoted| quoted.strip_suffix(b"\""))
+        .unwrap_or(value);
+    Some(percent_decoded(value))
+}
+
+/// `bytes` with `%XX` sequences decoded; others (`%` not followed by two hex
+/// digits) kept as they are, as the `percent-encoding` crate does.
+pub(crate) fn percent_decoded(bytes: &[u8]) -> Cow<'_, [u8]> {
+    if !bytes.contains(&b'%') {
+        return Cow::Borrowed(bytes);
+    }
+    let hex = |byte: Option<&u8>| byte.and_then(|&byte| char::from(byte).to_digit(16));
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        match (byte, hex(bytes.get(at + 1)), hex(bytes.get(at + 2))) {
+            (b'%', Some(high), Some(low)) => {
+                // Two hex digits are at most 0xff.
+                decoded.push(u8::try_from(high * 16 + low).unwrap_or(u8::MAX));
+                at += 3;
+            }
+            _ => {
+                decoded.push(byte);
+                at += 1;
+            }
+        }
+    }
+    Cow::Owned(decoded)
 }
 
 /// Every `name=value` pair of every `Cookie` header, as bytes (a header

@@ -72,9 +72,15 @@ async fn bad_cookies_are_refused_cleanly_without_store_writes() {
             may_load: false,
         },
         Case {
-            name: "quoted value",
-            headers: vec![format!("session=\"{live_id}\"").into_bytes()],
+            name: "unbalanced quote",
+            headers: vec![format!("session=\"{live_id}").into_bytes()],
             reason: RejectReason::Malformed,
+            may_load: false,
+        },
+        Case {
+            name: "duplicated under a percent-encoded name",
+            headers: vec![format!("session={live_id}; %73ession={unknown}").into_bytes()],
+            reason: RejectReason::Duplicated,
             may_load: false,
         },
         Case {
@@ -119,6 +125,31 @@ async fn bad_cookies_are_refused_cleanly_without_store_writes() {
     }
     // The live session was not harmed by any of it.
     assert_eq!(app.me(&live).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_cookie_is_read_as_the_cookie_crate_reads_it() {
+    // Quoted, percent-encoded name or value: what tower-cookies would read
+    // as this cookie, the layer reads as it too, so nothing reaches an inner
+    // layer unchecked.
+    let app = TestApp::new(Policy::default());
+    let live = app.login("alice", false).await;
+    let id = live.strip_prefix("session=").unwrap();
+    for header in [
+        format!("session=\"{id}\""),
+        format!("%73ession={id}"),
+        format!("session={}%{:02X}", &id[..21], id.as_bytes()[21]),
+    ] {
+        let response = app.me(&header).await;
+        assert_eq!(response.status(), StatusCode::OK, "{header}");
+    }
+    app.request("POST", "/logout", Some(&live)).await;
+    let response = app.me(&format!("%73ession={id}")).await;
+    assert_eq!(
+        response.extensions().get::<RejectReason>(),
+        Some(&RejectReason::Unknown),
+        "an encoded name is no way around a logout"
+    );
 }
 
 #[tokio::test]

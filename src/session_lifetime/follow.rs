@@ -15,6 +15,7 @@
 //! old ID ends that session instead of letting a login keep a pre-login ID.
 
 use std::future::Future;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -162,7 +163,7 @@ fn outbound(config: &Config, headers: &HeaderMap) -> Outbound {
         found = if set.removes(now) {
             Outbound::Removed
         } else {
-            match config.cookie.decode(set.value.as_bytes()) {
+            match config.cookie.decode(set.value) {
                 Ok(id) => Outbound::Set(id),
                 Err(_) => Outbound::Unusable,
             }
@@ -172,52 +173,63 @@ fn outbound(config: &Config, headers: &HeaderMap) -> Outbound {
 }
 
 /// One `Set-Cookie` header for the followed cookie, read as far as this
-/// layer needs: it runs on every response that sets the cookie, so it only
-/// splits the header and parses a date only when there is one.
+/// layer needs, in one pass over its bytes: it runs on every response that
+/// sets the cookie (tower-sessions' `always_save` sets it on all of them).
 struct SetCookie<'a> {
-    text: &'a str,
-    value: &'a str,
+    header: &'a HeaderValue,
+    value: &'a [u8],
+    /// The last `Max-Age`'s value, as written.
+    max_age: Option<&'a [u8]>,
+    expires: bool,
+    /// Where each `; Max-Age=…` and `; Expires=…` is in the header.
+    lifetime_attributes: Vec<Range<usize>>,
 }
 
 impl<'a> SetCookie<'a> {
     /// `header`, if it sets the cookie called `name`.
     fn read(name: &str, header: &'a HeaderValue) -> Option<Self> {
-        let text = header.to_str().ok()?;
-        let pair = text.split(';').next()?;
-        let (pair_name, value) = pair.split_once('=')?;
-        if pair_name.trim() != name {
-            return None;
-        }
-        let value = value.trim();
+        let bytes = header.as_bytes();
+        let after_name = bytes.trim_ascii_start().strip_prefix(name.as_bytes())?;
+        let after_equals = after_name.trim_ascii_start().strip_prefix(b"=")?;
+        let value_start = bytes.len() - after_equals.len();
+        let value_end = next_semicolon(bytes, value_start);
+        let value = bytes[value_start..value_end].trim_ascii();
         let value = value
-            .strip_prefix('"')
-            .and_then(|quoted| quoted.strip_suffix('"'))
+            .strip_prefix(b"\"")
+            .and_then(|quoted| quoted.strip_suffix(b"\""))
             .unwrap_or(value);
-        Some(SetCookie { text, value })
-    }
-
-    /// The attributes after `name=value`, as (name, value) pairs.
-    fn attributes(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
-        self.text.split(';').skip(1).map(|attribute| {
-            let (name, value) = attribute.split_once('=').unwrap_or((attribute, ""));
-            (name.trim(), value.trim())
-        })
+        let mut set = SetCookie {
+            header,
+            value,
+            max_age: None,
+            expires: false,
+            lifetime_attributes: Vec::new(),
+        };
+        let mut at = value_end;
+        while at < bytes.len() {
+            let end = next_semicolon(bytes, at + 1);
+            let attribute = bytes[at + 1..end].trim_ascii_start();
+            if let Some(max_age) = attribute_value(attribute, b"max-age") {
+                set.max_age = Some(max_age);
+                set.lifetime_attributes.push(at..end);
+            } else if attribute_value(attribute, b"expires").is_some() {
+                set.expires = true;
+                set.lifetime_attributes.push(at..end);
+            }
+            at = end;
+        }
+        Some(set)
     }
 
     /// Whether it tells the browser to drop the cookie.
     fn removes(&self, now: Timestamp) -> bool {
-        if self.value.is_empty() {
-            return true;
-        }
-        self.attributes().any(|(name, value)| {
-            if name.eq_ignore_ascii_case("max-age") {
-                value.parse::<i64>().is_ok_and(|seconds| seconds <= 0)
-            } else if name.eq_ignore_ascii_case("expires") {
-                expired(self.text, now)
-            } else {
-                false
-            }
-        })
+        let max_age_passed = self.max_age.is_some_and(|max_age| {
+            std::str::from_utf8(max_age)
+                .ok()
+                .and_then(|max_age| max_age.parse::<i64>().ok())
+                .is_some_and(|seconds| seconds <= 0)
+        });
+        self.value.is_empty() || max_age_passed || (self.expires && expired(self.header, now))
     }
 
     /// The same header with its lifetime set: `Max-Age` (a persistent
@@ -225,46 +237,59 @@ impl<'a> SetCookie<'a> {
     /// cookie). `None` when it already says so.
     fn with_lifetime(&self, max_age: Option<Duration>) -> Option<HeaderValue> {
         let max_age = max_age.map(|max_age| max_age.as_secs().to_string());
-        let mut lifetime_attributes = self.attributes().filter(|(name, _)| {
-            name.eq_ignore_ascii_case("max-age") || name.eq_ignore_ascii_case("expires")
-        });
-        let unchanged = match (lifetime_attributes.next(), &max_age) {
-            (None, None) => true,
-            (Some((name, value)), Some(max_age)) => {
-                name.eq_ignore_ascii_case("max-age")
-                    && value == max_age
-                    && lifetime_attributes.next().is_none()
+        let unchanged = match &max_age {
+            None => self.lifetime_attributes.is_empty(),
+            Some(max_age) => {
+                self.lifetime_attributes.len() == 1 && self.max_age == Some(max_age.as_bytes())
             }
-            _ => false,
         };
         if unchanged {
             return None;
         }
-        let mut rewritten = String::with_capacity(self.text.len() + 24);
-        for (index, part) in self.text.split(';').enumerate() {
-            let name = part.split_once('=').map_or(part, |(name, _)| name).trim();
-            if index > 0
-                && (name.eq_ignore_ascii_case("max-age") || name.eq_ignore_ascii_case("expires"))
-            {
-                continue;
-            }
-            if index > 0 {
-                rewritten.push(';');
-            }
-            rewritten.push_str(part);
+        let bytes = self.header.as_bytes();
+        let mut rewritten = Vec::with_capacity(bytes.len() + 24);
+        let mut copied = 0;
+        for span in &self.lifetime_attributes {
+            rewritten.extend_from_slice(&bytes[copied..span.start]);
+            copied = span.end;
         }
+        rewritten.extend_from_slice(&bytes[copied..]);
         if let Some(max_age) = max_age {
-            rewritten.push_str("; Max-Age=");
-            rewritten.push_str(&max_age);
+            rewritten.extend_from_slice(b"; Max-Age=");
+            rewritten.extend_from_slice(max_age.as_bytes());
         }
-        HeaderValue::try_from(rewritten).ok()
+        HeaderValue::from_bytes(&rewritten).ok()
     }
 }
 
-/// Whether the `Expires` of the `Set-Cookie` header `text` has passed at
-/// `now`. Dates are rare in a session layer's cookies, so the `cookie`
-/// crate parses them.
-fn expired(text: &str, now: Timestamp) -> bool {
+/// The index of the next `;` at or after `from`, or the end.
+fn next_semicolon(bytes: &[u8], from: usize) -> usize {
+    bytes[from..]
+        .iter()
+        .position(|&byte| byte == b';')
+        .map_or(bytes.len(), |offset| from + offset)
+}
+
+/// The value of `attribute` (`Name=value`, spaces allowed around `=`) if
+/// its name is `name`, in any case.
+fn attribute_value<'a>(attribute: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let found = attribute.get(..name.len())?;
+    if !found.eq_ignore_ascii_case(name) {
+        return None;
+    }
+    let value = attribute[name.len()..]
+        .trim_ascii_start()
+        .strip_prefix(b"=")?;
+    Some(value.trim_ascii())
+}
+
+/// Whether the `Expires` of the `Set-Cookie` header has passed at `now`.
+/// Dates are rare in a session layer's cookies, so the `cookie` crate
+/// parses them.
+fn expired(header: &HeaderValue, now: Timestamp) -> bool {
+    let Ok(text) = header.to_str() else {
+        return false;
+    };
     let now = i128::from(now.as_unix_millis()) * 1_000_000;
     Cookie::parse(text).is_ok_and(|cookie| {
         cookie
@@ -321,7 +346,7 @@ mod tests {
         let header = set_cookie("id=abc; HttpOnly; Path=/");
         assert_eq!(
             SetCookie::read("id", &header).map(|set| set.value),
-            Some("abc")
+            Some(&b"abc"[..])
         );
         assert!(SetCookie::read("i", &header).is_none());
         assert!(SetCookie::read("id", &set_cookie("idx=abc")).is_none());
@@ -329,7 +354,7 @@ mod tests {
         let quoted = set_cookie("id=\"abc\"; Path=/");
         assert_eq!(
             SetCookie::read("id", &quoted).map(|set| set.value),
-            Some("abc")
+            Some(&b"abc"[..])
         );
     }
 
