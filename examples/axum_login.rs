@@ -198,22 +198,26 @@ async fn login(
         Ok(None) => return refuse(StatusCode::UNAUTHORIZED, "Wrong username or password."),
         Err(_) => return sign_in_failed(&policy, &session),
     };
+    // Whose session it is, and whether to remember it: the lifetime layer
+    // starts the session's lifetime when the response carries the new ID.
+    let remember_me = form.remember_me.as_deref() == Some("on");
+    match session.login(user.name.clone(), remember_me).await {
+        Ok(()) => {}
+        Err(SessionError::SubjectTooLong { max, .. }) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                &format!("That username is too long (at most {max} bytes)."),
+            )
+        }
+        Err(_) => return sign_in_failed(&policy, &session),
+    }
     // Signing in while signed in: start over, so the session ID changes.
     if auth.user.is_some() && auth.logout().await.is_err() {
         return sign_in_failed(&policy, &session);
     }
-    // axum-login cycles the session ID; the lifetime layer starts the new
-    // session's lifetime when the response carries it.
-    if auth.login(&user).await.is_err() {
-        return sign_in_failed(&policy, &session);
-    }
-    let remember_me = form.remember_me.as_deref() == Some("on");
-    match session.login(user.name, remember_me).await {
+    // axum-login cycles the session ID.
+    match auth.login(&user).await {
         Ok(()) => Redirect::to("/").into_response(),
-        Err(SessionError::SubjectTooLong { max, .. }) => refuse(
-            StatusCode::BAD_REQUEST,
-            &format!("That username is too long (at most {max} bytes)."),
-        ),
         Err(_) => sign_in_failed(&policy, &session),
     }
 }

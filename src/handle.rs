@@ -380,23 +380,51 @@ impl SessionHandle {
         }
     }
 
-    /// For a followed cookie: the session this request has now, with its
-    /// cookie's `Max-Age`, and what the handler asked of a session the inner
-    /// layer starts.
-    pub(crate) fn followed_state(
-        &self,
-    ) -> (
-        Option<(SessionId, Option<Duration>)>,
-        Option<PendingSession>,
-    ) {
+    /// Whether a handler called [`login`](SessionHandle::login) on a
+    /// followed cookie's request.
+    pub(crate) fn is_followed_login(&self) -> bool {
+        self.state()
+            .pending
+            .as_ref()
+            .is_some_and(|pending| pending.login)
+    }
+
+    /// For a followed cookie: what the response needs to know of this
+    /// request's session.
+    pub(crate) fn followed_state(&self) -> FollowedState {
         let now = self.inner.config.clock.now();
         let state = self.state();
-        let current = state
-            .session
-            .as_ref()
-            .map(|session| (session.id.clone(), session.cookie_max_age(now)));
-        (current, state.pending.clone())
+        FollowedState {
+            current: state.session.as_ref().map(|session| CurrentSession {
+                id: session.id.clone(),
+                record: session.record.clone(),
+                cookie_max_age: session.cookie_max_age(now),
+            }),
+            pending: state.pending.clone().unwrap_or_default(),
+            unconfirmed: state.unconfirmed.clone(),
+            refresh: state.cookie == CookieChange::Write,
+        }
     }
+}
+
+/// A followed cookie's request as its handle left it.
+pub(crate) struct FollowedState {
+    /// The live session, unless it was ended.
+    pub(crate) current: Option<CurrentSession>,
+    /// What the handler asked of a session the inner layer starts.
+    pub(crate) pending: PendingSession,
+    /// The session a cookie named that the store could not confirm.
+    pub(crate) unconfirmed: Option<SessionId>,
+    /// Whether the session's cookie needs a new `Max-Age` (activity of a
+    /// remember-me session was written, or remember-me changed).
+    pub(crate) refresh: bool,
+}
+
+/// The live session of a followed cookie's request.
+pub(crate) struct CurrentSession {
+    pub(crate) id: SessionId,
+    pub(crate) record: SessionRecord,
+    pub(crate) cookie_max_age: Option<Duration>,
 }
 
 impl ActiveSession {

@@ -68,6 +68,12 @@ async fn login_through_axum_login_gives_a_new_id_restarts_the_absolute_clock_and
     let signed_in = stack.login("alice", false, Some(&visitor)).await;
     assert_ne!(signed_in, visitor, "a new ID");
     assert_eq!(stack.lifetimes.len(), 1, "the pre-login lifetime ended");
+    let whoami = stack.request("GET", "/whoami", Some(&signed_in)).await;
+    assert_eq!(
+        body_text(whoami).await,
+        "alice",
+        "the login named the session"
+    );
     let replay = stack.request("GET", "/count", Some(&visitor)).await;
     assert_eq!(
         reason(&replay),
@@ -203,6 +209,10 @@ async fn a_slow_request_that_writes_after_a_logout_cannot_bring_the_session_back
     let late = slow.await.unwrap();
     assert_eq!(late.status(), StatusCode::OK);
     assert!(
+        set_cookie_named(&late, COOKIE).is_none(),
+        "the late response does not hand the dead ID out again"
+    );
+    assert!(
         stack.has_data(&cookie).await,
         "tower-sessions' save re-created the record"
     );
@@ -278,4 +288,76 @@ async fn a_store_that_is_down_fails_closed_for_a_followed_cookie() {
     store.set_down(false);
     assert_eq!(stack.protected(&cookie).await.status(), StatusCode::OK);
     assert!(stack.has_data(&cookie).await, "nothing was lost");
+}
+
+#[tokio::test]
+async fn a_login_that_keeps_the_pre_login_id_ends_the_session_instead() {
+    let stack = Stack::new(policy(HOUR, DAY));
+    let alice = stack.login("alice", false, None).await;
+    // axum-login does not cycle the ID when a signed-in user signs in again.
+    let response = stack
+        .request("POST", "/login-again?user=bob&password=bob", Some(&alice))
+        .await;
+    assert!(removes_cookie(&response), "the kept ID is cleared");
+    assert!(stack.lifetimes.is_empty(), "and its lifetime ended");
+    assert_eq!(
+        reason(&stack.protected(&alice).await),
+        Some(RejectReason::Unknown)
+    );
+}
+
+#[tokio::test]
+async fn renewing_the_id_without_a_login_keeps_the_absolute_deadline() {
+    let stack = Stack::new(policy(HOUR, 8 * HOUR));
+    let mut cookie = stack.login("alice", false, None).await;
+    for _ in 0..15 {
+        stack.clock.advance(30 * MINUTE);
+        let response = stack.request("POST", "/cycle", Some(&cookie)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let renewed = cookie_header(&response).expect("a new ID");
+        assert_ne!(renewed, cookie);
+        assert_eq!(
+            reason(&stack.protected(&cookie).await),
+            Some(RejectReason::Unknown),
+            "the old ID is dead"
+        );
+        cookie = renewed;
+    }
+    let whoami = stack.request("GET", "/whoami", Some(&cookie)).await;
+    assert_eq!(body_text(whoami).await, "alice", "the subject moved along");
+    stack.clock.advance(30 * MINUTE);
+    assert_eq!(
+        reason(&stack.protected(&cookie).await),
+        Some(RejectReason::AbsoluteTimeout),
+        "eight hours from the login, however often the ID changed"
+    );
+}
+
+#[tokio::test]
+async fn a_percent_encoded_cookie_name_is_no_way_around_a_logout() {
+    let stack = Stack::new(policy(HOUR, DAY));
+    let cookie = stack.login("alice", false, None).await;
+    let id = cookie.strip_prefix("id=").unwrap().to_owned();
+    // tower-cookies decodes `%69d` to `id`; so does the lifetime layer.
+    let encoded = format!("%69d={id}");
+    assert_eq!(stack.protected(&encoded).await.status(), StatusCode::OK);
+    stack.request("POST", "/logout", Some(&cookie)).await;
+    for header in [encoded, format!("id={id}; %69d={id}")] {
+        let response = stack.protected(&header).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{header}");
+        assert!(reason(&response).is_some(), "{header}");
+    }
+    assert!(stack.lifetimes.is_empty());
+}
+
+#[tokio::test]
+async fn a_logout_the_lifetime_store_cannot_record_is_a_503() {
+    let (stack, store) = Stack::failing(policy(HOUR, DAY));
+    let cookie = stack.login("alice", false, None).await;
+    store.set_writes_down(true);
+    let response = stack.request("POST", "/logout", Some(&cookie)).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reason(&response), Some(RejectReason::StoreUnavailable));
+    assert!(removes_cookie(&response));
+    store.set_writes_down(false);
 }

@@ -39,6 +39,20 @@ async fn a_record_it_cannot_read_is_a_corrupt_error_not_a_missing_session() {
             .is_ok_and(|created| created),
         "a record it cannot read is never overwritten by create"
     );
+    assert!(store.delete(&key).await.unwrap(), "but it can be deleted");
+    assert_eq!(store.load(&key).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_deadline_beyond_the_calendar_is_stored_as_the_last_date() {
+    let store = TowerSessionsStore::new(MemoryStore::default());
+    let key = fresh_key();
+    let record = tower_session_lifetime::SessionRecord {
+        expires_at: tower_session_lifetime::Timestamp::from_unix_millis(u64::MAX),
+        ..tower_session_lifetime::store::conformance::live_record()
+    };
+    assert!(store.create(&key, &record).await.unwrap());
+    assert_eq!(store.load(&key).await.unwrap(), Some(record));
 }
 
 #[tokio::test]

@@ -19,31 +19,42 @@ pub(crate) enum Checked {
         session: ActiveSession,
         touched: bool,
     },
-    Refused(RejectReason),
+    /// Not admitted; `id` is the session the cookie named.
+    Refused { reason: RejectReason, id: SessionId },
     /// The store could not say; `id` is the session the cookie named.
-    StoreFailed {
-        error: StoreError,
-        id: SessionId,
-    },
+    StoreFailed { error: StoreError, id: SessionId },
 }
 
 /// How often a request judged expired reloads a session that concurrent
 /// requests keep touching before it gives up and refuses.
 const STALE_RELOADS: usize = 2;
 
+/// What [`check`] starts from: a load still to do, or what the store
+/// already said.
+pub(crate) enum Loaded {
+    NotYet,
+    Record(SessionRecord),
+    Missing,
+}
+
 /// Judges a record the store gave at once. `Err` means the request needs
-/// [`check`]: a touch or a delete is due (and the record is given back), or
-/// an unknown session's data is to be deleted.
+/// [`check`], from what the store said: a touch or a delete is due, or an
+/// unknown session's data is to be deleted.
 pub(crate) fn check_without_writes(
     config: &Config,
     id: &SessionId,
     key: SessionKey,
     loaded: Result<Option<SessionRecord>, StoreError>,
-) -> Result<Checked, Option<SessionRecord>> {
+) -> Result<Checked, Loaded> {
     let record = match loaded {
         Ok(Some(record)) => record,
-        Ok(None) if config.session_data.is_some() => return Err(None),
-        Ok(None) => return Ok(Checked::Refused(RejectReason::Unknown)),
+        Ok(None) if config.session_data.is_some() => return Err(Loaded::Missing),
+        Ok(None) => {
+            return Ok(Checked::Refused {
+                reason: RejectReason::Unknown,
+                id: id.clone(),
+            })
+        }
         Err(error) => {
             return Ok(Checked::StoreFailed {
                 error,
@@ -61,32 +72,37 @@ pub(crate) fn check_without_writes(
             },
             touched: false,
         }),
-        _ => Err(Some(record)),
+        _ => Err(Loaded::Record(record)),
     }
 }
 
-/// Loads (unless `loaded` is given) and judges the session `id`; deletes it
-/// if it has expired, writes its activity if the throttle says so.
+/// Loads (unless it is `loaded` already) and judges the session `id`;
+/// deletes it if it has expired, writes its activity if the throttle says
+/// so.
 pub(crate) async fn check(
     config: Arc<Config>,
     id: SessionId,
     key: SessionKey,
-    mut loaded: Option<SessionRecord>,
+    mut loaded: Loaded,
 ) -> Checked {
     let mut reloads = 0;
     let (mut record, now, admission) = loop {
-        let record = match loaded.take() {
-            Some(record) => record,
-            None => match config.store.load(&key).await {
-                Ok(Some(record)) => record,
-                Ok(None) => {
-                    // No lifetime, no data: whatever the data store still
-                    // holds under this ID (a late write after a logout) goes.
-                    config.delete_data(&id).await;
-                    return Checked::Refused(RejectReason::Unknown);
-                }
+        let found = match std::mem::replace(&mut loaded, Loaded::NotYet) {
+            Loaded::Record(record) => Some(record),
+            Loaded::Missing => None,
+            Loaded::NotYet => match config.store.load(&key).await {
+                Ok(found) => found,
                 Err(error) => return Checked::StoreFailed { error, id },
             },
+        };
+        let Some(record) = found else {
+            // No lifetime, no data: whatever the data store still holds
+            // under this ID (a late write after a logout) goes.
+            config.delete_data(&id).await;
+            return Checked::Refused {
+                reason: RejectReason::Unknown,
+                id,
+            };
         };
         let now = config.clock.now();
         match judge(&config.policy, &record, now) {
@@ -100,11 +116,17 @@ pub(crate) async fn check(
                         if deleted {
                             config.delete_data(&id).await;
                         }
-                        return Checked::Refused(reason.into());
+                        return Checked::Refused {
+                            reason: reason.into(),
+                            id,
+                        };
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "could not delete an expired session");
-                        return Checked::Refused(reason.into());
+                        return Checked::Refused {
+                            reason: reason.into(),
+                            id,
+                        };
                     }
                 }
             }
@@ -118,7 +140,10 @@ pub(crate) async fn check(
         {
             Ok(TouchOutcome::Missing) => {
                 config.delete_data(&id).await;
-                return Checked::Refused(RejectReason::Unknown);
+                return Checked::Refused {
+                    reason: RejectReason::Unknown,
+                    id,
+                };
             }
             Ok(TouchOutcome::Touched | TouchOutcome::AlreadyRecent) => {
                 record.last_activity = record.last_activity.max(now);
@@ -150,11 +175,11 @@ where
 {
     match checked {
         Checked::Admitted { session, touched } => {
-            let admitted = config.followed.then(|| session.id.clone());
+            let presented = config.followed.then(|| session.id.clone());
             let handle = SessionHandle::admitted(Arc::clone(config), session, touched);
-            call_with(config, responder, request, handle, None, admitted)
+            call_with(config, responder, request, handle, None, presented, true)
         }
-        Checked::Refused(reason) => refuse(config, responder, request, reason),
+        Checked::Refused { reason, id } => refuse(config, responder, request, reason, Some(id)),
         Checked::StoreFailed { error, id } => {
             tracing::warn!(error = %error, "session store failed; session not confirmed");
             match config.on_store_error {
@@ -165,8 +190,8 @@ where
                     // A login or logout on this request still ends the
                     // session the cookie named, once the store is back.
                     let handle =
-                        SessionHandle::visitor(Arc::clone(config), reason, false, Some(id));
-                    call_with(config, responder, request, handle, reason, None)
+                        SessionHandle::visitor(Arc::clone(config), reason, false, Some(id.clone()));
+                    call_with(config, responder, request, handle, reason, Some(id), false)
                 }
                 _ => {
                     let mut response = responder.respond(RejectReason::StoreUnavailable);
@@ -181,12 +206,14 @@ where
 }
 
 /// A session cookie that must not be admitted: clear it, then reject,
-/// redirect or pass through as configured.
+/// redirect or pass through as configured. `presented` is the session it
+/// named, if it named one.
 pub(crate) fn refuse<ReqBody, ResBody, R>(
     config: &Arc<Config>,
     responder: &R,
     mut request: Request<ReqBody>,
     reason: RejectReason,
+    presented: Option<SessionId>,
 ) -> Next<ReqBody, ResBody, R>
 where
     ResBody: Default,
@@ -197,7 +224,15 @@ where
         OnInvalidSession::PassThrough => {
             config.cookie.strip(request.headers_mut());
             let handle = SessionHandle::visitor(Arc::clone(config), Some(reason), true, None);
-            return call_with(config, responder, request, handle, Some(reason), None);
+            return call_with(
+                config,
+                responder,
+                request,
+                handle,
+                Some(reason),
+                presented,
+                false,
+            );
         }
         OnInvalidSession::Redirect(location) => {
             let mut response = Response::new(ResBody::default());

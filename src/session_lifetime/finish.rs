@@ -9,7 +9,7 @@ use super::follow::{self, CookieEdit, Settle};
 use super::Config;
 use crate::handle::SessionHandle;
 use crate::id::SessionId;
-use crate::rejection::{RejectReason, RejectionResponse};
+use crate::rejection::{OnStoreError, RejectReason, RejectionResponse};
 
 /// What happens next to a request: the inner service, or an answer now.
 pub(crate) enum Next<ReqBody, ResBody, R> {
@@ -25,11 +25,12 @@ pub(crate) struct Finish<R> {
     followed: Option<Followed<R>>,
 }
 
-/// A followed cookie's request: the session admitted on the way in, and
-/// how to answer if the store fails on the way out.
+/// A followed cookie's request: the session its cookie named (and whether
+/// it was admitted), and how to answer if the store fails on the way out.
 struct Followed<R> {
     config: Arc<Config>,
-    admitted: Option<SessionId>,
+    presented: Option<SessionId>,
+    admitted: bool,
     responder: R,
 }
 
@@ -42,7 +43,8 @@ impl<R> Finish<R> {
             Some(followed) => follow::settle(
                 &followed.config,
                 &self.handle,
-                followed.admitted.as_ref(),
+                followed.presented.as_ref(),
+                followed.admitted,
                 response.headers(),
             ),
         }
@@ -57,7 +59,13 @@ impl<R> Finish<R> {
             (CookieEdit::FromHandle, _) => self.handle.write_cookie(response.headers_mut()),
             (edit, Some(followed)) => {
                 if let CookieEdit::StoreFailed = edit {
-                    *response = followed.responder.respond(RejectReason::StoreUnavailable);
+                    // The handler has run and what it did stays done; the
+                    // browser loses the cookie of a session whose lifetime
+                    // could not be written, and the answer is the one a
+                    // store failure gets.
+                    if followed.config.on_store_error != OnStoreError::PassThroughAsVisitor {
+                        *response = followed.responder.respond(RejectReason::StoreUnavailable);
+                    }
                     response
                         .extensions_mut()
                         .insert(RejectReason::StoreUnavailable);
@@ -73,15 +81,17 @@ impl<R> Finish<R> {
     }
 }
 
-/// Lets the request in with `handle` in its extensions. `admitted` is the
-/// session the layer admitted, for a followed cookie.
+/// Lets the request in with `handle` in its extensions. For a followed
+/// cookie, `presented` is the session the cookie named and `admitted` says
+/// whether the layer admitted it.
 pub(crate) fn call_with<ReqBody, ResBody, R: Clone>(
     config: &Arc<Config>,
     responder: &R,
     mut request: Request<ReqBody>,
     handle: SessionHandle,
     rejected: Option<RejectReason>,
-    admitted: Option<SessionId>,
+    presented: Option<SessionId>,
+    admitted: bool,
 ) -> Next<ReqBody, ResBody, R> {
     request.extensions_mut().insert(handle.clone());
     if let Some(reason) = rejected {
@@ -89,6 +99,7 @@ pub(crate) fn call_with<ReqBody, ResBody, R: Clone>(
     }
     let followed = config.followed.then(|| Followed {
         config: Arc::clone(config),
+        presented,
         admitted,
         responder: responder.clone(),
     });

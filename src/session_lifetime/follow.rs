@@ -2,17 +2,21 @@
 //! what its `Set-Cookie` on the way out means for the lifetime records, and
 //! the cookie lifetime the browser is told.
 //!
-//! | the inner layer's response                | the lifetime record                        | the cookie                          |
-//! | ----------------------------------------- | ------------------------------------------ | ----------------------------------- |
-//! | sets a new ID (first session, `cycle_id`) | a new one, created now; the old one ends   | its lifetime set to the new record's |
-//! | sets the admitted ID again                | unchanged                                  | its lifetime set to the record's     |
-//! | removes the cookie (`flush`, logout)      | ends                                       | removed                              |
-//! | leaves the cookie alone                   | as the handle said                         | as the handle said                   |
+//! | the inner layer's response | the lifetime record | the cookie |
+//! | --- | --- | --- |
+//! | sets a new ID after a login through the handle, or for a first session | a new one, created now; the replaced one ends | its lifetime set to the new record's |
+//! | sets a new ID for a named session without a login (a renewal) | moves to the new ID unchanged | its lifetime set to the record's |
+//! | sets the ID the request presented | unchanged | dropped, unless its `Max-Age` moved |
+//! | removes the cookie (`flush`, logout) | ends | removed |
+//! | leaves the cookie alone | as the handle said | as the handle said |
 //!
 //! "Its lifetime" is our rule, not the inner layer's: a remember-me session
 //! gets `Max-Age` up to its nearest deadline, any other a browser-session
 //! cookie. A login (through the handle) on which the inner layer keeps the
 //! old ID ends that session instead of letting a login keep a pre-login ID.
+//! An ID the layer refused never gets a lifetime back through the inner
+//! layer. When the store fails to start or end a lifetime, the answer is
+//! the one a store failure gets, with the cookie cleared.
 
 use std::future::Future;
 use std::ops::Range;
@@ -25,7 +29,7 @@ use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue};
 
 use super::Config;
-use crate::handle::{PendingSession, SessionHandle};
+use crate::handle::{FollowedState, SessionHandle};
 use crate::id::SessionId;
 use crate::policy::Deadlines;
 use crate::record::SessionRecord;
@@ -48,13 +52,17 @@ pub(crate) enum CookieEdit {
     /// The inner layer's cookie, with our lifetime: persistent for this
     /// long, or a browser-session cookie.
     Lifetime(Option<Duration>),
+    /// The inner layer's cookie dropped: it repeats the ID the browser
+    /// sent, and repeating it could overwrite a newer ID that a concurrent
+    /// login gave the browser meanwhile.
+    Drop,
     /// The inner layer's removal, as it wrote it.
     Keep,
     /// No cookie for this session: drop the inner layer's, clear the
     /// browser's.
     Clear,
-    /// The store failed while starting the session: answer as for a store
-    /// failure, and clear the cookie.
+    /// The store failed while starting or ending a session: answer as for a
+    /// store failure, and clear the cookie.
     StoreFailed,
 }
 
@@ -65,65 +73,115 @@ pub(crate) enum Settle {
 }
 
 /// Decides what the inner layer's response means; see the module docs.
+/// `presented` is the session the request's cookie named, and `admitted`
+/// whether the layer admitted it.
 pub(crate) fn settle(
     config: &Arc<Config>,
     handle: &SessionHandle,
-    admitted: Option<&SessionId>,
+    presented: Option<&SessionId>,
+    admitted: bool,
     headers: &HeaderMap,
 ) -> Settle {
-    let (current, pending) = handle.followed_state();
-    let login = pending.as_ref().is_some_and(|pending| pending.login);
+    let admitted = presented.filter(|_| admitted);
+    let later = |future: Pin<Box<dyn Future<Output = CookieEdit> + Send>>| Settle::Later(future);
     match outbound(config, headers) {
+        Outbound::Untouched if !handle.is_followed_login() => Settle::Now(CookieEdit::FromHandle),
         Outbound::Unusable => {
             tracing::warn!(
                 "the session layer set a session cookie that cannot be followed; cleared"
             );
             Settle::Now(CookieEdit::Clear)
         }
-        Outbound::Set(id) if Some(&id) != admitted => Settle::Later(Box::pin(start(
+        Outbound::Set(id) if presented == Some(&id) && admitted.is_none() => {
+            // An ID the layer refused (or could not check) must not come
+            // back through the inner layer's store.
+            tracing::warn!("the session layer set the ID of a refused session; cleared");
+            Settle::Now(CookieEdit::Clear)
+        }
+        Outbound::Set(id) if admitted != Some(&id) => later(Box::pin(start(
             Arc::clone(config),
             id,
-            admitted.cloned(),
-            pending.unwrap_or_default(),
+            handle.followed_state(),
         ))),
-        Outbound::Removed => match current {
-            Some((id, _)) => Settle::Later(Box::pin(end(Arc::clone(config), id, CookieEdit::Keep))),
+        Outbound::Removed => match handle.followed_state().current {
+            Some(current) => later(Box::pin(end(
+                Arc::clone(config),
+                current.id,
+                CookieEdit::Keep,
+            ))),
             None => Settle::Now(CookieEdit::Keep),
         },
         outbound => {
             let set_again = matches!(outbound, Outbound::Set(_));
-            match current {
-                Some((id, _)) if login => {
+            let state = handle.followed_state();
+            match state.current {
+                Some(current) if state.pending.login => {
                     tracing::warn!(
                         "login kept the pre-login session ID; the session is ended instead"
                     );
-                    Settle::Later(Box::pin(end(Arc::clone(config), id, CookieEdit::Clear)))
+                    later(Box::pin(end(
+                        Arc::clone(config),
+                        current.id,
+                        CookieEdit::Clear,
+                    )))
                 }
-                Some((_, max_age)) if set_again => Settle::Now(CookieEdit::Lifetime(max_age)),
-                // Ended through the handle; the inner layer saved it anyway.
-                None if set_again => Settle::Now(CookieEdit::Clear),
+                Some(current) if set_again && state.refresh => {
+                    Settle::Now(CookieEdit::Lifetime(current.cookie_max_age))
+                }
+                Some(_) if set_again => Settle::Now(CookieEdit::Drop),
+                // Ended through the handle, and the inner layer saved the
+                // session after that: its data goes again.
+                None if set_again => match admitted {
+                    Some(id) => {
+                        let (config, id) = (Arc::clone(config), id.clone());
+                        later(Box::pin(async move {
+                            config.delete_data(&id).await;
+                            CookieEdit::Clear
+                        }))
+                    }
+                    None => Settle::Now(CookieEdit::Clear),
+                },
                 _ => Settle::Now(CookieEdit::FromHandle),
             }
         }
     }
 }
 
-/// Starts the lifetime of `id`, a session the inner layer just started, and
-/// ends `retired`, the one it replaces.
-async fn start(
-    config: Arc<Config>,
-    id: SessionId,
-    retired: Option<SessionId>,
-    pending: PendingSession,
-) -> CookieEdit {
+/// Starts the lifetime of `id`, a session the inner layer just started,
+/// and ends the one it replaces.
+///
+/// After a login through the handle, and for a first session, the lifetime
+/// is new (created now). An ID change on a session that has a subject,
+/// without a login (tower-sessions' `cycle_id` to renew the ID), is a
+/// renewal: the lifetime moves to the new ID with its creation time,
+/// limits, subject and remember-me, so renewing never extends it.
+async fn start(config: Arc<Config>, id: SessionId, state: FollowedState) -> CookieEdit {
     let now = config.clock.now();
-    let record = SessionRecord::new(&config.policy, now, pending.subject, pending.remember_me);
-    let edit = match config.store.create(&id.key(), &record).await {
-        Ok(true) => CookieEdit::Lifetime(record.remember_me.then(|| {
-            Deadlines::of(&record.limits, &record)
-                .nearest()
-                .saturating_duration_since(now)
-        })),
+    let renewed = state
+        .current
+        .as_ref()
+        .filter(|current| !state.pending.login && current.record.subject.is_some());
+    let mut record = match renewed {
+        Some(current) => SessionRecord {
+            last_activity: now,
+            version: 0,
+            ..current.record.clone()
+        },
+        None => SessionRecord::new(
+            &config.policy,
+            now,
+            state.pending.subject.clone(),
+            state.pending.remember_me,
+        ),
+    };
+    let deadlines = Deadlines::of(&record.limits.tightest(config.policy.limits()), &record);
+    record.expires_at = deadlines.nearest();
+    let mut edit = match config.store.create(&id.key(), &record).await {
+        Ok(true) => CookieEdit::Lifetime(
+            record
+                .remember_me
+                .then(|| deadlines.nearest().saturating_duration_since(now)),
+        ),
         Ok(false) => {
             tracing::warn!("the session layer set an ID that already has a lifetime; cleared");
             CookieEdit::Clear
@@ -134,21 +192,28 @@ async fn start(
             CookieEdit::StoreFailed
         }
     };
+    let retired = state
+        .current
+        .map(|current| current.id)
+        .or(state.unconfirmed);
     if let Some(retired) = retired {
-        ended(&config, &retired).await;
+        if let Err(err) = config.end_session(&retired, &retired.key()).await {
+            tracing::warn!(error = %err, "could not end the session a new ID replaced");
+            edit = CookieEdit::StoreFailed;
+        }
     }
     edit
 }
 
-/// Ends the session `id`, then edits the cookie as `edit` says.
+/// Ends the session `id`, then edits the cookie as `edit` says; if the
+/// store fails, the session may live on, so the answer is a store failure.
 async fn end(config: Arc<Config>, id: SessionId, edit: CookieEdit) -> CookieEdit {
-    ended(&config, &id).await;
-    edit
-}
-
-async fn ended(config: &Config, id: &SessionId) {
-    if let Err(err) = config.end_session(id, &id.key()).await {
-        tracing::warn!(error = %err, "could not end a session the session layer ended");
+    match config.end_session(&id, &id.key()).await {
+        Ok(()) => edit,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not end a session the session layer ended");
+            CookieEdit::StoreFailed
+        }
     }
 }
 
@@ -302,6 +367,7 @@ fn expired(header: &HeaderValue, now: Timestamp) -> bool {
 pub(crate) fn edit_cookies(config: &Config, edit: CookieEdit, headers: &mut HeaderMap) {
     match edit {
         CookieEdit::FromHandle | CookieEdit::Keep => {}
+        CookieEdit::Drop => drop_followed(config, headers),
         CookieEdit::Clear | CookieEdit::StoreFailed => {
             drop_followed(config, headers);
             config.cookie.append_removal(headers);
@@ -324,6 +390,13 @@ pub(crate) fn edit_cookies(config: &Config, edit: CookieEdit, headers: &mut Head
 /// Removes every `Set-Cookie` for the followed cookie, keeping the others.
 fn drop_followed(config: &Config, headers: &mut HeaderMap) {
     let name = config.cookie.name();
+    let mut set_cookies = headers.get_all(SET_COOKIE).iter();
+    if let (Some(only), None) = (set_cookies.next(), set_cookies.next()) {
+        if SetCookie::read(name, only).is_some() {
+            headers.remove(SET_COOKIE);
+        }
+        return;
+    }
     let all: Vec<HeaderValue> = headers.get_all(SET_COOKIE).iter().cloned().collect();
     headers.remove(SET_COOKIE);
     for header in all {

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::check::{after_check, check, check_without_writes, refuse};
+use super::check::{after_check, check, check_without_writes, refuse, Loaded};
 use super::finish::call_with;
 use super::{Config, ResponseFuture};
 use crate::handle::SessionHandle;
@@ -56,21 +56,29 @@ where
         let next = match self.config.cookie.read(request.headers()) {
             CookieLookup::Absent => {
                 let handle = SessionHandle::visitor(Arc::clone(&self.config), None, false, None);
-                call_with(&self.config, &self.responder, request, handle, None, None)
+                call_with(
+                    &self.config,
+                    &self.responder,
+                    request,
+                    handle,
+                    None,
+                    None,
+                    false,
+                )
             }
             CookieLookup::Rejected(reason) => {
-                refuse(&self.config, &self.responder, request, reason)
+                refuse(&self.config, &self.responder, request, reason, None)
             }
             CookieLookup::Found(id) => {
                 let key = id.key();
-                let mut loaded = None;
+                let mut loaded = Loaded::NotYet;
                 if let Some(now) = self.config.store.try_load_now(&key) {
                     match check_without_writes(&self.config, &id, key, now) {
                         Ok(checked) => {
                             let next = after_check(&self.config, &self.responder, request, checked);
                             return ResponseFuture::from_next(next, &mut self.inner);
                         }
-                        Err(record) => loaded = record,
+                        Err(store_said) => loaded = store_said,
                     }
                 }
                 // The store is asked before the inner service is called, so

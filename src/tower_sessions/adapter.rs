@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cookie::time::OffsetDateTime;
+use cookie::time::{OffsetDateTime, PrimitiveDateTime};
 use serde_json::{json, Value};
 use tokio::sync::{Mutex, MutexGuard};
 use tower_sessions_core::session::{Id, Record};
@@ -108,10 +108,12 @@ impl<S: SessionStore> TowerSessionsStore<S> {
                 format!("subject of {subject_len} bytes exceeds the {MAX_SUBJECT_LEN}-byte bound"),
             ));
         }
+        // A deadline past what the date type holds (a policy of centuries)
+        // expires at the last date it holds.
         let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(
             i128::from(record.expires_at.as_unix_millis()) * 1_000_000,
         )
-        .map_err(|err| StoreError::new(StoreErrorKind::InvalidRecord, err))?;
+        .unwrap_or(PrimitiveDateTime::MAX.assume_utc());
         let stored = Record {
             id: id_of(key),
             data: HashMap::from([(ENTRY.to_owned(), encode(record))]),
@@ -180,7 +182,12 @@ impl<S: SessionStore> LifetimeStore for TowerSessionsStore<S> {
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let _guard = self.lock(key).await;
-        let existed = self.read(key).await?.is_some();
+        // A record it cannot read is still there, and still deleted.
+        let existed = match self.read(key).await {
+            Ok(record) => record.is_some(),
+            Err(err) if err.kind() == StoreErrorKind::Corrupt => true,
+            Err(err) => return Err(err),
+        };
         self.store.delete(&id_of(key)).await.map_err(store_error)?;
         Ok(existed)
     }
@@ -191,10 +198,12 @@ impl<S: SessionStore> LifetimeStore for TowerSessionsStore<S> {
         last_activity: Timestamp,
     ) -> Result<bool, StoreError> {
         let _guard = self.lock(key).await;
-        let stale = self
-            .read(key)
-            .await?
-            .is_some_and(|record| record.last_activity <= last_activity);
+        // A record it cannot read cannot be live either.
+        let stale = match self.read(key).await {
+            Ok(record) => record.is_some_and(|record| record.last_activity <= last_activity),
+            Err(err) if err.kind() == StoreErrorKind::Corrupt => true,
+            Err(err) => return Err(err),
+        };
         if stale {
             self.store.delete(&id_of(key)).await.map_err(store_error)?;
         }

@@ -37,8 +37,10 @@ impl<R> SessionLifetimeLayer<R> {
     /// Deletes a session's record from the app's tower-sessions `store`
     /// whenever its lifetime ends: it expired, it is unknown (ended before,
     /// perhaps brought back by a late write), it was logged out, or a new ID
-    /// replaced it. So a session's data never outlives its lifetime. Use it
-    /// with [`follow_tower_sessions`](SessionLifetimeLayer::follow_tower_sessions),
+    /// replaced it. A write that lands after that (a request in flight
+    /// during a logout) is deleted at the next request that presents the
+    /// ID, and otherwise left to the store's own expiry. Use it with
+    /// [`follow_tower_sessions`](SessionLifetimeLayer::follow_tower_sessions),
     /// giving the store the session layer uses.
     ///
     /// The lifetime decides alone: if the data cannot be deleted (the store

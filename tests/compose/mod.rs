@@ -3,10 +3,13 @@
 //! `AuthManagerLayer`, with a manual clock.
 //!
 //! Routes: `POST /login?user=..&password=..&remember=..` (axum-login; the
-//! password must equal the user name), `POST /logout`, `GET /protected`
-//! (`login_required!`, answers the user name), `GET /count` (a tower-sessions
-//! counter, no login needed), `GET /slow` (waits for the test, then writes
-//! to the session).
+//! password must equal the user name), `POST /login-again` (the same
+//! without logging out a signed-in user first, so axum-login keeps the ID),
+//! `POST /logout`, `POST /cycle` (tower-sessions' `cycle_id`), `GET
+//! /protected` (`login_required!`, answers the user name), `GET /whoami`
+//! (the lifetime's subject), `GET /count` (a tower-sessions counter, no
+//! login needed), `GET /slow` (waits for the test, then writes to the
+//! session).
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -25,8 +28,11 @@ use tower_session_lifetime::{
     Clock, LifetimeStore, ManualClock, MemoryStore, OnInvalidSession, Policy, SessionHandle,
     SessionLifetimeLayer, SystemClock, TowerSessionsStore,
 };
+use tower_sessions::cookie::time;
 use tower_sessions::session::Id;
-use tower_sessions::{MemoryStore as DataStore, Session, SessionManagerLayer, SessionStore};
+use tower_sessions::{
+    Expiry, MemoryStore as DataStore, Session, SessionManagerLayer, SessionStore,
+};
 
 use crate::common::{set_cookie_named, CountingStore};
 
@@ -144,7 +150,9 @@ impl Stack {
         let data = DataStore::default();
         let lifetime_store = lifetime_store(&lifetimes, &data);
         let slow = SlowRequest::default();
-        let sessions = SessionManagerLayer::new(data.clone());
+        // An expiry of its own, which the lifetime layer overrides.
+        let sessions = SessionManagerLayer::new(data.clone())
+            .with_expiry(Expiry::OnInactivity(time::Duration::days(1)));
         let auth = AuthManagerLayerBuilder::new(Backend, sessions).build();
         let lifetime = configure(
             SessionLifetimeLayer::from_shared_store(lifetime_store)
@@ -158,6 +166,9 @@ impl Stack {
             .route("/protected", get(protected))
             .route_layer(login_required!(Backend))
             .route("/login", post(login))
+            .route("/login-again", post(login_again))
+            .route("/cycle", post(cycle))
+            .route("/whoami", get(whoami))
             .route("/logout", post(logout))
             .route("/count", get(count))
             .route("/slow", get(slow_write))
@@ -228,25 +239,53 @@ pub fn removes_cookie(response: &Response<Body>) -> bool {
 }
 
 async fn login(
-    mut auth: AuthSession<Backend>,
+    auth: AuthSession<Backend>,
     lifetime: SessionHandle,
     Query(creds): Query<Credentials>,
+) -> StatusCode {
+    sign_in(auth, lifetime, creds, true).await
+}
+
+async fn login_again(
+    auth: AuthSession<Backend>,
+    lifetime: SessionHandle,
+    Query(creds): Query<Credentials>,
+) -> StatusCode {
+    sign_in(auth, lifetime, creds, false).await
+}
+
+async fn sign_in(
+    mut auth: AuthSession<Backend>,
+    lifetime: SessionHandle,
+    creds: Credentials,
+    log_out_first: bool,
 ) -> StatusCode {
     let remember = creds.remember;
     let Ok(Some(user)) = auth.authenticate(creds).await else {
         return StatusCode::UNAUTHORIZED;
     };
+    if lifetime.login(user.name.clone(), remember).await.is_err() {
+        return StatusCode::BAD_REQUEST;
+    }
     // Signing in again: start from a fresh session, so the ID changes.
-    if auth.user.is_some() && auth.logout().await.is_err() {
+    if log_out_first && auth.user.is_some() && auth.logout().await.is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
-    if auth.login(&user).await.is_err() {
-        return StatusCode::INTERNAL_SERVER_ERROR;
-    }
-    match lifetime.login(user.name, remember).await {
+    match auth.login(&user).await {
         Ok(()) => StatusCode::OK,
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
+}
+
+async fn cycle(session: Session) -> StatusCode {
+    match session.cycle_id().await {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+async fn whoami(lifetime: SessionHandle) -> String {
+    lifetime.subject().unwrap_or_default()
 }
 
 async fn logout(mut auth: AuthSession<Backend>) -> StatusCode {
