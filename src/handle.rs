@@ -380,13 +380,15 @@ impl SessionHandle {
         }
     }
 
-    /// Whether a handler called [`login`](SessionHandle::login) on a
-    /// followed cookie's request.
-    pub(crate) fn is_followed_login(&self) -> bool {
-        self.state()
-            .pending
-            .as_ref()
-            .is_some_and(|pending| pending.login)
+    /// For a followed cookie: the little the response needs to know of
+    /// this request's session on every response.
+    pub(crate) fn followed_flags(&self) -> FollowedFlags {
+        let state = self.state();
+        FollowedFlags {
+            active: state.session.is_some(),
+            login: state.pending.as_ref().is_some_and(|pending| pending.login),
+            refresh: state.cookie == CookieChange::Write,
+        }
     }
 
     /// For a followed cookie: what the response needs to know of this
@@ -402,9 +404,20 @@ impl SessionHandle {
             }),
             pending: state.pending.clone().unwrap_or_default(),
             unconfirmed: state.unconfirmed.clone(),
-            refresh: state.cookie == CookieChange::Write,
         }
     }
+}
+
+/// [`SessionHandle::followed_flags`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FollowedFlags {
+    /// Whether the session is live (not ended through the handle).
+    pub(crate) active: bool,
+    /// Whether the handler called `login`.
+    pub(crate) login: bool,
+    /// Whether the session's cookie needs a new `Max-Age` (activity of a
+    /// remember-me session was written, or remember-me changed).
+    pub(crate) refresh: bool,
 }
 
 /// A followed cookie's request as its handle left it.
@@ -415,9 +428,6 @@ pub(crate) struct FollowedState {
     pub(crate) pending: PendingSession,
     /// The session a cookie named that the store could not confirm.
     pub(crate) unconfirmed: Option<SessionId>,
-    /// Whether the session's cookie needs a new `Max-Age` (activity of a
-    /// remember-me session was written, or remember-me changed).
-    pub(crate) refresh: bool,
 }
 
 /// The live session of a followed cookie's request.

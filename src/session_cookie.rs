@@ -94,7 +94,7 @@ impl SessionCookie {
         let name = self.name.as_bytes();
         let mut found = None;
         for header in headers.get_all(COOKIE) {
-            for pair in header.as_bytes().split(|&byte| byte == b';') {
+            for pair in pairs(header.as_bytes()) {
                 let Some(value) = value_named(pair, name) else {
                     continue;
                 };
@@ -265,6 +265,33 @@ fn value_named<'a>(pair: &'a [u8], name: &[u8]) -> Option<Cow<'a, [u8]>> {
     Some(percent_decoded(value))
 }
 
+/// The index of the first `needle` at or after `from`. Eight bytes at a
+/// time: headers are scanned on every request, and most of their bytes are
+/// not separators.
+pub(crate) fn find_byte(bytes: &[u8], from: usize, needle: u8) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let pattern = ONES * u64::from(needle);
+    let mut at = from;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        // Zero bytes of `x` are the needles; the lowest flagged byte is
+        // always a true one (a borrow only flags bytes above it).
+        let x = u64::from_le_bytes(word) ^ pattern;
+        let flagged = x.wrapping_sub(ONES) & !x & HIGHS;
+        if flagged != 0 {
+            return Some(at + (flagged.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    bytes
+        .get(at..)?
+        .iter()
+        .position(|&byte| byte == needle)
+        .map(|offset| at + offset)
+}
+
 /// `bytes` with `%XX` sequences decoded; others (`%` not followed by two hex
 /// digits) kept as they are, as the `percent-encoding` crate does.
 pub(crate) fn percent_decoded(bytes: &[u8]) -> Cow<'_, [u8]> {
@@ -290,13 +317,31 @@ pub(crate) fn percent_decoded(bytes: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(decoded)
 }
 
+/// The `;`-separated pairs of one `Cookie` header.
+fn pairs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(header);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match find_byte(current, 0, b';') {
+            Some(at) => {
+                rest = Some(&current[at + 1..]);
+                Some(&current[..at])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
 /// Every `name=value` pair of every `Cookie` header, as bytes (a header
 /// that is not UTF-8 is still read, never a reason to fail).
 fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = CookiePair<'_>> {
     headers
         .get_all(COOKIE)
         .iter()
-        .flat_map(|header| header.as_bytes().split(|&byte| byte == b';'))
+        .flat_map(|header| pairs(header.as_bytes()))
         .filter_map(|pair| {
             let whole = pair.trim_ascii();
             let split = whole.iter().position(|&byte| byte == b'=')?;
@@ -475,5 +520,42 @@ impl SessionCookieBuilder {
         cookie.removal = HeaderValue::try_from(removal.to_string())
             .map_err(|_| CookieConfigError::InvalidPath(cookie.path.to_string()))?;
         Ok(cookie)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn find_byte_agrees_with_a_plain_search(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            from in 0usize..70,
+            needle in proptest::prelude::any::<u8>(),
+        ) {
+            let expected = bytes
+                .get(from..)
+                .and_then(|rest| rest.iter().position(|&b| b == needle))
+                .map(|offset| from + offset);
+            proptest::prop_assert_eq!(find_byte(&bytes, from, needle), expected);
+        }
+    }
+
+    #[test]
+    fn find_byte_finds_the_first_needle_anywhere() {
+        let text = b"abcdefgh;jklmnopq;rs;";
+        for from in 0..=text.len() {
+            let expected = text[from..]
+                .iter()
+                .position(|&b| b == b';')
+                .map(|o| from + o);
+            assert_eq!(find_byte(text, from, b';'), expected, "from {from}");
+        }
+        // Bytes next to the needle's value are no false matches.
+        assert_eq!(find_byte(b"<<<<<<<<:::::::::", 0, b';'), None);
+        assert_eq!(find_byte(b"\x3c\x3a;", 0, b';'), Some(2));
+        assert_eq!(find_byte(b"", 0, b';'), None);
+        assert_eq!(find_byte(b"ab", 5, b';'), None);
     }
 }

@@ -84,8 +84,9 @@ pub(crate) fn settle(
 ) -> Settle {
     let admitted = presented.filter(|_| admitted);
     let later = |future: Pin<Box<dyn Future<Output = CookieEdit> + Send>>| Settle::Later(future);
+    let flags = handle.followed_flags();
     match outbound(config, headers) {
-        Outbound::Untouched if !handle.is_followed_login() => Settle::Now(CookieEdit::FromHandle),
+        Outbound::Untouched if !flags.login => Settle::Now(CookieEdit::FromHandle),
         Outbound::Unusable => {
             tracing::warn!(
                 "the session layer set a session cookie that cannot be followed; cleared"
@@ -103,44 +104,45 @@ pub(crate) fn settle(
             id,
             handle.followed_state(),
         ))),
-        Outbound::Removed => match handle.followed_state().current {
-            Some(current) => later(Box::pin(end(
+        Outbound::Removed => match (flags.active, admitted) {
+            (true, Some(id)) => later(Box::pin(end(
                 Arc::clone(config),
-                current.id,
+                id.clone(),
                 CookieEdit::Keep,
             ))),
-            None => Settle::Now(CookieEdit::Keep),
+            _ => Settle::Now(CookieEdit::Keep),
         },
         outbound => {
             let set_again = matches!(outbound, Outbound::Set(_));
-            let state = handle.followed_state();
-            match state.current {
-                Some(current) if state.pending.login => {
+            match (flags.active, admitted) {
+                (true, Some(id)) if flags.login => {
                     tracing::warn!(
                         "login kept the pre-login session ID; the session is ended instead"
                     );
                     later(Box::pin(end(
                         Arc::clone(config),
-                        current.id,
+                        id.clone(),
                         CookieEdit::Clear,
                     )))
                 }
-                Some(current) if set_again && state.refresh => {
-                    Settle::Now(CookieEdit::Lifetime(current.cookie_max_age))
+                (true, _) if set_again && flags.refresh => {
+                    let max_age = handle
+                        .followed_state()
+                        .current
+                        .and_then(|current| current.cookie_max_age);
+                    Settle::Now(CookieEdit::Lifetime(max_age))
                 }
-                Some(_) if set_again => Settle::Now(CookieEdit::Drop),
+                (true, _) if set_again => Settle::Now(CookieEdit::Drop),
                 // Ended through the handle, and the inner layer saved the
                 // session after that: its data goes again.
-                None if set_again => match admitted {
-                    Some(id) => {
-                        let (config, id) = (Arc::clone(config), id.clone());
-                        later(Box::pin(async move {
-                            config.delete_data(&id).await;
-                            CookieEdit::Clear
-                        }))
-                    }
-                    None => Settle::Now(CookieEdit::Clear),
-                },
+                (false, Some(id)) if set_again => {
+                    let (config, id) = (Arc::clone(config), id.clone());
+                    later(Box::pin(async move {
+                        config.delete_data(&id).await;
+                        CookieEdit::Clear
+                    }))
+                }
+                (false, None) if set_again => Settle::Now(CookieEdit::Clear),
                 _ => Settle::Now(CookieEdit::FromHandle),
             }
         }
@@ -246,8 +248,8 @@ struct SetCookie<'a> {
     /// The last `Max-Age`'s value, as written.
     max_age: Option<&'a [u8]>,
     expires: bool,
-    /// Where each `; Max-Age=…` and `; Expires=…` is in the header.
-    lifetime_attributes: Vec<Range<usize>>,
+    /// How many `Max-Age` and `Expires` attributes it has.
+    lifetime_attributes: usize,
 }
 
 impl<'a> SetCookie<'a> {
@@ -268,20 +270,20 @@ impl<'a> SetCookie<'a> {
             value,
             max_age: None,
             expires: false,
-            lifetime_attributes: Vec::new(),
+            lifetime_attributes: 0,
         };
-        let mut at = value_end;
-        while at < bytes.len() {
-            let end = next_semicolon(bytes, at + 1);
-            let attribute = bytes[at + 1..end].trim_ascii_start();
+        for (_, attribute) in attributes(bytes, value_end) {
+            // Most attributes are neither; their first letter says so.
+            if !matches!(attribute.first(), Some(b'M' | b'm' | b'E' | b'e')) {
+                continue;
+            }
             if let Some(max_age) = attribute_value(attribute, b"max-age") {
                 set.max_age = Some(max_age);
-                set.lifetime_attributes.push(at..end);
+                set.lifetime_attributes += 1;
             } else if attribute_value(attribute, b"expires").is_some() {
                 set.expires = true;
-                set.lifetime_attributes.push(at..end);
+                set.lifetime_attributes += 1;
             }
-            at = end;
         }
         Some(set)
     }
@@ -303,9 +305,9 @@ impl<'a> SetCookie<'a> {
     fn with_lifetime(&self, max_age: Option<Duration>) -> Option<HeaderValue> {
         let max_age = max_age.map(|max_age| max_age.as_secs().to_string());
         let unchanged = match &max_age {
-            None => self.lifetime_attributes.is_empty(),
+            None => self.lifetime_attributes == 0,
             Some(max_age) => {
-                self.lifetime_attributes.len() == 1 && self.max_age == Some(max_age.as_bytes())
+                self.lifetime_attributes == 1 && self.max_age == Some(max_age.as_bytes())
             }
         };
         if unchanged {
@@ -314,9 +316,13 @@ impl<'a> SetCookie<'a> {
         let bytes = self.header.as_bytes();
         let mut rewritten = Vec::with_capacity(bytes.len() + 24);
         let mut copied = 0;
-        for span in &self.lifetime_attributes {
-            rewritten.extend_from_slice(&bytes[copied..span.start]);
-            copied = span.end;
+        for (span, attribute) in attributes(bytes, 0) {
+            let lifetime = attribute_value(attribute, b"max-age").is_some()
+                || attribute_value(attribute, b"expires").is_some();
+            if lifetime {
+                rewritten.extend_from_slice(&bytes[copied..span.start]);
+                copied = span.end;
+            }
         }
         rewritten.extend_from_slice(&bytes[copied..]);
         if let Some(max_age) = max_age {
@@ -327,12 +333,32 @@ impl<'a> SetCookie<'a> {
     }
 }
 
+/// The attributes of a `Set-Cookie` header after the `;` at `from` (or
+/// after its first `;`, for `0`): each with its span, from its `;` to the
+/// next, and its text without leading white space.
+fn attributes(bytes: &[u8], from: usize) -> impl Iterator<Item = (Range<usize>, &[u8])> {
+    let mut at = if from == 0 {
+        next_semicolon(bytes, 0)
+    } else {
+        from
+    };
+    std::iter::from_fn(move || {
+        if at >= bytes.len() {
+            return None;
+        }
+        let end = next_semicolon(bytes, at + 1);
+        let span = at..end;
+        at = end;
+        Some((
+            span.clone(),
+            bytes[span.start + 1..span.end].trim_ascii_start(),
+        ))
+    })
+}
+
 /// The index of the next `;` at or after `from`, or the end.
 fn next_semicolon(bytes: &[u8], from: usize) -> usize {
-    bytes[from..]
-        .iter()
-        .position(|&byte| byte == b';')
-        .map_or(bytes.len(), |offset| from + offset)
+    crate::session_cookie::find_byte(bytes, from, b';').unwrap_or(bytes.len())
 }
 
 /// The value of `attribute` (`Name=value`, spaces allowed around `=`) if
@@ -367,9 +393,10 @@ fn expired(header: &HeaderValue, now: Timestamp) -> bool {
 pub(crate) fn edit_cookies(config: &Config, edit: CookieEdit, headers: &mut HeaderMap) {
     match edit {
         CookieEdit::FromHandle | CookieEdit::Keep => {}
-        CookieEdit::Drop => drop_followed(config, headers),
+        // `settle` saw the followed cookie, so it is there.
+        CookieEdit::Drop => drop_followed(config, headers, true),
         CookieEdit::Clear | CookieEdit::StoreFailed => {
-            drop_followed(config, headers);
+            drop_followed(config, headers, false);
             config.cookie.append_removal(headers);
         }
         CookieEdit::Lifetime(max_age) => {
@@ -388,11 +415,12 @@ pub(crate) fn edit_cookies(config: &Config, edit: CookieEdit, headers: &mut Head
 }
 
 /// Removes every `Set-Cookie` for the followed cookie, keeping the others.
-fn drop_followed(config: &Config, headers: &mut HeaderMap) {
+/// `known_present`: the caller saw one, so a lone `Set-Cookie` is it.
+fn drop_followed(config: &Config, headers: &mut HeaderMap, known_present: bool) {
     let name = config.cookie.name();
     let mut set_cookies = headers.get_all(SET_COOKIE).iter();
     if let (Some(only), None) = (set_cookies.next(), set_cookies.next()) {
-        if SetCookie::read(name, only).is_some() {
+        if known_present || SetCookie::read(name, only).is_some() {
             headers.remove(SET_COOKIE);
         }
         return;
