@@ -418,18 +418,27 @@ pub(crate) fn edit_cookies(config: &Config, edit: CookieEdit, headers: &mut Head
 /// `known_present`: the caller saw one, so a lone `Set-Cookie` is it.
 fn drop_followed(config: &Config, headers: &mut HeaderMap, known_present: bool) {
     let name = config.cookie.name();
-    let mut set_cookies = headers.get_all(SET_COOKIE).iter();
-    if let (Some(only), None) = (set_cookies.next(), set_cookies.next()) {
-        if known_present || SetCookie::read(name, only).is_some() {
-            headers.remove(SET_COOKIE);
-        }
+    let http::header::Entry::Occupied(entry) = headers.entry(SET_COOKIE) else {
         return;
-    }
-    let all: Vec<HeaderValue> = headers.get_all(SET_COOKIE).iter().cloned().collect();
-    headers.remove(SET_COOKIE);
-    for header in all {
-        if SetCookie::read(name, &header).is_none() {
-            headers.append(SET_COOKIE, header);
+    };
+    let mut values = entry.iter();
+    let only = match (values.next(), values.next()) {
+        (Some(only), None) => Some(known_present || SetCookie::read(name, only).is_some()),
+        _ => None,
+    };
+    match only {
+        Some(true) => {
+            entry.remove();
+        }
+        Some(false) => {}
+        None => {
+            let (_, all) = entry.remove_entry_mult();
+            let kept: Vec<HeaderValue> = all
+                .filter(|header| SetCookie::read(name, header).is_none())
+                .collect();
+            for header in kept {
+                headers.append(SET_COOKIE, header);
+            }
         }
     }
 }
@@ -440,6 +449,70 @@ mod tests {
 
     fn set_cookie(text: &'static str) -> HeaderValue {
         HeaderValue::from_static(text)
+    }
+
+    fn followed_config() -> Config {
+        Config {
+            store: Arc::new(crate::MemoryStore::new()),
+            clock: Arc::new(crate::SystemClock),
+            policy: crate::Policy::default(),
+            cookie: crate::SessionCookie::tower_sessions(),
+            on_invalid: Default::default(),
+            on_store_error: Default::default(),
+            followed: true,
+            session_data: None,
+        }
+    }
+
+    fn set_cookies(headers: &HeaderMap) -> Vec<&str> {
+        headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|header| header.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn dropping_the_followed_cookie_keeps_every_other_cookie() {
+        let config = followed_config();
+        let mut headers = HeaderMap::new();
+        headers.append(SET_COOKIE, set_cookie("theme=dark; Path=/"));
+        headers.append(SET_COOKIE, set_cookie("id=abc; Path=/"));
+        headers.append(SET_COOKIE, set_cookie("lang=en"));
+        edit_cookies(&config, CookieEdit::Drop, &mut headers);
+        assert_eq!(set_cookies(&headers), ["theme=dark; Path=/", "lang=en"]);
+
+        let mut alone = HeaderMap::new();
+        alone.append(SET_COOKIE, set_cookie("id=abc; Path=/"));
+        edit_cookies(&config, CookieEdit::Drop, &mut alone);
+        assert!(set_cookies(&alone).is_empty());
+
+        let mut other = HeaderMap::new();
+        other.append(SET_COOKIE, set_cookie("theme=dark"));
+        edit_cookies(&config, CookieEdit::Clear, &mut other);
+        let kept = set_cookies(&other);
+        assert_eq!(kept[0], "theme=dark", "a lone other cookie stays");
+        assert!(
+            kept[1].starts_with("id=;"),
+            "and the followed one is cleared"
+        );
+    }
+
+    #[test]
+    fn a_lifetime_edit_rewrites_the_followed_cookie_only() {
+        let config = followed_config();
+        let mut headers = HeaderMap::new();
+        headers.append(SET_COOKIE, set_cookie("theme=dark; Max-Age=60"));
+        headers.append(SET_COOKIE, set_cookie("id=abc; Max-Age=900; Path=/"));
+        edit_cookies(
+            &config,
+            CookieEdit::Lifetime(Some(Duration::from_secs(30))),
+            &mut headers,
+        );
+        assert_eq!(
+            set_cookies(&headers),
+            ["theme=dark; Max-Age=60", "id=abc; Path=/; Max-Age=30"]
+        );
     }
 
     #[test]
