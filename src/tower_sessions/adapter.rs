@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cookie::time::{OffsetDateTime, PrimitiveDateTime};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::{Mutex, MutexGuard};
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::SessionStore;
@@ -116,7 +117,7 @@ impl<S: SessionStore> TowerSessionsStore<S> {
         .unwrap_or(PrimitiveDateTime::MAX.assume_utc());
         let stored = Record {
             id: id_of(key),
-            data: HashMap::from([(ENTRY.to_owned(), encode(record))]),
+            data: HashMap::from([(ENTRY.to_owned(), encode(record)?)]),
             expiry_date,
         };
         self.store.save(&stored).await.map_err(store_error)
@@ -232,57 +233,63 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn encode(record: &SessionRecord) -> Value {
+/// A lifetime record as it sits in a tower-sessions record's data: times
+/// and limits in milliseconds.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    created_at: u64,
+    last_activity: u64,
+    expires_at: u64,
+    remember_me: bool,
+    subject: Option<String>,
+    version: u64,
+    idle_timeout: u64,
+    absolute_timeout: Option<u64>,
+    remember_me_period: u64,
+    remember_me_absolute_timeout: Option<u64>,
+}
+
+fn encode(record: &SessionRecord) -> Result<Value, StoreError> {
     let limits = &record.limits;
-    json!({
-        "created_at": record.created_at.as_unix_millis(),
-        "last_activity": record.last_activity.as_unix_millis(),
-        "expires_at": record.expires_at.as_unix_millis(),
-        "remember_me": record.remember_me,
-        "subject": record.subject.as_deref(),
-        "version": record.version,
-        "idle_timeout": millis(limits.idle_timeout),
-        "absolute_timeout": limits.absolute_timeout.map(millis),
-        "remember_me_period": millis(limits.remember_me_period),
-        "remember_me_absolute_timeout": limits.remember_me_absolute_timeout.map(millis),
+    serde_json::to_value(Stored {
+        created_at: record.created_at.as_unix_millis(),
+        last_activity: record.last_activity.as_unix_millis(),
+        expires_at: record.expires_at.as_unix_millis(),
+        remember_me: record.remember_me,
+        subject: record.subject.as_deref().map(str::to_owned),
+        version: record.version,
+        idle_timeout: millis(limits.idle_timeout),
+        absolute_timeout: limits.absolute_timeout.map(millis),
+        remember_me_period: millis(limits.remember_me_period),
+        remember_me_absolute_timeout: limits.remember_me_absolute_timeout.map(millis),
     })
+    .map_err(|err| StoreError::new(StoreErrorKind::InvalidRecord, err))
 }
 
 fn decode(value: &Value) -> Result<SessionRecord, StoreError> {
-    let corrupt = |field: &str| StoreError::corrupt(format!("lifetime entry: bad `{field}`"));
-    let number = |field: &str| {
-        value
-            .get(field)
-            .and_then(Value::as_u64)
-            .ok_or_else(|| corrupt(field))
-    };
-    let optional = |field: &str| match value.get(field) {
-        Some(Value::Null) => Ok(None),
-        Some(found) => found.as_u64().map(Some).ok_or_else(|| corrupt(field)),
-        None => Err(corrupt(field)),
-    };
-    let subject = match value.get("subject") {
-        Some(Value::Null) => None,
-        Some(Value::String(subject)) if subject.len() <= MAX_SUBJECT_LEN => {
-            Some(subject.as_str().into())
-        }
-        _ => return Err(corrupt("subject")),
-    };
+    let stored = Stored::deserialize(value).map_err(StoreError::corrupt)?;
+    if stored
+        .subject
+        .as_ref()
+        .is_some_and(|subject| subject.len() > MAX_SUBJECT_LEN)
+    {
+        return Err(StoreError::corrupt(format!(
+            "a stored subject longer than {MAX_SUBJECT_LEN} bytes"
+        )));
+    }
     Ok(SessionRecord {
-        created_at: Timestamp::from_unix_millis(number("created_at")?),
-        last_activity: Timestamp::from_unix_millis(number("last_activity")?),
-        expires_at: Timestamp::from_unix_millis(number("expires_at")?),
-        remember_me: value
-            .get("remember_me")
-            .and_then(Value::as_bool)
-            .ok_or_else(|| corrupt("remember_me"))?,
-        subject,
-        version: number("version")?,
+        created_at: Timestamp::from_unix_millis(stored.created_at),
+        last_activity: Timestamp::from_unix_millis(stored.last_activity),
+        expires_at: Timestamp::from_unix_millis(stored.expires_at),
+        remember_me: stored.remember_me,
+        subject: stored.subject.map(Into::into),
+        version: stored.version,
         limits: Limits {
-            idle_timeout: Duration::from_millis(number("idle_timeout")?),
-            absolute_timeout: optional("absolute_timeout")?.map(Duration::from_millis),
-            remember_me_period: Duration::from_millis(number("remember_me_period")?),
-            remember_me_absolute_timeout: optional("remember_me_absolute_timeout")?
+            idle_timeout: Duration::from_millis(stored.idle_timeout),
+            absolute_timeout: stored.absolute_timeout.map(Duration::from_millis),
+            remember_me_period: Duration::from_millis(stored.remember_me_period),
+            remember_me_absolute_timeout: stored
+                .remember_me_absolute_timeout
                 .map(Duration::from_millis),
         },
     })
