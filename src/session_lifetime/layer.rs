@@ -143,7 +143,8 @@ impl<R> SessionLifetimeLayer<R> {
     /// does; for a session layer whose cookie is not tower-sessions'
     /// default (another name, `SameSite`, path, or signed: give this cookie
     /// the same signing key). Its value must be a 128-bit ID in URL-safe
-    /// base64, as tower-sessions' IDs are.
+    /// base64, as tower-sessions' IDs are. [`with_cookie`](SessionLifetimeLayer::with_cookie)
+    /// afterwards switches back to a cookie this layer issues.
     pub fn follow_cookie(mut self, cookie: SessionCookie) -> Self {
         let config = self.config_mut();
         config.cookie = cookie;

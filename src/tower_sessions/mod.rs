@@ -41,7 +41,9 @@ impl<R> SessionLifetimeLayer<R> {
     /// during a logout) is deleted at the next request that presents the
     /// ID, and otherwise left to the store's own expiry. Use it with
     /// [`follow_tower_sessions`](SessionLifetimeLayer::follow_tower_sessions),
-    /// giving the store the session layer uses.
+    /// giving the store the session layer uses: on a cookie this layer
+    /// issues itself, the IDs are not tower-sessions' and nothing is found
+    /// to delete.
     ///
     /// The lifetime decides alone: if the data cannot be deleted (the store
     /// is down), that is logged, the session is ended anyway, and the data
