@@ -27,7 +27,6 @@
 
 mod shared;
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -40,8 +39,7 @@ use axum::{
 };
 use axum_login::{login_required, AuthManagerLayerBuilder, AuthSession, AuthUser, AuthnBackend};
 use serde::Deserialize;
-use shared::{page, settings_from_env, SignIn};
-use tokio::net::TcpListener;
+use shared::{page, SignIn};
 use tower_session_lifetime::{
     MemoryStore, OnInvalidSession, Policy, SessionError, SessionHandle, SessionLifetimeLayer,
 };
@@ -49,16 +47,11 @@ use tower_sessions::{MemoryStore as SessionStore, SessionManagerLayer};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_target(false).init();
+    shared::serve("axum_login", app).await
+}
 
-    let (port, policy) = match settings_from_env() {
-        Ok(settings) => settings,
-        Err(message) => {
-            eprintln!("axum_login: {message}");
-            return ExitCode::from(2);
-        }
-    };
-
+/// The app, for `policy`.
+fn app(policy: Policy) -> Router {
     // tower-sessions keeps the session data and issues the `id` cookie;
     // axum-login keeps who is signed in in it.
     let sessions = SessionStore::default();
@@ -70,31 +63,15 @@ async fn main() -> ExitCode {
         .follow_tower_sessions()
         .delete_data_from(sessions)
         .on_invalid_session(OnInvalidSession::PassThrough);
-
-    let app = Router::new()
+    Router::new()
         .route("/api/me", get(me))
         .route_layer(login_required!(Users))
         .route("/", get(home))
         .route("/login", post(login))
         .route("/logout", post(logout))
-        .with_state(Arc::new(policy.clone()))
+        .with_state(Arc::new(policy))
         .layer(auth)
-        .layer(lifetime);
-
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let listener = match TcpListener::bind(addr).await {
-        Ok(listener) => listener,
-        Err(err) => {
-            eprintln!("axum_login: cannot listen on {addr}: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    shared::print_policy(listener.local_addr().unwrap_or(addr), &policy);
-    if let Err(err) = axum::serve(listener, app).await {
-        eprintln!("axum_login: server error: {err}");
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+        .layer(lifetime)
 }
 
 // ---------------------------------------------------------------------------

@@ -27,7 +27,6 @@
 
 mod shared;
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -39,54 +38,30 @@ use axum::{
     Router,
 };
 use serde::Deserialize;
-use shared::{page, settings_from_env, SignIn};
-use tokio::net::TcpListener;
+use shared::{page, SignIn};
 use tower_session_lifetime::{
     MemoryStore, OnInvalidSession, Policy, SessionError, SessionHandle, SessionLifetimeLayer,
 };
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_target(false).init();
+    shared::serve("demo", app).await
+}
 
-    let (port, policy) = match settings_from_env() {
-        Ok(settings) => settings,
-        Err(message) => {
-            eprintln!("demo: {message}");
-            return ExitCode::from(2);
-        }
-    };
-
+/// The demo app, for `policy`.
+fn app(policy: Policy) -> Router {
     // `Secure` stays on (the default): browsers and curl accept and resend
     // Secure cookies over plain http to 127.0.0.1 and localhost.
     let layer = SessionLifetimeLayer::new(MemoryStore::new())
         .with_policy(policy.clone())
         .on_invalid_session(OnInvalidSession::PassThrough);
-
-    let app = Router::new()
+    Router::new()
         .route("/", get(home))
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/api/me", get(me))
         .layer(layer)
-        .with_state(Arc::new(policy.clone()));
-
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let listener = match TcpListener::bind(addr).await {
-        Ok(listener) => listener,
-        Err(err) => {
-            eprintln!("demo: cannot listen on {addr}: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let addr = listener.local_addr().unwrap_or(addr);
-    shared::print_policy(addr, &policy);
-
-    if let Err(err) = axum::serve(listener, app).await {
-        eprintln!("demo: server error: {err}");
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+        .with_state(Arc::new(policy))
 }
 
 // ---------------------------------------------------------------------------

@@ -21,7 +21,6 @@
 
 mod shared;
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
 use axum::{
@@ -31,27 +30,20 @@ use axum::{
     Json, Router,
 };
 use serde_json::json;
-use shared::settings_from_env;
-use tokio::net::TcpListener;
 use tower_session_lifetime::{
-    MemoryStore, OnInvalidSession, SessionHandle, SessionLifetimeLayer, Timestamp,
+    MemoryStore, OnInvalidSession, Policy, SessionHandle, SessionLifetimeLayer, Timestamp,
 };
 use tower_sessions::{MemoryStore as SessionStore, Session, SessionManagerLayer};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_target(false).init();
+    shared::serve("tower_sessions", app).await
+}
 
-    let (port, policy) = match settings_from_env() {
-        Ok(settings) => settings,
-        Err(message) => {
-            eprintln!("tower_sessions: {message}");
-            return ExitCode::from(2);
-        }
-    };
-
+/// The counter app, for `policy`.
+fn app(policy: Policy) -> Router {
     let sessions = SessionStore::default();
-    let app = Router::new()
+    Router::new()
         .route("/", get(count))
         .route("/reset", post(reset))
         .layer(SessionManagerLayer::new(sessions.clone()))
@@ -59,26 +51,11 @@ async fn main() -> ExitCode {
         // the cookie the session layer sets on the way out.
         .layer(
             SessionLifetimeLayer::new(MemoryStore::new())
-                .with_policy(policy.clone())
+                .with_policy(policy)
                 .follow_tower_sessions()
                 .delete_data_from(sessions)
                 .on_invalid_session(OnInvalidSession::PassThrough),
-        );
-
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let listener = match TcpListener::bind(addr).await {
-        Ok(listener) => listener,
-        Err(err) => {
-            eprintln!("tower_sessions: cannot listen on {addr}: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    shared::print_policy(listener.local_addr().unwrap_or(addr), &policy);
-    if let Err(err) = axum::serve(listener, app).await {
-        eprintln!("tower_sessions: server error: {err}");
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+        )
 }
 
 async fn count(session: Session, lifetime: SessionHandle) -> Response {

@@ -18,12 +18,12 @@ use tower_session_lifetime::{
     Policy, PolicyError, RejectReason, SessionHandle, Setting, Timestamp,
 };
 
-/// The port both examples listen on unless `PORT` says otherwise.
+/// The port the examples listen on unless `PORT` says otherwise.
 pub const DEFAULT_PORT: u16 = 3000;
 
 /// The port and the policy, from `PORT`, `IDLE_TIMEOUT`, `ABSOLUTE_TIMEOUT`
 /// and `REMEMBER_ME_PERIOD`; an error message naming the variable otherwise.
-pub fn settings_from_env() -> Result<(u16, Policy), String> {
+fn settings_from_env() -> Result<(u16, Policy), String> {
     let port = match env_var("PORT")? {
         None => DEFAULT_PORT,
         Some(value) => value
@@ -98,6 +98,37 @@ fn variable_for(err: &PolicyError) -> Option<&'static str> {
         Setting::RememberMePeriod => Some("REMEMBER_ME_PERIOD"),
         _ => None,
     }
+}
+
+/// Runs an example: reads its settings from the environment (a bad value
+/// exits with status 2 and a message naming it), builds its app for the
+/// policy, and serves it on 127.0.0.1.
+pub async fn serve(name: &str, app: impl FnOnce(Policy) -> axum::Router) -> std::process::ExitCode {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::process::ExitCode;
+
+    tracing_subscriber::fmt().with_target(false).init();
+    let (port, policy) = match settings_from_env() {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("{name}: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("{name}: cannot listen on {addr}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print_policy(listener.local_addr().unwrap_or(addr), &policy);
+    if let Err(err) = axum::serve(listener, app(policy)).await {
+        eprintln!("{name}: server error: {err}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 /// Prints where the app listens and the policy it enforces.
