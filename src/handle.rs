@@ -271,7 +271,7 @@ impl SessionHandle {
     /// Ends the session in the store and clears the cookie. A request still
     /// in flight on the same session cannot bring it back. Without a session
     /// it only clears the cookie. With a followed cookie and
-    /// [`delete_data_from`](crate::SessionLifetimeLayer::delete_data_from),
+    /// `delete_data_from` (feature `tower-sessions`),
     /// the session's data is deleted too.
     pub async fn logout(&self) -> Result<(), SessionError> {
         self.end_current_session().await?;

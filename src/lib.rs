@@ -58,11 +58,12 @@
 //! Apps that already run tower-sessions (and axum-login) keep it: the layer
 //! can [follow its cookie](SessionLifetimeLayer::follow_tower_sessions), and
 //! with the `tower-sessions` feature delete a session's data when its
-//! lifetime ends ([`SessionLifetimeLayer::delete_data_from`]) or keep the
-//! lifetimes in a tower-sessions store ([`TowerSessionsStore`]).
+//! lifetime ends (`SessionLifetimeLayer::delete_data_from`) or keep the
+//! lifetimes in a tower-sessions store (`TowerSessionsStore`); see the
+//! `tower_sessions` module.
 //!
 //! Features: `axum` (default) for the [`SessionHandle`] extractor;
-//! `tower-sessions` for [`tower_sessions`](crate::tower_sessions).
+//! `tower-sessions` for the `tower_sessions` module.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
