@@ -361,3 +361,73 @@ async fn a_logout_the_lifetime_store_cannot_record_is_a_503() {
     assert!(removes_cookie(&response));
     store.set_writes_down(false);
 }
+
+#[tokio::test]
+async fn a_signed_tower_sessions_cookie_is_followed_with_the_same_key() {
+    use axum::routing::get;
+    use tower::ServiceExt;
+    use tower_session_lifetime::{ManualClock, MemoryStore, SessionCookie, SessionLifetimeLayer};
+    use tower_sessions::{MemoryStore as DataStore, Session, SessionManagerLayer};
+
+    async fn count(session: Session) -> String {
+        let count = session.get::<u64>("n").await.unwrap().unwrap_or(0) + 1;
+        session.insert("n", count).await.unwrap();
+        count.to_string()
+    }
+
+    let key = cookie::Key::generate();
+    let clock = ManualClock::new(tower_session_lifetime::Timestamp::from_system_time(
+        std::time::SystemTime::now(),
+    ));
+    let lifetimes = MemoryStore::with_clock(clock.clone());
+    let followed = SessionCookie::builder()
+        .name("id")
+        .same_site(cookie::SameSite::Strict)
+        .signing_key(key.clone())
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .route("/", get(count))
+        .layer(SessionManagerLayer::new(DataStore::default()).with_signed(key))
+        .layer(
+            SessionLifetimeLayer::new(lifetimes.clone())
+                .with_clock(clock.clone())
+                .with_policy(policy(HOUR, DAY))
+                .follow_cookie(followed),
+        );
+    let send = |cookie: Option<String>| {
+        let app = app.clone();
+        async move {
+            let mut request = http::Request::get("/");
+            if let Some(cookie) = cookie {
+                request = request.header(http::header::COOKIE, cookie);
+            }
+            app.oneshot(request.body(axum::body::Body::empty()).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let first = send(None).await;
+    let cookie = cookie_header(&first).expect("a signed session cookie");
+    assert_eq!(lifetimes.len(), 1, "the signed ID got a lifetime");
+    let second = send(Some(cookie.clone())).await;
+    assert_eq!(
+        body_text(second).await,
+        "2",
+        "admitted and read by tower-sessions"
+    );
+
+    // A forged signature is refused before either layer uses it.
+    let first_char = if cookie.as_bytes()["id=".len()] == b'A' {
+        'B'
+    } else {
+        'A'
+    };
+    let forged = format!("id={first_char}{}", &cookie["id=".len() + 1..]);
+    let response = send(Some(forged)).await;
+    assert_eq!(reason(&response), Some(RejectReason::Forged));
+
+    clock.advance(HOUR);
+    let response = send(Some(cookie)).await;
+    assert_eq!(reason(&response), Some(RejectReason::IdleTimeout));
+}
