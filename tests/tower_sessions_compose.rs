@@ -149,6 +149,29 @@ async fn remember_me_chosen_at_sign_in_survives_inactivity_up_to_the_remember_me
 }
 
 #[tokio::test]
+async fn remember_me_chosen_before_the_session_exists_applies_to_it() {
+    let policy = Policy::builder()
+        .idle_timeout(HOUR)
+        .remember_me_period(2 * DAY)
+        .build()
+        .unwrap();
+    let stack = Stack::new(policy);
+    let response = stack
+        .request(
+            "POST",
+            "/login-remember-later?user=alice&password=alice",
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let set = set_cookie_named(&response, COOKIE).expect("the session cookie");
+    assert_eq!(set.max_age(), Some(cookie::time::Duration::days(2)));
+    let cookie = cookie_header(&response).unwrap();
+    stack.clock.advance(DAY);
+    assert_eq!(stack.protected(&cookie).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn an_ordinary_session_gets_a_browser_session_cookie_whatever_the_session_layer_says() {
     let stack = Stack::new(policy(HOUR, DAY));
     let response = stack

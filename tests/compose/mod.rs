@@ -5,6 +5,7 @@
 //! Routes: `POST /login?user=..&password=..&remember=..` (axum-login; the
 //! password must equal the user name), `POST /login-again` (the same
 //! without logging out a signed-in user first, so axum-login keeps the ID),
+//! `POST /login-remember-later` (signs in, then turns remember-me on),
 //! `POST /logout`, `POST /cycle` (tower-sessions' `cycle_id`), `GET
 //! /protected` (`login_required!`, answers the user name), `GET /whoami`
 //! (the lifetime's subject), `GET /count` (a tower-sessions counter, no
@@ -167,6 +168,7 @@ impl Stack {
             .route_layer(login_required!(Backend))
             .route("/login", post(login))
             .route("/login-again", post(login_again))
+            .route("/login-remember-later", post(login_remember_later))
             .route("/cycle", post(cycle))
             .route("/whoami", get(whoami))
             .route("/logout", post(logout))
@@ -274,6 +276,25 @@ async fn sign_in(
     match auth.login(&user).await {
         Ok(()) => StatusCode::OK,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Signs in without remember-me, then turns it on before the response:
+/// the choice applies to the session tower-sessions starts.
+async fn login_remember_later(
+    mut auth: AuthSession<Backend>,
+    lifetime: SessionHandle,
+    Query(creds): Query<Credentials>,
+) -> StatusCode {
+    let Ok(Some(user)) = auth.authenticate(creds).await else {
+        return StatusCode::UNAUTHORIZED;
+    };
+    let named = lifetime.login(user.name.clone(), false).await;
+    let logged_in = auth.login(&user).await;
+    let remembered = lifetime.set_remember_me(true).await;
+    match (named, logged_in, remembered) {
+        (Ok(()), Ok(()), Ok(())) => StatusCode::OK,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
