@@ -20,7 +20,10 @@
 //!   `SessionLifetimeLayer` following its cookie (`follow_tower_sessions`)
 //!   over our `MemoryStore`: what the layer adds to an app that already has
 //!   tower-sessions. `always_save` makes tower-sessions set its cookie on
-//!   every response, which the layer then rewrites: the dearest case.
+//!   every response, which the layer then drops: the dearest case;
+//! - `tower_sessions_lean_with_lifetime`: the same, but tower-sessions
+//!   without `always_save` and without an expiry of its own: with the layer
+//!   in front, the sliding idle expiry that needed them is the layer's.
 //!
 //! After criterion's own report, a summary table with the overheads and
 //! their ratio is printed from criterion's estimates of this run.
@@ -205,6 +208,23 @@ fn overhead(c: &mut Criterion) {
     );
     assert_eq!(body, "1", "tower_sessions_with_lifetime: not admitted");
 
+    // tower_sessions_lean_with_lifetime: tower-sessions as an app configures
+    // it when the layer owns the lifetimes.
+    let lean: Router = Router::new()
+        .route("/", get(ts_me))
+        .route("/login", post(ts_login))
+        .layer(SessionManagerLayer::new(tower_sessions::MemoryStore::default()).with_secure(false))
+        .layer(SessionLifetimeLayer::new(MemoryStore::new()).follow_tower_sessions())
+        .with_state(());
+    let lean_cookie = rt.block_on(cookie_from_login(&lean, Method::POST, "/login"));
+    let (status, body) = rt.block_on(probe(&lean, &lean_cookie));
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "tower_sessions_lean_with_lifetime: request failed"
+    );
+    assert_eq!(body, "1", "tower_sessions_lean_with_lifetime: not admitted");
+
     // bare: same request shape (a cookie header of the same kind, ignored).
     let bare: Router = Router::new().route("/", get(bare_handler)).with_state(());
     let (status, body) = rt.block_on(probe(&bare, &lifetime_cookie));
@@ -361,6 +381,13 @@ fn print_summary(run_started: SystemTime) {
             "| tower-sessions + `SessionLifetimeLayer` following its cookie | {} | {:.0} ns |",
             followed.cell(),
             followed.point - bare.point
+        );
+    }
+    if let Some(lean) = estimate_ns(&dir, "tower_sessions_lean_with_lifetime", run_started) {
+        println!(
+            "| tower-sessions without `always_save` or expiry + `SessionLifetimeLayer` | {} | {:.0} ns |",
+            lean.cell(),
+            lean.point - bare.point
         );
     }
     println!();

@@ -295,7 +295,7 @@ pub(crate) fn find_byte(bytes: &[u8], from: usize, needle: u8) -> Option<usize> 
 /// `bytes` with `%XX` sequences decoded; others (`%` not followed by two hex
 /// digits) kept as they are, as the `percent-encoding` crate does.
 pub(crate) fn percent_decoded(bytes: &[u8]) -> Cow<'_, [u8]> {
-    if !bytes.contains(&b'%') {
+    if find_byte(bytes, 0, b'%').is_none() {
         return Cow::Borrowed(bytes);
     }
     let hex = |byte: Option<&u8>| byte.and_then(|&byte| char::from(byte).to_digit(16));

@@ -29,6 +29,7 @@ use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue};
 
 use super::Config;
+use crate::clock::Clock;
 use crate::handle::{FollowedState, SessionHandle};
 use crate::id::SessionId;
 use crate::policy::Deadlines;
@@ -221,13 +222,12 @@ async fn end(config: Arc<Config>, id: SessionId, edit: CookieEdit) -> CookieEdit
 
 /// The last `Set-Cookie` the inner layer wrote for the followed cookie.
 fn outbound(config: &Config, headers: &HeaderMap) -> Outbound {
-    let now = config.clock.now();
     let mut found = Outbound::Untouched;
     for header in headers.get_all(SET_COOKIE) {
         let Some(set) = SetCookie::read(config.cookie.name(), header) else {
             continue;
         };
-        found = if set.removes(now) {
+        found = if set.removes(config.clock.as_ref()) {
             Outbound::Removed
         } else {
             match config.cookie.decode(set.value) {
@@ -288,15 +288,18 @@ impl<'a> SetCookie<'a> {
         Some(set)
     }
 
-    /// Whether it tells the browser to drop the cookie.
-    fn removes(&self, now: Timestamp) -> bool {
+    /// Whether it tells the browser to drop the cookie. The clock is read
+    /// only for an `Expires`, which few session cookies have.
+    fn removes(&self, clock: &dyn Clock) -> bool {
         let max_age_passed = self.max_age.is_some_and(|max_age| {
             std::str::from_utf8(max_age)
                 .ok()
                 .and_then(|max_age| max_age.parse::<i64>().ok())
                 .is_some_and(|seconds| seconds <= 0)
         });
-        self.value.is_empty() || max_age_passed || (self.expires && expired(self.header, now))
+        self.value.is_empty()
+            || max_age_passed
+            || (self.expires && expired(self.header, clock.now()))
     }
 
     /// The same header with its lifetime set: `Max-Age` (a persistent
@@ -534,7 +537,7 @@ mod tests {
 
     #[test]
     fn tells_a_removal() {
-        let now = Timestamp::from_unix_millis(1_800_000_000_000);
+        let now = crate::ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000));
         for removal in [
             "id=; Path=/",
             "id=abc; Max-Age=0",
@@ -543,7 +546,7 @@ mod tests {
         ] {
             let header = set_cookie(removal);
             assert!(
-                SetCookie::read("id", &header).unwrap().removes(now),
+                SetCookie::read("id", &header).unwrap().removes(&now),
                 "{removal}"
             );
         }
@@ -554,7 +557,7 @@ mod tests {
         ] {
             let header = set_cookie(kept);
             assert!(
-                !SetCookie::read("id", &header).unwrap().removes(now),
+                !SetCookie::read("id", &header).unwrap().removes(&now),
                 "{kept}"
             );
         }
