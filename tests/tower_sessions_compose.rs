@@ -314,6 +314,29 @@ async fn a_store_that_is_down_fails_closed_for_a_followed_cookie() {
 }
 
 #[tokio::test]
+async fn a_logout_through_the_handle_wins_over_a_later_write_in_the_same_request() {
+    let stack = Stack::new(policy(HOUR, DAY));
+    let cookie = stack.login("alice", false, None).await;
+    let response = stack
+        .request("POST", "/end-then-write", Some(&cookie))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        removes_cookie(&response),
+        "the re-saved session's cookie is not handed out"
+    );
+    assert!(stack.lifetimes.is_empty());
+    assert!(
+        !stack.has_data(&cookie).await,
+        "the data saved after the logout is gone"
+    );
+    assert_eq!(
+        reason(&stack.protected(&cookie).await),
+        Some(RejectReason::Unknown)
+    );
+}
+
+#[tokio::test]
 async fn a_login_that_keeps_the_pre_login_id_ends_the_session_instead() {
     let stack = Stack::new(policy(HOUR, DAY));
     let alice = stack.login("alice", false, None).await;

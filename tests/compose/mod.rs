@@ -6,7 +6,8 @@
 //! password must equal the user name), `POST /login-again` (the same
 //! without logging out a signed-in user first, so axum-login keeps the ID),
 //! `POST /login-remember-later` (signs in, then turns remember-me on),
-//! `POST /logout`, `POST /cycle` (tower-sessions' `cycle_id`), `GET
+//! `POST /logout`, `POST /cycle` (tower-sessions' `cycle_id`), `POST
+//! /end-then-write` (the handle's logout, then a session write), `GET
 //! /protected` (`login_required!`, answers the user name), `GET /whoami`
 //! (the lifetime's subject), `GET /count` (a tower-sessions counter, no
 //! login needed), `GET /slow` (waits for the test, then writes to the
@@ -170,6 +171,7 @@ impl Stack {
             .route("/login-again", post(login_again))
             .route("/login-remember-later", post(login_remember_later))
             .route("/cycle", post(cycle))
+            .route("/end-then-write", post(end_then_write))
             .route("/whoami", get(whoami))
             .route("/logout", post(logout))
             .route("/count", get(count))
@@ -295,6 +297,18 @@ async fn login_remember_later(
     match (named, logged_in, remembered) {
         (Ok(()), Ok(()), Ok(())) => StatusCode::OK,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Ends the session through the lifetime handle, then writes to the
+/// tower-sessions session anyway (which saves it again).
+async fn end_then_write(lifetime: SessionHandle, session: Session) -> StatusCode {
+    if lifetime.logout().await.is_err() {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    match session.insert("after", true).await {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
