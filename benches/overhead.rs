@@ -242,6 +242,7 @@ fn overhead(c: &mut Criterion) {
         ),
         ("tower_sessions", &ts, &ts_cookie),
         ("tower_sessions_with_lifetime", &followed, &followed_cookie),
+        ("tower_sessions_lean_with_lifetime", &lean, &lean_cookie),
     ];
     for (name, router, cookie) in variants {
         group.bench_function(name, |b| {
