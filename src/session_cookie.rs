@@ -143,7 +143,7 @@ impl SessionCookie {
         let mut kept: Vec<&[u8]> = Vec::new();
         let mut stripped = false;
         for pair in cookie_pairs(headers) {
-            if *percent_decoded(pair.name) == *self.name.as_bytes() {
+            if is_named(pair.name, self.name.as_bytes()) {
                 stripped = true;
             } else {
                 kept.push(pair.whole);
@@ -254,7 +254,7 @@ struct CookiePair<'a> {
 /// not recognise (`%69d` for `id`) would reach an inner layer unchecked.
 fn value_named<'a>(pair: &'a [u8], name: &[u8]) -> Option<Cow<'a, [u8]>> {
     let split = pair.iter().position(|&byte| byte == b'=')?;
-    if *percent_decoded(pair[..split].trim_ascii()) != *name {
+    if !is_named(pair[..split].trim_ascii(), name) {
         return None;
     }
     let value = pair[split + 1..].trim_ascii();
@@ -263,6 +263,13 @@ fn value_named<'a>(pair: &'a [u8], name: &[u8]) -> Option<Cow<'a, [u8]>> {
         .and_then(|quoted| quoted.strip_suffix(b"\""))
         .unwrap_or(value);
     Some(percent_decoded(value))
+}
+
+/// Whether a cookie's raw (perhaps percent-encoded) name is `name`. An
+/// encoded name is longer than the name it decodes to, so only a longer one
+/// is worth decoding.
+fn is_named(raw_name: &[u8], name: &[u8]) -> bool {
+    raw_name == name || (raw_name.len() > name.len() && *percent_decoded(raw_name) == *name)
 }
 
 /// The index of the first `needle` at or after `from`. Eight bytes at a
