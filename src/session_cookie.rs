@@ -550,6 +550,20 @@ mod tests {
     }
 
     #[test]
+    fn strip_removes_the_cookie_under_any_encoding_of_its_name() {
+        let cookie = SessionCookie::default();
+        let mut headers = HeaderMap::new();
+        headers.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; session=x; %73ession=y; sessionx=2"),
+        );
+        headers.append(COOKIE, HeaderValue::from_static("%73%65ssion=z"));
+        cookie.strip(&mut headers);
+        let kept: Vec<_> = headers.get_all(COOKIE).iter().collect();
+        assert_eq!(kept, [HeaderValue::from_static("a=1; sessionx=2")]);
+    }
+
+    #[test]
     fn find_byte_finds_the_first_needle_anywhere() {
         let text = b"abcdefgh;jklmnopq;rs;";
         for from in 0..=text.len() {
