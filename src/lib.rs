@@ -100,6 +100,8 @@ pub use session_cookie::{
     CookieConfigError, SessionCookie, SessionCookieBuilder, DEFAULT_COOKIE_NAME,
 };
 pub use session_lifetime::{ResponseFuture, SessionLifetime, SessionLifetimeLayer};
+#[cfg(feature = "redis")]
+pub use store::RedisStore;
 pub use store::{
     LifetimeStore, MemoryStore, StoreError, StoreErrorKind, TouchOutcome, UpdateOutcome,
 };

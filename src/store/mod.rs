@@ -71,11 +71,15 @@
 pub mod conformance;
 mod error;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis_store;
 
 use async_trait::async_trait;
 
 pub use error::{StoreError, StoreErrorKind};
 pub use memory::{MemoryStore, MAX_DISTINCT_LIMITS};
+#[cfg(feature = "redis")]
+pub use redis_store::{RedisStore, DEFAULT_REDIS_PREFIX};
 
 use crate::id::SessionKey;
 use crate::record::SessionRecord;
