@@ -37,7 +37,7 @@ use tower_sessions::{MemoryStore as SessionStore, Session, SessionManagerLayer};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::serve("tower_sessions", app).await
+    shared::serve("tower_sessions", |policy| Ok(app(policy))).await
 }
 
 /// The counter app, for `policy`.

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod demo;
+
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
@@ -102,14 +104,26 @@ fn variable_for(err: &PolicyError) -> Option<&'static str> {
 
 /// Runs an example: reads its settings from the environment (a bad value
 /// exits with status 2 and a message naming it), builds its app for the
-/// policy, and serves it on 127.0.0.1.
-pub async fn serve(name: &str, app: impl FnOnce(Policy) -> axum::Router) -> std::process::ExitCode {
+/// policy (an app that cannot be built exits with status 2 too), and serves
+/// it on 127.0.0.1.
+pub async fn serve(
+    name: &str,
+    app: impl FnOnce(Policy) -> Result<axum::Router, String>,
+) -> std::process::ExitCode {
     use std::net::{Ipv4Addr, SocketAddr};
     use std::process::ExitCode;
 
     tracing_subscriber::fmt().with_target(false).init();
     let (port, policy) = match settings_from_env() {
         Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("{name}: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let print = policy.clone();
+    let app = match app(policy) {
+        Ok(app) => app,
         Err(message) => {
             eprintln!("{name}: {message}");
             return ExitCode::from(2);
@@ -123,8 +137,8 @@ pub async fn serve(name: &str, app: impl FnOnce(Policy) -> axum::Router) -> std:
             return ExitCode::FAILURE;
         }
     };
-    print_policy(listener.local_addr().unwrap_or(addr), &policy);
-    if let Err(err) = axum::serve(listener, app(policy)).await {
+    print_policy(listener.local_addr().unwrap_or(addr), &print);
+    if let Err(err) = axum::serve(listener, app).await {
         eprintln!("{name}: server error: {err}");
         return ExitCode::FAILURE;
     }
