@@ -14,15 +14,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::routing::{get, post};
 use axum::Router;
-use common::{body_text, set_cookie, HOUR, MINUTE};
+use common::{body_text, routes, set_cookie, HOUR, MINUTE};
 use http::{header, Request, Response, StatusCode};
 use tower::ServiceExt;
 use tower_session_lifetime::store::conformance::{insert_live, live_record};
 use tower_session_lifetime::{
-    Clock, LifetimeStore, ManualClock, Policy, RedisStore, RejectReason, SessionHandle,
-    SessionLifetimeLayer, StoreErrorKind, SystemClock,
+    Clock, LifetimeStore, ManualClock, Policy, RedisStore, RejectReason, SessionLifetimeLayer,
+    StoreErrorKind, SystemClock,
 };
 
 /// The URL of the server `scripts/test` started.
@@ -40,39 +39,18 @@ tower_session_lifetime::lifetime_store_conformance!(async {
     RedisStore::open(&redis_url()).expect("a valid Redis URL")
 });
 
-/// An app behind the layer over `store`: `POST /login?user=..`, `GET /me`,
-/// `POST /logout`.
+/// The test app's routes behind the layer over `store`.
 fn app(store: RedisStore, clock: &ManualClock) -> Router {
-    async fn login(session: SessionHandle, request: Request<Body>) -> StatusCode {
-        let user = request.uri().query().unwrap_or("user=anonymous");
-        match session.login(user.trim_start_matches("user="), false).await {
-            Ok(()) => StatusCode::OK,
-            Err(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-    async fn me(session: SessionHandle) -> Result<String, StatusCode> {
-        session.subject().ok_or(StatusCode::UNAUTHORIZED)
-    }
-    async fn logout(session: SessionHandle) -> StatusCode {
-        match session.logout().await {
-            Ok(()) => StatusCode::OK,
-            Err(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
     let policy = Policy::builder()
         .idle_timeout(HOUR)
         .absolute_timeout(8 * HOUR)
         .build()
         .unwrap();
-    Router::new()
-        .route("/login", post(login))
-        .route("/me", get(me))
-        .route("/logout", post(logout))
-        .layer(
-            SessionLifetimeLayer::new(store)
-                .with_clock(clock.clone())
-                .with_policy(policy),
-        )
+    routes().layer(
+        SessionLifetimeLayer::new(store)
+            .with_clock(clock.clone())
+            .with_policy(policy),
+    )
 }
 
 async fn send(app: &Router, method: &str, path: &str, cookie: Option<&str>) -> Response<Body> {

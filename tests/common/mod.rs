@@ -248,11 +248,7 @@ impl TestApp {
         );
         let inner_calls = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&inner_calls);
-        let router = Router::new()
-            .route("/login", post(login))
-            .route("/me", get(me))
-            .route("/logout", post(logout))
-            .route("/remember", post(remember))
+        let router = routes()
             .layer(axum::middleware::from_fn(
                 move |request: Request<Body>, next: axum::middleware::Next| {
                     counter.fetch_add(1, Ordering::SeqCst);
@@ -310,6 +306,16 @@ impl TestApp {
         let set = set_cookie(&response).expect("login sets the cookie");
         format!("{}={}", set.name(), set.value())
     }
+}
+
+/// The test app's routes, without a layer: `POST /login?user=..&remember=..`,
+/// `GET /me`, `POST /logout`, `POST /remember?on=..`.
+pub fn routes() -> Router {
+    Router::new()
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .route("/logout", post(logout))
+        .route("/remember", post(remember))
 }
 
 async fn login(session: SessionHandle, Query(params): Query<LoginParams>) -> StatusCode {
