@@ -140,17 +140,45 @@ async fn two_stores_on_one_redis_see_the_same_sessions() {
 #[tokio::test]
 async fn a_record_expires_in_redis_at_its_deadline() {
     let store = RedisStore::open(&redis_url()).unwrap();
-    let (key, _) = insert_live(&store).await;
-    let soon = SystemClock.now().saturating_add(Duration::from_millis(200));
-    store.touch(&key, SystemClock.now(), soon).await.unwrap();
-    // Redis's own clock: a short real wait, bounded, no lifetime rule in it.
-    for _ in 0..50 {
-        if store.load(&key).await.unwrap().is_none() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("Redis kept the record past its expiry");
+    let (key, record) = insert_live(&store).await;
+    let redis_key = format!(
+        "{}{}",
+        tower_session_lifetime::store::DEFAULT_REDIS_PREFIX,
+        key.to_hex()
+    );
+    let mut redis = redis::Client::open(redis_url().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // The key's expiry in Redis is the record's `expires_at`, to the
+    // millisecond: Redis reclaims it then by itself.
+    let expires_at: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&redis_key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(expires_at as u64, record.expires_at.as_unix_millis());
+    let later = record.expires_at.saturating_add(HOUR);
+    let touched_at = record.last_activity.saturating_add(MINUTE);
+    store.touch(&key, touched_at, later).await.unwrap();
+    let expires_at: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&redis_key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(
+        expires_at as u64,
+        later.as_unix_millis(),
+        "a touch moves it"
+    );
+    // A deadline that has passed: Redis drops the record at once.
+    let past = SystemClock.now().saturating_add(Duration::ZERO);
+    store
+        .touch(&key, touched_at.saturating_add(MINUTE), past)
+        .await
+        .unwrap();
+    assert_eq!(store.load(&key).await.unwrap(), None);
 }
 
 /// A `redis-server` of this test's own, on a free loopback port.

@@ -126,21 +126,13 @@ impl RedisStore {
     }
 
     fn redis_key(&self, key: &SessionKey) -> String {
-        let mut redis_key = String::with_capacity(self.prefix.len() + 2 * SessionKey::LEN);
-        redis_key.push_str(&self.prefix);
-        for byte in key.as_bytes() {
-            redis_key.push(char::from(HEX[usize::from(byte >> 4)]));
-            redis_key.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
-        redis_key
+        format!("{}{}", self.prefix, key.to_hex())
     }
 
     fn connection(&self) -> ConnectionManager {
         self.connection.clone()
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The latest expiry written to Redis: 2^53 ms (some 285,000 years), where
 /// Lua's numbers stop being exact. Later deadlines (a policy of centuries)
