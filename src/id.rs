@@ -148,6 +148,30 @@ impl SessionKey {
         }
         hex
     }
+
+    /// The key whose [`to_hex`](SessionKey::to_hex) is `hex` (either case);
+    /// `None` unless it is 32 hex digits.
+    ///
+    /// ```
+    /// use tower_session_lifetime::SessionKey;
+    ///
+    /// let key = SessionKey::from_bytes([0xab; SessionKey::LEN]);
+    /// assert_eq!(SessionKey::from_hex(&key.to_hex()), Some(key));
+    /// assert_eq!(SessionKey::from_hex("not hex"), None);
+    /// ```
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        let digits = hex.as_bytes();
+        if digits.len() != 2 * SessionKey::LEN {
+            return None;
+        }
+        let mut bytes = [0; SessionKey::LEN];
+        for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+            let high = char::from(pair[0]).to_digit(16)?;
+            let low = char::from(pair[1]).to_digit(16)?;
+            *byte = (high * 16 + low) as u8;
+        }
+        Some(SessionKey(bytes))
+    }
 }
 
 impl fmt::Debug for SessionKey {

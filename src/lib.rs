@@ -103,7 +103,8 @@ pub use session_lifetime::{ResponseFuture, SessionLifetime, SessionLifetimeLayer
 #[cfg(feature = "redis")]
 pub use store::RedisStore;
 pub use store::{
-    LifetimeStore, MemoryStore, StoreError, StoreErrorKind, TouchOutcome, UpdateOutcome,
+    LifetimeStore, LoadedRecord, MemoryStore, StoreError, StoreErrorKind, TouchOutcome,
+    UpdateOutcome,
 };
 pub use time::Timestamp;
 #[cfg(feature = "tower-sessions")]

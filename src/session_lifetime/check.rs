@@ -86,12 +86,16 @@ pub(crate) async fn check(
     mut loaded: Loaded,
 ) -> Checked {
     let mut reloads = 0;
-    let (mut record, now, admission) = loop {
-        let found = match std::mem::replace(&mut loaded, Loaded::NotYet) {
-            Loaded::Record(record) => Some(record),
-            Loaded::Missing => None,
-            Loaded::NotYet => match config.store.load(&key).await {
-                Ok(found) => found,
+    let (mut record, now, admission, mut touched) = loop {
+        let now = config.clock.now();
+        let (found, touched) = match std::mem::replace(&mut loaded, Loaded::NotYet) {
+            Loaded::Record(record) => (Some(record), None),
+            Loaded::Missing => (None, None),
+            // One round trip: the store touches the session itself when a
+            // touch is due.
+            Loaded::NotYet => match config.store.load_and_touch(&key, &config.policy, now).await {
+                Ok(Some(found)) => (Some(found.record), found.touch),
+                Ok(None) => (None, None),
                 Err(error) => return Checked::StoreFailed { error, id },
             },
         };
@@ -104,9 +108,8 @@ pub(crate) async fn check(
                 id,
             };
         };
-        let now = config.clock.now();
         match judge(&config.policy, &record, now) {
-            Verdict::Admitted(admission) => break (record, now, admission),
+            Verdict::Admitted(admission) => break (record, now, admission, touched),
             Verdict::Expired(reason) => {
                 // Delete only what was judged: a request that touched the
                 // session since it was loaded may have kept it alive.
@@ -132,24 +135,30 @@ pub(crate) async fn check(
             }
         }
     };
-    if admission.touch {
+    if admission.touch && touched.is_none() {
+        // Due, and the store did not write it (the record came from a
+        // synchronous load, or the store rounds its limits).
         match config
             .store
             .touch(&key, now, admission.deadlines.nearest())
             .await
         {
-            Ok(TouchOutcome::Missing) => {
-                config.delete_data(&id).await;
-                return Checked::Refused {
-                    reason: RejectReason::Unknown,
-                    id,
-                };
-            }
-            Ok(TouchOutcome::Touched | TouchOutcome::AlreadyRecent) => {
-                record.last_activity = record.last_activity.max(now);
-            }
+            Ok(outcome) => touched = Some(outcome),
             Err(error) => return Checked::StoreFailed { error, id },
         }
+    }
+    match touched {
+        Some(TouchOutcome::Missing) => {
+            config.delete_data(&id).await;
+            return Checked::Refused {
+                reason: RejectReason::Unknown,
+                id,
+            };
+        }
+        Some(TouchOutcome::Touched | TouchOutcome::AlreadyRecent) => {
+            record.last_activity = record.last_activity.max(now);
+        }
+        None => {}
     }
     Checked::Admitted {
         session: ActiveSession {

@@ -18,10 +18,10 @@
 
 use std::time::Duration;
 
-use super::{LifetimeStore, TouchOutcome, UpdateOutcome};
+use super::{LifetimeStore, StoreErrorKind, TouchOutcome, UpdateOutcome};
 use crate::clock::{Clock, SystemClock};
 use crate::id::{SessionId, SessionKey};
-use crate::policy::{Limits, Policy};
+use crate::policy::{judge, Limits, Policy, Verdict};
 use crate::record::SessionRecord;
 use crate::time::Timestamp;
 
@@ -277,6 +277,246 @@ pub async fn reclaim_removes_only_expired(store: &dyn LifetimeStore) {
     );
 }
 
+/// `load_and_touch` returns the record as loaded and touches exactly when
+/// [`judge`] says a touch is due, to the deadline it computes; it never
+/// touches an expired or missing session. Checked over ordinary and
+/// remember-me sessions, policies tighter than the record's snapshot, and
+/// times before, at and after each threshold.
+pub async fn load_and_touch_agrees_with_judge(store: &dyn LifetimeStore) {
+    let missing = fresh_key();
+    let policy = Policy::default();
+    assert_eq!(
+        store
+            .load_and_touch(&missing, &policy, SystemClock.now())
+            .await
+            .expect("load_and_touch"),
+        None
+    );
+    assert_eq!(store.load(&missing).await.expect("load"), None);
+
+    const MIN: Duration = Duration::from_secs(60);
+    let snapshot = Policy::builder()
+        .idle_timeout(30 * MIN)
+        .absolute_timeout(120 * MIN)
+        .remember_me_period(90 * MIN)
+        .remember_me_absolute_timeout(100 * MIN)
+        .touch_granularity(MIN)
+        .build()
+        .expect("valid policy");
+    let tighter = Policy::builder()
+        .idle_timeout(10 * MIN)
+        .no_absolute_timeout()
+        .remember_me_period(20 * MIN)
+        .touch_granularity(3 * MIN)
+        .build()
+        .expect("valid policy");
+    // Judged by the tighter policy, a session of this one is due for a touch
+    // after half its idle limit (2 min), before the granularity (3 min).
+    let short = Policy::builder()
+        .idle_timeout(4 * MIN)
+        .remember_me_period(4 * MIN)
+        .touch_granularity(MIN / 2)
+        .build()
+        .expect("valid policy");
+    let offsets = [
+        0, 1, 29, 30, 59, 60, 61, 119, 120, 121, 179, 180, 181, 239, 240, 299, 300, 599, 600, 1199,
+        1200, 1799, 1800, 5399, 5400, 5999, 6000, 7200, 9000,
+    ];
+    let cases = [
+        (&snapshot, &snapshot),
+        (&snapshot, &tighter),
+        (&short, &short),
+        (&short, &tighter),
+    ];
+    for remember_me in [false, true] {
+        for (snapshot, judged_by) in cases {
+            for activity_offset in [0, 50 * 60] {
+                for offset in offsets {
+                    let created = SystemClock.now();
+                    let mut record = SessionRecord::new(snapshot, created, None, remember_me);
+                    record.last_activity =
+                        created.saturating_add(Duration::from_secs(activity_offset));
+                    record.expires_at = crate::policy::Deadlines::of(&record.limits, &record)
+                        .nearest()
+                        .max(record.last_activity);
+                    let key = fresh_key();
+                    assert!(store.create(&key, &record).await.expect("create"));
+                    let now = record
+                        .last_activity
+                        .saturating_add(Duration::from_secs(offset));
+                    let context = format!(
+                        "remember_me {remember_me}, activity +{activity_offset}s, now +{offset}s"
+                    );
+                    let loaded = store
+                        .load_and_touch(&key, judged_by, now)
+                        .await
+                        .expect("load_and_touch")
+                        .expect("the record exists");
+                    assert_eq!(loaded.record, record, "the record as loaded: {context}");
+                    let stored = store.load(&key).await.expect("load").expect("record");
+                    match judge(judged_by, &record, now) {
+                        Verdict::Admitted(admission) if admission.touch => {
+                            assert_eq!(
+                                loaded.touch,
+                                Some(TouchOutcome::Touched),
+                                "touch due: {context}"
+                            );
+                            assert_eq!(stored.last_activity, now, "{context}");
+                            assert_eq!(
+                                stored.expires_at,
+                                admission.deadlines.nearest(),
+                                "{context}"
+                            );
+                        }
+                        _ => {
+                            assert_eq!(loaded.touch, None, "no touch due: {context}");
+                            assert_eq!(stored, record, "nothing written: {context}");
+                        }
+                    }
+                    store.delete(&key).await.expect("delete");
+                }
+            }
+        }
+    }
+}
+
+/// A subject's sessions are listed and deleted together, and only they:
+/// the listing follows creates, subject changes, touches and deletes.
+pub async fn subjects_are_listed_and_deleted(store: &dyn LifetimeStore) {
+    let subject = format!("subject-{}", fresh_key().to_hex());
+    let other = format!("other-{}", fresh_key().to_hex());
+    let of = |subject: &str| SessionRecord {
+        subject: Some(subject.into()),
+        ..live_record()
+    };
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        let key = fresh_key();
+        assert!(store.create(&key, &of(&subject)).await.expect("create"));
+        keys.push(key);
+    }
+    let other_key = fresh_key();
+    assert!(store.create(&other_key, &of(&other)).await.expect("create"));
+    let anonymous = fresh_key();
+    assert!(store
+        .create(
+            &anonymous,
+            &SessionRecord {
+                subject: None,
+                ..live_record()
+            }
+        )
+        .await
+        .expect("create"));
+
+    let listed = |found: Vec<(crate::SessionKey, SessionRecord)>| {
+        let mut keys: Vec<_> = found
+            .into_iter()
+            .map(|(key, record)| {
+                assert_eq!(record.subject.as_deref(), Some(subject.as_str()));
+                key
+            })
+            .collect();
+        keys.sort();
+        keys
+    };
+    let mut expected = keys.clone();
+    expected.sort();
+    assert_eq!(
+        listed(store.sessions_of(&subject).await.expect("sessions_of")),
+        expected
+    );
+
+    // A touched session is still listed, with its new activity.
+    let record = store.load(&keys[0]).await.expect("load").expect("record");
+    let later = record.last_activity.saturating_add(Duration::from_secs(5));
+    store
+        .touch(&keys[0], later, later.saturating_add(HOUR))
+        .await
+        .expect("touch");
+    let found = store.sessions_of(&subject).await.expect("sessions_of");
+    let touched = found
+        .iter()
+        .find(|(key, _)| *key == keys[0])
+        .expect("the touched session is listed");
+    assert_eq!(touched.1.last_activity, later);
+
+    // One moves to the other subject, one is deleted.
+    let moved = SessionRecord {
+        subject: Some(other.as_str().into()),
+        version: record.version + 1,
+        ..record.clone()
+    };
+    assert_eq!(
+        store
+            .update(&keys[1], record.version, &moved)
+            .await
+            .expect("update"),
+        UpdateOutcome::Updated
+    );
+    assert!(store.delete(&keys[2]).await.expect("delete"));
+    assert_eq!(
+        listed(store.sessions_of(&subject).await.expect("sessions_of")),
+        vec![keys[0]]
+    );
+    assert_eq!(
+        store.sessions_of(&other).await.expect("sessions_of").len(),
+        2,
+        "the other subject has its own and the moved one"
+    );
+
+    assert_eq!(
+        store
+            .delete_sessions_of(&other)
+            .await
+            .expect("delete_sessions_of"),
+        2
+    );
+    assert_eq!(store.load(&other_key).await.expect("load"), None);
+    assert_eq!(store.load(&keys[1]).await.expect("load"), None);
+    assert!(store
+        .sessions_of(&other)
+        .await
+        .expect("sessions_of")
+        .is_empty());
+    assert!(
+        store.load(&keys[0]).await.expect("load").is_some(),
+        "other subjects' sessions stay"
+    );
+    assert!(store.load(&anonymous).await.expect("load").is_some());
+    assert_eq!(
+        store
+            .delete_sessions_of(&other)
+            .await
+            .expect("delete_sessions_of"),
+        0,
+        "nothing left"
+    );
+    assert_eq!(
+        store
+            .delete_sessions_of(&subject)
+            .await
+            .expect("delete_sessions_of"),
+        1
+    );
+    assert!(store.delete(&anonymous).await.expect("delete"));
+}
+
+/// A store without a subject index says so with
+/// [`StoreErrorKind::Unsupported`] and deletes nothing.
+pub async fn subject_index_is_unsupported(store: &dyn LifetimeStore) {
+    let (key, record) = insert_live(store).await;
+    let subject = record.subject.as_deref().expect("live records have one");
+    let listing = store.sessions_of(subject).await.expect_err("no index");
+    assert_eq!(listing.kind(), StoreErrorKind::Unsupported);
+    let deletion = store
+        .delete_sessions_of(subject)
+        .await
+        .expect_err("no index");
+    assert_eq!(deletion.kind(), StoreErrorKind::Unsupported);
+    assert_eq!(store.load(&key).await.expect("load"), Some(record));
+}
+
 /// Runs every check above that needs no concurrency, in turn.
 pub async fn run_sequential_checks(store: &dyn LifetimeStore) {
     create_load_delete(store).await;
@@ -286,6 +526,7 @@ pub async fn run_sequential_checks(store: &dyn LifetimeStore) {
     update_is_conditional(store).await;
     delete_stale_spares_touched_records(store).await;
     reclaim_removes_only_expired(store).await;
+    load_and_touch_agrees_with_judge(store).await;
 }
 
 /// Runs the conformance suite against a store as `#[tokio::test]`s.
@@ -300,12 +541,23 @@ pub async fn run_sequential_checks(store: &dyn LifetimeStore) {
 /// # fn main() {}
 /// ```
 ///
+/// A store without a subject index (one whose
+/// [`sessions_of`](LifetimeStore::sessions_of) answers
+/// [`StoreErrorKind::Unsupported`]) says so with a second argument,
+/// `subjects = unsupported`; the suite then checks that it does.
+///
 /// Besides the sequential checks of this module it runs two concurrent ones
 /// on a multi-threaded runtime: 64 tasks touching one session end with the
 /// latest activity stored; and touches racing a delete never resurrect it.
 #[macro_export]
 macro_rules! lifetime_store_conformance {
     ($make_store:expr) => {
+        $crate::lifetime_store_conformance!(@suite $make_store, subjects_are_listed_and_deleted);
+    };
+    ($make_store:expr, subjects = unsupported) => {
+        $crate::lifetime_store_conformance!(@suite $make_store, subject_index_is_unsupported);
+    };
+    (@suite $make_store:expr, $subject_check:ident) => {
         mod lifetime_store_conformance {
             #[allow(unused_imports)]
             use super::*;
@@ -351,6 +603,16 @@ macro_rules! lifetime_store_conformance {
             #[::tokio::test]
             async fn reclaim_removes_only_expired() {
                 checks::reclaim_removes_only_expired(&*store().await).await;
+            }
+
+            #[::tokio::test]
+            async fn load_and_touch_agrees_with_judge() {
+                checks::load_and_touch_agrees_with_judge(&*store().await).await;
+            }
+
+            #[::tokio::test]
+            async fn $subject_check() {
+                checks::$subject_check(&*store().await).await;
             }
 
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]

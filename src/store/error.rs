@@ -18,6 +18,9 @@ pub enum StoreErrorKind {
     /// The record given to the store breaks a documented bound (for example
     /// a subject over [`MAX_SUBJECT_LEN`](crate::MAX_SUBJECT_LEN) bytes).
     InvalidRecord,
+    /// The store cannot do this operation at all (for example listing the
+    /// sessions of a subject in a store without a subject index).
+    Unsupported,
 }
 
 /// A store operation failed. Keeps the backend's error as its
@@ -63,6 +66,11 @@ impl StoreError {
         StoreError::new(StoreErrorKind::Corrupt, source)
     }
 
+    /// The store cannot do this operation; `what` names it.
+    pub fn unsupported(what: &'static str) -> Self {
+        StoreError::new(StoreErrorKind::Unsupported, what)
+    }
+
     /// The kind of failure.
     pub fn kind(&self) -> StoreErrorKind {
         self.kind
@@ -76,6 +84,7 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Backend => "session store backend error",
             StoreErrorKind::Corrupt => "session store returned a corrupt record",
             StoreErrorKind::InvalidRecord => "session record refused by the store",
+            StoreErrorKind::Unsupported => "operation not supported by this session store",
         })
     }
 }

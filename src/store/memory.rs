@@ -355,6 +355,38 @@ impl LifetimeStore for MemoryStore {
     async fn reclaim_expired(&self) -> Result<u64, StoreError> {
         Ok(self.sweep_expired() as u64)
     }
+
+    /// Scans every shard, one read lock at a time: the store keeps no
+    /// subject index, so this costs time in proportion to all sessions
+    /// (see the README's benchmark), not memory on every session.
+    async fn sessions_of(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        let mut found = Vec::new();
+        for shard in self.inner.shards.iter() {
+            let map = shard.read();
+            found.extend(
+                map.iter()
+                    .filter(|(_, entry)| entry.subject.as_deref() == Some(subject))
+                    .map(|(key, entry)| (SessionKey::from_bytes(*key), self.record(entry))),
+            );
+        }
+        Ok(found)
+    }
+
+    /// Scans every shard, one write lock at a time, like
+    /// [`sessions_of`](LifetimeStore::sessions_of).
+    async fn delete_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        for shard in self.inner.shards.iter() {
+            let mut map = shard.write();
+            let before = map.len();
+            map.retain(|_, entry| entry.subject.as_deref() != Some(subject));
+            deleted += (before - map.len()) as u64;
+        }
+        Ok(deleted)
+    }
 }
 
 /// Keys are SHA-256 output, already uniform: hashing them again is wasted

@@ -72,16 +72,17 @@ pub mod conformance;
 mod error;
 mod memory;
 #[cfg(feature = "redis")]
-mod redis_store;
+mod redis;
 
 use async_trait::async_trait;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisStore, DEFAULT_REDIS_PREFIX};
 pub use error::{StoreError, StoreErrorKind};
 pub use memory::{MemoryStore, MAX_DISTINCT_LIMITS};
-#[cfg(feature = "redis")]
-pub use redis_store::{RedisStore, DEFAULT_REDIS_PREFIX};
 
 use crate::id::SessionKey;
+use crate::policy::{judge, Policy, Verdict};
 use crate::record::SessionRecord;
 use crate::time::Timestamp;
 
@@ -119,6 +120,35 @@ pub trait LifetimeStore: Send + Sync + 'static {
     /// The record under `key`, if any. May return a record past its
     /// `expires_at` that has not been reclaimed yet.
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Loads the record under `key` and, when [`judge`] says at `now` under
+    /// `policy` that the session is live and a touch is due, writes that
+    /// activity as [`touch`](LifetimeStore::touch) would, with the nearest
+    /// deadline counted from `now` as the expiry. This is the layer's hot
+    /// path: a networked store should do both in one round trip (RedisStore
+    /// runs one script). The default loads, judges, then touches.
+    ///
+    /// Returns the record as it was *before* the touch. A store may decide
+    /// with limits rounded to milliseconds, so it may skip a touch the layer
+    /// then finds due (the layer writes it itself), but it must never touch
+    /// a session that [`judge`] finds expired.
+    async fn load_and_touch(
+        &self,
+        key: &SessionKey,
+        policy: &Policy,
+        now: Timestamp,
+    ) -> Result<Option<LoadedRecord>, StoreError> {
+        let Some(record) = self.load(key).await? else {
+            return Ok(None);
+        };
+        let touch = match judge(policy, &record, now) {
+            Verdict::Admitted(admission) if admission.touch => {
+                Some(self.touch(key, now, admission.deadlines.nearest()).await?)
+            }
+            _ => None,
+        };
+        Ok(Some(LoadedRecord { record, touch }))
+    }
 
     /// What [`load`](LifetimeStore::load) would return, if the store can
     /// tell without waiting (an in-memory store); `None` otherwise, the
@@ -167,4 +197,35 @@ pub trait LifetimeStore: Send + Sync + 'static {
     /// many it removed. Stores whose backend expires records by itself
     /// (Redis) return `Ok(0)`.
     async fn reclaim_expired(&self) -> Result<u64, StoreError>;
+
+    /// Every record of `subject`, with its key: the sessions of one user,
+    /// for a list of them or a logout everywhere. May include records past
+    /// their `expires_at` that have not been reclaimed yet. Stores without a
+    /// subject index answer [`StoreErrorKind::Unsupported`], the default.
+    async fn sessions_of(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        let _ = subject;
+        Err(StoreError::unsupported("listing the sessions of a subject"))
+    }
+
+    /// Removes every record of `subject` (a logout everywhere, a password
+    /// change) and returns how many it removed. Stores without a subject
+    /// index answer [`StoreErrorKind::Unsupported`], the default.
+    async fn delete_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
+        let _ = subject;
+        Err(StoreError::unsupported(
+            "deleting the sessions of a subject",
+        ))
+    }
+}
+
+/// What [`load_and_touch`](LifetimeStore::load_and_touch) found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadedRecord {
+    /// The record as loaded, before any touch.
+    pub record: SessionRecord,
+    /// What the touch did, if the store made one.
+    pub touch: Option<TouchOutcome>,
 }

@@ -1,0 +1,128 @@
+//! A [`SessionRecord`] as the fields of a Redis hash: `a` (activity), `e`
+//! (expiry), `c` (creation), `v` (version), `r` (remember-me), `l` (the
+//! limits in ms as `idle,absolute,remember-me,remember-me absolute`, `-` for
+//! none) and `s` (the subject, when there is one). Times are Unix ms.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::policy::{Limits, Policy};
+use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
+use crate::store::StoreError;
+use crate::time::Timestamp;
+
+/// The latest expiry written to Redis: 2^53 ms (some 285,000 years), where
+/// Lua's numbers stop being exact. Later deadlines (a policy of centuries)
+/// expire there.
+pub(super) const LATEST_EXPIRY: u64 = 1 << 53;
+
+pub(super) fn expiry_millis(at: Timestamp) -> u64 {
+    at.as_unix_millis().min(LATEST_EXPIRY)
+}
+
+/// The policy's limits as the load-and-touch script takes them: idle,
+/// absolute, remember-me period, remember-me absolute, then the touch
+/// granularity, in ms (`-` for none).
+pub(super) fn policy_args(policy: &Policy) -> [String; 5] {
+    let limits = policy.limits();
+    [
+        millis(limits.idle_timeout).to_string(),
+        optional_millis(limits.absolute_timeout),
+        millis(limits.remember_me_period).to_string(),
+        optional_millis(limits.remember_me_absolute_timeout),
+        millis(policy.touch_granularity()).to_string(),
+    ]
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn optional_millis(limit: Option<Duration>) -> String {
+    limit.map_or_else(|| "-".to_owned(), |limit| millis(limit).to_string())
+}
+
+/// The hash fields of `record`, as name and value in turn: `a` (activity)
+/// and `e` (expiry) first, then `c`, `v`, `r`, `l` (limits) and `s`
+/// (subject, when there is one).
+pub(super) fn fields(record: &SessionRecord) -> Vec<String> {
+    let limits = &record.limits;
+    let mut fields = vec![
+        "a".to_owned(),
+        record.last_activity.as_unix_millis().to_string(),
+        "e".to_owned(),
+        expiry_millis(record.expires_at).to_string(),
+        "c".to_owned(),
+        record.created_at.as_unix_millis().to_string(),
+        "v".to_owned(),
+        record.version.to_string(),
+        "r".to_owned(),
+        u8::from(record.remember_me).to_string(),
+        "l".to_owned(),
+        format!(
+            "{},{},{},{}",
+            millis(limits.idle_timeout),
+            optional_millis(limits.absolute_timeout),
+            millis(limits.remember_me_period),
+            optional_millis(limits.remember_me_absolute_timeout),
+        ),
+    ];
+    if let Some(subject) = &record.subject {
+        fields.push("s".to_owned());
+        fields.push(subject.to_string());
+    }
+    fields
+}
+
+pub(super) fn record_from(stored: &HashMap<String, String>) -> Result<SessionRecord, StoreError> {
+    let corrupt = |field: &str| StoreError::corrupt(format!("bad or missing field `{field}`"));
+    let number = |field: &str| -> Result<u64, StoreError> {
+        stored
+            .get(field)
+            .and_then(|value| value.parse().ok())
+            .ok_or_else(|| corrupt(field))
+    };
+    let limits: Vec<&str> = stored
+        .get("l")
+        .ok_or_else(|| corrupt("l"))?
+        .split(',')
+        .collect();
+    let [idle, absolute, remember_me, remember_me_absolute] = limits[..] else {
+        return Err(corrupt("l"));
+    };
+    let duration = |value: &str| -> Result<Duration, StoreError> {
+        value
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|_| corrupt("l"))
+    };
+    let optional = |value: &str| -> Result<Option<Duration>, StoreError> {
+        match value {
+            "-" => Ok(None),
+            value => duration(value).map(Some),
+        }
+    };
+    let subject = match stored.get("s") {
+        Some(subject) if subject.len() > MAX_SUBJECT_LEN => return Err(corrupt("s")),
+        Some(subject) => Some(subject.as_str().into()),
+        None => None,
+    };
+    Ok(SessionRecord {
+        created_at: Timestamp::from_unix_millis(number("c")?),
+        last_activity: Timestamp::from_unix_millis(number("a")?),
+        expires_at: Timestamp::from_unix_millis(number("e")?),
+        remember_me: match stored.get("r").map(String::as_str) {
+            Some("1") => true,
+            Some("0") => false,
+            _ => return Err(corrupt("r")),
+        },
+        subject,
+        version: number("v")?,
+        limits: Limits {
+            idle_timeout: duration(idle)?,
+            absolute_timeout: optional(absolute)?,
+            remember_me_period: duration(remember_me)?,
+            remember_me_absolute_timeout: optional(remember_me_absolute)?,
+        },
+    })
+}

@@ -1,0 +1,282 @@
+//! [`RedisStore`]: lifetimes in Redis or Valkey (feature `redis`).
+
+mod fields;
+mod scripts;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError, ScriptInvocation};
+
+use self::fields::{expiry_millis, fields, policy_args, record_from, LATEST_EXPIRY};
+use self::scripts::Scripts;
+use super::{LifetimeStore, LoadedRecord, StoreError, StoreErrorKind, TouchOutcome, UpdateOutcome};
+use crate::id::SessionKey;
+use crate::policy::Policy;
+use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
+use crate::time::Timestamp;
+
+/// The default prefix of the store's keys.
+pub const DEFAULT_REDIS_PREFIX: &str = "tsl:";
+
+/// Keeps session lifetimes in Redis 7 or Valkey.
+///
+/// ```no_run
+/// use tower_session_lifetime::{RedisStore, SessionLifetimeLayer};
+///
+/// let store = RedisStore::open("redis://127.0.0.1:6379")?;
+/// let layer = SessionLifetimeLayer::new(store);
+/// # let _ = layer;
+/// # Ok::<(), tower_session_lifetime::StoreError>(())
+/// ```
+///
+/// - **One round trip per request.** The layer's load, and the touch when
+///   one is due, are one Lua script
+///   ([`load_and_touch`](LifetimeStore::load_and_touch)); a request costs
+///   one round trip, never two.
+/// - **Atomic conditional writes.** A touch only moves forward and never
+///   re-creates a record, an update checks the version, an expired session
+///   is deleted only if no touch came in between: each is one script.
+/// - **Reclaimed by Redis.** Each session is one hash under
+///   `<prefix><key in hex>` expiring at the record's
+///   [`expires_at`](SessionRecord::expires_at).
+/// - **A subject index.** The sessions of a subject are a sorted set under
+///   `<prefix>s:<subject>`, for [`sessions_of`](LifetimeStore::sessions_of)
+///   and [`delete_sessions_of`](LifetimeStore::delete_sessions_of). It
+///   expires with the latest of its sessions and drops expired members
+///   whenever the subject logs in or is listed, so it holds no more than the
+///   subject's live sessions.
+/// - **Outages.** The connection is made at the first use and re-made after
+///   a failure; while Redis cannot be reached, operations fail with
+///   [`StoreErrorKind::Unavailable`] within two seconds, and the layer
+///   answers as configured (`503` by default).
+///
+/// A script writes both a session's key and its subject's index, which
+/// Redis Cluster would put in different slots: use one primary (with
+/// replicas or Sentinel), not a Cluster.
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: String,
+    scripts: Scripts,
+}
+
+impl RedisStore {
+    /// A store on the Redis at `url` (`redis://host:port/db`), with keys
+    /// under [`DEFAULT_REDIS_PREFIX`]. It connects at the first use; only a
+    /// malformed URL fails here.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let client =
+            Client::open(url).map_err(|err| StoreError::new(StoreErrorKind::Backend, err))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1);
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|err| StoreError::new(StoreErrorKind::Backend, err))?;
+        Ok(RedisStore {
+            connection,
+            prefix: DEFAULT_REDIS_PREFIX.to_owned(),
+            scripts: Scripts::new(),
+        })
+    }
+
+    /// Keys under `prefix` instead of [`DEFAULT_REDIS_PREFIX`], for apps that
+    /// share one Redis database.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Runs `invocation` on the session `key`: its Redis key first, then
+    /// the prefix and the key in hex as the first two arguments.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        invocation: &mut ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        invocation
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(store_error)
+    }
+
+    fn on_session<'a>(&self, script: &'a redis::Script, key: &SessionKey) -> ScriptInvocation<'a> {
+        let member = key.to_hex();
+        let mut invocation = script.key(format!("{}{member}", self.prefix));
+        invocation.arg(&self.prefix).arg(member);
+        invocation
+    }
+
+    fn index_key(&self, subject: &str) -> String {
+        format!("{}s:{subject}", self.prefix)
+    }
+}
+
+#[async_trait]
+impl LifetimeStore for RedisStore {
+    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<bool, StoreError> {
+        check_subject(record)?;
+        let mut invocation = self.on_session(&self.scripts.create, key);
+        invocation
+            .arg(expiry_millis(record.expires_at))
+            .arg(fields(record));
+        let created: i64 = self.run(&mut invocation).await?;
+        Ok(created == 1)
+    }
+
+    async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        let stored: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(format!("{}{}", self.prefix, key.to_hex()))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(store_error)?;
+        if stored.is_empty() {
+            return Ok(None);
+        }
+        record_from(&stored).map(Some)
+    }
+
+    async fn load_and_touch(
+        &self,
+        key: &SessionKey,
+        policy: &Policy,
+        now: Timestamp,
+    ) -> Result<Option<LoadedRecord>, StoreError> {
+        let mut invocation = self.on_session(&self.scripts.load_and_touch, key);
+        invocation
+            .arg(now.as_unix_millis())
+            .arg(&policy_args(policy)[..])
+            .arg(LATEST_EXPIRY);
+        let (touched, stored): (i64, HashMap<String, String>) = self.run(&mut invocation).await?;
+        if stored.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(LoadedRecord {
+            record: record_from(&stored)?,
+            touch: (touched == 2).then_some(TouchOutcome::Touched),
+        }))
+    }
+
+    async fn touch(
+        &self,
+        key: &SessionKey,
+        activity: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<TouchOutcome, StoreError> {
+        let mut invocation = self.on_session(&self.scripts.touch, key);
+        invocation
+            .arg(activity.as_unix_millis())
+            .arg(expiry_millis(expires_at));
+        let outcome: i64 = self.run(&mut invocation).await?;
+        Ok(match outcome {
+            0 => TouchOutcome::Missing,
+            1 => TouchOutcome::AlreadyRecent,
+            _ => TouchOutcome::Touched,
+        })
+    }
+
+    async fn update(
+        &self,
+        key: &SessionKey,
+        expected_version: u64,
+        record: &SessionRecord,
+    ) -> Result<UpdateOutcome, StoreError> {
+        check_subject(record)?;
+        let mut invocation = self.on_session(&self.scripts.update, key);
+        invocation
+            .arg(expected_version.to_string())
+            .arg(record.last_activity.as_unix_millis())
+            .arg(expiry_millis(record.expires_at))
+            .arg(&fields(record)[4..]);
+        let outcome: i64 = self.run(&mut invocation).await?;
+        Ok(match outcome {
+            0 => UpdateOutcome::Missing,
+            1 => UpdateOutcome::Conflict,
+            _ => UpdateOutcome::Updated,
+        })
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let deleted: i64 = self
+            .run(&mut self.on_session(&self.scripts.delete, key))
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    async fn delete_stale(
+        &self,
+        key: &SessionKey,
+        last_activity: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut invocation = self.on_session(&self.scripts.delete_stale, key);
+        invocation.arg(last_activity.as_unix_millis());
+        let deleted: i64 = self.run(&mut invocation).await?;
+        Ok(deleted == 1)
+    }
+
+    /// Redis expires every record by itself at its `expires_at`: nothing to do.
+    async fn reclaim_expired(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    async fn sessions_of(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        let mut invocation = self.scripts.sessions_of.key(self.index_key(subject));
+        invocation.arg(&self.prefix);
+        let found: Vec<(String, HashMap<String, String>)> = self.run(&mut invocation).await?;
+        found
+            .into_iter()
+            .map(|(member, stored)| {
+                let key = SessionKey::from_hex(&member).ok_or_else(|| {
+                    StoreError::corrupt(format!("subject index member `{member}` is not a key"))
+                })?;
+                Ok((key, record_from(&stored)?))
+            })
+            .collect()
+    }
+
+    async fn delete_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
+        let mut invocation = self.scripts.delete_sessions_of.key(self.index_key(subject));
+        invocation.arg(&self.prefix);
+        let deleted: u64 = self.run(&mut invocation).await?;
+        Ok(deleted)
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_subject(record: &SessionRecord) -> Result<(), StoreError> {
+    let len = record.subject.as_deref().map_or(0, str::len);
+    if len > MAX_SUBJECT_LEN {
+        return Err(StoreError::new(
+            StoreErrorKind::InvalidRecord,
+            format!("subject of {len} bytes exceeds the {MAX_SUBJECT_LEN}-byte bound"),
+        ));
+    }
+    Ok(())
+}
+
+/// A Redis error, kept as the source of ours: one that says the server
+/// cannot be reached is [`StoreErrorKind::Unavailable`].
+fn store_error(err: RedisError) -> StoreError {
+    let kind = if err.is_io_error()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+    {
+        StoreErrorKind::Unavailable
+    } else {
+        StoreErrorKind::Backend
+    };
+    StoreError::new(kind, err)
+}
