@@ -100,8 +100,12 @@ pub use session_cookie::{
     CookieConfigError, SessionCookie, SessionCookieBuilder, DEFAULT_COOKIE_NAME,
 };
 pub use session_lifetime::{ResponseFuture, SessionLifetime, SessionLifetimeLayer};
+#[cfg(feature = "postgres")]
+pub use store::PostgresStore;
 #[cfg(feature = "redis")]
 pub use store::RedisStore;
+#[cfg(feature = "sqlite")]
+pub use store::SqliteStore;
 pub use store::{
     LifetimeStore, LoadedRecord, MemoryStore, StoreError, StoreErrorKind, TouchOutcome,
     UpdateOutcome,

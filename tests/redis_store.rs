@@ -13,16 +13,14 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::Router;
-use common::{body_text, routes, set_cookie, HOUR, MINUTE};
-use http::{header, Request, Response, StatusCode};
-use tower::ServiceExt;
-use tower_session_lifetime::store::conformance::{insert_live, live_record};
-use tower_session_lifetime::{
-    Clock, LifetimeStore, ManualClock, Policy, RedisStore, RejectReason, SessionLifetimeLayer,
-    StoreErrorKind, SystemClock,
+use common::proxy::Proxy;
+use common::shared_store::{
+    an_outage_gives_503_and_the_store_recovers, the_rules_hold_through_the_layer,
+    two_nodes_act_as_one, Outage,
 };
+use common::{HOUR, MINUTE};
+use tower_session_lifetime::store::conformance::{insert_live, live_record};
+use tower_session_lifetime::{Clock, LifetimeStore, RedisStore, StoreErrorKind, SystemClock};
 
 /// The URL of the server `scripts/test` started.
 fn redis_url() -> String {
@@ -35,106 +33,31 @@ fn redis_url() -> String {
     })
 }
 
+/// The address in `TSL_REDIS_URL`.
+fn redis_address() -> std::net::SocketAddr {
+    let url = redis_url();
+    let authority = url.trim_start_matches("redis://").trim_end_matches('/');
+    authority
+        .parse()
+        .expect("TSL_REDIS_URL is redis://<ip>:<port>")
+}
+
 tower_session_lifetime::lifetime_store_conformance!(async {
     RedisStore::open(&redis_url()).expect("a valid Redis URL")
 });
 
-/// The test app's routes behind the layer over `store`.
-fn app(store: RedisStore, clock: &ManualClock) -> Router {
-    let policy = Policy::builder()
-        .idle_timeout(HOUR)
-        .absolute_timeout(8 * HOUR)
-        .build()
-        .unwrap();
-    routes().layer(
-        SessionLifetimeLayer::new(store)
-            .with_clock(clock.clone())
-            .with_policy(policy),
-    )
-}
-
-async fn send(app: &Router, method: &str, path: &str, cookie: Option<&str>) -> Response<Body> {
-    let mut request = Request::builder().method(method).uri(path);
-    if let Some(cookie) = cookie {
-        request = request.header(header::COOKIE, cookie);
-    }
-    app.clone()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap()
-}
-
-async fn log_in(app: &Router, user: &str) -> String {
-    let response = send(app, "POST", &format!("/login?user={user}"), None).await;
-    assert_eq!(response.status(), StatusCode::OK, "login");
-    let set = set_cookie(&response).expect("a session cookie");
-    format!("{}={}", set.name(), set.value())
-}
-
-/// A clock at the real time: Redis expires keys by its own clock.
-fn clock_now() -> ManualClock {
-    ManualClock::new(SystemClock.now())
-}
-
 #[tokio::test]
 async fn the_rules_hold_through_the_layer_on_redis() {
-    let clock = clock_now();
-    let app = app(RedisStore::open(&redis_url()).unwrap(), &clock);
-    let cookie = log_in(&app, "alice").await;
-    for _ in 0..3 {
-        clock.advance(HOUR - MINUTE);
-        let response = send(&app, "GET", "/me", Some(&cookie)).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(body_text(response).await, "alice");
-    }
-    clock.advance(HOUR);
-    let response = send(&app, "GET", "/me", Some(&cookie)).await;
-    assert_eq!(
-        response.extensions().get::<RejectReason>(),
-        Some(&RejectReason::IdleTimeout)
-    );
-
-    let cookie = log_in(&app, "bob").await;
-    assert_eq!(
-        send(&app, "POST", "/logout", Some(&cookie)).await.status(),
-        StatusCode::OK
-    );
-    let replay = send(&app, "GET", "/me", Some(&cookie)).await;
-    assert_eq!(
-        replay.extensions().get::<RejectReason>(),
-        Some(&RejectReason::Unknown)
-    );
+    the_rules_hold_through_the_layer(RedisStore::open(&redis_url()).unwrap()).await;
 }
 
 #[tokio::test]
-async fn two_stores_on_one_redis_see_the_same_sessions() {
-    let clock = clock_now();
-    let node_a = app(RedisStore::open(&redis_url()).unwrap(), &clock);
-    let node_b = app(RedisStore::open(&redis_url()).unwrap(), &clock);
-    let cookie = log_in(&node_a, "alice").await;
-    clock.advance(HOUR - MINUTE);
-    assert_eq!(
-        send(&node_b, "GET", "/me", Some(&cookie)).await.status(),
-        StatusCode::OK
-    );
-    clock.advance(HOUR - MINUTE);
-    // Activity on B kept the session alive for A.
-    assert_eq!(
-        send(&node_a, "GET", "/me", Some(&cookie)).await.status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        send(&node_a, "POST", "/logout", Some(&cookie))
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    let replay = send(&node_b, "GET", "/me", Some(&cookie)).await;
-    assert_eq!(
-        replay.status(),
-        StatusCode::UNAUTHORIZED,
-        "logged out on A, refused on B"
-    );
+async fn two_nodes_on_one_redis_act_as_one() {
+    two_nodes_act_as_one(
+        RedisStore::open(&redis_url()).unwrap(),
+        RedisStore::open(&redis_url()).unwrap(),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -245,36 +168,34 @@ impl Drop for OwnServer {
     }
 }
 
+#[async_trait::async_trait]
+impl Outage for OwnServer {
+    async fn begin(&mut self) {
+        self.stop();
+    }
+
+    async fn end(&mut self) {
+        self.restart();
+    }
+
+    /// The server keeps nothing on disk: it comes back empty.
+    fn keeps_data(&self) -> bool {
+        false
+    }
+}
+
 #[tokio::test]
 async fn a_server_that_goes_away_gives_503_and_the_store_recovers_when_it_is_back() {
     let mut server = OwnServer::start();
-    let clock = clock_now();
     let store = RedisStore::open(&server.url()).unwrap();
-    let app = app(store, &clock);
-    let cookie = log_in(&app, "alice").await;
+    an_outage_gives_503_and_the_store_recovers(store, &mut server).await;
+}
 
-    server.stop();
-    let response = send(&app, "GET", "/me", Some(&cookie)).await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        response.extensions().get::<RejectReason>(),
-        Some(&RejectReason::StoreUnavailable)
-    );
-    let response = send(&app, "POST", "/login?user=bob", None).await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-
-    // The server comes back (empty: it keeps nothing on disk).
-    server.restart();
-    let mut recovered = false;
-    for _ in 0..50 {
-        let response = send(&app, "POST", "/login?user=carol", None).await;
-        if response.status() == StatusCode::OK {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(recovered, "the store reconnected");
+#[tokio::test]
+async fn a_connection_cut_gives_503_and_nothing_stored_is_lost() {
+    let mut proxy = Proxy::start(redis_address()).await;
+    let store = RedisStore::open(&format!("redis://{}", proxy.address())).unwrap();
+    an_outage_gives_503_and_the_store_recovers(store, &mut proxy).await;
 }
 
 #[tokio::test]

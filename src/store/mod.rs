@@ -73,11 +73,19 @@ mod error;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql;
 
 use async_trait::async_trait;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, DEFAULT_REDIS_PREFIX};
+#[cfg(feature = "postgres")]
+pub use self::sql::postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use self::sql::sqlite::SqliteStore;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use self::sql::DEFAULT_TABLE;
 pub use error::{StoreError, StoreErrorKind};
 pub use memory::{MemoryStore, MAX_DISTINCT_LIMITS};
 

@@ -20,6 +20,9 @@ use tower_session_lifetime::{
     SessionLifetimeLayer, SessionRecord, StoreError, Timestamp, TouchOutcome, UpdateOutcome,
 };
 
+pub mod proxy;
+pub mod shared_store;
+
 pub const SECOND: Duration = Duration::from_secs(1);
 pub const MINUTE: Duration = Duration::from_secs(60);
 pub const HOUR: Duration = Duration::from_secs(3600);

@@ -1,0 +1,248 @@
+//! What [`PostgresStore`](super::PostgresStore) and
+//! [`SqliteStore`](super::SqliteStore) share: one table of one row per
+//! session, the row's columns, error kinds, and the purge task.
+//!
+//! The table (its name configurable, `session_lifetimes` by default):
+//!
+//! | column | type | |
+//! |---|---|---|
+//! | `key` | bytes, primary key | the [`SessionKey`] |
+//! | `created_at`, `last_activity`, `expires_at` | 64-bit integer | Unix ms |
+//! | `remember_me` | boolean | |
+//! | `subject` | text, nullable, indexed | |
+//! | `version` | 64-bit integer | |
+//! | `idle_timeout_ms`, `absolute_timeout_ms`, `remember_me_period_ms`, `remember_me_absolute_timeout_ms` | 64-bit integer (the absolute ones nullable: no limit) | the limits snapshot |
+//!
+//! with an index on `subject` and one on `expires_at` (for the purge).
+
+#[cfg(feature = "postgres")]
+pub(super) mod postgres;
+#[cfg(feature = "sqlite")]
+pub(super) mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::id::SessionKey;
+use crate::policy::Limits;
+use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
+use crate::store::{LifetimeStore, StoreError, StoreErrorKind};
+use crate::time::Timestamp;
+
+/// The default name of the table.
+pub const DEFAULT_TABLE: &str = "session_lifetimes";
+
+/// The latest time or longest limit written: 2^53 ms (some 285,000 years),
+/// so that sums of a time and a limit never overflow in SQL.
+const LATEST: u64 = 1 << 53;
+
+/// Every column but `key`, in the order [`Columns`] binds them.
+const COLUMNS: &str = "created_at, last_activity, expires_at, remember_me, subject, version, \
+     idle_timeout_ms, absolute_timeout_ms, remember_me_period_ms, remember_me_absolute_timeout_ms";
+
+/// A table name as SQL may use it: letters, digits and `_`, not starting
+/// with a digit, at most 48 bytes (so its index names stay within
+/// PostgreSQL's 63).
+fn checked_table(name: &str) -> Result<String, StoreError> {
+    let valid = !name.is_empty()
+        && name.len() <= 48
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(StoreError::new(
+            StoreErrorKind::InvalidRecord,
+            format!(
+                "table name `{name}`: use letters, digits and `_`, not starting with a digit, \
+                 at most 48 bytes"
+            ),
+        ))
+    }
+}
+
+/// A record as the table's columns.
+struct Columns {
+    created_at: i64,
+    last_activity: i64,
+    expires_at: i64,
+    remember_me: bool,
+    subject: Option<String>,
+    version: i64,
+    idle_timeout: i64,
+    absolute_timeout: Option<i64>,
+    remember_me_period: i64,
+    remember_me_absolute_timeout: Option<i64>,
+}
+
+fn clamped(millis: u64) -> i64 {
+    millis.min(LATEST) as i64
+}
+
+fn time(at: Timestamp) -> i64 {
+    clamped(at.as_unix_millis())
+}
+
+fn limit(duration: Duration) -> i64 {
+    clamped(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Columns {
+    fn of(record: &SessionRecord) -> Result<Self, StoreError> {
+        let subject_len = record.subject.as_deref().map_or(0, str::len);
+        if subject_len > MAX_SUBJECT_LEN {
+            return Err(StoreError::new(
+                StoreErrorKind::InvalidRecord,
+                format!("subject of {subject_len} bytes exceeds the {MAX_SUBJECT_LEN}-byte bound"),
+            ));
+        }
+        let version = i64::try_from(record.version)
+            .map_err(|_| StoreError::new(StoreErrorKind::InvalidRecord, "version beyond 2^63"))?;
+        let limits = &record.limits;
+        Ok(Columns {
+            created_at: time(record.created_at),
+            last_activity: time(record.last_activity),
+            expires_at: time(record.expires_at),
+            remember_me: record.remember_me,
+            subject: record.subject.as_deref().map(str::to_owned),
+            version,
+            idle_timeout: limit(limits.idle_timeout),
+            absolute_timeout: limits.absolute_timeout.map(limit),
+            remember_me_period: limit(limits.remember_me_period),
+            remember_me_absolute_timeout: limits.remember_me_absolute_timeout.map(limit),
+        })
+    }
+
+    fn record(self) -> Result<SessionRecord, StoreError> {
+        let millis = |value: i64, column: &str| {
+            u64::try_from(value)
+                .map_err(|_| StoreError::corrupt(format!("negative `{column}`: {value}")))
+        };
+        let duration = |value: i64, column: &str| millis(value, column).map(Duration::from_millis);
+        let optional =
+            |value: Option<i64>, column: &str| value.map(|v| duration(v, column)).transpose();
+        if self
+            .subject
+            .as_ref()
+            .is_some_and(|s| s.len() > MAX_SUBJECT_LEN)
+        {
+            return Err(StoreError::corrupt("subject over the bound"));
+        }
+        Ok(SessionRecord {
+            created_at: Timestamp::from_unix_millis(millis(self.created_at, "created_at")?),
+            last_activity: Timestamp::from_unix_millis(millis(
+                self.last_activity,
+                "last_activity",
+            )?),
+            expires_at: Timestamp::from_unix_millis(millis(self.expires_at, "expires_at")?),
+            remember_me: self.remember_me,
+            subject: self.subject.map(Arc::from),
+            version: millis(self.version, "version")?,
+            limits: Limits {
+                idle_timeout: duration(self.idle_timeout, "idle_timeout_ms")?,
+                absolute_timeout: optional(self.absolute_timeout, "absolute_timeout_ms")?,
+                remember_me_period: duration(self.remember_me_period, "remember_me_period_ms")?,
+                remember_me_absolute_timeout: optional(
+                    self.remember_me_absolute_timeout,
+                    "remember_me_absolute_timeout_ms",
+                )?,
+            },
+        })
+    }
+}
+
+/// Reads a row's columns, named as in [`COLUMNS`]; `Err` if one is missing
+/// or of the wrong type.
+macro_rules! columns_from_row {
+    ($row:expr) => {{
+        use ::sqlx::Row as _;
+        let row = $row;
+        (|| -> Result<$crate::store::sql::Columns, ::sqlx::Error> {
+            Ok($crate::store::sql::Columns {
+                created_at: row.try_get("created_at")?,
+                last_activity: row.try_get("last_activity")?,
+                expires_at: row.try_get("expires_at")?,
+                remember_me: row.try_get("remember_me")?,
+                subject: row.try_get("subject")?,
+                version: row.try_get("version")?,
+                idle_timeout: row.try_get("idle_timeout_ms")?,
+                absolute_timeout: row.try_get("absolute_timeout_ms")?,
+                remember_me_period: row.try_get("remember_me_period_ms")?,
+                remember_me_absolute_timeout: row.try_get("remember_me_absolute_timeout_ms")?,
+            })
+        })()
+        .map_err($crate::store::sql::store_error)
+        .and_then($crate::store::sql::Columns::record)
+    }};
+}
+use columns_from_row;
+
+/// Binds the columns of `record` to `query`, in the order of [`COLUMNS`].
+macro_rules! bind_columns {
+    ($query:expr, $columns:expr) => {{
+        let columns = $columns;
+        $query
+            .bind(columns.created_at)
+            .bind(columns.last_activity)
+            .bind(columns.expires_at)
+            .bind(columns.remember_me)
+            .bind(columns.subject)
+            .bind(columns.version)
+            .bind(columns.idle_timeout)
+            .bind(columns.absolute_timeout)
+            .bind(columns.remember_me_period)
+            .bind(columns.remember_me_absolute_timeout)
+    }};
+}
+use bind_columns;
+
+/// A key as the `key` column holds it.
+fn key_bytes(key: &SessionKey) -> Vec<u8> {
+    key.as_bytes().to_vec()
+}
+
+/// A key read back from the `key` column.
+fn key_from(bytes: &[u8]) -> Result<SessionKey, StoreError> {
+    <[u8; SessionKey::LEN]>::try_from(bytes)
+        .map(SessionKey::from_bytes)
+        .map_err(|_| StoreError::corrupt(format!("a key of {} bytes", bytes.len())))
+}
+
+/// An sqlx error, kept as the source of ours: one that says the database
+/// cannot be reached is [`StoreErrorKind::Unavailable`], one reading a row
+/// [`StoreErrorKind::Corrupt`].
+fn store_error(err: sqlx::Error) -> StoreError {
+    let kind = match &err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreErrorKind::Unavailable,
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::TypeNotFound { .. } => StoreErrorKind::Corrupt,
+        _ => StoreErrorKind::Backend,
+    };
+    StoreError::new(kind, err)
+}
+
+/// Runs [`reclaim_expired`](LifetimeStore::reclaim_expired) on `store`
+/// every `every`, on the current tokio runtime, until the returned handle
+/// is aborted; a failed run is logged and the next one tried on time.
+fn spawn_purge<S>(store: S, every: Duration) -> tokio::task::JoinHandle<()>
+where
+    S: LifetimeStore,
+{
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every.max(Duration::from_millis(1)));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            match store.reclaim_expired().await {
+                Ok(purged) => tracing::debug!(purged, "purged expired sessions"),
+                Err(err) => tracing::warn!(error = %err, "could not purge expired sessions"),
+            }
+        }
+    })
+}

@@ -1,0 +1,419 @@
+//! [`PostgresStore`]: lifetimes in PostgreSQL (feature `postgres`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::Row as _;
+
+use super::{
+    bind_columns, checked_table, clamped, columns_from_row, key_bytes, key_from, limit,
+    spawn_purge, store_error, time, Columns, COLUMNS, DEFAULT_TABLE, LATEST,
+};
+use crate::clock::{Clock, SystemClock};
+use crate::id::SessionKey;
+use crate::policy::Policy;
+use crate::record::SessionRecord;
+use crate::store::{LifetimeStore, LoadedRecord, StoreError, TouchOutcome, UpdateOutcome};
+use crate::time::Timestamp;
+
+/// Keeps session lifetimes in a PostgreSQL table.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower_session_lifetime::{PostgresStore, SessionLifetimeLayer};
+///
+/// # async fn run() -> Result<(), tower_session_lifetime::StoreError> {
+/// let store = PostgresStore::open("postgres://app@127.0.0.1/app")?;
+/// store.migrate().await?; // creates the table and its index, if missing
+/// let _purge = store.spawn_purge(Duration::from_secs(300));
+/// let layer = SessionLifetimeLayer::new(store);
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// - **One row per session** in `session_lifetimes` (or the table given to
+///   [`with_table`](PostgresStore::with_table)), keyed by the
+///   [`SessionKey`], with an index on the subject. [`migrate`](PostgresStore::migrate)
+///   creates both, idempotently, under an advisory lock, so every node may
+///   run it at startup.
+/// - **One round trip per request.** The layer's load and, when one is due,
+///   the touch are one statement
+///   ([`load_and_touch`](LifetimeStore::load_and_touch)).
+/// - **Conditional writes in SQL.** A touch is an `UPDATE … WHERE
+///   last_activity < $now`, an update checks the version, an expired
+///   session is deleted only if no touch came in between: each is one
+///   statement, atomic in PostgreSQL.
+/// - **Purging.** PostgreSQL does not expire rows: call
+///   [`purge_expired`](PostgresStore::purge_expired) on an interval, or let
+///   [`spawn_purge`](PostgresStore::spawn_purge) do it. There is no index
+///   on `expires_at`, so that touches stay heap-only (HOT) updates: a purge
+///   scans the table, which is why it runs every few minutes, not per request.
+/// - **Outages.** Operations fail with
+///   [`StoreErrorKind::Unavailable`](crate::StoreErrorKind::Unavailable)
+///   while the database cannot be reached (within two seconds with
+///   [`open`](PostgresStore::open); within the pool's acquire timeout with
+///   [`new`](PostgresStore::new)), and the layer answers as configured
+///   (`503` by default).
+///
+/// Cloning gives another handle on the same pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    queries: Arc<Queries>,
+    clock: Arc<dyn Clock>,
+}
+
+/// The statements, written once for the table's name.
+struct Queries {
+    table: String,
+    create: String,
+    load: String,
+    load_and_touch: String,
+    touch: String,
+    update: String,
+    delete: String,
+    delete_stale: String,
+    purge: String,
+    sessions_of: String,
+    delete_sessions_of: String,
+}
+
+impl Queries {
+    fn new(table: String) -> Self {
+        let t = &table;
+        Queries {
+            create: format!(
+                "INSERT INTO {t} (key, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (key) DO NOTHING"
+            ),
+            load: format!("SELECT {COLUMNS} FROM {t} WHERE key = $1"),
+            // $2..$5 the policy's limits (idle, absolute, remember-me period,
+            // remember-me absolute), $6 the touch granularity, $7 now, $8 the
+            // latest expiry. LEAST ignores NULLs: a missing absolute limit.
+            load_and_touch: format!(
+                "WITH found AS ( \
+                   SELECT {COLUMNS}, \
+                     CASE WHEN remember_me THEN LEAST(remember_me_period_ms, $4) \
+                          ELSE LEAST(idle_timeout_ms, $2) END AS idle, \
+                     CASE WHEN remember_me THEN LEAST(remember_me_absolute_timeout_ms, $5) \
+                          ELSE LEAST(absolute_timeout_ms, $3) END AS absolute \
+                   FROM {t} WHERE key = $1), \
+                 touched AS ( \
+                   UPDATE {t} SET last_activity = $7, \
+                     expires_at = LEAST($7 + found.idle, found.created_at + found.absolute, $8) \
+                   FROM found \
+                   WHERE {t}.key = $1 AND {t}.last_activity < $7 \
+                     AND $7 < found.last_activity + found.idle \
+                     AND (found.absolute IS NULL OR $7 < found.created_at + found.absolute) \
+                     AND ($7 - found.last_activity) * 2 >= LEAST($6 * 2, found.idle) \
+                   RETURNING 1) \
+                 SELECT {COLUMNS}, EXISTS (SELECT 1 FROM touched) AS touched FROM found"
+            ),
+            touch: format!(
+                "WITH found AS (SELECT 1 FROM {t} WHERE key = $1), \
+                 touched AS (UPDATE {t} SET last_activity = $2, expires_at = $3 \
+                   WHERE key = $1 AND last_activity < $2 RETURNING 1) \
+                 SELECT EXISTS (SELECT 1 FROM found) AS found, \
+                   EXISTS (SELECT 1 FROM touched) AS written"
+            ),
+            // A touch that landed since the caller read the record keeps its
+            // later activity and moves the new expiry by as much.
+            update: format!(
+                "WITH found AS (SELECT 1 FROM {t} WHERE key = $1), \
+                 updated AS (UPDATE {t} SET created_at = $3, \
+                   last_activity = GREATEST(last_activity, $4), \
+                   expires_at = $5 + GREATEST(0, last_activity - $4), \
+                   remember_me = $6, subject = $7, version = $8, idle_timeout_ms = $9, \
+                   absolute_timeout_ms = $10, remember_me_period_ms = $11, \
+                   remember_me_absolute_timeout_ms = $12 \
+                   WHERE key = $1 AND version = $2 RETURNING 1) \
+                 SELECT EXISTS (SELECT 1 FROM found) AS found, \
+                   EXISTS (SELECT 1 FROM updated) AS written"
+            ),
+            delete: format!("DELETE FROM {t} WHERE key = $1"),
+            delete_stale: format!("DELETE FROM {t} WHERE key = $1 AND last_activity <= $2"),
+            purge: format!("DELETE FROM {t} WHERE expires_at <= $1"),
+            sessions_of: format!("SELECT key, {COLUMNS} FROM {t} WHERE subject = $1"),
+            delete_sessions_of: format!("DELETE FROM {t} WHERE subject = $1"),
+            table,
+        }
+    }
+
+    /// Creates the table and its index if missing. PostgreSQL runs the
+    /// statements of one simple query as one transaction, which holds the
+    /// advisory lock to its end, so that nodes starting together do not
+    /// race.
+    fn migration(&self) -> String {
+        let t = &self.table;
+        format!(
+            "SELECT pg_advisory_xact_lock(hashtext('tower_session_lifetime:{t}')); \
+             CREATE TABLE IF NOT EXISTS {t} ( \
+               key BYTEA PRIMARY KEY, \
+               created_at BIGINT NOT NULL, \
+               last_activity BIGINT NOT NULL, \
+               expires_at BIGINT NOT NULL, \
+               remember_me BOOLEAN NOT NULL, \
+               subject TEXT, \
+               version BIGINT NOT NULL, \
+               idle_timeout_ms BIGINT NOT NULL, \
+               absolute_timeout_ms BIGINT, \
+               remember_me_period_ms BIGINT NOT NULL, \
+               remember_me_absolute_timeout_ms BIGINT \
+             ) WITH (fillfactor = 80); \
+             CREATE INDEX IF NOT EXISTS {t}_subject ON {t} (subject) WHERE subject IS NOT NULL;"
+        )
+    }
+}
+
+impl PostgresStore {
+    /// A store on the database at `url` (`postgres://user:password@host:port/db`),
+    /// with a pool of up to 10 connections that gives up on an unreachable
+    /// database after two seconds. It connects at the first use; only a
+    /// malformed URL fails here.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as sqlx's pool does.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy(url)
+            .map_err(store_error)?;
+        Ok(PostgresStore::new(pool))
+    }
+
+    /// A store on an existing pool (the app's own). Its acquire timeout is
+    /// how long an operation waits for an unreachable database.
+    pub fn new(pool: PgPool) -> Self {
+        PostgresStore {
+            pool,
+            queries: Arc::new(Queries::new(DEFAULT_TABLE.to_owned())),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Keeps the sessions in the table `name` instead of
+    /// `session_lifetimes`. Fails unless `name` is letters, digits and `_`
+    /// (not starting with a digit, at most 48 bytes).
+    pub fn with_table(mut self, name: &str) -> Result<Self, StoreError> {
+        self.queries = Arc::new(Queries::new(checked_table(name)?));
+        Ok(self)
+    }
+
+    /// Decides what has expired (for the purge) by `clock` instead of the
+    /// system clock.
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Creates the table and its subject index unless they exist. Safe to
+    /// run on every start of every node: it changes nothing when they
+    /// exist, and concurrent runs wait for each other.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::raw_sql(&self.queries.migration())
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Deletes every session whose `expires_at` has passed; returns how many.
+    /// The same as [`reclaim_expired`](LifetimeStore::reclaim_expired).
+    pub async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let result = sqlx::query(&self.queries.purge)
+            .bind(time(self.clock.now()))
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(result.rows_affected())
+    }
+
+    /// Runs [`purge_expired`](PostgresStore::purge_expired) every `every`
+    /// on the current tokio runtime until the handle is aborted (or the
+    /// runtime ends); a failed run is logged and retried at the next tick.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn spawn_purge(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        spawn_purge(self.clone(), every)
+    }
+
+    /// The pool the store runs on.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Reads whether a conditional statement found the row and wrote it.
+    async fn found_and_written(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<(bool, bool), StoreError> {
+        let row = query.fetch_one(&self.pool).await.map_err(store_error)?;
+        let found = row.try_get("found").map_err(store_error)?;
+        let written = row.try_get("written").map_err(store_error)?;
+        Ok((found, written))
+    }
+}
+
+fn record_from(row: &PgRow) -> Result<SessionRecord, StoreError> {
+    columns_from_row!(row)
+}
+
+#[async_trait]
+impl LifetimeStore for PostgresStore {
+    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<bool, StoreError> {
+        let query = sqlx::query(&self.queries.create).bind(key_bytes(key));
+        let result = bind_columns!(query, Columns::of(record)?)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(&self.queries.load)
+            .bind(key_bytes(key))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(record_from).transpose()
+    }
+
+    async fn load_and_touch(
+        &self,
+        key: &SessionKey,
+        policy: &Policy,
+        now: Timestamp,
+    ) -> Result<Option<LoadedRecord>, StoreError> {
+        let limits = policy.limits();
+        let row = sqlx::query(&self.queries.load_and_touch)
+            .bind(key_bytes(key))
+            .bind(limit(limits.idle_timeout))
+            .bind(limits.absolute_timeout.map(limit))
+            .bind(limit(limits.remember_me_period))
+            .bind(limits.remember_me_absolute_timeout.map(limit))
+            .bind(limit(policy.touch_granularity()))
+            .bind(time(now))
+            .bind(clamped(LATEST))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let touched: bool = row.try_get("touched").map_err(store_error)?;
+        Ok(Some(LoadedRecord {
+            record: record_from(&row)?,
+            touch: touched.then_some(TouchOutcome::Touched),
+        }))
+    }
+
+    async fn touch(
+        &self,
+        key: &SessionKey,
+        activity: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<TouchOutcome, StoreError> {
+        let query = sqlx::query(&self.queries.touch)
+            .bind(key_bytes(key))
+            .bind(time(activity))
+            .bind(time(expires_at));
+        Ok(match self.found_and_written(query).await? {
+            (_, true) => TouchOutcome::Touched,
+            (true, false) => TouchOutcome::AlreadyRecent,
+            (false, false) => TouchOutcome::Missing,
+        })
+    }
+
+    async fn update(
+        &self,
+        key: &SessionKey,
+        expected_version: u64,
+        record: &SessionRecord,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let columns = Columns::of(record)?;
+        // A version past i64 cannot be stored, so cannot match.
+        let expected = i64::try_from(expected_version).unwrap_or(-1);
+        let query = sqlx::query(&self.queries.update)
+            .bind(key_bytes(key))
+            .bind(expected);
+        Ok(
+            match self
+                .found_and_written(bind_columns!(query, columns))
+                .await?
+            {
+                (_, true) => UpdateOutcome::Updated,
+                (true, false) => UpdateOutcome::Conflict,
+                (false, false) => UpdateOutcome::Missing,
+            },
+        )
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let result = sqlx::query(&self.queries.delete)
+            .bind(key_bytes(key))
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn delete_stale(
+        &self,
+        key: &SessionKey,
+        last_activity: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(&self.queries.delete_stale)
+            .bind(key_bytes(key))
+            .bind(time(last_activity))
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn reclaim_expired(&self) -> Result<u64, StoreError> {
+        self.purge_expired().await
+    }
+
+    async fn sessions_of(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        let rows = sqlx::query(&self.queries.sessions_of)
+            .bind(subject)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                let key: Vec<u8> = row.try_get("key").map_err(store_error)?;
+                Ok((key_from(&key)?, record_from(row)?))
+            })
+            .collect()
+    }
+
+    async fn delete_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
+        let result = sqlx::query(&self.queries.delete_sessions_of)
+            .bind(subject)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(result.rows_affected())
+    }
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("table", &self.queries.table)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,180 @@
+//! `PostgresStore` against a real PostgreSQL: the conformance suite every
+//! store runs, the rules through the layer, two app nodes on one database,
+//! a connection cut and restored, the migration and the purge.
+//!
+//! `scripts/test` starts a cluster on a free loopback port and sets
+//! `TSL_POSTGRES_URL`; run through it. Without a server these tests fail,
+//! with a message saying what to do: they never skip.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::proxy::Proxy;
+use common::shared_store::{
+    an_outage_gives_503_and_the_store_recovers, the_rules_hold_through_the_layer,
+    two_nodes_act_as_one,
+};
+use common::HOUR;
+use tower_session_lifetime::store::conformance::{fresh_key, insert_live, live_record};
+use tower_session_lifetime::{
+    Clock, LifetimeStore, ManualClock, PostgresStore, SessionRecord, StoreErrorKind, SystemClock,
+};
+
+/// The URL of the cluster `scripts/test` started.
+fn postgres_url() -> String {
+    std::env::var("TSL_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "TSL_POSTGRES_URL is not set: run the tests with scripts/test, which starts \
+             a PostgreSQL cluster on a free loopback port (and installs Debian's postgresql \
+             package when missing)"
+        )
+    })
+}
+
+/// A store on the test cluster, its table created.
+async fn migrated_store() -> PostgresStore {
+    let store = PostgresStore::open(&postgres_url()).expect("a valid PostgreSQL URL");
+    store.migrate().await.expect("migration");
+    store
+}
+
+tower_session_lifetime::lifetime_store_conformance!(migrated_store());
+
+#[tokio::test]
+async fn the_rules_hold_through_the_layer_on_postgres() {
+    the_rules_hold_through_the_layer(migrated_store().await).await;
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_database_act_as_one() {
+    two_nodes_act_as_one(migrated_store().await, migrated_store().await).await;
+}
+
+#[tokio::test]
+async fn a_connection_cut_gives_503_and_nothing_stored_is_lost() {
+    let url = postgres_url();
+    let address = url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("TSL_POSTGRES_URL is postgres://<user>@<ip>:<port>/<db>");
+    let mut proxy = Proxy::start(address.parse().unwrap()).await;
+    let through_proxy = url.replace(address, &proxy.address().to_string());
+    migrated_store().await; // the table exists
+    let store = PostgresStore::open(&through_proxy).unwrap();
+    an_outage_gives_503_and_the_store_recovers(store, &mut proxy).await;
+}
+
+#[tokio::test]
+async fn connection_refused_is_a_typed_unavailable_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Nothing listens there now.
+    let store = PostgresStore::open(&format!("postgres://tsl@127.0.0.1:{port}/postgres")).unwrap();
+    let err = store.load(&fresh_key()).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err:?}");
+    assert!(std::error::Error::source(&err).is_some());
+    let err = store.migrate().await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+}
+
+#[tokio::test]
+async fn migrating_again_and_concurrently_changes_nothing() {
+    let table = format!("tsl_migrate_{}", &fresh_key().to_hex()[..12]);
+    let store = PostgresStore::open(&postgres_url())
+        .unwrap()
+        .with_table(&table)
+        .unwrap();
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.migrate().await })
+        })
+        .collect();
+    for run in runs {
+        run.await
+            .unwrap()
+            .expect("concurrent migrations all succeed");
+    }
+    let (key, record) = insert_live(&store).await;
+    store.migrate().await.expect("a later migration");
+    assert_eq!(
+        store.load(&key).await.unwrap(),
+        Some(record),
+        "kept the rows"
+    );
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(store.pool())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_table_name_that_is_not_an_identifier_is_refused() {
+    let store = || PostgresStore::open("postgres://tsl@127.0.0.1:1/postgres").unwrap();
+    for name in [
+        "",
+        "1st",
+        "sessions; DROP TABLE users",
+        "a-b",
+        "s\u{e9}ssions",
+    ] {
+        let err = store().with_table(name).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::InvalidRecord, "{name:?}");
+    }
+    assert!(store().with_table("app_sessions_2").is_ok());
+}
+
+#[test]
+fn a_malformed_url_is_refused_at_once() {
+    assert!(PostgresStore::open("not a url").is_err());
+}
+
+#[tokio::test]
+async fn the_purge_deletes_expired_rows_only() {
+    let table = format!("tsl_purge_{}", &fresh_key().to_hex()[..12]);
+    let clock = ManualClock::new(SystemClock.now());
+    let store = PostgresStore::open(&postgres_url())
+        .unwrap()
+        .with_table(&table)
+        .unwrap()
+        .with_clock(clock.clone());
+    store.migrate().await.unwrap();
+    let (live, _) = insert_live(&store).await;
+    let expiring = fresh_key();
+    let record = SessionRecord {
+        expires_at: clock.now().saturating_add(Duration::from_secs(60)),
+        ..live_record()
+    };
+    assert!(store.create(&expiring, &record).await.unwrap());
+    assert_eq!(
+        store.purge_expired().await.unwrap(),
+        0,
+        "nothing expired yet"
+    );
+
+    clock.advance(Duration::from_secs(60));
+    let purge = store.spawn_purge(Duration::from_millis(10));
+    let mut purged = false;
+    for _ in 0..200 {
+        if store.load(&expiring).await.unwrap().is_none() {
+            purged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    purge.abort();
+    assert!(purged, "the spawned purge deleted the expired row");
+    assert!(store.load(&live).await.unwrap().is_some(), "live rows stay");
+    clock.advance(2 * HOUR);
+    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(store.pool())
+        .await
+        .unwrap();
+}
