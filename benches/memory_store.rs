@@ -488,6 +488,23 @@ fn main() {
     let quiet_window = window.elapsed();
     assert_eq!(store.len(), 2 * sessions, "nothing is swept in phase (a)");
 
+    // A subject's sessions are found by a scan of every shard.
+    println!("memory_store: sessions_of, a scan …");
+    let mut scans: Vec<Duration> = (0..5)
+        .map(|i| {
+            let subject = format!("user-{}", i * 7919 % sessions);
+            let started = Instant::now();
+            let found = rt
+                .block_on(store.sessions_of(&subject))
+                .expect("sessions_of");
+            let took = started.elapsed();
+            assert_eq!(found.len(), 1, "one session per subject");
+            took
+        })
+        .collect();
+    scans.sort();
+    let scan_median = scans[scans.len() / 2];
+
     // (b) A second thread sweeps all the while.
     println!("memory_store: phase (b), sweeping concurrently …");
     timed_ops(
@@ -550,6 +567,12 @@ fn main() {
         short_row.empty,
         thousands(2 * sessions),
         micros(u64::try_from(mean_create_to_2m.as_nanos()).unwrap_or(u64::MAX)),
+    );
+    println!();
+    println!(
+        "`sessions_of` (a scan of every shard) over {} records: median of 5, {:.1} ms.",
+        thousands(2 * sessions),
+        scan_median.as_secs_f64() * 1e3
     );
     println!();
     println!("### MemoryStore: `load` + `touch` latency, {count} live + {count} expired sessions");

@@ -175,6 +175,11 @@ impl PostgresStore {
     /// database after two seconds. It connects at the first use; only a
     /// malformed URL fails here.
     ///
+    /// The pool does not ping a connection before each use (sqlx's
+    /// `test_before_acquire`), which would cost a second round trip per
+    /// request; a connection the server dropped fails one operation
+    /// ([`Unavailable`](crate::StoreErrorKind::Unavailable)) and is replaced.
+    ///
     /// # Panics
     ///
     /// Outside a tokio runtime, as sqlx's pool does.
@@ -182,13 +187,16 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(2))
+            .test_before_acquire(false)
             .connect_lazy(url)
             .map_err(store_error)?;
         Ok(PostgresStore::new(pool))
     }
 
     /// A store on an existing pool (the app's own). Its acquire timeout is
-    /// how long an operation waits for an unreachable database.
+    /// how long an operation waits for an unreachable database; unless it
+    /// was built with `test_before_acquire(false)`, each operation costs a
+    /// ping round trip as well.
     pub fn new(pool: PgPool) -> Self {
         PostgresStore {
             pool,

@@ -1,0 +1,108 @@
+# Sourced by scripts/test and scripts/bench-stores: starts redis-server and a
+# PostgreSQL cluster on free loopback ports, in temporary directories, and
+# stops them when the sourcing script exits; installs them from Debian's
+# packages when missing. Exports TSL_REDIS_URL, TSL_REDIS_SERVER and
+# TSL_POSTGRES_URL.
+
+# Installs Debian packages, as root or through sudo.
+apt_install() {
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "${0##*/}: $* missing and no apt-get to install it; install it first" >&2
+        exit 1
+    fi
+    echo "${0##*/}: installing $* from Debian's packages" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+# A loopback port nothing listens on, from the ephemeral range.
+free_port() {
+    local port
+    while :; do
+        port=$(( 20000 + RANDOM % 30000 ))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+}
+
+# The directory of PostgreSQL's initdb and pg_ctl: Debian keeps them off
+# PATH, under /usr/lib/postgresql/<version>/bin.
+postgres_bin() {
+    local dir
+    for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+        if [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ]; then
+            echo "$dir"
+            return
+        fi
+    done
+    if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
+        dirname "$(command -v initdb)"
+    fi
+}
+
+work_dir=$(mktemp -d "${TMPDIR:-/tmp}/tower-session-lifetime-test.XXXXXX")
+redis_pid=""
+pg_dir=""
+cleanup() {
+    if [ -n "$redis_pid" ]; then
+        kill "$redis_pid" 2>/dev/null || true
+        wait "$redis_pid" 2>/dev/null || true
+    fi
+    if [ -n "$pg_dir" ]; then
+        as_postgres "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
+        rm -rf "$pg_dir"
+    fi
+    rm -rf "$work_dir"
+}
+trap cleanup EXIT
+
+# Redis (or Valkey) for `RedisStore`.
+if ! command -v redis-server >/dev/null 2>&1; then
+    apt_install redis-server
+fi
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$work_dir" --logfile "$work_dir/redis.log" &
+redis_pid=$!
+for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null; then
+        break
+    fi
+    sleep 0.05
+done
+export TSL_REDIS_URL="redis://127.0.0.1:$redis_port"
+TSL_REDIS_SERVER=$(command -v redis-server)
+export TSL_REDIS_SERVER
+
+# PostgreSQL for `PostgresStore`: a cluster of its own. PostgreSQL refuses
+# to run as root, so as root it runs as the `postgres` user the Debian
+# package creates.
+pg_bin=$(postgres_bin)
+if [ -z "$pg_bin" ]; then
+    apt_install postgresql
+    pg_bin=$(postgres_bin)
+fi
+as_postgres() {
+    if [ "$(id -u)" -eq 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/tower-session-lifetime-pg.XXXXXX")
+if [ "$(id -u)" -eq 0 ]; then
+    chown postgres: "$pg_dir"
+fi
+pg_port=$(free_port)
+as_postgres "$pg_bin/initdb" -D "$pg_dir/data" -U tsl -A trust -E UTF8 --no-sync >"$pg_dir/initdb.log"
+as_postgres "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
+    -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" \
+    start >/dev/null
+export TSL_POSTGRES_URL="postgres://tsl@127.0.0.1:$pg_port/postgres"
+
