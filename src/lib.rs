@@ -119,7 +119,7 @@ pub use tower_sessions::TowerSessionsStore;
 pub use cookie;
 
 /// The README's examples, compiled and run as doc tests.
-// The README's snippets use the `tower-sessions` feature.
-#[cfg(all(doctest, feature = "tower-sessions"))]
+// The README's snippets use the `tower-sessions`, `redis` and `postgres` features.
+#[cfg(all(doctest, feature = "tower-sessions", feature = "postgres"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

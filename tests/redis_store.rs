@@ -225,3 +225,91 @@ fn live_key() -> tower_session_lifetime::SessionKey {
 fn a_malformed_url_is_refused_at_once() {
     assert!(RedisStore::open("not a url").is_err());
 }
+
+#[tokio::test]
+async fn the_subject_index_expires_with_its_sessions_and_drops_expired_members() {
+    let store = RedisStore::open(&redis_url()).unwrap();
+    let subject = format!("index-{}", live_key().to_hex());
+    let index = format!(
+        "{}s:{subject}",
+        tower_session_lifetime::store::DEFAULT_REDIS_PREFIX
+    );
+    let mut redis = redis::Client::open(redis_url().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let now = SystemClock.now();
+    let of_subject = |created_at: tower_session_lifetime::Timestamp, expires_at| {
+        tower_session_lifetime::SessionRecord {
+            subject: Some(subject.as_str().into()),
+            created_at,
+            last_activity: created_at,
+            expires_at,
+            ..live_record()
+        }
+    };
+    let live = live_key();
+    let older = live_key();
+    let later = live_key();
+    assert!(store
+        .create(&live, &of_subject(now, now.saturating_add(3 * HOUR)))
+        .await
+        .unwrap());
+    assert!(store
+        .create(&older, &of_subject(now, now.saturating_add(HOUR)))
+        .await
+        .unwrap());
+    let members: u64 = redis::cmd("ZCARD")
+        .arg(&index)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(members, 2);
+
+    // Two hours on (by the app's clock), the subject logs in again: the
+    // member whose deadline passed leaves the index.
+    let two_hours_on = now.saturating_add(2 * HOUR);
+    let later_expiry = now.saturating_add(4 * HOUR);
+    assert!(store
+        .create(&later, &of_subject(two_hours_on, later_expiry))
+        .await
+        .unwrap());
+    let mut members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&index)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    members.sort();
+    let mut expected = vec![live.to_hex(), later.to_hex()];
+    expected.sort();
+    assert_eq!(members, expected, "the expired member is gone");
+    // The index lives exactly as long as its latest session...
+    let index_expiry: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&index)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(index_expiry as u64, later_expiry.as_unix_millis());
+    // ... and follows a touch that moves a session past it.
+    let touched_expiry = now.saturating_add(5 * HOUR);
+    store
+        .touch(&live, two_hours_on, touched_expiry)
+        .await
+        .unwrap();
+    let index_expiry: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&index)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(index_expiry as u64, touched_expiry.as_unix_millis());
+    assert_eq!(store.delete_sessions_of(&subject).await.unwrap(), 2);
+    let exists: u64 = redis::cmd("EXISTS")
+        .arg(&index)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "a logout everywhere removes the index");
+}
