@@ -80,6 +80,10 @@ pub(crate) struct ActiveSession {
     pub(crate) key: SessionKey,
     pub(crate) record: SessionRecord,
     pub(crate) deadlines: Deadlines,
+    /// Admitted on an ID that a renewal replaced, within its grace period:
+    /// the browser holds the new ID already, so this request's cookie is
+    /// left alone.
+    pub(crate) in_grace: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,8 +107,9 @@ impl SessionHandle {
         config: Arc<Config>,
         session: ActiveSession,
         refresh_cookie: bool,
+        renewed: bool,
     ) -> Self {
-        let cookie = if refresh_cookie && session.record.remember_me {
+        let cookie = if renewed || (refresh_cookie && session.record.remember_me) {
             CookieChange::Write
         } else {
             CookieChange::Keep
@@ -260,6 +265,7 @@ impl SessionHandle {
                     key,
                     record,
                     deadlines,
+                    in_grace: false,
                 });
                 state.cookie = CookieChange::Write;
                 return Ok(());
@@ -285,7 +291,9 @@ impl SessionHandle {
         let ending = {
             let state = self.state();
             match (&state.session, &state.unconfirmed) {
-                (Some(session), _) => Some((session.id.clone(), session.key)),
+                // The ID's own key: for a renewed ID in its grace period,
+                // the pointer, whose deletion ends the session it points to.
+                (Some(session), _) => Some((session.id.clone(), session.id.key())),
                 (None, Some(id)) => Some((id.clone(), id.key())),
                 (None, None) => None,
             }
@@ -373,6 +381,7 @@ impl SessionHandle {
             (CookieChange::Clear, _) | (CookieChange::Write, None) => {
                 config.cookie.append_removal(headers)
             }
+            (CookieChange::Write, Some(session)) if session.in_grace => {}
             (CookieChange::Write, Some(session)) => {
                 let max_age = session.cookie_max_age(config.clock.now());
                 config.cookie.append_set(headers, &session.id, max_age);

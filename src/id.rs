@@ -5,6 +5,7 @@ use std::fmt;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 const INVALID: u8 = 0xff;
 
@@ -42,8 +43,18 @@ pub const SESSION_ID_LEN: usize = 22;
 /// assert_eq!(SessionId::parse("not an id"), None);
 /// # Ok::<(), getrandom::Error>(())
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct SessionId([u8; SESSION_ID_BYTES]);
+
+/// Compares in constant time, so that comparing a presented ID with a
+/// known one tells an attacker nothing through timing.
+impl PartialEq for SessionId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for SessionId {}
 
 impl SessionId {
     /// A new random ID.

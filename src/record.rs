@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::id::SessionKey;
 use crate::policy::Limits;
 use crate::time::Timestamp;
 
@@ -42,6 +43,13 @@ pub struct SessionRecord {
     /// Counts replacements of the record ([`LifetimeStore::update`](crate::LifetimeStore::update));
     /// activity writes do not change it.
     pub version: u64,
+    /// When the session's current ID was issued: its creation, or its latest
+    /// [renewal](crate::PolicyBuilder::renewal_interval).
+    pub id_issued_at: Timestamp,
+    /// Set when the session's ID was renewed: this record then only points
+    /// to the session's new key, for requests still in flight with the old
+    /// ID, until its `expires_at` (the end of the grace period).
+    pub renewed_to: Option<SessionKey>,
 }
 
 impl SessionRecord {
@@ -61,6 +69,8 @@ impl SessionRecord {
             subject,
             limits,
             version: 0,
+            id_issued_at: now,
+            renewed_to: None,
         };
         record.expires_at = crate::policy::Deadlines::of(&limits, &record).nearest();
         record

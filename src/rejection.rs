@@ -29,11 +29,19 @@ pub enum RejectReason {
     Duplicated,
     /// The store failed, so the session could not be confirmed.
     StoreUnavailable,
+    /// The ID was replaced by a [renewal](crate::PolicyBuilder::renewal_interval)
+    /// and its grace period is over.
+    Renewed,
+    /// The client presented too many unknown or forged session IDs lately
+    /// (`429 Too Many Requests`, without a store lookup); see
+    /// [`SessionLifetimeLayer::limit_guessing`](crate::SessionLifetimeLayer::limit_guessing).
+    TooManyGuesses,
 }
 
 impl RejectReason {
     /// A short stable name: `idle`, `absolute`, `unknown`, `malformed`,
-    /// `forged`, `duplicated`, `store_unavailable`.
+    /// `forged`, `duplicated`, `store_unavailable`, `renewed`,
+    /// `too_many_guesses`.
     pub fn as_str(&self) -> &'static str {
         match self {
             RejectReason::IdleTimeout => "idle",
@@ -43,14 +51,18 @@ impl RejectReason {
             RejectReason::Forged => "forged",
             RejectReason::Duplicated => "duplicated",
             RejectReason::StoreUnavailable => "store_unavailable",
+            RejectReason::Renewed => "renewed",
+            RejectReason::TooManyGuesses => "too_many_guesses",
         }
     }
 
     /// The status the default rejection uses: `503 Service Unavailable` for
-    /// a store failure, `401 Unauthorized` otherwise.
+    /// a store failure, `429 Too Many Requests` for guessing, `401
+    /// Unauthorized` otherwise.
     pub fn default_status(&self) -> StatusCode {
         match self {
             RejectReason::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            RejectReason::TooManyGuesses => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::UNAUTHORIZED,
         }
     }

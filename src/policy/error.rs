@@ -17,6 +17,8 @@ pub enum Setting {
     RememberMeAbsoluteTimeout,
     /// [`PolicyBuilder::touch_granularity`](crate::PolicyBuilder::touch_granularity).
     TouchGranularity,
+    /// [`PolicyBuilder::renewal_interval`](crate::PolicyBuilder::renewal_interval).
+    RenewalInterval,
 }
 
 impl fmt::Display for Setting {
@@ -27,6 +29,7 @@ impl fmt::Display for Setting {
             Setting::RememberMePeriod => "remember-me period",
             Setting::RememberMeAbsoluteTimeout => "remember-me absolute timeout",
             Setting::TouchGranularity => "touch granularity",
+            Setting::RenewalInterval => "renewal interval",
         })
     }
 }
@@ -87,6 +90,16 @@ pub enum PolicyError {
         /// That lifetime's value.
         limit_value: Duration,
     },
+    /// The renewal grace period is not shorter than the renewal interval, so
+    /// a replaced ID would outlive its replacement's turn.
+    GraceTooLong {
+        /// The grace period it was given.
+        grace: Duration,
+        /// The renewal interval.
+        interval: Duration,
+    },
+    /// A session limit of zero: no one could sign in.
+    NoSessionsAllowed,
 }
 
 impl fmt::Display for PolicyError {
@@ -111,6 +124,13 @@ impl fmt::Display for PolicyError {
                 f,
                 "touch granularity of {granularity:?} is not shorter than the {limit} of {limit_value:?}"
             ),
+            PolicyError::GraceTooLong { grace, interval } => write!(
+                f,
+                "renewal grace of {grace:?} is not shorter than the renewal interval of {interval:?}"
+            ),
+            PolicyError::NoSessionsAllowed => {
+                f.write_str("a limit of zero sessions per subject lets no one sign in")
+            }
         }
     }
 }

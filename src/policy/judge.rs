@@ -59,6 +59,9 @@ pub struct Admission {
     /// Whether this request's activity must be written to the store: the
     /// stored activity is at least the touch granularity old.
     pub touch: bool,
+    /// Whether the session's ID is due for [renewal](crate::Renewal): it
+    /// was issued at least one renewal interval ago.
+    pub renew: bool,
 }
 
 /// What [`judge`] decides: a session is live or it has ended, nothing else,
@@ -117,11 +120,50 @@ pub fn judge(policy: &Policy, record: &SessionRecord, now: Timestamp) -> Verdict
     } else {
         stored
     };
-    Verdict::Admitted(Admission { deadlines, touch })
+    let renew = policy.renewal.is_some_and(|renewal| {
+        now.saturating_duration_since(record.id_issued_at) >= renewal.interval
+    });
+    Verdict::Admitted(Admission {
+        deadlines,
+        touch,
+        renew,
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn renewal_is_due_once_the_id_is_an_interval_old_and_never_moves_deadlines() {
+        let policy = Policy::builder()
+            .idle_timeout(10 * MIN)
+            .absolute_timeout(60 * MIN)
+            .renewal_interval(5 * MIN)
+            .build()
+            .unwrap();
+        let mut record = SessionRecord::new(&policy, at(0), None, false);
+        let admitted = |record: &SessionRecord, now| match judge(&policy, record, now) {
+            Verdict::Admitted(admission) => admission,
+            Verdict::Expired(reason) => panic!("expired: {reason:?}"),
+        };
+        assert!(!admitted(&record, at(0).saturating_add(5 * MIN - MS)).renew);
+        assert!(admitted(&record, at(0).saturating_add(5 * MIN)).renew);
+        // Renewed at 5 min: due again at 10 min, the absolute deadline unmoved.
+        record.id_issued_at = at(0).saturating_add(5 * MIN);
+        record.last_activity = record.id_issued_at;
+        let after = admitted(&record, at(0).saturating_add(10 * MIN - MS));
+        assert!(!after.renew);
+        assert_eq!(
+            after.deadlines.absolute,
+            Some(at(0).saturating_add(60 * MIN))
+        );
+        assert!(admitted(&record, at(0).saturating_add(10 * MIN)).renew);
+        // Without a renewal interval, never.
+        assert!(matches!(
+            judge(&Policy::default(), &record, at(0).saturating_add(14 * MIN)),
+            Verdict::Admitted(Admission { renew: false, .. })
+        ));
+    }
+
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);

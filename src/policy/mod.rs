@@ -37,6 +37,44 @@ pub const MAX_DEFAULT_TOUCH_GRANULARITY: Duration = MINUTE;
 /// capped at [`MAX_DEFAULT_TOUCH_GRANULARITY`].
 pub const DEFAULT_TOUCH_GRANULARITY_DIVISOR: u32 = 20;
 
+/// Default renewal grace period: 10 seconds.
+pub const DEFAULT_RENEWAL_GRACE: Duration = Duration::from_secs(10);
+
+/// How often a session's ID is replaced, and how long the old one keeps
+/// working; see [`PolicyBuilder::renewal_interval`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Renewal {
+    /// The ID is replaced once it is this old.
+    pub interval: Duration,
+    /// How long the replaced ID is still accepted (requests in flight).
+    pub grace: Duration,
+}
+
+/// What a login does when its subject already has the
+/// [maximum number of sessions](PolicyBuilder::max_sessions_per_subject)
+/// (Spring Security's `maximumSessions` / `maxSessionsPreventsLogin`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AtSessionLimit {
+    /// The subject's sessions that were created first end, so that the new
+    /// one fits.
+    EndOldest,
+    /// The new login is refused with
+    /// [`SessionError::SessionLimit`](crate::SessionError::SessionLimit);
+    /// the existing sessions go on.
+    RefuseLogin,
+}
+
+/// At most `max` live sessions per subject; see
+/// [`PolicyBuilder::max_sessions_per_subject`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionLimit {
+    /// The most live sessions one subject may have.
+    pub max: u32,
+    /// What a login beyond it does.
+    pub at_limit: AtSessionLimit,
+}
+
 /// The limits a session lives under.
 ///
 /// Every session keeps a snapshot of the policy's limits from its creation;
@@ -133,6 +171,8 @@ fn shorter_limit(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
 pub struct Policy {
     limits: Limits,
     touch_granularity: Duration,
+    renewal: Option<Renewal>,
+    session_limit: Option<SessionLimit>,
 }
 
 impl Policy {
@@ -178,6 +218,18 @@ impl Policy {
     pub fn touch_granularity(&self) -> Duration {
         self.touch_granularity
     }
+
+    /// How often session IDs are renewed, and the grace of a replaced ID;
+    /// `None` (the default) when they are not.
+    pub fn renewal(&self) -> Option<Renewal> {
+        self.renewal
+    }
+
+    /// The most live sessions one subject may have; `None` (the default)
+    /// for no limit.
+    pub fn session_limit(&self) -> Option<SessionLimit> {
+        self.session_limit
+    }
 }
 
 impl Default for Policy {
@@ -191,6 +243,8 @@ impl Default for Policy {
         Policy {
             touch_granularity: default_touch_granularity(limits.idle_timeout),
             limits,
+            renewal: None,
+            session_limit: None,
         }
     }
 }
@@ -264,6 +318,9 @@ pub struct PolicyBuilder {
     remember_me_period: Duration,
     remember_me_absolute_timeout: Option<Duration>,
     touch_granularity: Option<Duration>,
+    renewal_interval: Option<Duration>,
+    renewal_grace: Duration,
+    session_limit: Option<SessionLimit>,
     caps: Caps,
 }
 
@@ -275,6 +332,9 @@ impl Default for PolicyBuilder {
             remember_me_period: DEFAULT_REMEMBER_ME_PERIOD,
             remember_me_absolute_timeout: None,
             touch_granularity: None,
+            renewal_interval: None,
+            renewal_grace: DEFAULT_RENEWAL_GRACE,
+            session_limit: None,
             caps: Caps::default(),
         }
     }
@@ -320,6 +380,45 @@ impl PolicyBuilder {
     /// 1/20 of the idle timeout, at most one minute.
     pub fn touch_granularity(mut self, granularity: Duration) -> Self {
         self.touch_granularity = Some(granularity);
+        self
+    }
+
+    /// Replaces a session's ID with a fresh one once the ID is this old
+    /// (OWASP's "renewal timeout"): the admitted request that finds it due
+    /// gets a new cookie, and the session moves to the new ID at once in the
+    /// store. Renewal changes only the ID: the session keeps its creation
+    /// time, so its absolute deadline never moves. Off by default.
+    ///
+    /// Applies to the layer's own cookie; a [followed
+    /// cookie](crate::SessionLifetimeLayer::follow_tower_sessions) belongs to
+    /// the other layer, which renews it (axum-login cycles it at login).
+    pub fn renewal_interval(mut self, interval: Duration) -> Self {
+        self.renewal_interval = Some(interval);
+        self
+    }
+
+    /// How long a renewed (replaced) ID keeps working, for requests that
+    /// were already in flight with it; after that it is refused. Must be
+    /// shorter than the [renewal interval](PolicyBuilder::renewal_interval);
+    /// zero refuses the old ID at once. Default: 10 seconds.
+    pub fn renewal_grace(mut self, grace: Duration) -> Self {
+        self.renewal_grace = grace;
+        self
+    }
+
+    /// At most `max` live sessions per subject (user). A login beyond it
+    /// ends the subject's oldest sessions, or is refused, as `at_limit`
+    /// says. Needs a store that lists a subject's sessions (every store of
+    /// this crate but [`TowerSessionsStore`](crate::tower_sessions)); with
+    /// others, the login fails with a store error of kind
+    /// [`Unsupported`](crate::StoreErrorKind::Unsupported). Zero is refused
+    /// by [`build`](PolicyBuilder::build). No limit by default.
+    ///
+    /// The count is taken at login, so logins of one subject racing each
+    /// other on several nodes may overshoot the limit by the number of
+    /// racing logins; the next login brings it back.
+    pub fn max_sessions_per_subject(mut self, max: u32, at_limit: AtSessionLimit) -> Self {
+        self.session_limit = Some(SessionLimit { max, at_limit });
         self
     }
 
@@ -378,9 +477,30 @@ impl PolicyBuilder {
                 granularity
             }
         };
+        let renewal = match self.renewal_interval {
+            None => None,
+            Some(interval) => {
+                check_lifetime(Setting::RenewalInterval, Some(interval), None)?;
+                if self.renewal_grace >= interval {
+                    return Err(PolicyError::GraceTooLong {
+                        grace: self.renewal_grace,
+                        interval,
+                    });
+                }
+                Some(Renewal {
+                    interval,
+                    grace: self.renewal_grace,
+                })
+            }
+        };
+        if let Some(SessionLimit { max: 0, .. }) = self.session_limit {
+            return Err(PolicyError::NoSessionsAllowed);
+        }
         Ok(Policy {
             limits,
             touch_granularity,
+            renewal,
+            session_limit: self.session_limit,
         })
     }
 }

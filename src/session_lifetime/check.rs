@@ -8,16 +8,20 @@ use super::finish::{call_with, Next};
 use super::Config;
 use crate::handle::{ActiveSession, SessionHandle};
 use crate::id::{SessionId, SessionKey};
-use crate::policy::{judge, Verdict};
+use crate::policy::{judge, Admission, Verdict};
 use crate::record::SessionRecord;
 use crate::rejection::{OnInvalidSession, OnStoreError, RejectReason, RejectionResponse};
-use crate::store::{StoreError, TouchOutcome};
+use crate::store::{RenewOutcome, StoreError, StoreErrorKind, TouchOutcome};
+use crate::time::Timestamp;
 
 /// What the store said about a session cookie.
 pub(crate) enum Checked {
     Admitted {
         session: ActiveSession,
         touched: bool,
+        /// The session moved to a new ID in this request: its cookie must
+        /// be set.
+        renewed: bool,
     },
     /// Not admitted; `id` is the session the cookie named.
     Refused { reason: RejectReason, id: SessionId },
@@ -62,30 +66,50 @@ pub(crate) fn check_without_writes(
             })
         }
     };
+    if record.renewed_to.is_some() {
+        return Err(Loaded::Record(record));
+    }
     match judge(&config.policy, &record, config.clock.now()) {
-        Verdict::Admitted(admission) if !admission.touch => Ok(Checked::Admitted {
-            session: ActiveSession {
-                id: id.clone(),
-                key,
-                record,
-                deadlines: admission.deadlines,
-            },
-            touched: false,
-        }),
+        Verdict::Admitted(admission) if !admission.touch && !renewal_due(config, &admission) => {
+            Ok(Checked::Admitted {
+                session: ActiveSession {
+                    id: id.clone(),
+                    key,
+                    record,
+                    deadlines: admission.deadlines,
+                    in_grace: false,
+                },
+                touched: false,
+                renewed: false,
+            })
+        }
         _ => Err(Loaded::Record(record)),
     }
 }
 
+/// How many renewal pointers a request follows at most: a pointer lives for
+/// the grace period, shorter than the renewal interval, so a live chain is
+/// one long; the bound only stops a corrupt store from looping.
+const MAX_POINTERS: usize = 2;
+
+/// Whether the layer renews the ID of the session `admission` admits.
+fn renewal_due(config: &Config, admission: &Admission) -> bool {
+    admission.renew && !config.followed
+}
+
 /// Loads (unless it is `loaded` already) and judges the session `id`;
 /// deletes it if it has expired, writes its activity if the throttle says
-/// so.
+/// so, renews its ID when due. An ID replaced by a renewal is admitted as
+/// the session it moved to during the grace period, and refused after.
 pub(crate) async fn check(
     config: Arc<Config>,
     id: SessionId,
-    key: SessionKey,
+    mut key: SessionKey,
     mut loaded: Loaded,
 ) -> Checked {
     let mut reloads = 0;
+    let mut pointers = 0;
+    let mut in_grace = false;
     let (mut record, now, admission, mut touched) = loop {
         let now = config.clock.now();
         let (found, touched) = match std::mem::replace(&mut loaded, Loaded::NotYet) {
@@ -108,6 +132,20 @@ pub(crate) async fn check(
                 id,
             };
         };
+        if let Some(moved_to) = record.renewed_to {
+            // A renewed ID: the pointer's expiry is the end of its grace.
+            // Never deleted here: that would end the session it points to.
+            if now >= record.expires_at || pointers == MAX_POINTERS {
+                return Checked::Refused {
+                    reason: RejectReason::Renewed,
+                    id,
+                };
+            }
+            pointers += 1;
+            in_grace = true;
+            key = moved_to;
+            continue;
+        }
         match judge(&config.policy, &record, now) {
             Verdict::Admitted(admission) => break (record, now, admission, touched),
             Verdict::Expired(reason) => {
@@ -160,14 +198,82 @@ pub(crate) async fn check(
         }
         None => {}
     }
-    Checked::Admitted {
-        session: ActiveSession {
-            id,
-            key,
-            record,
-            deadlines: admission.deadlines,
+    let session = ActiveSession {
+        id,
+        key,
+        record,
+        deadlines: admission.deadlines,
+        in_grace,
+    };
+    if in_grace || !renewal_due(&config, &admission) {
+        return Checked::Admitted {
+            session,
+            touched: admission.touch,
+            renewed: false,
+        };
+    }
+    renew(&config, session, now, admission.touch).await
+}
+
+/// Moves an admitted session to a fresh ID. A concurrent request that
+/// renewed it first, or a store that cannot renew, leaves it on its ID; a
+/// logout that ended it meanwhile refuses the request.
+async fn renew(config: &Config, session: ActiveSession, now: Timestamp, touched: bool) -> Checked {
+    let keep = |session| Checked::Admitted {
+        session,
+        touched,
+        renewed: false,
+    };
+    let Some(renewal) = config.policy.renewal() else {
+        return keep(session);
+    };
+    let new_id = match SessionId::generate() {
+        Ok(new_id) => new_id,
+        Err(err) => {
+            tracing::warn!(error = %err, "no randomness for a renewed session ID; ID kept");
+            return keep(session);
+        }
+    };
+    let new_key = new_id.key();
+    let mut record = session.record.clone();
+    record.id_issued_at = now;
+    record.expires_at = session.deadlines.nearest();
+    let grace_until = now.saturating_add(renewal.grace);
+    let outcome = config
+        .store
+        .renew(
+            &session.key,
+            session.record.version,
+            &new_key,
+            &record,
+            grace_until,
+        )
+        .await;
+    match outcome {
+        Ok(RenewOutcome::Renewed) => Checked::Admitted {
+            session: ActiveSession {
+                id: new_id,
+                key: new_key,
+                record,
+                deadlines: session.deadlines,
+                in_grace: false,
+            },
+            touched,
+            renewed: true,
         },
-        touched: admission.touch,
+        Ok(RenewOutcome::Missing) => Checked::Refused {
+            reason: RejectReason::Unknown,
+            id: session.id,
+        },
+        Ok(RenewOutcome::Conflict | RenewOutcome::Taken) => keep(session),
+        Err(error) if error.kind() == StoreErrorKind::Unsupported => {
+            tracing::warn!(error = %error, "the session store cannot renew IDs; ID kept");
+            keep(session)
+        }
+        Err(error) => Checked::StoreFailed {
+            error,
+            id: session.id,
+        },
     }
 }
 
@@ -183,9 +289,13 @@ where
     R: RejectionResponse<ResBody>,
 {
     match checked {
-        Checked::Admitted { session, touched } => {
+        Checked::Admitted {
+            session,
+            touched,
+            renewed,
+        } => {
             let presented = config.followed.then(|| session.id.clone());
-            let handle = SessionHandle::admitted(Arc::clone(config), session, touched);
+            let handle = SessionHandle::admitted(Arc::clone(config), session, touched, renewed);
             call_with(config, responder, request, handle, None, presented, true)
         }
         Checked::Refused { reason, id } => refuse(config, responder, request, reason, Some(id)),

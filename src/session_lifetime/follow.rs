@@ -167,6 +167,7 @@ async fn start(config: Arc<Config>, id: SessionId, state: FollowedState) -> Cook
     let mut record = match renewed {
         Some(current) => SessionRecord {
             last_activity: now,
+            id_issued_at: now,
             version: 0,
             ..current.record.clone()
         },

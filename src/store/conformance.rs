@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use super::{LifetimeStore, StoreErrorKind, TouchOutcome, UpdateOutcome};
+use super::{LifetimeStore, RenewOutcome, StoreErrorKind, TouchOutcome, UpdateOutcome};
 use crate::clock::{Clock, SystemClock};
 use crate::id::{SessionId, SessionKey};
 use crate::policy::{judge, Limits, Policy, Verdict};
@@ -517,6 +517,135 @@ pub async fn subject_index_is_unsupported(store: &dyn LifetimeStore) {
     assert_eq!(store.load(&key).await.expect("load"), Some(record));
 }
 
+/// [`renew`](LifetimeStore::renew) moves a session to a new key in one
+/// step, leaves a pointer that expires at the end of the grace period and
+/// that no touch or update revives, keeps a touch that landed on the old
+/// key, refuses a stale version, a second renewal, a missing record and a
+/// taken key, and a delete of the old key ends the session under both.
+/// A store that does not renew (the default) must say so with
+/// [`StoreErrorKind::Unsupported`].
+pub async fn renew_moves_the_session(store: &dyn LifetimeStore) {
+    let (old, record) = insert_live(store).await;
+    let later = record
+        .last_activity
+        .saturating_add(Duration::from_millis(5));
+    // A touch lands on the old key after the renewing request read it.
+    assert_eq!(
+        store
+            .touch(&old, later, later.saturating_add(HOUR))
+            .await
+            .expect("touch"),
+        TouchOutcome::Touched
+    );
+    let new = fresh_key();
+    let issued = record
+        .last_activity
+        .saturating_add(Duration::from_millis(3));
+    let moved = SessionRecord {
+        id_issued_at: issued,
+        ..record.clone()
+    };
+    let grace_until = issued.saturating_add(Duration::from_secs(10));
+    match store
+        .renew(&old, record.version, &new, &moved, grace_until)
+        .await
+    {
+        Err(err) if err.kind() == StoreErrorKind::Unsupported => {
+            assert_eq!(store.load(&new).await.expect("load"), None);
+            assert!(store.delete(&old).await.expect("delete"));
+            return;
+        }
+        outcome => assert_eq!(outcome.expect("renew"), RenewOutcome::Renewed),
+    }
+    let live = store.load(&new).await.expect("load").expect("moved record");
+    assert_eq!(
+        live.last_activity, later,
+        "the touch on the old key is kept"
+    );
+    assert_eq!(live.id_issued_at, issued);
+    assert_eq!(live.created_at, record.created_at, "renewal keeps creation");
+    assert_eq!(live.renewed_to, None);
+    assert!(live.expires_at >= later.saturating_add(HOUR));
+    let pointer = store.load(&old).await.expect("load").expect("pointer");
+    assert_eq!(pointer.renewed_to, Some(new));
+    assert_eq!(pointer.expires_at, grace_until);
+    assert_eq!(pointer.version, record.version + 1);
+
+    // The pointer takes no activity and no update, and moves only once.
+    let much_later = later.saturating_add(HOUR);
+    assert_eq!(
+        store
+            .touch(&old, much_later, much_later.saturating_add(HOUR))
+            .await
+            .expect("touch"),
+        TouchOutcome::AlreadyRecent
+    );
+    assert_eq!(store.load(&old).await.expect("load"), Some(pointer.clone()));
+    assert_eq!(
+        store
+            .update(&old, record.version, &record)
+            .await
+            .expect("update"),
+        UpdateOutcome::Conflict
+    );
+    let elsewhere = fresh_key();
+    assert_eq!(
+        store
+            .renew(&old, pointer.version, &elsewhere, &moved, grace_until)
+            .await
+            .expect("renew"),
+        RenewOutcome::Conflict
+    );
+    assert_eq!(store.load(&elsewhere).await.expect("load"), None);
+    if let Ok(listed) = store
+        .sessions_of(record.subject.as_deref().expect("subject"))
+        .await
+    {
+        let keys: Vec<_> = listed.iter().map(|(key, _)| *key).collect();
+        assert!(keys.contains(&new), "the new key is listed");
+        assert!(!keys.contains(&old), "the pointer is not listed");
+    }
+
+    // Stale version, missing record, taken key: nothing written.
+    let (other, other_record) = insert_live(store).await;
+    assert_eq!(
+        store
+            .renew(
+                &other,
+                other_record.version + 1,
+                &elsewhere,
+                &moved,
+                grace_until
+            )
+            .await
+            .expect("renew"),
+        RenewOutcome::Conflict
+    );
+    assert_eq!(
+        store
+            .renew(&other, other_record.version, &new, &moved, grace_until)
+            .await
+            .expect("renew"),
+        RenewOutcome::Taken
+    );
+    assert_eq!(store.load(&new).await.expect("load"), Some(live));
+    assert_eq!(store.load(&other).await.expect("load"), Some(other_record));
+    assert_eq!(
+        store
+            .renew(&fresh_key(), 0, &elsewhere, &moved, grace_until)
+            .await
+            .expect("renew"),
+        RenewOutcome::Missing
+    );
+    assert_eq!(store.load(&elsewhere).await.expect("load"), None);
+
+    // A logout with the old ID ends the session under both keys.
+    assert!(store.delete(&old).await.expect("delete"));
+    assert_eq!(store.load(&old).await.expect("load"), None);
+    assert_eq!(store.load(&new).await.expect("load"), None);
+    assert!(store.delete(&other).await.expect("delete"));
+}
+
 /// Runs every check above that needs no concurrency, in turn.
 pub async fn run_sequential_checks(store: &dyn LifetimeStore) {
     create_load_delete(store).await;
@@ -527,6 +656,7 @@ pub async fn run_sequential_checks(store: &dyn LifetimeStore) {
     delete_stale_spares_touched_records(store).await;
     reclaim_removes_only_expired(store).await;
     load_and_touch_agrees_with_judge(store).await;
+    renew_moves_the_session(store).await;
 }
 
 /// Runs the conformance suite against a store as `#[tokio::test]`s.
@@ -546,9 +676,10 @@ pub async fn run_sequential_checks(store: &dyn LifetimeStore) {
 /// [`StoreErrorKind::Unsupported`]) says so with a second argument,
 /// `subjects = unsupported`; the suite then checks that it does.
 ///
-/// Besides the sequential checks of this module it runs two concurrent ones
-/// on a multi-threaded runtime: 64 tasks touching one session end with the
-/// latest activity stored; and touches racing a delete never resurrect it.
+/// Besides the sequential checks of this module it runs three concurrent
+/// ones on a multi-threaded runtime: 64 tasks touching one session end with
+/// the latest activity stored; touches racing a delete never resurrect it;
+/// a renewal racing a delete leaves the session under neither key.
 #[macro_export]
 macro_rules! lifetime_store_conformance {
     ($make_store:expr) => {
@@ -564,7 +695,7 @@ macro_rules! lifetime_store_conformance {
             use ::std::sync::Arc;
             use ::std::time::Duration;
             use $crate::store::conformance as checks;
-            use $crate::{LifetimeStore, TouchOutcome};
+            use $crate::{LifetimeStore, RenewOutcome, StoreErrorKind, TouchOutcome};
 
             async fn store() -> Arc<dyn LifetimeStore> {
                 Arc::new($make_store.await)
@@ -608,6 +739,11 @@ macro_rules! lifetime_store_conformance {
             #[::tokio::test]
             async fn load_and_touch_agrees_with_judge() {
                 checks::load_and_touch_agrees_with_judge(&*store().await).await;
+            }
+
+            #[::tokio::test]
+            async fn renew_moves_the_session() {
+                checks::renew_moves_the_session(&*store().await).await;
             }
 
             #[::tokio::test]
@@ -672,6 +808,36 @@ macro_rules! lifetime_store_conformance {
                         task.await.expect("task");
                     }
                     assert_eq!(store.load(&key).await.expect("load"), None);
+                }
+            }
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_renewal_racing_a_delete_leaves_nothing() {
+                let store = store().await;
+                for round in 0..50u32 {
+                    let (old, record) = checks::insert_live(&*store).await;
+                    let new = checks::fresh_key();
+                    let renewing = {
+                        let store = Arc::clone(&store);
+                        let record = record.clone();
+                        let grace = record.last_activity.saturating_add(Duration::from_secs(10));
+                        ::tokio::spawn(async move {
+                            store.renew(&old, record.version, &new, &record, grace).await
+                        })
+                    };
+                    if round % 2 == 0 {
+                        ::tokio::task::yield_now().await;
+                    }
+                    assert!(store.delete(&old).await.expect("delete"));
+                    match renewing.await.expect("task") {
+                        Err(err) if err.kind() == StoreErrorKind::Unsupported => return,
+                        outcome => assert!(matches!(
+                            outcome.expect("renew"),
+                            RenewOutcome::Renewed | RenewOutcome::Missing
+                        )),
+                    }
+                    assert_eq!(store.load(&old).await.expect("load"), None);
+                    assert_eq!(store.load(&new).await.expect("load"), None, "round {round}");
                 }
             }
         }

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWrite
 
 use async_trait::async_trait;
 
-use super::{LifetimeStore, StoreError, StoreErrorKind, TouchOutcome, UpdateOutcome};
+use super::{LifetimeStore, RenewOutcome, StoreError, StoreErrorKind, TouchOutcome, UpdateOutcome};
 use crate::clock::{Clock, SystemClock};
 use crate::id::SessionKey;
 use crate::policy::Limits;
@@ -82,7 +82,11 @@ struct Entry {
     last_activity: u64,
     expires_at: u64,
     version: u64,
+    id_issued_at: u64,
     subject: Option<Arc<str>>,
+    /// Set once the session moved to a new key (renewal): boxed, since few
+    /// records carry one.
+    renewed_to: Option<Box<[u8; SessionKey::LEN]>>,
     limits: u32,
     remember_me: bool,
 }
@@ -181,7 +185,9 @@ impl MemoryStore {
             last_activity: record.last_activity.as_unix_millis(),
             expires_at: record.expires_at.as_unix_millis(),
             version: record.version,
+            id_issued_at: record.id_issued_at.as_unix_millis(),
             subject: record.subject.clone(),
+            renewed_to: record.renewed_to.map(|key| Box::new(*key.as_bytes())),
             limits: self.intern(&record.limits)?,
             remember_me: record.remember_me,
         })
@@ -198,6 +204,11 @@ impl MemoryStore {
                 .get()
                 .expect("an entry only holds the index of a filled slot"),
             version: entry.version,
+            id_issued_at: Timestamp::from_unix_millis(entry.id_issued_at),
+            renewed_to: entry
+                .renewed_to
+                .as_deref()
+                .map(|key| SessionKey::from_bytes(*key)),
         }
     }
 
@@ -294,7 +305,10 @@ impl LifetimeStore for MemoryStore {
         let mut map = shard.write();
         Ok(match map.get_mut(key.as_bytes()) {
             None => TouchOutcome::Missing,
-            Some(entry) if entry.last_activity >= activity.as_unix_millis() => {
+            Some(entry)
+                if entry.renewed_to.is_some()
+                    || entry.last_activity >= activity.as_unix_millis() =>
+            {
                 TouchOutcome::AlreadyRecent
             }
             Some(entry) => {
@@ -333,8 +347,82 @@ impl LifetimeStore for MemoryStore {
         })
     }
 
+    /// Follows a renewed record to the session's live one, removing each
+    /// under its own shard lock. A `renew` racing it either finds its old
+    /// record gone (and undoes its new one) or has made it a pointer this
+    /// loop then follows.
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        Ok(self.shard(key).write().remove(key.as_bytes()).is_some())
+        let mut next = *key.as_bytes();
+        let mut found = false;
+        loop {
+            let removed = self
+                .shard(&SessionKey::from_bytes(next))
+                .write()
+                .remove(&next);
+            let Some(entry) = removed else {
+                return Ok(found);
+            };
+            found = true;
+            match entry.renewed_to {
+                Some(to) => next = *to,
+                None => return Ok(true),
+            }
+        }
+    }
+
+    /// Inserts the new record first, under its own shard lock, then turns
+    /// the old one into a pointer under the old shard's lock, or, if the old
+    /// one is no longer as expected, removes the new one again (no one else
+    /// knows its ID yet).
+    async fn renew(
+        &self,
+        old: &SessionKey,
+        expected_version: u64,
+        new: &SessionKey,
+        record: &SessionRecord,
+        grace_until: Timestamp,
+    ) -> Result<RenewOutcome, StoreError> {
+        let entry = self.entry(record)?;
+        {
+            let shard = self.shard(new);
+            let mut map = shard.write();
+            match map.entry(*new.as_bytes()) {
+                hash_map::Entry::Occupied(_) => return Ok(RenewOutcome::Taken),
+                hash_map::Entry::Vacant(slot) => {
+                    shard.expires(entry.expires_at);
+                    slot.insert(entry);
+                }
+            }
+        }
+        let outcome = {
+            let shard = self.shard(old);
+            let mut map = shard.write();
+            match map.get_mut(old.as_bytes()) {
+                None => RenewOutcome::Missing,
+                Some(stored)
+                    if stored.renewed_to.is_some() || stored.version != expected_version =>
+                {
+                    RenewOutcome::Conflict
+                }
+                Some(stored) => {
+                    let (activity, expires_at) = (stored.last_activity, stored.expires_at);
+                    stored.renewed_to = Some(Box::new(*new.as_bytes()));
+                    stored.expires_at = grace_until.as_unix_millis();
+                    stored.version = stored.version.wrapping_add(1);
+                    shard.expires(stored.expires_at);
+                    drop(map);
+                    // Keep a touch that landed on the old record meanwhile.
+                    let shard = self.shard(new);
+                    if let Some(moved) = shard.write().get_mut(new.as_bytes()) {
+                        moved.last_activity = moved.last_activity.max(activity);
+                        moved.expires_at = moved.expires_at.max(expires_at);
+                    }
+                    return Ok(RenewOutcome::Renewed);
+                }
+            }
+        };
+        self.shard(new).write().remove(new.as_bytes());
+        Ok(outcome)
     }
 
     async fn delete_stale(
@@ -368,7 +456,9 @@ impl LifetimeStore for MemoryStore {
             let map = shard.read();
             found.extend(
                 map.iter()
-                    .filter(|(_, entry)| entry.subject.as_deref() == Some(subject))
+                    .filter(|(_, entry)| {
+                        entry.renewed_to.is_none() && entry.subject.as_deref() == Some(subject)
+                    })
                     .map(|(key, entry)| (SessionKey::from_bytes(*key), self.record(entry))),
             );
         }

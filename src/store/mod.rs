@@ -13,7 +13,12 @@
 //! - [`update`](LifetimeStore::update) replaces a record only when its stored
 //!   version is the one the caller read;
 //! - [`delete_stale`](LifetimeStore::delete_stale) removes a record only when
-//!   no activity was written after the one the caller judged.
+//!   no activity was written after the one the caller judged;
+//! - [`renew`](LifetimeStore::renew) (optional) moves a record to a new key
+//!   in one step, leaving behind a pointer that lives for the grace period;
+//!   [`delete`](LifetimeStore::delete) of such a pointer removes the record
+//!   it points to as well, and [`touch`](LifetimeStore::touch) of it writes
+//!   nothing.
 //!
 //! A record may be forgotten from its [`expires_at`](SessionRecord::expires_at)
 //! on, and must be gone after [`reclaim_expired`](LifetimeStore::reclaim_expired).
@@ -117,6 +122,21 @@ pub enum UpdateOutcome {
     Conflict,
 }
 
+/// What a [`renew`](LifetimeStore::renew) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RenewOutcome {
+    /// The record moved to the new key; the old key points to it until the
+    /// grace period ends.
+    Renewed,
+    /// There is no record under the old key; nothing was written.
+    Missing,
+    /// The old record's version was not the expected one, or it was renewed
+    /// already (a concurrent request); nothing was written.
+    Conflict,
+    /// The new key is taken; nothing was written.
+    Taken,
+}
+
 /// An async store of session lifetimes. Object-safe: the layer holds it as
 /// `Arc<dyn LifetimeStore>`. See the [module docs](self) for the contract.
 #[async_trait]
@@ -149,6 +169,12 @@ pub trait LifetimeStore: Send + Sync + 'static {
         let Some(record) = self.load(key).await? else {
             return Ok(None);
         };
+        if record.renewed_to.is_some() {
+            return Ok(Some(LoadedRecord {
+                record,
+                touch: None,
+            }));
+        }
         let touch = match judge(policy, &record, now) {
             Verdict::Admitted(admission) if admission.touch => {
                 Some(self.touch(key, now, admission.deadlines.nearest()).await?)
@@ -167,8 +193,10 @@ pub trait LifetimeStore: Send + Sync + 'static {
     }
 
     /// Sets `last_activity` to `activity` and `expires_at` to `expires_at`,
-    /// only if the record exists and its stored activity is earlier than
-    /// `activity`. Never creates a record.
+    /// only if the record exists, has not been [renewed](LifetimeStore::renew)
+    /// (its `renewed_to` is `None`; a renewed one answers
+    /// [`AlreadyRecent`](TouchOutcome::AlreadyRecent)) and its stored
+    /// activity is earlier than `activity`. Never creates a record.
     async fn touch(
         &self,
         key: &SessionKey,
@@ -188,7 +216,11 @@ pub trait LifetimeStore: Send + Sync + 'static {
         record: &SessionRecord,
     ) -> Result<UpdateOutcome, StoreError>;
 
-    /// Removes the record under `key`. Returns whether there was one.
+    /// Removes the record under `key` and, if it was
+    /// [renewed](LifetimeStore::renew), the record it points to (following
+    /// the pointers to the session's live record), in one step as far as any
+    /// concurrent `renew` can tell: a logout racing a renewal ends the
+    /// session under both IDs. Returns whether there was a record.
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError>;
 
     /// Removes the record under `key` only if its stored `last_activity` is
@@ -206,9 +238,34 @@ pub trait LifetimeStore: Send + Sync + 'static {
     /// (Redis) return `Ok(0)`.
     async fn reclaim_expired(&self) -> Result<u64, StoreError>;
 
+    /// Moves the session under `old` to `new`, atomically: only if the
+    /// record under `old` exists, was not renewed already and has version
+    /// `expected_version`, and `new` is free, it stores `record` under `new`
+    /// (with `last_activity` and `expires_at` the later of the given and the
+    /// old record's, so a touch that landed meanwhile is kept) and turns the
+    /// old record into a pointer: `renewed_to = Some(new)`, `expires_at =
+    /// grace_until`, version incremented. Otherwise it writes nothing. A
+    /// subject index lists the session under `new` from then on.
+    ///
+    /// Stores that cannot do this atomically answer
+    /// [`StoreErrorKind::Unsupported`], the default; the layer then keeps
+    /// the ID and logs a warning.
+    async fn renew(
+        &self,
+        old: &SessionKey,
+        expected_version: u64,
+        new: &SessionKey,
+        record: &SessionRecord,
+        grace_until: Timestamp,
+    ) -> Result<RenewOutcome, StoreError> {
+        let _ = (old, expected_version, new, record, grace_until);
+        Err(StoreError::unsupported("renewing a session's ID"))
+    }
+
     /// Every record of `subject`, with its key: the sessions of one user,
-    /// for a list of them or a logout everywhere. May include records past
-    /// their `expires_at` that have not been reclaimed yet. Stores without a
+    /// for a list of them or a logout everywhere. Leaves out renewed
+    /// records (pointers to a new key). May include records past their
+    /// `expires_at` that have not been reclaimed yet. Stores without a
     /// subject index answer [`StoreErrorKind::Unsupported`], the default.
     async fn sessions_of(
         &self,

@@ -16,11 +16,17 @@ use super::store_error;
 use crate::id::SessionKey;
 use crate::policy::Limits;
 use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
-use crate::store::{LifetimeStore, StoreError, StoreErrorKind, TouchOutcome, UpdateOutcome};
+use crate::store::{
+    LifetimeStore, RenewOutcome, StoreError, StoreErrorKind, TouchOutcome, UpdateOutcome,
+};
 use crate::time::Timestamp;
 
 /// The entry of a tower-sessions record's data that holds a lifetime record.
 const ENTRY: &str = "tower_session_lifetime";
+
+/// How many renewal pointers a delete follows at most (a live chain is one
+/// long); the bound only stops a corrupt store from looping.
+const MAX_POINTERS: usize = 8;
 
 /// How many locks the keys are spread over.
 const LOCK_STRIPES: usize = 256;
@@ -149,7 +155,7 @@ impl<S: SessionStore> LifetimeStore for TowerSessionsStore<S> {
         let Some(mut record) = self.read(key).await? else {
             return Ok(TouchOutcome::Missing);
         };
-        if record.last_activity >= activity {
+        if record.renewed_to.is_some() || record.last_activity >= activity {
             return Ok(TouchOutcome::AlreadyRecent);
         }
         record.last_activity = activity;
@@ -181,16 +187,83 @@ impl<S: SessionStore> LifetimeStore for TowerSessionsStore<S> {
         Ok(UpdateOutcome::Updated)
     }
 
+    /// Follows a renewed record's pointer to the session's live record,
+    /// deleting each under its own lock.
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let _guard = self.lock(key).await;
-        // A record it cannot read is still there, and still deleted.
-        let existed = match self.read(key).await {
-            Ok(record) => record.is_some(),
-            Err(err) if err.kind() == StoreErrorKind::Corrupt => true,
-            Err(err) => return Err(err),
+        let mut next = *key;
+        let mut found = false;
+        for _ in 0..MAX_POINTERS {
+            let _guard = self.lock(&next).await;
+            // A record it cannot read is still there, and still deleted.
+            let (existed, moved_to) = match self.read(&next).await {
+                Ok(record) => (
+                    record.is_some(),
+                    record.and_then(|record| record.renewed_to),
+                ),
+                Err(err) if err.kind() == StoreErrorKind::Corrupt => (true, None),
+                Err(err) => return Err(err),
+            };
+            self.store
+                .delete(&id_of(&next))
+                .await
+                .map_err(store_error)?;
+            found |= existed;
+            match moved_to {
+                Some(moved_to) => next = moved_to,
+                None => break,
+            }
+        }
+        Ok(found)
+    }
+
+    /// Atomic within the process, as the other writes: the new record is
+    /// written first, then the old one becomes a pointer under its lock, or
+    /// the new one is deleted again.
+    async fn renew(
+        &self,
+        old: &SessionKey,
+        expected_version: u64,
+        new: &SessionKey,
+        record: &SessionRecord,
+        grace_until: Timestamp,
+    ) -> Result<RenewOutcome, StoreError> {
+        if !self.create(new, record).await? {
+            return Ok(RenewOutcome::Taken);
+        }
+        let outcome = {
+            let _guard = self.lock(old).await;
+            match self.read(old).await? {
+                None => RenewOutcome::Missing,
+                Some(stored)
+                    if stored.renewed_to.is_some() || stored.version != expected_version =>
+                {
+                    RenewOutcome::Conflict
+                }
+                Some(mut stored) => {
+                    let lag = stored
+                        .last_activity
+                        .saturating_duration_since(record.last_activity);
+                    stored.renewed_to = Some(*new);
+                    stored.expires_at = grace_until;
+                    stored.version = stored.version.wrapping_add(1);
+                    self.write(old, &stored).await?;
+                    drop(_guard);
+                    // Keep a touch that landed on the old record meanwhile.
+                    if lag > Duration::ZERO {
+                        let _guard = self.lock(new).await;
+                        if let Some(mut moved) = self.read(new).await? {
+                            moved.last_activity = moved.last_activity.saturating_add(lag);
+                            moved.expires_at = moved.expires_at.saturating_add(lag);
+                            self.write(new, &moved).await?;
+                        }
+                    }
+                    return Ok(RenewOutcome::Renewed);
+                }
+            }
         };
-        self.store.delete(&id_of(key)).await.map_err(store_error)?;
-        Ok(existed)
+        let _guard = self.lock(new).await;
+        self.store.delete(&id_of(new)).await.map_err(store_error)?;
+        Ok(outcome)
     }
 
     async fn delete_stale(
@@ -247,6 +320,9 @@ struct Stored {
     absolute_timeout: Option<u64>,
     remember_me_period: u64,
     remember_me_absolute_timeout: Option<u64>,
+    id_issued_at: u64,
+    /// The key in hex a renewed session moved to.
+    renewed_to: Option<String>,
 }
 
 fn encode(record: &SessionRecord) -> Result<Value, StoreError> {
@@ -262,6 +338,8 @@ fn encode(record: &SessionRecord) -> Result<Value, StoreError> {
         absolute_timeout: limits.absolute_timeout.map(millis),
         remember_me_period: millis(limits.remember_me_period),
         remember_me_absolute_timeout: limits.remember_me_absolute_timeout.map(millis),
+        id_issued_at: record.id_issued_at.as_unix_millis(),
+        renewed_to: record.renewed_to.as_ref().map(SessionKey::to_hex),
     })
     .map_err(|err| StoreError::new(StoreErrorKind::InvalidRecord, err))
 }
@@ -277,7 +355,16 @@ fn decode(value: &Value) -> Result<SessionRecord, StoreError> {
             "a stored subject longer than {MAX_SUBJECT_LEN} bytes"
         )));
     }
+    let renewed_to = match &stored.renewed_to {
+        Some(hex) => Some(
+            SessionKey::from_hex(hex)
+                .ok_or_else(|| StoreError::corrupt("a renewal pointer that is not a key"))?,
+        ),
+        None => None,
+    };
     Ok(SessionRecord {
+        id_issued_at: Timestamp::from_unix_millis(stored.id_issued_at),
+        renewed_to,
         created_at: Timestamp::from_unix_millis(stored.created_at),
         last_activity: Timestamp::from_unix_millis(stored.last_activity),
         expires_at: Timestamp::from_unix_millis(stored.expires_at),

@@ -1,11 +1,14 @@
 //! A [`SessionRecord`] as the fields of a Redis hash: `a` (activity), `e`
 //! (expiry), `c` (creation), `v` (version), `r` (remember-me), `l` (the
 //! limits in ms as `idle,absolute,remember-me,remember-me absolute`, `-` for
-//! none) and `s` (the subject, when there is one). Times are Unix ms.
+//! none), `i` (when the ID was issued), `s` (the subject, when there is one)
+//! and `m` (the key in hex a renewed session moved to, when it did). Times
+//! are Unix ms.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::id::SessionKey;
 use crate::policy::{Limits, Policy};
 use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
 use crate::store::StoreError;
@@ -43,8 +46,8 @@ fn optional_millis(limit: Option<Duration>) -> String {
 }
 
 /// The hash fields of `record`, as name and value in turn: `a` (activity)
-/// and `e` (expiry) first, then `c`, `v`, `r`, `l` (limits) and `s`
-/// (subject, when there is one).
+/// and `e` (expiry) first, then `c`, `v`, `r`, `l` (limits), `i`, and `s`
+/// and `m` when there are.
 pub(super) fn fields(record: &SessionRecord) -> Vec<String> {
     let limits = &record.limits;
     let mut fields = vec![
@@ -66,10 +69,16 @@ pub(super) fn fields(record: &SessionRecord) -> Vec<String> {
             millis(limits.remember_me_period),
             optional_millis(limits.remember_me_absolute_timeout),
         ),
+        "i".to_owned(),
+        record.id_issued_at.as_unix_millis().to_string(),
     ];
     if let Some(subject) = &record.subject {
         fields.push("s".to_owned());
         fields.push(subject.to_string());
+    }
+    if let Some(moved_to) = &record.renewed_to {
+        fields.push("m".to_owned());
+        fields.push(moved_to.to_hex());
     }
     fields
 }
@@ -118,6 +127,11 @@ pub(super) fn record_from(stored: &HashMap<String, String>) -> Result<SessionRec
         },
         subject,
         version: number("v")?,
+        id_issued_at: Timestamp::from_unix_millis(number("i")?),
+        renewed_to: match stored.get("m") {
+            Some(hex) => Some(SessionKey::from_hex(hex).ok_or_else(|| corrupt("m"))?),
+            None => None,
+        },
         limits: Limits {
             idle_timeout: duration(idle)?,
             absolute_timeout: optional(absolute)?,

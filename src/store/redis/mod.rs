@@ -13,7 +13,10 @@ use redis::{Client, RedisError, ScriptInvocation};
 
 use self::fields::{expiry_millis, fields, policy_args, record_from, LATEST_EXPIRY};
 use self::scripts::Scripts;
-use super::{LifetimeStore, LoadedRecord, StoreError, StoreErrorKind, TouchOutcome, UpdateOutcome};
+use super::{
+    LifetimeStore, LoadedRecord, RenewOutcome, StoreError, StoreErrorKind, TouchOutcome,
+    UpdateOutcome,
+};
 use crate::id::SessionKey;
 use crate::policy::Policy;
 use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
@@ -203,6 +206,36 @@ impl LifetimeStore for RedisStore {
             .run(&mut self.on_session(&self.scripts.delete, key))
             .await?;
         Ok(deleted == 1)
+    }
+
+    /// One script: the new record, the old one's pointer and the index
+    /// entry's move are one atomic step on the server.
+    async fn renew(
+        &self,
+        old: &SessionKey,
+        expected_version: u64,
+        new: &SessionKey,
+        record: &SessionRecord,
+        grace_until: Timestamp,
+    ) -> Result<RenewOutcome, StoreError> {
+        check_subject(record)?;
+        let new_member = new.to_hex();
+        let mut invocation = self.on_session(&self.scripts.renew, old);
+        invocation
+            .key(format!("{}{new_member}", self.prefix))
+            .arg(new_member)
+            .arg(expected_version.to_string())
+            .arg(expiry_millis(grace_until))
+            .arg(record.last_activity.as_unix_millis())
+            .arg(expiry_millis(record.expires_at))
+            .arg(&fields(record)[4..]);
+        let outcome: i64 = self.run(&mut invocation).await?;
+        Ok(match outcome {
+            0 => RenewOutcome::Missing,
+            1 => RenewOutcome::Conflict,
+            2 => RenewOutcome::Renewed,
+            _ => RenewOutcome::Taken,
+        })
     }
 
     async fn delete_stale(

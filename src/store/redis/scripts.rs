@@ -41,12 +41,12 @@ return 1
 ";
 
 /// Moves activity to `ARGV[3]` and the expiry to `ARGV[4]`, only forward,
-/// only on a record that exists. `ARGV`: 1 prefix, 2 member.
-/// 0: missing, 1: already recent, 2: touched.
+/// only on a record that exists and was not renewed (`m`, a pointer).
+/// `ARGV`: 1 prefix, 2 member. 0: missing, 1: already recent, 2: touched.
 const TOUCH: &str = r"
-local stored = redis.call('HMGET', KEYS[1], 'a', 's')
+local stored = redis.call('HMGET', KEYS[1], 'a', 's', 'm')
 if not stored[1] then return 0 end
-if tonumber(stored[1]) >= tonumber(ARGV[3]) then return 1 end
+if stored[3] or tonumber(stored[1]) >= tonumber(ARGV[3]) then return 1 end
 redis.call('HSET', KEYS[1], 'a', ARGV[3], 'e', ARGV[4])
 redis.call('PEXPIREAT', KEYS[1], ARGV[4])
 if stored[2] then index(index_key(ARGV[1], stored[2]), ARGV[2], ARGV[4]) end
@@ -63,12 +63,14 @@ return 2
 /// live while `now` is before both deadlines; a touch is due once the stored
 /// activity is at least `min(ARGV[8] granularity, idle / 2)` old. The new
 /// expiry is the nearer deadline counted from `now`, capped at `ARGV[9]`.
+/// A renewed record (a pointer, `m`) is returned untouched.
 /// `ARGV`: 1 prefix, 2 member, 3 now.
 const LOAD_AND_TOUCH: &str = r"
 local fields = redis.call('HGETALL', KEYS[1])
 if #fields == 0 then return {0, fields} end
 local record = {}
 for i = 1, #fields, 2 do record[fields[i]] = fields[i + 1] end
+if record['m'] then return {0, fields} end
 local limits = {}
 for part in string.gmatch(record['l'] or '', '[^,]+') do limits[#limits + 1] = part end
 local activity = tonumber(record['a'])
@@ -129,13 +131,48 @@ if subject then index(index_key(ARGV[1], subject), ARGV[2], expiry) end
 return 2
 ";
 
-/// Deletes the record, and its index entry. `ARGV`: 1 prefix, 2 member.
-/// 1: deleted, 0: missing.
+/// Deletes the record and its index entry and, when it is a renewed
+/// record's pointer (`m`), the records it leads to. `ARGV`: 1 prefix,
+/// 2 member. 1: deleted, 0: missing.
 const DELETE: &str = r"
-local subject = redis.call('HGET', KEYS[1], 's')
-if redis.call('DEL', KEYS[1]) == 0 then return 0 end
-unindex(ARGV[1], subject, ARGV[2])
-return 1
+local key, member, found = KEYS[1], ARGV[2], 0
+for _ = 1, 8 do
+  local stored = redis.call('HMGET', key, 's', 'm')
+  if redis.call('DEL', key) == 0 then return found end
+  found = 1
+  unindex(ARGV[1], stored[1], member)
+  if not stored[2] then return 1 end
+  member = stored[2]
+  key = ARGV[1] .. member
+end
+return found
+";
+
+/// Moves the session from `KEYS[1]` to `KEYS[2]` if the old record has
+/// version `ARGV[4]` and no pointer, and the new key is free: writes the new
+/// record (activity and expiry the later of `ARGV` 6 and 7 and the old
+/// record's), turns the old one into a pointer (`m`) expiring at `ARGV[5]`,
+/// and moves the index entry. `ARGV`: 1 prefix, 2 old member, 3 new member,
+/// 4 version, 5 grace end, 6 activity, 7 expiry, 8.. the other fields.
+/// 0: missing, 1: conflict, 2: renewed, 3: taken.
+const RENEW: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 3 end
+local stored = redis.call('HMGET', KEYS[1], 'v', 'a', 'e', 's', 'm')
+if not stored[1] then return 0 end
+if stored[5] or stored[1] ~= ARGV[4] then return 1 end
+local activity = string.format('%.0f', math.max(tonumber(ARGV[6]), tonumber(stored[2])))
+local expiry = string.format('%.0f', math.max(tonumber(ARGV[7]), tonumber(stored[3])))
+redis.call('HSET', KEYS[2], 'a', activity, 'e', expiry, unpack(ARGV, 8))
+redis.call('PEXPIREAT', KEYS[2], expiry)
+local version = string.format('%.0f', tonumber(stored[1]) + 1)
+redis.call('HSET', KEYS[1], 'm', ARGV[3], 'e', ARGV[5], 'v', version)
+redis.call('PEXPIREAT', KEYS[1], ARGV[5])
+if stored[4] then
+  local idx = index_key(ARGV[1], stored[4])
+  redis.call('ZREM', idx, ARGV[2])
+  index(idx, ARGV[3], expiry)
+end
+return 2
 ";
 
 /// Deletes the record if its activity is not later than `ARGV[3]`.
@@ -182,6 +219,7 @@ pub(super) struct Scripts {
     pub(super) load_and_touch: redis::Script,
     pub(super) update: redis::Script,
     pub(super) delete: redis::Script,
+    pub(super) renew: redis::Script,
     pub(super) delete_stale: redis::Script,
     pub(super) sessions_of: redis::Script,
     pub(super) delete_sessions_of: redis::Script,
@@ -196,6 +234,7 @@ impl Scripts {
             load_and_touch: with_index(LOAD_AND_TOUCH),
             update: with_index(UPDATE),
             delete: with_index(DELETE),
+            renew: with_index(RENEW),
             delete_stale: with_index(DELETE_STALE),
             sessions_of: redis::Script::new(SESSIONS_OF),
             delete_sessions_of: redis::Script::new(DELETE_SESSIONS_OF),

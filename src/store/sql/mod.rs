@@ -12,8 +12,10 @@
 //! | `subject` | text, nullable, indexed | |
 //! | `version` | 64-bit integer | |
 //! | `idle_timeout_ms`, `absolute_timeout_ms`, `remember_me_period_ms`, `remember_me_absolute_timeout_ms` | 64-bit integer (the absolute ones nullable: no limit) | the limits snapshot |
+//! | `id_issued_at` | 64-bit integer | Unix ms |
+//! | `renewed_to` | bytes, nullable | the key a renewed session moved to |
 //!
-//! with an index on `subject` and one on `expires_at` (for the purge).
+//! with an index on `subject`.
 
 #[cfg(feature = "postgres")]
 pub(super) mod postgres;
@@ -38,7 +40,13 @@ const LATEST: u64 = 1 << 53;
 
 /// Every column but `key`, in the order [`Columns`] binds them.
 const COLUMNS: &str = "created_at, last_activity, expires_at, remember_me, subject, version, \
-     idle_timeout_ms, absolute_timeout_ms, remember_me_period_ms, remember_me_absolute_timeout_ms";
+     idle_timeout_ms, absolute_timeout_ms, remember_me_period_ms, remember_me_absolute_timeout_ms, \
+     id_issued_at, renewed_to";
+
+/// How many renewal pointers a delete follows at most: a live chain is one
+/// long (a pointer lives for the grace period, shorter than the renewal
+/// interval); the bound only stops a corrupt table from looping.
+const MAX_POINTERS: usize = 8;
 
 /// A table name as SQL may use it: letters, digits and `_`, not starting
 /// with a digit, at most 48 bytes (so its index names stay within
@@ -73,6 +81,8 @@ struct Columns {
     absolute_timeout: Option<i64>,
     remember_me_period: i64,
     remember_me_absolute_timeout: Option<i64>,
+    id_issued_at: i64,
+    renewed_to: Option<Vec<u8>>,
 }
 
 fn clamped(millis: u64) -> i64 {
@@ -110,6 +120,8 @@ impl Columns {
             absolute_timeout: limits.absolute_timeout.map(limit),
             remember_me_period: limit(limits.remember_me_period),
             remember_me_absolute_timeout: limits.remember_me_absolute_timeout.map(limit),
+            id_issued_at: time(record.id_issued_at),
+            renewed_to: record.renewed_to.as_ref().map(key_bytes),
         })
     }
 
@@ -147,6 +159,8 @@ impl Columns {
                     "remember_me_absolute_timeout_ms",
                 )?,
             },
+            id_issued_at: Timestamp::from_unix_millis(millis(self.id_issued_at, "id_issued_at")?),
+            renewed_to: self.renewed_to.as_deref().map(key_from).transpose()?,
         })
     }
 }
@@ -169,6 +183,8 @@ macro_rules! columns_from_row {
                 absolute_timeout: row.try_get("absolute_timeout_ms")?,
                 remember_me_period: row.try_get("remember_me_period_ms")?,
                 remember_me_absolute_timeout: row.try_get("remember_me_absolute_timeout_ms")?,
+                id_issued_at: row.try_get("id_issued_at")?,
+                renewed_to: row.try_get("renewed_to")?,
             })
         })()
         .map_err($crate::store::sql::store_error)
@@ -192,9 +208,98 @@ macro_rules! bind_columns {
             .bind(columns.absolute_timeout)
             .bind(columns.remember_me_period)
             .bind(columns.remember_me_absolute_timeout)
+            .bind(columns.id_issued_at)
+            .bind(columns.renewed_to)
     }};
 }
 use bind_columns;
+
+/// [`delete`](LifetimeStore::delete) on `$store` (its `pool` and its
+/// `queries.delete`, a `DELETE … RETURNING renewed_to`): deletes the row
+/// and follows its renewal pointer, one statement per row. A renewal that
+/// committed before a row's deletion left a pointer this follows (the
+/// `DELETE` waits for the renewal's row lock and returns the row as it
+/// committed); one that comes after finds its old row gone and writes
+/// nothing.
+macro_rules! delete_following_pointers {
+    ($store:expr, $key:expr) => {{
+        let store = $store;
+        let mut next = $crate::store::sql::key_bytes($key);
+        let mut found = false;
+        for _ in 0..$crate::store::sql::MAX_POINTERS {
+            let deleted: Option<Option<Vec<u8>>> = ::sqlx::query_scalar(&store.queries.delete)
+                .bind(next)
+                .fetch_optional(&store.pool)
+                .await
+                .map_err($crate::store::sql::store_error)?;
+            match deleted {
+                None => break,
+                Some(None) => {
+                    found = true;
+                    break;
+                }
+                Some(Some(moved_to)) => {
+                    found = true;
+                    next = moved_to;
+                }
+            }
+        }
+        Ok(found)
+    }};
+}
+use delete_following_pointers;
+
+/// [`renew`](LifetimeStore::renew) on `$store` in one transaction: insert
+/// the new row (`queries.create`), turn the old one into a pointer if it is
+/// as expected (`queries.renew_point`, returning its activity), carry a
+/// later activity over to the new row (`queries.renew_catch_up`). Anything
+/// short of that rolls back.
+macro_rules! renew_in_transaction {
+    ($store:expr, $old:expr, $expected_version:expr, $new:expr, $record:expr, $grace_until:expr) => {{
+        use $crate::store::sql::{key_bytes, store_error, time};
+        use $crate::store::RenewOutcome;
+        let store = $store;
+        let columns = $crate::store::sql::Columns::of($record)?;
+        // A version past i64 cannot be stored, so cannot match.
+        let expected = i64::try_from($expected_version).unwrap_or(-1);
+        let mut tx = store.pool.begin().await.map_err(store_error)?;
+        let insert = ::sqlx::query(&store.queries.create).bind(key_bytes($new));
+        let inserted = $crate::store::sql::bind_columns!(insert, columns)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?
+            .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await.map_err(store_error)?;
+            return Ok(RenewOutcome::Taken);
+        }
+        let stored_activity: Option<i64> = ::sqlx::query_scalar(&store.queries.renew_point)
+            .bind(key_bytes($old))
+            .bind(key_bytes($new))
+            .bind(time($grace_until))
+            .bind(expected)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let Some(stored_activity) = stored_activity else {
+            tx.rollback().await.map_err(store_error)?;
+            return Ok(if store.exists($old).await? {
+                RenewOutcome::Conflict
+            } else {
+                RenewOutcome::Missing
+            });
+        };
+        ::sqlx::query(&store.queries.renew_catch_up)
+            .bind(key_bytes($new))
+            .bind(stored_activity)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(RenewOutcome::Renewed)
+    }};
+}
+use renew_in_transaction;
 
 /// A key as the `key` column holds it.
 fn key_bytes(key: &SessionKey) -> Vec<u8> {

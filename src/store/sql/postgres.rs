@@ -9,14 +9,17 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row as _;
 
 use super::{
-    bind_columns, checked_table, clamped, columns_from_row, key_bytes, key_from, limit,
-    spawn_purge, store_error, time, Columns, COLUMNS, DEFAULT_TABLE, LATEST,
+    bind_columns, checked_table, clamped, columns_from_row, delete_following_pointers, key_bytes,
+    key_from, limit, renew_in_transaction, spawn_purge, store_error, time, Columns, COLUMNS,
+    DEFAULT_TABLE, LATEST,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::id::SessionKey;
 use crate::policy::Policy;
 use crate::record::SessionRecord;
-use crate::store::{LifetimeStore, LoadedRecord, StoreError, TouchOutcome, UpdateOutcome};
+use crate::store::{
+    LifetimeStore, LoadedRecord, RenewOutcome, StoreError, TouchOutcome, UpdateOutcome,
+};
 use crate::time::Timestamp;
 
 /// Keeps session lifetimes in a PostgreSQL table.
@@ -77,6 +80,9 @@ struct Queries {
     update: String,
     delete: String,
     delete_stale: String,
+    exists: String,
+    renew_point: String,
+    renew_catch_up: String,
     purge: String,
     sessions_of: String,
     delete_sessions_of: String,
@@ -87,7 +93,7 @@ impl Queries {
         let t = &table;
         Queries {
             create: format!(
-                "INSERT INTO {t} (key, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                "INSERT INTO {t} (key, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                  ON CONFLICT (key) DO NOTHING"
             ),
             load: format!("SELECT {COLUMNS} FROM {t} WHERE key = $1"),
@@ -106,7 +112,7 @@ impl Queries {
                    UPDATE {t} SET last_activity = $7, \
                      expires_at = LEAST($7 + found.idle, found.created_at + found.absolute, $8) \
                    FROM found \
-                   WHERE {t}.key = $1 AND {t}.last_activity < $7 \
+                   WHERE {t}.key = $1 AND {t}.last_activity < $7 AND {t}.renewed_to IS NULL \
                      AND $7 < found.last_activity + found.idle \
                      AND (found.absolute IS NULL OR $7 < found.created_at + found.absolute) \
                      AND ($7 - found.last_activity) * 2 >= LEAST($6 * 2, found.idle) \
@@ -116,7 +122,7 @@ impl Queries {
             touch: format!(
                 "WITH found AS (SELECT 1 FROM {t} WHERE key = $1), \
                  touched AS (UPDATE {t} SET last_activity = $2, expires_at = $3 \
-                   WHERE key = $1 AND last_activity < $2 RETURNING 1) \
+                   WHERE key = $1 AND last_activity < $2 AND renewed_to IS NULL RETURNING 1) \
                  SELECT EXISTS (SELECT 1 FROM found) AS found, \
                    EXISTS (SELECT 1 FROM touched) AS written"
             ),
@@ -129,15 +135,28 @@ impl Queries {
                    expires_at = $5 + GREATEST(0, last_activity - $4), \
                    remember_me = $6, subject = $7, version = $8, idle_timeout_ms = $9, \
                    absolute_timeout_ms = $10, remember_me_period_ms = $11, \
-                   remember_me_absolute_timeout_ms = $12 \
+                   remember_me_absolute_timeout_ms = $12, id_issued_at = $13, renewed_to = $14 \
                    WHERE key = $1 AND version = $2 RETURNING 1) \
                  SELECT EXISTS (SELECT 1 FROM found) AS found, \
                    EXISTS (SELECT 1 FROM updated) AS written"
             ),
-            delete: format!("DELETE FROM {t} WHERE key = $1"),
+            delete: format!("DELETE FROM {t} WHERE key = $1 RETURNING renewed_to"),
+            exists: format!("SELECT EXISTS (SELECT 1 FROM {t} WHERE key = $1)"),
+            renew_point: format!(
+                "UPDATE {t} SET renewed_to = $2, expires_at = $3, version = version + 1 \
+                 WHERE key = $1 AND version = $4 AND renewed_to IS NULL RETURNING last_activity"
+            ),
+            // Activity written to the old row after the caller read it moves
+            // the new row's activity and expiry forward by as much.
+            renew_catch_up: format!(
+                "UPDATE {t} SET last_activity = GREATEST(last_activity, $2), \
+                   expires_at = expires_at + GREATEST(0, $2 - last_activity) WHERE key = $1"
+            ),
             delete_stale: format!("DELETE FROM {t} WHERE key = $1 AND last_activity <= $2"),
             purge: format!("DELETE FROM {t} WHERE expires_at <= $1"),
-            sessions_of: format!("SELECT key, {COLUMNS} FROM {t} WHERE subject = $1"),
+            sessions_of: format!(
+                "SELECT key, {COLUMNS} FROM {t} WHERE subject = $1 AND renewed_to IS NULL"
+            ),
             delete_sessions_of: format!("DELETE FROM {t} WHERE subject = $1"),
             table,
         }
@@ -162,7 +181,9 @@ impl Queries {
                idle_timeout_ms BIGINT NOT NULL, \
                absolute_timeout_ms BIGINT, \
                remember_me_period_ms BIGINT NOT NULL, \
-               remember_me_absolute_timeout_ms BIGINT \
+               remember_me_absolute_timeout_ms BIGINT, \
+               id_issued_at BIGINT NOT NULL, \
+               renewed_to BYTEA \
              ) WITH (fillfactor = 80); \
              CREATE INDEX IF NOT EXISTS {t}_subject ON {t} (subject) WHERE subject IS NOT NULL;"
         )
@@ -256,6 +277,16 @@ impl PostgresStore {
     /// The pool the store runs on.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Whether a row for `key` exists: what a conditional write that wrote
+    /// nothing found.
+    async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        sqlx::query_scalar(&self.queries.exists)
+            .bind(key_bytes(key))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)
     }
 
     /// Reads whether a conditional statement found the row and wrote it.
@@ -365,12 +396,20 @@ impl LifetimeStore for PostgresStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let result = sqlx::query(&self.queries.delete)
-            .bind(key_bytes(key))
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(result.rows_affected() == 1)
+        delete_following_pointers!(self, key)
+    }
+
+    /// One transaction of three statements (insert, point, catch up); it
+    /// runs once per renewal interval, not per request.
+    async fn renew(
+        &self,
+        old: &SessionKey,
+        expected_version: u64,
+        new: &SessionKey,
+        record: &SessionRecord,
+        grace_until: Timestamp,
+    ) -> Result<RenewOutcome, StoreError> {
+        renew_in_transaction!(self, old, expected_version, new, record, grace_until)
     }
 
     async fn delete_stale(

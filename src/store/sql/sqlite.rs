@@ -12,13 +12,13 @@ use sqlx::sqlite::{
 use sqlx::Row as _;
 
 use super::{
-    bind_columns, checked_table, columns_from_row, key_bytes, key_from, spawn_purge, store_error,
-    time, Columns, COLUMNS, DEFAULT_TABLE,
+    bind_columns, checked_table, columns_from_row, delete_following_pointers, key_bytes, key_from,
+    renew_in_transaction, spawn_purge, store_error, time, Columns, COLUMNS, DEFAULT_TABLE,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::id::SessionKey;
 use crate::record::SessionRecord;
-use crate::store::{LifetimeStore, StoreError, TouchOutcome, UpdateOutcome};
+use crate::store::{LifetimeStore, RenewOutcome, StoreError, TouchOutcome, UpdateOutcome};
 use crate::time::Timestamp;
 
 /// Keeps session lifetimes in an SQLite database: one app node, sessions
@@ -62,6 +62,8 @@ struct Queries {
     exists: String,
     delete: String,
     delete_stale: String,
+    renew_point: String,
+    renew_catch_up: String,
     purge: String,
     sessions_of: String,
     delete_sessions_of: String,
@@ -72,13 +74,13 @@ impl Queries {
         let t = &table;
         Queries {
             create: format!(
-                "INSERT INTO {t} (key, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                "INSERT INTO {t} (key, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
                  ON CONFLICT (key) DO NOTHING"
             ),
             load: format!("SELECT {COLUMNS} FROM {t} WHERE key = ?1"),
             touch: format!(
                 "UPDATE {t} SET last_activity = ?2, expires_at = ?3 \
-                 WHERE key = ?1 AND last_activity < ?2"
+                 WHERE key = ?1 AND last_activity < ?2 AND renewed_to IS NULL"
             ),
             // A touch that landed since the caller read the record keeps its
             // later activity and moves the new expiry by as much.
@@ -86,14 +88,27 @@ impl Queries {
                 "UPDATE {t} SET created_at = ?3, last_activity = MAX(last_activity, ?4), \
                    expires_at = ?5 + MAX(0, last_activity - ?4), remember_me = ?6, \
                    subject = ?7, version = ?8, idle_timeout_ms = ?9, absolute_timeout_ms = ?10, \
-                   remember_me_period_ms = ?11, remember_me_absolute_timeout_ms = ?12 \
+                   remember_me_period_ms = ?11, remember_me_absolute_timeout_ms = ?12, \
+                   id_issued_at = ?13, renewed_to = ?14 \
                  WHERE key = ?1 AND version = ?2"
             ),
             exists: format!("SELECT EXISTS (SELECT 1 FROM {t} WHERE key = ?1)"),
-            delete: format!("DELETE FROM {t} WHERE key = ?1"),
+            delete: format!("DELETE FROM {t} WHERE key = ?1 RETURNING renewed_to"),
+            renew_point: format!(
+                "UPDATE {t} SET renewed_to = ?2, expires_at = ?3, version = version + 1 \
+                 WHERE key = ?1 AND version = ?4 AND renewed_to IS NULL RETURNING last_activity"
+            ),
+            // Activity written to the old row after the caller read it moves
+            // the new row's activity and expiry forward by as much.
+            renew_catch_up: format!(
+                "UPDATE {t} SET last_activity = MAX(last_activity, ?2), \
+                   expires_at = expires_at + MAX(0, ?2 - last_activity) WHERE key = ?1"
+            ),
             delete_stale: format!("DELETE FROM {t} WHERE key = ?1 AND last_activity <= ?2"),
             purge: format!("DELETE FROM {t} WHERE expires_at <= ?1"),
-            sessions_of: format!("SELECT key, {COLUMNS} FROM {t} WHERE subject = ?1"),
+            sessions_of: format!(
+                "SELECT key, {COLUMNS} FROM {t} WHERE subject = ?1 AND renewed_to IS NULL"
+            ),
             delete_sessions_of: format!("DELETE FROM {t} WHERE subject = ?1"),
             table,
         }
@@ -113,7 +128,9 @@ impl Queries {
                idle_timeout_ms INTEGER NOT NULL, \
                absolute_timeout_ms INTEGER, \
                remember_me_period_ms INTEGER NOT NULL, \
-               remember_me_absolute_timeout_ms INTEGER \
+               remember_me_absolute_timeout_ms INTEGER, \
+               id_issued_at INTEGER NOT NULL, \
+               renewed_to BLOB \
              ) WITHOUT ROWID; \
              CREATE INDEX IF NOT EXISTS {t}_subject ON {t} (subject) WHERE subject IS NOT NULL;"
         )
@@ -289,8 +306,18 @@ impl LifetimeStore for SqliteStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let query = sqlx::query(&self.queries.delete).bind(key_bytes(key));
-        Ok(self.execute(query).await? == 1)
+        delete_following_pointers!(self, key)
+    }
+
+    async fn renew(
+        &self,
+        old: &SessionKey,
+        expected_version: u64,
+        new: &SessionKey,
+        record: &SessionRecord,
+        grace_until: Timestamp,
+    ) -> Result<RenewOutcome, StoreError> {
+        renew_in_transaction!(self, old, expected_version, new, record, grace_until)
     }
 
     async fn delete_stale(
