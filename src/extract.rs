@@ -5,7 +5,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::StatusCode;
 
-use crate::handle::{MissingSessionLayer, SessionHandle};
+use crate::handle::{LogoutRedirect, MissingSessionLayer, SessionError, SessionHandle};
 
 /// Extracts the request's [`SessionHandle`]; without the layer installed the
 /// handler is not run and the client gets `500` with a message that says so.
@@ -28,6 +28,29 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionHandle {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         SessionHandle::from_extensions(&parts.extensions)
+    }
+}
+
+/// `303 See Other` to the allowed location.
+impl IntoResponse for LogoutRedirect {
+    fn into_response(self) -> Response {
+        LogoutRedirect::into_response(self)
+    }
+}
+
+/// A short status and message that reveal nothing of the store: `503` for a
+/// store failure, `401` without a session, `409` for a conflict or a full
+/// session limit, `400` for a subject too long, `500` otherwise.
+impl IntoResponse for SessionError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            SessionError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SessionError::NoSession => StatusCode::UNAUTHORIZED,
+            SessionError::Conflict | SessionError::SessionLimit { .. } => StatusCode::CONFLICT,
+            SessionError::SubjectTooLong { .. } => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, self.to_string()).into_response()
     }
 }
 

@@ -4,10 +4,11 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use http::{Extensions, HeaderMap};
+use http::header::LOCATION;
+use http::{Extensions, HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::id::{SessionId, SessionKey};
-use crate::policy::Deadlines;
+use crate::policy::{judge, AtSessionLimit, Deadlines, Verdict};
 use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
 use crate::rejection::RejectReason;
 use crate::session_lifetime::Config;
@@ -239,6 +240,10 @@ impl SessionHandle {
             });
         }
         let config = &self.inner.config;
+        if !config.followed {
+            self.end_current_session().await?;
+        }
+        self.make_room_for(&subject).await?;
         if config.followed {
             self.state().pending = Some(PendingSession {
                 subject: Some(subject.into()),
@@ -247,7 +252,6 @@ impl SessionHandle {
             });
             return Ok(());
         }
-        self.end_current_session().await?;
         let record = SessionRecord::new(
             &config.policy,
             config.clock.now(),
@@ -272,6 +276,104 @@ impl SessionHandle {
             }
         }
         Err(SessionError::IdCollision)
+    }
+
+    /// Applies the policy's [session limit](crate::PolicyBuilder::max_sessions_per_subject)
+    /// before `subject` logs in: ends its oldest live sessions, or refuses.
+    async fn make_room_for(&self, subject: &str) -> Result<(), SessionError> {
+        let config = &self.inner.config;
+        let Some(limit) = config.policy.session_limit() else {
+            return Ok(());
+        };
+        let now = config.clock.now();
+        let mut live: Vec<(SessionKey, SessionRecord)> = config
+            .store
+            .sessions_of(subject)
+            .await?
+            .into_iter()
+            .filter(|(_, record)| {
+                matches!(judge(&config.policy, record, now), Verdict::Admitted(_))
+            })
+            .collect();
+        let max = usize::try_from(limit.max).unwrap_or(usize::MAX);
+        if live.len() < max {
+            return Ok(());
+        }
+        if limit.at_limit == AtSessionLimit::RefuseLogin {
+            return Err(SessionError::SessionLimit { max: limit.max });
+        }
+        live.sort_by_key(|(_, record)| record.created_at);
+        for (key, _) in &live[..=live.len() - max] {
+            config.store.delete(key).await?;
+        }
+        tracing::info!(
+            ended = live.len() + 1 - max,
+            "session limit: the subject's oldest sessions ended"
+        );
+        Ok(())
+    }
+
+    /// Ends every session of this session's subject, on every device and
+    /// node, this one included, and clears the cookie: a "log out
+    /// everywhere" button, or what to do after a password change. Returns
+    /// how many sessions ended. A session without a subject only ends
+    /// itself. Needs a store that lists a subject's sessions; otherwise a
+    /// store error of kind [`Unsupported`](crate::StoreErrorKind::Unsupported),
+    /// and nothing ends.
+    ///
+    /// The same is available without a request, for an admin action, as
+    /// [`LifetimeStore::delete_sessions_of`](crate::LifetimeStore::delete_sessions_of).
+    pub async fn logout_everywhere(&self) -> Result<u64, SessionError> {
+        let subject = self
+            .state()
+            .session
+            .as_ref()
+            .and_then(|session| session.record.subject.clone());
+        let Some(subject) = subject else {
+            let had_session = self.is_active();
+            self.logout().await?;
+            return Ok(u64::from(had_session));
+        };
+        let ended = self.inner.config.store.delete_sessions_of(&subject).await?;
+        // This session too, under its ID's own key (a renewed ID's pointer).
+        self.end_current_session().await?;
+        self.state().cookie = CookieChange::Clear;
+        tracing::info!(ended, "logout everywhere");
+        Ok(ended)
+    }
+
+    /// [`logout`](SessionHandle::logout), then a `303 See Other` to
+    /// `return_to` if it is on the layer's [allow-list](crate::LogoutRedirects)
+    /// (set with
+    /// [`with_logout_redirects`](crate::SessionLifetimeLayer::with_logout_redirects)),
+    /// and to the list's default otherwise. Never to a URL an attacker put
+    /// in a link: that would be an open redirect, a phishing aid.
+    ///
+    /// ```
+    /// use axum::{extract::Query, response::IntoResponse, routing::post, Router};
+    /// use tower_session_lifetime::{LogoutRedirects, MemoryStore, SessionHandle, SessionLifetimeLayer};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Params { return_to: Option<String> }
+    ///
+    /// async fn logout(session: SessionHandle, Query(params): Query<Params>) -> impl IntoResponse {
+    ///     session.logout_and_redirect(params.return_to.as_deref()).await
+    /// }
+    ///
+    /// let redirects = LogoutRedirects::new("/")?.allow("/goodbye")?;
+    /// let app: Router = Router::new()
+    ///     .route("/logout", post(logout))
+    ///     .layer(SessionLifetimeLayer::new(MemoryStore::new()).with_logout_redirects(redirects));
+    /// # let _ = app;
+    /// # Ok::<(), tower_session_lifetime::RedirectConfigError>(())
+    /// ```
+    pub async fn logout_and_redirect(
+        &self,
+        return_to: Option<&str>,
+    ) -> Result<LogoutRedirect, SessionError> {
+        self.logout().await?;
+        let location = self.inner.config.logout_redirects.target(return_to).clone();
+        Ok(LogoutRedirect { location })
     }
 
     /// Ends the session in the store and clears the cookie. A request still
@@ -468,6 +570,29 @@ impl fmt::Debug for SessionHandle {
     }
 }
 
+/// Where a logout sends the browser: `303 See Other` to an allowed
+/// location. See [`SessionHandle::logout_and_redirect`]; with the `axum`
+/// feature it is a response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogoutRedirect {
+    location: HeaderValue,
+}
+
+impl LogoutRedirect {
+    /// The allowed location.
+    pub fn location(&self) -> &HeaderValue {
+        &self.location
+    }
+
+    /// The `303 See Other` response.
+    pub fn into_response<B: Default>(self) -> Response<B> {
+        let mut response = Response::new(B::default());
+        *response.status_mut() = StatusCode::SEE_OTHER;
+        response.headers_mut().insert(LOCATION, self.location);
+        response
+    }
+}
+
 /// A session operation failed.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -489,6 +614,13 @@ pub enum SessionError {
     Randomness(getrandom::Error),
     /// The store refused every fresh ID as taken: the store is broken.
     IdCollision,
+    /// The subject has the most sessions the policy allows and the policy
+    /// says to refuse a new login
+    /// ([`AtSessionLimit::RefuseLogin`]).
+    SessionLimit {
+        /// The limit.
+        max: u32,
+    },
 }
 
 impl fmt::Display for SessionError {
@@ -502,6 +634,12 @@ impl fmt::Display for SessionError {
             }
             SessionError::Randomness(_) => f.write_str("the OS random number generator failed"),
             SessionError::IdCollision => f.write_str("the store refused every fresh session ID"),
+            SessionError::SessionLimit { max } => {
+                write!(
+                    f,
+                    "the subject already has the most sessions allowed ({max})"
+                )
+            }
         }
     }
 }

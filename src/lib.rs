@@ -72,8 +72,10 @@
 mod clock;
 #[cfg(feature = "axum")]
 mod extract;
+mod guessing;
 mod handle;
 mod id;
+mod logout_redirect;
 pub mod policy;
 mod record;
 mod rejection;
@@ -86,11 +88,13 @@ mod time;
 pub mod tower_sessions;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use handle::{MissingSessionLayer, SessionError, SessionHandle};
+pub use guessing::{GuessLimit, GuessLimitError, DEFAULT_MAX_CLIENTS};
+pub use handle::{LogoutRedirect, MissingSessionLayer, SessionError, SessionHandle};
+pub use logout_redirect::{LogoutRedirects, RedirectConfigError};
 pub use id::{SessionId, SessionKey, SESSION_ID_BYTES, SESSION_ID_LEN};
 pub use policy::{
-    judge, Admission, Caps, Deadlines, ExpiryReason, Limits, Policy, PolicyBuilder, PolicyError,
-    Setting, Verdict,
+    judge, Admission, AtSessionLimit, Caps, Deadlines, ExpiryReason, Limits, Policy,
+    PolicyBuilder, PolicyError, Renewal, SessionLimit, Setting, Verdict,
 };
 pub use record::{SessionRecord, MAX_SUBJECT_LEN};
 pub use rejection::{
@@ -107,8 +111,8 @@ pub use store::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
 pub use store::{
-    LifetimeStore, LoadedRecord, MemoryStore, StoreError, StoreErrorKind, TouchOutcome,
-    UpdateOutcome,
+    LifetimeStore, LoadedRecord, MemoryStore, RenewOutcome, StoreError, StoreErrorKind,
+    TouchOutcome, UpdateOutcome,
 };
 pub use time::Timestamp;
 #[cfg(feature = "tower-sessions")]

@@ -22,7 +22,7 @@ use base64::Engine as _;
 use cookie::time::OffsetDateTime;
 use cookie::{Cookie, Key, SameSite};
 use hmac::{Hmac, Mac};
-use http::header::{COOKIE, SET_COOKIE};
+use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 
@@ -184,12 +184,14 @@ impl SessionCookie {
         }
         if let Ok(header) = HeaderValue::try_from(cookie.to_string()) {
             headers.append(SET_COOKIE, header);
+            forbid_caching(headers);
         }
     }
 
     /// Appends a `Set-Cookie` that makes the browser drop the cookie.
     pub(crate) fn append_removal(&self, headers: &mut HeaderMap) {
         headers.append(SET_COOKIE, self.removal.clone());
+        forbid_caching(headers);
     }
 
     fn base(&self, value: String) -> Cookie<'static> {
@@ -225,6 +227,13 @@ impl fmt::Debug for SessionCookie {
             .field("signed", &self.signing_key.is_some())
             .finish()
     }
+}
+
+/// Marks a response that sets or clears the session cookie `Cache-Control:
+/// no-store`, replacing what the app set: a shared cache must never hand one
+/// user's session cookie to another.
+pub(crate) fn forbid_caching(headers: &mut HeaderMap) {
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 fn hmac_for(key: &[u8; 32]) -> Hmac<Sha256> {

@@ -11,6 +11,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::hardening;
 use common::proxy::Proxy;
 use common::shared_store::{
     an_outage_gives_503_and_the_store_recovers, the_rules_hold_through_the_layer,
@@ -177,4 +178,42 @@ async fn the_purge_deletes_expired_rows_only() {
         .execute(store.pool())
         .await
         .unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Security hardening on PostgreSQL (the same checks as on every store)
+
+#[tokio::test]
+async fn renewal_replaces_the_id_and_keeps_the_deadline_on_postgres() {
+    hardening::renewal_replaces_the_id_and_keeps_the_deadline(migrated_store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_racing_touches_sticks_on_postgres() {
+    hardening::logout_racing_touches_sticks(migrated_store().await, 1000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_racing_requests_renews_once_on_postgres() {
+    hardening::renewal_racing_requests_renews_once(migrated_store().await, 300).await;
+}
+
+#[tokio::test]
+async fn session_limit_and_logout_everywhere_on_postgres() {
+    hardening::session_limit_and_logout_everywhere(migrated_store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_mid_traffic_fails_closed_on_postgres() {
+    let url = postgres_url();
+    let address = url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("TSL_POSTGRES_URL is postgres://<user>@<ip>:<port>/<db>");
+    let mut proxy = Proxy::start(address.parse().unwrap()).await;
+    let through_proxy = url.replace(address, &proxy.address().to_string());
+    migrated_store().await; // the table exists
+    let store = PostgresStore::open(&through_proxy).unwrap();
+    hardening::an_outage_mid_traffic_fails_closed(store, &mut proxy).await;
 }

@@ -13,6 +13,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::hardening;
 use common::proxy::Proxy;
 use common::shared_store::{
     an_outage_gives_503_and_the_store_recovers, the_rules_hold_through_the_layer,
@@ -312,4 +313,38 @@ async fn the_subject_index_expires_with_its_sessions_and_drops_expired_members()
         .await
         .unwrap();
     assert_eq!(exists, 0, "a logout everywhere removes the index");
+}
+
+// ---------------------------------------------------------------------------
+// Security hardening on Redis (the same checks as on every store)
+
+#[tokio::test]
+async fn renewal_replaces_the_id_and_keeps_the_deadline_on_redis() {
+    hardening::renewal_replaces_the_id_and_keeps_the_deadline(
+        RedisStore::open(&redis_url()).unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_racing_touches_sticks_on_redis() {
+    hardening::logout_racing_touches_sticks(RedisStore::open(&redis_url()).unwrap(), 1000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_racing_requests_renews_once_on_redis() {
+    hardening::renewal_racing_requests_renews_once(RedisStore::open(&redis_url()).unwrap(), 300)
+        .await;
+}
+
+#[tokio::test]
+async fn session_limit_and_logout_everywhere_on_redis() {
+    hardening::session_limit_and_logout_everywhere(RedisStore::open(&redis_url()).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_mid_traffic_fails_closed_on_redis() {
+    let mut proxy = Proxy::start(redis_address()).await;
+    let store = RedisStore::open(&format!("redis://{}", proxy.address())).unwrap();
+    hardening::an_outage_mid_traffic_fails_closed(store, &mut proxy).await;
 }

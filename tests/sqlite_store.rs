@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::hardening;
 use common::shared_store::{the_rules_hold_through_the_layer, two_nodes_act_as_one};
 use tower_session_lifetime::store::conformance::{fresh_key, insert_live};
 use tower_session_lifetime::{LifetimeStore, SqliteStore, StoreErrorKind};
@@ -52,4 +53,31 @@ async fn a_database_that_cannot_be_opened_is_a_typed_error() {
     let store = SqliteStore::open("sqlite:///nonexistent-directory/for/sure/sessions.db").unwrap();
     let err = store.load(&fresh_key()).await.unwrap_err();
     assert_ne!(err.kind(), StoreErrorKind::Corrupt, "{err:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Security hardening on SQLite (the same checks as on every store)
+
+#[tokio::test]
+async fn renewal_replaces_the_id_and_keeps_the_deadline_on_sqlite() {
+    let store = store_at(&database_url("renewal")).await;
+    hardening::renewal_replaces_the_id_and_keeps_the_deadline(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_racing_touches_sticks_on_sqlite() {
+    let store = store_at(&database_url("logout-race")).await;
+    hardening::logout_racing_touches_sticks(store, 1000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_racing_requests_renews_once_on_sqlite() {
+    let store = store_at(&database_url("renewal-race")).await;
+    hardening::renewal_racing_requests_renews_once(store, 300).await;
+}
+
+#[tokio::test]
+async fn session_limit_and_logout_everywhere_on_sqlite() {
+    let store = store_at(&database_url("limit")).await;
+    hardening::session_limit_and_logout_everywhere(store).await;
 }

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use http::{header::LOCATION, Request, Response, StatusCode};
+use http::header::{LOCATION, RETRY_AFTER};
+use http::{HeaderValue, Request, Response};
 
 use super::finish::{call_with, Next};
 use super::Config;
@@ -37,7 +38,8 @@ const STALE_RELOADS: usize = 2;
 /// already said.
 pub(crate) enum Loaded {
     NotYet,
-    Record(SessionRecord),
+    /// Boxed: the slow path's record, kept off the fast path's stack.
+    Record(Box<SessionRecord>),
     Missing,
 }
 
@@ -67,7 +69,7 @@ pub(crate) fn check_without_writes(
         }
     };
     if record.renewed_to.is_some() {
-        return Err(Loaded::Record(record));
+        return Err(Loaded::Record(Box::new(record)));
     }
     match judge(&config.policy, &record, config.clock.now()) {
         Verdict::Admitted(admission) if !admission.touch && !renewal_due(config, &admission) => {
@@ -83,7 +85,7 @@ pub(crate) fn check_without_writes(
                 renewed: false,
             })
         }
-        _ => Err(Loaded::Record(record)),
+        _ => Err(Loaded::Record(Box::new(record))),
     }
 }
 
@@ -113,7 +115,7 @@ pub(crate) async fn check(
     let (mut record, now, admission, mut touched) = loop {
         let now = config.clock.now();
         let (found, touched) = match std::mem::replace(&mut loaded, Loaded::NotYet) {
-            Loaded::Record(record) => (Some(record), None),
+            Loaded::Record(record) => (Some(*record), None),
             Loaded::Missing => (None, None),
             // One round trip: the store touches the session itself when a
             // touch is due.
@@ -324,6 +326,44 @@ where
     }
 }
 
+/// `429 Too Many Requests` if the request's client presented too many
+/// unknown or forged session IDs lately; `None` to go on.
+pub(crate) fn too_many_guesses<ReqBody, ResBody, R>(
+    config: &Config,
+    responder: &R,
+    request: &Request<ReqBody>,
+) -> Option<Response<ResBody>>
+where
+    R: RejectionResponse<ResBody>,
+{
+    let guesses = config.guesses.as_ref()?;
+    let client = guesses.client(request.headers(), request.extensions())?;
+    let wait = guesses.blocked_for(&client, config.clock.now())?;
+    tracing::debug!(%client, "session cookie refused: too many guesses");
+    let reason = RejectReason::TooManyGuesses;
+    let mut response = responder.respond(reason);
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    response.extensions_mut().insert(reason);
+    Some(response)
+}
+
+/// Counts a refused cookie against its client when it looks like a guess:
+/// an ID the store does not have, a forged or malformed one.
+fn count_guess<ReqBody>(config: &Config, request: &Request<ReqBody>, reason: RejectReason) {
+    let guess = matches!(
+        reason,
+        RejectReason::Unknown | RejectReason::Forged | RejectReason::Malformed
+    );
+    if let (true, Some(guesses)) = (guess, &config.guesses) {
+        if let Some(client) = guesses.client(request.headers(), request.extensions()) {
+            guesses.record_failure(client, config.clock.now());
+        }
+    }
+}
+
 /// A session cookie that must not be admitted: clear it, then reject,
 /// redirect or pass through as configured. `presented` is the session it
 /// named, if it named one.
@@ -339,6 +379,7 @@ where
     R: RejectionResponse<ResBody>,
 {
     tracing::info!(reason = reason.as_str(), "session not admitted");
+    count_guess(config, &request, reason);
     let mut response = match &config.on_invalid {
         OnInvalidSession::PassThrough => {
             config.cookie.strip(request.headers_mut());
@@ -355,7 +396,7 @@ where
         }
         OnInvalidSession::Redirect(location) => {
             let mut response = Response::new(ResBody::default());
-            *response.status_mut() = StatusCode::SEE_OTHER;
+            *response.status_mut() = http::StatusCode::SEE_OTHER;
             response.headers_mut().insert(LOCATION, location.clone());
             response
         }

@@ -34,6 +34,7 @@ use crate::handle::{FollowedState, SessionHandle};
 use crate::id::SessionId;
 use crate::policy::Deadlines;
 use crate::record::SessionRecord;
+use crate::session_cookie::forbid_caching;
 use crate::time::Timestamp;
 
 /// What the inner layer did to the followed cookie on the way out.
@@ -395,6 +396,18 @@ fn expired(header: &HeaderValue, now: Timestamp) -> bool {
 
 /// Applies `edit` to the followed cookie's `Set-Cookie` headers.
 pub(crate) fn edit_cookies(config: &Config, edit: CookieEdit, headers: &mut HeaderMap) {
+    edit_followed_cookie(config, edit, headers);
+    // The inner layer's own Set-Cookie of the session, kept or rewritten.
+    let sets_session = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .any(|header| SetCookie::read(config.cookie.name(), header).is_some());
+    if sets_session {
+        forbid_caching(headers);
+    }
+}
+
+fn edit_followed_cookie(config: &Config, edit: CookieEdit, headers: &mut HeaderMap) {
     match edit {
         CookieEdit::FromHandle | CookieEdit::Keep => {}
         // `settle` saw the followed cookie, so it is there.
@@ -465,6 +478,8 @@ mod tests {
             on_store_error: Default::default(),
             followed: true,
             session_data: None,
+            guesses: None,
+            logout_redirects: crate::LogoutRedirects::new("/").unwrap(),
         }
     }
 

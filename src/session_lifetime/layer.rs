@@ -6,6 +6,8 @@ use tower_layer::Layer;
 
 use super::{Config, SessionLifetime};
 use crate::clock::{Clock, SystemClock};
+use crate::guessing::{GuessCounter, GuessLimit};
+use crate::logout_redirect::LogoutRedirects;
 use crate::policy::Policy;
 use crate::rejection::{DefaultRejection, OnInvalidSession, OnStoreError};
 use crate::session_cookie::SessionCookie;
@@ -60,6 +62,8 @@ impl SessionLifetimeLayer {
                 on_store_error: OnStoreError::default(),
                 followed: false,
                 session_data: None,
+                guesses: None,
+                logout_redirects: LogoutRedirects::new("/").expect("`/` is a valid target"),
             }),
             responder: DefaultRejection,
         }
@@ -69,6 +73,21 @@ impl SessionLifetimeLayer {
 impl<R> SessionLifetimeLayer<R> {
     pub(crate) fn config_mut(&mut self) -> &mut Config {
         Arc::make_mut(&mut self.config)
+    }
+
+    /// Answers `429 Too Many Requests` to a client that presented too many
+    /// unknown or forged session IDs, without a store lookup, until its
+    /// window ends; see [`GuessLimit`]. Off by default.
+    pub fn limit_guessing(mut self, limit: GuessLimit) -> Self {
+        self.config_mut().guesses = Some(Arc::new(GuessCounter::new(limit)));
+        self
+    }
+
+    /// Where [`SessionHandle::logout_and_redirect`](crate::SessionHandle::logout_and_redirect)
+    /// may send the browser. Default: nowhere but `/`.
+    pub fn with_logout_redirects(mut self, redirects: LogoutRedirects) -> Self {
+        self.config_mut().logout_redirects = redirects;
+        self
     }
 
     /// The lifetime rules. Default: [`Policy::default()`].

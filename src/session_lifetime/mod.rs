@@ -36,7 +36,9 @@ pub use service::SessionLifetime;
 use async_trait::async_trait;
 
 use crate::clock::Clock;
+use crate::guessing::GuessCounter;
 use crate::id::{SessionId, SessionKey};
+use crate::logout_redirect::LogoutRedirects;
 use crate::policy::Policy;
 use crate::rejection::{OnInvalidSession, OnStoreError};
 use crate::session_cookie::SessionCookie;
@@ -57,6 +59,10 @@ pub(crate) struct Config {
     /// Where the app keeps the data of its sessions, deleted when their
     /// lifetime ends.
     pub(crate) session_data: Option<Arc<dyn SessionData>>,
+    /// Counts unknown and forged IDs per client, when limited.
+    pub(crate) guesses: Option<Arc<GuessCounter>>,
+    /// Where a logout may redirect.
+    pub(crate) logout_redirects: LogoutRedirects,
 }
 
 impl Config {

@@ -6,8 +6,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::check::{after_check, check, check_without_writes, refuse, Loaded};
-use super::finish::call_with;
+use super::check::{after_check, check, check_without_writes, refuse, too_many_guesses, Loaded};
+use super::finish::{call_with, Next};
 use super::{Config, ResponseFuture};
 use crate::handle::SessionHandle;
 use crate::rejection::RejectionResponse;
@@ -53,7 +53,13 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let next = match self.config.cookie.read(request.headers()) {
+        let lookup = self.config.cookie.read(request.headers());
+        if !matches!(lookup, CookieLookup::Absent) {
+            if let Some(response) = too_many_guesses(&self.config, &self.responder, &request) {
+                return ResponseFuture::from_next(Next::Respond(response), &mut self.inner);
+            }
+        }
+        let next = match lookup {
             CookieLookup::Absent => {
                 let handle = SessionHandle::visitor(Arc::clone(&self.config), None, false, None);
                 call_with(

@@ -16,10 +16,11 @@ use http::{header, Request, Response, StatusCode};
 use serde::Deserialize;
 use tower::ServiceExt;
 use tower_session_lifetime::{
-    LifetimeStore, ManualClock, MemoryStore, Policy, SessionHandle, SessionKey,
+    LifetimeStore, ManualClock, MemoryStore, Policy, SessionError, SessionHandle, SessionKey,
     SessionLifetimeLayer, SessionRecord, StoreError, Timestamp, TouchOutcome, UpdateOutcome,
 };
 
+pub mod hardening;
 pub mod proxy;
 pub mod shared_store;
 
@@ -193,8 +194,9 @@ impl LifetimeStore for CountingStore {
     }
 }
 
-/// An app behind the layer: `POST /login?user=..&remember=..`, `GET /me`,
-/// `POST /logout`, `POST /remember?on=..`; `/me` answers 200 with the
+/// An app behind the layer: `POST /login?user=..&remember=..` (`409` at a
+/// session limit), `GET /me`, `POST /logout`, `POST /logout-everywhere`
+/// (the number ended), `POST /remember?on=..`; `/me` answers 200 with the
 /// subject, or 401 without a session.
 #[derive(Clone)]
 pub struct TestApp {
@@ -318,12 +320,21 @@ pub fn routes() -> Router {
         .route("/login", post(login))
         .route("/me", get(me))
         .route("/logout", post(logout))
+        .route("/logout-everywhere", post(logout_everywhere))
         .route("/remember", post(remember))
+}
+
+async fn logout_everywhere(session: SessionHandle) -> Result<String, StatusCode> {
+    match session.logout_everywhere().await {
+        Ok(ended) => Ok(ended.to_string()),
+        Err(_) => Err(StatusCode::SERVICE_UNAVAILABLE),
+    }
 }
 
 async fn login(session: SessionHandle, Query(params): Query<LoginParams>) -> StatusCode {
     match session.login(params.user, params.remember).await {
         Ok(()) => StatusCode::OK,
+        Err(SessionError::SessionLimit { .. }) => StatusCode::CONFLICT,
         Err(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
