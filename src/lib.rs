@@ -90,11 +90,11 @@ pub mod tower_sessions;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use guessing::{GuessLimit, GuessLimitError, DEFAULT_MAX_CLIENTS};
 pub use handle::{LogoutRedirect, MissingSessionLayer, SessionError, SessionHandle};
-pub use logout_redirect::{LogoutRedirects, RedirectConfigError};
 pub use id::{SessionId, SessionKey, SESSION_ID_BYTES, SESSION_ID_LEN};
+pub use logout_redirect::{LogoutRedirects, RedirectConfigError};
 pub use policy::{
-    judge, Admission, AtSessionLimit, Caps, Deadlines, ExpiryReason, Limits, Policy,
-    PolicyBuilder, PolicyError, Renewal, SessionLimit, Setting, Verdict,
+    judge, Admission, AtSessionLimit, Caps, Deadlines, ExpiryReason, Limits, Policy, PolicyBuilder,
+    PolicyError, Renewal, SessionLimit, Setting, Verdict,
 };
 pub use record::{SessionRecord, MAX_SUBJECT_LEN};
 pub use rejection::{
