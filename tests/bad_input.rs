@@ -300,3 +300,58 @@ async fn a_subject_longer_than_the_bound_is_refused_at_login() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(app.store.memory.is_empty());
 }
+
+/// Replays: an ID after its logout, after its renewal's grace period, after
+/// its expiry. Each is refused with its reason, the handler is not run, and
+/// nothing is written, but for the one deletion of the expired record the
+/// design asks for (a second replay writes nothing).
+#[tokio::test]
+async fn replayed_ids_are_refused_without_store_writes() {
+    let app = TestApp::new(
+        Policy::builder()
+            .idle_timeout(HOUR)
+            .renewal_interval(10 * MINUTE)
+            .renewal_grace(5 * SECOND)
+            .build()
+            .unwrap(),
+    );
+    let logged_out = app.login("alice", false).await;
+    assert_eq!(
+        app.request("POST", "/logout", Some(&logged_out))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let renewed = app.login("bob", false).await;
+    app.advance(10 * MINUTE);
+    let response = app.me(&renewed).await;
+    assert!(set_cookie(&response).is_some(), "renewed");
+    app.advance(5 * SECOND);
+    let expired = app.login("carol", false).await;
+    app.advance(HOUR);
+    // The expired record is deleted by the first replay.
+    let first = app.me(&expired).await;
+    assert_eq!(
+        first.extensions().get::<RejectReason>(),
+        Some(&RejectReason::IdleTimeout)
+    );
+    for (name, cookie, reason) in [
+        ("after logout", &logged_out, RejectReason::Unknown),
+        ("after renewal grace", &renewed, RejectReason::Renewed),
+        ("after expiry (again)", &expired, RejectReason::Unknown),
+    ] {
+        for _ in 0..3 {
+            let (writes, calls) = (app.store.writes(), app.inner_calls());
+            let response = app.me(cookie).await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{name}");
+            assert_eq!(
+                response.extensions().get::<RejectReason>(),
+                Some(&reason),
+                "{name}"
+            );
+            assert!(clears_cookie(&response), "{name}: cookie cleared");
+            assert_eq!(app.store.writes(), writes, "{name}: no store write");
+            assert_eq!(app.inner_calls(), calls, "{name}: handler not run");
+        }
+    }
+}

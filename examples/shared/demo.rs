@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::{Form, State},
+    extract::{rejection::FormRejection, Form, Query, State},
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
@@ -13,7 +13,7 @@ use axum::{
 };
 use serde::Deserialize;
 use tower_session_lifetime::{
-    OnInvalidSession, Policy, SessionError, SessionHandle, SessionLifetimeLayer,
+    LogoutRedirects, OnInvalidSession, Policy, SessionError, SessionHandle, SessionLifetimeLayer,
 };
 
 use super::{page, SignIn};
@@ -22,9 +22,12 @@ use super::{page, SignIn};
 pub fn app(policy: Policy, layer: SessionLifetimeLayer) -> Router {
     // `Secure` stays on (the default): browsers and curl accept and resend
     // Secure cookies over plain http to 127.0.0.1 and localhost.
+    // A logout may return only to the demo's own page: `/`.
+    let redirects = LogoutRedirects::new("/").expect("`/` is a valid logout target");
     let layer = layer
         .with_policy(policy.clone())
-        .on_invalid_session(OnInvalidSession::PassThrough);
+        .on_invalid_session(OnInvalidSession::PassThrough)
+        .with_logout_redirects(redirects);
     Router::new()
         .route("/", get(home))
         .route("/login", post(login))
@@ -81,9 +84,22 @@ async fn login(
     }
 }
 
-async fn logout(State(policy): AppState, session: SessionHandle) -> Response {
-    match session.logout().await {
-        Ok(()) => Redirect::to("/").into_response(),
+/// `return_to`, from the form or the query string; the form wins.
+#[derive(Deserialize)]
+struct ReturnTo {
+    return_to: Option<String>,
+}
+
+async fn logout(
+    State(policy): AppState,
+    session: SessionHandle,
+    Query(query): Query<ReturnTo>,
+    form: Result<Form<ReturnTo>, FormRejection>,
+) -> Response {
+    let from_form = form.ok().and_then(|Form(form)| form.return_to);
+    let return_to = from_form.or(query.return_to);
+    match session.logout_and_redirect(return_to.as_deref()).await {
+        Ok(redirect) => redirect.into_response(),
         Err(err) => session_failure(&policy, &session, "sign-out", err),
     }
 }

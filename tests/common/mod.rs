@@ -16,8 +16,9 @@ use http::{header, Request, Response, StatusCode};
 use serde::Deserialize;
 use tower::ServiceExt;
 use tower_session_lifetime::{
-    LifetimeStore, ManualClock, MemoryStore, Policy, SessionError, SessionHandle, SessionKey,
-    SessionLifetimeLayer, SessionRecord, StoreError, Timestamp, TouchOutcome, UpdateOutcome,
+    LifetimeStore, ManualClock, MemoryStore, Policy, RenewOutcome, SessionError, SessionHandle,
+    SessionKey, SessionLifetimeLayer, SessionRecord, StoreError, Timestamp, TouchOutcome,
+    UpdateOutcome,
 };
 
 pub mod hardening;
@@ -191,6 +192,33 @@ impl LifetimeStore for CountingStore {
     async fn reclaim_expired(&self) -> Result<u64, StoreError> {
         self.check_up()?;
         self.memory.reclaim_expired().await
+    }
+
+    async fn renew(
+        &self,
+        old: &SessionKey,
+        expected_version: u64,
+        new: &SessionKey,
+        record: &SessionRecord,
+        grace_until: Timestamp,
+    ) -> Result<RenewOutcome, StoreError> {
+        self.wrote()?;
+        self.memory
+            .renew(old, expected_version, new, record, grace_until)
+            .await
+    }
+
+    async fn sessions_of(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        self.check_up()?;
+        self.memory.sessions_of(subject).await
+    }
+
+    async fn delete_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
+        self.wrote()?;
+        self.memory.delete_sessions_of(subject).await
     }
 }
 
