@@ -1,9 +1,14 @@
 //! `TowerSessionsStore` keeps lifetime records in a tower-sessions store: it
-//! passes the conformance suite every store runs, and tells a record it
-//! cannot read from a missing one.
+//! passes the conformance suite every store runs and the hardening checks
+//! that need no subject index, and tells a record it cannot read from a
+//! missing one.
 #![cfg(feature = "tower-sessions")]
 
+mod common;
+
 use std::collections::HashMap;
+
+use common::hardening;
 
 use tower_session_lifetime::store::conformance::{fresh_key, insert_live};
 use tower_session_lifetime::{LifetimeStore, StoreErrorKind, TowerSessionsStore};
@@ -70,4 +75,27 @@ async fn lifetime_records_and_session_data_can_share_one_store() {
         .expect("stored under its key");
     assert_eq!(under_key.data.len(), 1);
     assert_eq!(store.load(&key).await.unwrap(), Some(record));
+}
+
+#[tokio::test]
+async fn renewal_replaces_the_id_and_keeps_the_deadline_on_tower_sessions() {
+    hardening::renewal_replaces_the_id_and_keeps_the_deadline(TowerSessionsStore::new(
+        MemoryStore::default(),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_racing_touches_sticks_on_tower_sessions() {
+    hardening::logout_racing_touches_sticks(TowerSessionsStore::new(MemoryStore::default()), 1000)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_racing_requests_renews_once_on_tower_sessions() {
+    hardening::renewal_racing_requests_renews_once(
+        TowerSessionsStore::new(MemoryStore::default()),
+        300,
+    )
+    .await;
 }

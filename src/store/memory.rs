@@ -468,12 +468,16 @@ impl LifetimeStore for MemoryStore {
     /// Scans every shard, one write lock at a time, like
     /// [`sessions_of`](LifetimeStore::sessions_of).
     async fn delete_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
+        // Counts the sessions, not the pointers of renewed IDs.
         let mut deleted = 0;
         for shard in self.inner.shards.iter() {
-            let mut map = shard.write();
-            let before = map.len();
-            map.retain(|_, entry| entry.subject.as_deref() != Some(subject));
-            deleted += (before - map.len()) as u64;
+            shard.write().retain(|_, entry| {
+                let theirs = entry.subject.as_deref() == Some(subject);
+                if theirs && entry.renewed_to.is_none() {
+                    deleted += 1;
+                }
+                !theirs
+            });
         }
         Ok(deleted)
     }

@@ -276,7 +276,8 @@ pub trait LifetimeStore: Send + Sync + 'static {
     }
 
     /// Removes every record of `subject` (a logout everywhere, a password
-    /// change) and returns how many it removed. Stores without a subject
+    /// change), renewed IDs' pointers included, and returns how many
+    /// sessions it removed (pointers not counted). Stores without a subject
     /// index answer [`StoreErrorKind::Unsupported`], the default.
     async fn delete_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
         let _ = subject;

@@ -157,7 +157,7 @@ impl Queries {
             sessions_of: format!(
                 "SELECT key, {COLUMNS} FROM {t} WHERE subject = $1 AND renewed_to IS NULL"
             ),
-            delete_sessions_of: format!("DELETE FROM {t} WHERE subject = $1"),
+            delete_sessions_of: format!("DELETE FROM {t} WHERE subject = $1 RETURNING renewed_to"),
             table,
         }
     }
@@ -447,13 +447,17 @@ impl LifetimeStore for PostgresStore {
             .collect()
     }
 
+    /// Counts the sessions, not the pointers of renewed IDs it deletes too.
     async fn delete_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
-        let result = sqlx::query(&self.queries.delete_sessions_of)
+        let deleted: Vec<Option<Vec<u8>>> = sqlx::query_scalar(&self.queries.delete_sessions_of)
             .bind(subject)
-            .execute(&self.pool)
+            .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
-        Ok(result.rows_affected())
+        Ok(deleted
+            .iter()
+            .filter(|renewed_to| renewed_to.is_none())
+            .count() as u64)
     }
 }
 
