@@ -34,10 +34,7 @@ use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer};
 #[tokio::main]
 async fn main() -> ExitCode {
     shared::serve("demo", |policy| {
-        Ok(shared::demo::app(
-            policy,
-            SessionLifetimeLayer::new(MemoryStore::new()),
-        ))
+        shared::demo::app(policy, SessionLifetimeLayer::new(MemoryStore::new()))
     })
     .await
 }

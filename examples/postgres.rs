@@ -49,7 +49,7 @@ async fn main() -> ExitCode {
     }
     let _purge = store.spawn_purge(Duration::from_secs(300));
     shared::serve("postgres", |policy| {
-        Ok(shared::demo::app(policy, SessionLifetimeLayer::new(store)))
+        shared::demo::app(policy, SessionLifetimeLayer::new(store))
     })
     .await
 }

@@ -34,7 +34,7 @@ async fn main() -> ExitCode {
                 cause.unwrap_or_else(|| err.to_string())
             )
         })?;
-        Ok(shared::demo::app(policy, SessionLifetimeLayer::new(store)))
+        shared::demo::app(policy, SessionLifetimeLayer::new(store))
     })
     .await
 }

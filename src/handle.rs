@@ -491,6 +491,17 @@ impl SessionHandle {
         }
     }
 
+    /// Writes the session's deadlines into the response headers, when the
+    /// layer is configured to and the session is still live.
+    pub(crate) fn write_deadline_headers(&self, headers: &mut HeaderMap) {
+        let Some(names) = &self.inner.config.deadline_headers else {
+            return;
+        };
+        if let Some(session) = &self.state().session {
+            names.write(&session.deadlines, headers);
+        }
+    }
+
     /// For a followed cookie: the little the response needs to know of
     /// this request's session on every response.
     pub(crate) fn followed_flags(&self) -> FollowedFlags {

@@ -69,7 +69,9 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod client_script;
 mod clock;
+mod deadline_headers;
 #[cfg(feature = "axum")]
 mod extract;
 mod guessing;
@@ -81,6 +83,7 @@ mod record;
 mod rejection;
 mod session_cookie;
 mod session_lifetime;
+pub mod status;
 pub mod store;
 mod time;
 #[cfg(feature = "tower-sessions")]
@@ -88,6 +91,7 @@ mod time;
 pub mod tower_sessions;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use deadline_headers::{DeadlineHeaders, ABSOLUTE_DEADLINE_HEADER, IDLE_DEADLINE_HEADER};
 pub use guessing::{GuessLimit, GuessLimitError, DEFAULT_MAX_CLIENTS};
 pub use handle::{LogoutRedirect, MissingSessionLayer, SessionError, SessionHandle};
 pub use id::{SessionId, SessionKey, SESSION_ID_BYTES, SESSION_ID_LEN};
@@ -104,6 +108,7 @@ pub use session_cookie::{
     CookieConfigError, SessionCookie, SessionCookieBuilder, DEFAULT_COOKIE_NAME,
 };
 pub use session_lifetime::{ResponseFuture, SessionLifetime, SessionLifetimeLayer};
+pub use status::{SessionStatus, StatusEndpoint, StatusEndpointError, StatusJson};
 #[cfg(feature = "postgres")]
 pub use store::PostgresStore;
 #[cfg(feature = "redis")]

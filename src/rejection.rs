@@ -5,6 +5,7 @@ use std::fmt;
 use http::{HeaderValue, Response, StatusCode, Uri};
 
 use crate::policy::ExpiryReason;
+use crate::status::SessionStatus;
 
 /// Why the layer did not admit a request's session.
 ///
@@ -32,6 +33,9 @@ pub enum RejectReason {
     /// The ID was replaced by a [renewal](crate::PolicyBuilder::renewal_interval)
     /// and its grace period is over.
     Renewed,
+    /// The request carries no session cookie where a session is required
+    /// (a [status request](crate::status)).
+    Missing,
     /// The client presented too many unknown or forged session IDs lately
     /// (`429 Too Many Requests`, without a store lookup); see
     /// [`SessionLifetimeLayer::limit_guessing`](crate::SessionLifetimeLayer::limit_guessing).
@@ -41,7 +45,7 @@ pub enum RejectReason {
 impl RejectReason {
     /// A short stable name: `idle`, `absolute`, `unknown`, `malformed`,
     /// `forged`, `duplicated`, `store_unavailable`, `renewed`,
-    /// `too_many_guesses`.
+    /// `too_many_guesses`, `missing`.
     pub fn as_str(&self) -> &'static str {
         match self {
             RejectReason::IdleTimeout => "idle",
@@ -53,6 +57,7 @@ impl RejectReason {
             RejectReason::StoreUnavailable => "store_unavailable",
             RejectReason::Renewed => "renewed",
             RejectReason::TooManyGuesses => "too_many_guesses",
+            RejectReason::Missing => "missing",
         }
     }
 
@@ -139,6 +144,18 @@ pub enum OnStoreError {
 pub trait RejectionResponse<B>: Clone + Send + Sync + 'static {
     /// The response for `reason`.
     fn respond(&self, reason: RejectReason) -> Response<B>;
+
+    /// The answer to a [status request](crate::status) for a live session,
+    /// without the headers the layer adds (`Cache-Control: no-store`, the
+    /// deadline headers, a refreshed cookie). `None`, the default, makes the
+    /// layer answer `200 OK` with an empty body and the deadlines in the
+    /// [deadline headers](crate::DeadlineHeaders) only; [`StatusJson`](crate::StatusJson),
+    /// which [`status_endpoint`](crate::SessionLifetimeLayer::status_endpoint)
+    /// wraps around the responder, answers with JSON.
+    fn status(&self, status: &SessionStatus) -> Option<Response<B>> {
+        let _ = status;
+        None
+    }
 }
 
 /// An empty body with [`RejectReason::default_status`].

@@ -3,6 +3,7 @@
 //! `RedisStore`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::{
     extract::{rejection::FormRejection, Form, Query, State},
@@ -13,38 +14,80 @@ use axum::{
 };
 use serde::Deserialize;
 use tower_session_lifetime::{
-    LogoutRedirects, OnInvalidSession, Policy, SessionError, SessionHandle, SessionLifetimeLayer,
+    client_script, DeadlineHeaders, LogoutRedirects, OnInvalidSession, Policy, SessionError,
+    SessionHandle, SessionLifetimeLayer, StatusEndpoint,
 };
 
-use super::{page, SignIn};
+use super::{env_seconds, page_with_script, SignIn};
 
-/// The demo app, for `policy`, behind `layer` (whose store it keeps).
-pub fn app(policy: Policy, layer: SessionLifetimeLayer) -> Router {
+/// Where the layer answers the page's script: `GET` reports the deadlines
+/// without counting as activity, `POST` (the dialog's Continue) counts.
+pub const STATUS_PATH: &str = "/session/status";
+
+/// The demo app, for `policy`, behind `layer` (whose store it keeps). Its
+/// page warns `SESSION_WARNING` seconds before a deadline (default: a
+/// minute, or half the idle timeout when that is shorter).
+pub fn app(policy: Policy, layer: SessionLifetimeLayer) -> Result<Router, String> {
+    let default_warning = Duration::from_secs(60).min(policy.idle_timeout() / 2);
+    let warning = env_seconds("SESSION_WARNING")?.unwrap_or(default_warning);
     // `Secure` stays on (the default): browsers and curl accept and resend
     // Secure cookies over plain http to 127.0.0.1 and localhost.
     // A logout may return only to the demo's own page: `/`.
     let redirects = LogoutRedirects::new("/").expect("`/` is a valid logout target");
+    let status = StatusEndpoint::at(STATUS_PATH).expect("a valid status path");
     let layer = layer
         .with_policy(policy.clone())
         .on_invalid_session(OnInvalidSession::PassThrough)
-        .with_logout_redirects(redirects);
-    Router::new()
+        .with_logout_redirects(redirects)
+        .deadline_headers(DeadlineHeaders::new())
+        .status_endpoint(status);
+    let state = Arc::new(Demo {
+        script: format!(
+            r#"<script src="/session-lifetime.js" data-status-url="{STATUS_PATH}" data-logout-url="/logout" data-login-url="/" data-warn-seconds="{}"></script>"#,
+            warning.as_secs_f64()
+        ),
+        policy,
+    });
+    Ok(Router::new()
         .route("/", get(home))
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/api/me", get(me))
+        .route("/session-lifetime.js", get(client_script::serve))
         .layer(layer)
-        .with_state(Arc::new(policy))
+        .with_state(state))
 }
 
 // ---------------------------------------------------------------------------
 // Handlers
 
-/// The policy, for the page to explain how the idle deadline moves.
-type AppState = State<Arc<Policy>>;
+/// The policy, for the page to explain how the idle deadline moves, and the
+/// page's tag for the session-lifetime script.
+struct Demo {
+    policy: Policy,
+    script: String,
+}
 
-async fn home(State(policy): AppState, session: SessionHandle) -> Response {
-    page(StatusCode::OK, &policy, &session, None, SignIn::Username)
+type AppState = State<Arc<Demo>>;
+
+fn page(
+    status: StatusCode,
+    demo: &Demo,
+    session: &SessionHandle,
+    notice: Option<&str>,
+) -> Response {
+    page_with_script(
+        status,
+        &demo.policy,
+        session,
+        notice,
+        SignIn::Username,
+        &demo.script,
+    )
+}
+
+async fn home(State(demo): AppState, session: SessionHandle) -> Response {
+    page(StatusCode::OK, &demo, &session, None)
 }
 
 #[derive(Deserialize)]
@@ -56,7 +99,7 @@ struct LoginForm {
 }
 
 async fn login(
-    State(policy): AppState,
+    State(demo): AppState,
     session: SessionHandle,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -64,10 +107,9 @@ async fn login(
     if username.is_empty() {
         return page(
             StatusCode::BAD_REQUEST,
-            &policy,
+            &demo,
             &session,
             Some("Please enter a username."),
-            SignIn::Username,
         );
     }
     let remember_me = form.remember_me.as_deref() == Some("on");
@@ -75,12 +117,11 @@ async fn login(
         Ok(()) => Redirect::to("/").into_response(),
         Err(SessionError::SubjectTooLong { max, .. }) => page(
             StatusCode::BAD_REQUEST,
-            &policy,
+            &demo,
             &session,
             Some(&format!("That username is too long (at most {max} bytes).")),
-            SignIn::Username,
         ),
-        Err(err) => session_failure(&policy, &session, "sign-in", err),
+        Err(err) => session_failure(&demo, &session, "sign-in", err),
     }
 }
 
@@ -91,7 +132,7 @@ struct ReturnTo {
 }
 
 async fn logout(
-    State(policy): AppState,
+    State(demo): AppState,
     session: SessionHandle,
     Query(query): Query<ReturnTo>,
     form: Result<Form<ReturnTo>, FormRejection>,
@@ -100,13 +141,13 @@ async fn logout(
     let return_to = from_form.or(query.return_to);
     match session.logout_and_redirect(return_to.as_deref()).await {
         Ok(redirect) => redirect.into_response(),
-        Err(err) => session_failure(&policy, &session, "sign-out", err),
+        Err(err) => session_failure(&demo, &session, "sign-out", err),
     }
 }
 
 /// A store failure is `503` (try again later); anything else is a bug.
 fn session_failure(
-    policy: &Policy,
+    demo: &Demo,
     session: &SessionHandle,
     what: &str,
     err: SessionError,
@@ -117,7 +158,7 @@ fn session_failure(
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let message = format!("The {what} could not be completed. Please try again in a moment.");
-    page(status, policy, session, Some(&message), SignIn::Username)
+    page(status, demo, session, Some(&message))
 }
 
 async fn me(session: SessionHandle) -> Response {

@@ -213,6 +213,18 @@ pub fn page(
     notice: Option<&str>,
     sign_in: SignIn,
 ) -> Response {
+    page_with_script(status, policy, session, notice, sign_in, "")
+}
+
+/// [`page`], with `script` (HTML) at the end of its body.
+pub fn page_with_script(
+    status: StatusCode,
+    policy: &Policy,
+    session: &SessionHandle,
+    notice: Option<&str>,
+    sign_in: SignIn,
+    script: &str,
+) -> Response {
     let mut body = String::new();
     if let Some(notice) = notice {
         let _ = write!(body, r#"<p class="notice">{}</p>"#, escape(notice));
@@ -333,6 +345,7 @@ pub fn page(
   }});
   tick(); setInterval(tick, 1000);
 </script>
+{script}
 </body>
 </html>
 "#

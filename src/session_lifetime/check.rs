@@ -9,7 +9,7 @@ use super::finish::{call_with, Next};
 use super::Config;
 use crate::handle::{ActiveSession, SessionHandle};
 use crate::id::{SessionId, SessionKey};
-use crate::policy::{judge, Admission, Verdict};
+use crate::policy::{judge, Admission, Deadlines, Verdict};
 use crate::record::SessionRecord;
 use crate::rejection::{OnInvalidSession, OnStoreError, RejectReason, RejectionResponse};
 use crate::store::{RenewOutcome, StoreError, StoreErrorKind, TouchOutcome};
@@ -34,6 +34,16 @@ pub(crate) enum Checked {
 /// requests keep touching before it gives up and refuses.
 const STALE_RELOADS: usize = 2;
 
+/// Whether a request counts as activity. Every request does but a status
+/// `GET`, which must report the deadlines without moving them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Activity {
+    /// Touch the session when due, renew its ID when due.
+    Counts,
+    /// Write nothing to a live session.
+    Ignored,
+}
+
 /// What [`check`] starts from: a load still to do, or what the store
 /// already said.
 pub(crate) enum Loaded {
@@ -51,6 +61,7 @@ pub(crate) fn check_without_writes(
     id: &SessionId,
     key: SessionKey,
     loaded: Result<Option<SessionRecord>, StoreError>,
+    activity: Activity,
 ) -> Result<Checked, Loaded> {
     let record = match loaded {
         Ok(Some(record)) => record,
@@ -71,22 +82,30 @@ pub(crate) fn check_without_writes(
     if record.renewed_to.is_some() {
         return Err(Loaded::Record(Box::new(record)));
     }
-    match judge(&config.policy, &record, config.clock.now()) {
+    let deadlines = match judge(&config.policy, &record, config.clock.now()) {
+        Verdict::Admitted(_) if activity == Activity::Ignored => stored_deadlines(config, &record),
         Verdict::Admitted(admission) if !admission.touch && !renewal_due(config, &admission) => {
-            Ok(Checked::Admitted {
-                session: ActiveSession {
-                    id: id.clone(),
-                    key,
-                    record,
-                    deadlines: admission.deadlines,
-                    in_grace: false,
-                },
-                touched: false,
-                renewed: false,
-            })
+            admission.deadlines
         }
-        _ => Err(Loaded::Record(Box::new(record))),
-    }
+        _ => return Err(Loaded::Record(Box::new(record))),
+    };
+    Ok(Checked::Admitted {
+        session: ActiveSession {
+            id: id.clone(),
+            key,
+            record,
+            deadlines,
+            in_grace: false,
+        },
+        touched: false,
+        renewed: false,
+    })
+}
+
+/// The deadlines of `record` from its stored activity, as `judge` enforces
+/// them: what a request that is not activity reports.
+fn stored_deadlines(config: &Config, record: &SessionRecord) -> Deadlines {
+    Deadlines::of(&record.limits.tightest(config.policy.limits()), record)
 }
 
 /// How many renewal pointers a request follows at most: a pointer lives for
@@ -100,14 +119,16 @@ fn renewal_due(config: &Config, admission: &Admission) -> bool {
 }
 
 /// Loads (unless it is `loaded` already) and judges the session `id`;
-/// deletes it if it has expired, writes its activity if the throttle says
-/// so, renews its ID when due. An ID replaced by a renewal is admitted as
-/// the session it moved to during the grace period, and refused after.
+/// deletes it if it has expired; when the request is activity, writes its
+/// activity if the throttle says so and renews its ID when due. An ID
+/// replaced by a renewal is admitted as the session it moved to during the
+/// grace period, and refused after.
 pub(crate) async fn check(
     config: Arc<Config>,
     id: SessionId,
     mut key: SessionKey,
     mut loaded: Loaded,
+    activity: Activity,
 ) -> Checked {
     let mut reloads = 0;
     let mut pointers = 0;
@@ -117,6 +138,11 @@ pub(crate) async fn check(
         let (found, touched) = match std::mem::replace(&mut loaded, Loaded::NotYet) {
             Loaded::Record(record) => (Some(*record), None),
             Loaded::Missing => (None, None),
+            Loaded::NotYet if activity == Activity::Ignored => match config.store.load(&key).await
+            {
+                Ok(found) => (found, None),
+                Err(error) => return Checked::StoreFailed { error, id },
+            },
             // One round trip: the store touches the session itself when a
             // touch is due.
             Loaded::NotYet => match config.store.load_and_touch(&key, &config.policy, now).await {
@@ -175,6 +201,19 @@ pub(crate) async fn check(
             }
         }
     };
+    if activity == Activity::Ignored {
+        return Checked::Admitted {
+            session: ActiveSession {
+                id,
+                key,
+                deadlines: stored_deadlines(&config, &record),
+                record,
+                in_grace,
+            },
+            touched: false,
+            renewed: false,
+        };
+    }
     if admission.touch && touched.is_none() {
         // Due, and the store did not write it (the record came from a
         // synchronous load, or the store rounds its limits).
@@ -352,7 +391,7 @@ where
 
 /// Counts a refused cookie against its client when it looks like a guess:
 /// an ID the store does not have, a forged or malformed one.
-fn count_guess<ReqBody>(config: &Config, request: &Request<ReqBody>, reason: RejectReason) {
+pub(crate) fn count_guess<ReqBody>(config: &Config, request: &Request<ReqBody>, reason: RejectReason) {
     let guess = matches!(
         reason,
         RejectReason::Unknown | RejectReason::Forged | RejectReason::Malformed

@@ -75,6 +75,7 @@ impl<R> Finish<R> {
             // Only a followed cookie gives other edits.
             (_, None) => self.handle.write_cookie(response.headers_mut()),
         }
+        self.handle.write_deadline_headers(response.headers_mut());
         if let Some(reason) = self.rejected {
             response.extensions_mut().insert(reason);
         }

@@ -12,6 +12,7 @@ use tower_service::Service;
 
 use super::check::{after_check, Checked};
 use super::finish::{Finish, Next};
+use super::status;
 use super::follow::{CookieEdit, Settle};
 use super::Config;
 use crate::rejection::RejectionResponse;
@@ -42,6 +43,11 @@ pin_project! {
             // the future stays small for the rest.
             pending: Option<Box<Pending<S, ReqBody, R>>>,
         },
+        // A status request waiting for the store; the layer answers it.
+        CheckingStatus {
+            check: CheckFuture,
+            pending: Option<Box<PendingStatus<ReqBody, R>>>,
+        },
         Calling {
             #[pin]
             future: S::Future,
@@ -67,10 +73,44 @@ struct Pending<S, ReqBody, R> {
     responder: R,
 }
 
+struct PendingStatus<ReqBody, R> {
+    request: Request<ReqBody>,
+    config: Arc<Config>,
+    responder: R,
+}
+
 impl<S, ReqBody, R> ResponseFuture<S, ReqBody, R>
 where
     S: Service<Request<ReqBody>>,
 {
+    /// A response the layer gives without calling the inner service.
+    pub(crate) fn answered(response: S::Response) -> Self {
+        ResponseFuture {
+            state: State::Answered {
+                response: Some(response),
+            },
+        }
+    }
+
+    /// A status request, answered once its session is checked.
+    pub(crate) fn checking_status(
+        check: CheckFuture,
+        request: Request<ReqBody>,
+        config: Arc<Config>,
+        responder: R,
+    ) -> Self {
+        ResponseFuture {
+            state: State::CheckingStatus {
+                check,
+                pending: Some(Box::new(PendingStatus {
+                    request,
+                    config,
+                    responder,
+                })),
+            },
+        }
+    }
+
     pub(crate) fn checking(
         check: CheckFuture,
         inner: S,
@@ -133,6 +173,18 @@ where
                     let next = after_check(&config, &responder, request, checked);
                     let next = ResponseFuture::from_next(next, &mut inner);
                     this.state.set(next.state);
+                }
+                StateProj::CheckingStatus { check, pending } => {
+                    let checked = ready!(check.as_mut().poll(cx));
+                    let PendingStatus {
+                        request,
+                        config,
+                        responder,
+                    } = *pending
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    let response = status::answer(&config, &responder, &request, checked);
+                    return Poll::Ready(Ok(response));
                 }
                 StateProj::Calling { future, finish } => {
                     let mut response = ready!(future.poll(cx))?;

@@ -6,11 +6,13 @@ use tower_layer::Layer;
 
 use super::{Config, SessionLifetime};
 use crate::clock::{Clock, SystemClock};
+use crate::deadline_headers::DeadlineHeaders;
 use crate::guessing::{GuessCounter, GuessLimit};
 use crate::logout_redirect::LogoutRedirects;
 use crate::policy::Policy;
 use crate::rejection::{DefaultRejection, OnInvalidSession, OnStoreError};
 use crate::session_cookie::SessionCookie;
+use crate::status::{StatusEndpoint, StatusJson};
 use crate::store::LifetimeStore;
 
 /// Enforces session lifetimes before the inner service runs.
@@ -64,6 +66,8 @@ impl SessionLifetimeLayer {
                 session_data: None,
                 guesses: None,
                 logout_redirects: LogoutRedirects::new("/").expect("`/` is a valid target"),
+                deadline_headers: None,
+                status: None,
             }),
             responder: DefaultRejection,
         }
@@ -88,6 +92,55 @@ impl<R> SessionLifetimeLayer<R> {
     pub fn with_logout_redirects(mut self, redirects: LogoutRedirects) -> Self {
         self.config_mut().logout_redirects = redirects;
         self
+    }
+
+    /// Puts the session's deadlines into the headers of every response to
+    /// a request whose session is live when the response leaves (see
+    /// [`DeadlineHeaders`]: `Session-Idle-Expires`, `Session-Expires`, Unix
+    /// seconds), so that a page's script can warn before the idle deadline.
+    /// Off by default.
+    ///
+    /// ```
+    /// use tower_session_lifetime::{DeadlineHeaders, MemoryStore, SessionLifetimeLayer};
+    ///
+    /// let layer = SessionLifetimeLayer::new(MemoryStore::new()).deadline_headers(DeadlineHeaders::new());
+    /// # let _ = layer;
+    /// ```
+    pub fn deadline_headers(mut self, headers: DeadlineHeaders) -> Self {
+        self.config_mut().deadline_headers = Some(headers);
+        self
+    }
+
+    /// Answers status requests at `endpoint` itself, before the inner
+    /// service: `GET` reports the deadlines as JSON **without** counting as
+    /// activity, `POST` counts as activity and reports them; see the
+    /// [`status`](crate::status) module. Off by default.
+    ///
+    /// The responder is wrapped in [`StatusJson`], which needs a response
+    /// body buildable from a `String` (axum's `Body`, `Full<Bytes>`). Call
+    /// [`reject_with`](SessionLifetimeLayer::reject_with) before this: a
+    /// responder given afterwards replaces the wrapper, and status requests
+    /// are then answered with the deadline headers and an empty body.
+    ///
+    /// ```
+    /// use axum::{routing::get, Router};
+    /// use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer, StatusEndpoint};
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/", get(|| async { "hello" }))
+    ///     .layer(
+    ///         SessionLifetimeLayer::new(MemoryStore::new())
+    ///             .status_endpoint(StatusEndpoint::at("/session/status")?),
+    ///     );
+    /// # let _ = app;
+    /// # Ok::<(), tower_session_lifetime::StatusEndpointError>(())
+    /// ```
+    pub fn status_endpoint(mut self, endpoint: StatusEndpoint) -> SessionLifetimeLayer<StatusJson<R>> {
+        self.config_mut().status = Some(endpoint);
+        SessionLifetimeLayer {
+            config: self.config,
+            responder: StatusJson(self.responder),
+        }
     }
 
     /// The lifetime rules. Default: [`Policy::default()`].
@@ -224,6 +277,8 @@ impl<R> std::fmt::Debug for SessionLifetimeLayer<R> {
             .field("on_store_error", &self.config.on_store_error)
             .field("followed", &self.config.followed)
             .field("deletes_data", &self.config.session_data.is_some())
+            .field("deadline_headers", &self.config.deadline_headers)
+            .field("status", &self.config.status)
             .finish_non_exhaustive()
     }
 }

@@ -26,6 +26,7 @@ mod follow;
 mod future;
 mod layer;
 mod service;
+mod status;
 
 use std::sync::Arc;
 
@@ -36,12 +37,14 @@ pub use service::SessionLifetime;
 use async_trait::async_trait;
 
 use crate::clock::Clock;
+use crate::deadline_headers::DeadlineHeaders;
 use crate::guessing::GuessCounter;
 use crate::id::{SessionId, SessionKey};
 use crate::logout_redirect::LogoutRedirects;
 use crate::policy::Policy;
 use crate::rejection::{OnInvalidSession, OnStoreError};
 use crate::session_cookie::SessionCookie;
+use crate::status::StatusEndpoint;
 use crate::store::{LifetimeStore, StoreError};
 
 /// Everything the layer was configured with at startup, shared by every
@@ -63,6 +66,10 @@ pub(crate) struct Config {
     pub(crate) guesses: Option<Arc<GuessCounter>>,
     /// Where a logout may redirect.
     pub(crate) logout_redirects: LogoutRedirects,
+    /// The headers that carry an admitted session's deadlines, when on.
+    pub(crate) deadline_headers: Option<DeadlineHeaders>,
+    /// Where the layer answers status requests itself, when on.
+    pub(crate) status: Option<StatusEndpoint>,
 }
 
 impl Config {

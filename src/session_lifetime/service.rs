@@ -6,11 +6,14 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::check::{after_check, check, check_without_writes, refuse, too_many_guesses, Loaded};
+use super::check::{
+    after_check, check, check_without_writes, refuse, too_many_guesses, Activity, Loaded,
+};
 use super::finish::{call_with, Next};
+use super::status::{self, method_not_allowed, status_request, StatusRequest};
 use super::{Config, ResponseFuture};
 use crate::handle::SessionHandle;
-use crate::rejection::RejectionResponse;
+use crate::rejection::{RejectReason, RejectionResponse};
 use crate::session_cookie::CookieLookup;
 
 /// The service [`SessionLifetimeLayer`](crate::SessionLifetimeLayer) wraps
@@ -38,6 +41,58 @@ impl<S, R> SessionLifetime<S, R> {
     }
 }
 
+impl<S, R> SessionLifetime<S, R> {
+    /// Answers a status request: the same check as any request (no writes
+    /// to a live session unless `activity` counts), then the layer's own
+    /// answer instead of the inner service's.
+    fn status<ReqBody, ResBody>(
+        &mut self,
+        request: Request<ReqBody>,
+        activity: Activity,
+    ) -> ResponseFuture<S, ReqBody, R>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        ResBody: Default,
+        R: RejectionResponse<ResBody>,
+    {
+        let config = &self.config;
+        let responder = &self.responder;
+        let id = match config.cookie.read(request.headers()) {
+            CookieLookup::Absent => {
+                return ResponseFuture::answered(status::refused(responder, RejectReason::Missing))
+            }
+            CookieLookup::Rejected(reason) => {
+                let response = match too_many_guesses(config, responder, &request) {
+                    Some(response) => response,
+                    None => status::refused_cookie(config, responder, &request, reason),
+                };
+                return ResponseFuture::answered(response);
+            }
+            CookieLookup::Found(id) => id,
+        };
+        if let Some(response) = too_many_guesses(config, responder, &request) {
+            return ResponseFuture::answered(response);
+        }
+        let key = id.key();
+        let mut loaded = Loaded::NotYet;
+        if let Some(now) = config.store.try_load_now(&key) {
+            match check_without_writes(config, &id, key, now, activity) {
+                Ok(checked) => {
+                    let response = status::answer(config, responder, &request, checked);
+                    return ResponseFuture::answered(response);
+                }
+                Err(store_said) => loaded = store_said,
+            }
+        }
+        ResponseFuture::checking_status(
+            Box::pin(check(Arc::clone(config), id, key, loaded, activity)),
+            request,
+            Arc::clone(config),
+            responder.clone(),
+        )
+    }
+}
+
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for SessionLifetime<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
@@ -53,6 +108,13 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let activity = match status_request(&self.config, &request) {
+            StatusRequest::No => Activity::Counts,
+            StatusRequest::Report(activity) => return self.status(request, activity),
+            StatusRequest::MethodNotAllowed => {
+                return ResponseFuture::answered(method_not_allowed());
+            }
+        };
         let lookup = self.config.cookie.read(request.headers());
         if !matches!(lookup, CookieLookup::Absent) {
             if let Some(response) = too_many_guesses(&self.config, &self.responder, &request) {
@@ -79,7 +141,7 @@ where
                 let key = id.key();
                 let mut loaded = Loaded::NotYet;
                 if let Some(now) = self.config.store.try_load_now(&key) {
-                    match check_without_writes(&self.config, &id, key, now) {
+                    match check_without_writes(&self.config, &id, key, now, activity) {
                         Ok(checked) => {
                             let next = after_check(&self.config, &self.responder, request, checked);
                             return ResponseFuture::from_next(next, &mut self.inner);
@@ -93,7 +155,7 @@ where
                 let ready = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, ready);
                 return ResponseFuture::checking(
-                    Box::pin(check(Arc::clone(&self.config), id, key, loaded)),
+                    Box::pin(check(Arc::clone(&self.config), id, key, loaded, activity)),
                     ready,
                     request,
                     Arc::clone(&self.config),
