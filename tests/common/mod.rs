@@ -275,20 +275,36 @@ impl TestApp {
         store: CountingStore,
         configure: impl FnOnce(SessionLifetimeLayer) -> SessionLifetimeLayer,
     ) -> Self {
-        let layer = configure(
-            SessionLifetimeLayer::from_shared_store(Arc::new(store.clone()))
-                .with_clock(clock.clone()),
-        );
+        TestApp::routed_sharing(clock, store, |routes, layer| {
+            routes.layer(configure(layer))
+        })
+    }
+
+    /// The app with a lifetime layer that `apply` configures and applies to
+    /// the routes itself, for a layer whose type configuration changed
+    /// (clock and store are already set).
+    pub fn routed(apply: impl FnOnce(Router, SessionLifetimeLayer) -> Router) -> Self {
+        let clock = ManualClock::new(START);
+        let store = CountingStore::new(&clock);
+        TestApp::routed_sharing(clock, store, apply)
+    }
+
+    fn routed_sharing(
+        clock: ManualClock,
+        store: CountingStore,
+        apply: impl FnOnce(Router, SessionLifetimeLayer) -> Router,
+    ) -> Self {
+        let layer = SessionLifetimeLayer::from_shared_store(Arc::new(store.clone()))
+            .with_clock(clock.clone());
         let inner_calls = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&inner_calls);
-        let router = routes()
-            .layer(axum::middleware::from_fn(
-                move |request: Request<Body>, next: axum::middleware::Next| {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    next.run(request)
-                },
-            ))
-            .layer(layer);
+        let routes = routes().layer(axum::middleware::from_fn(
+            move |request: Request<Body>, next: axum::middleware::Next| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                next.run(request)
+            },
+        ));
+        let router = apply(routes, layer);
         TestApp {
             router,
             clock,
