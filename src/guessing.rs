@@ -39,7 +39,7 @@ pub const DEFAULT_MAX_CLIENTS: usize = 65_536;
 type ClientOf = dyn Fn(&HeaderMap, &Extensions) -> Option<IpAddr> + Send + Sync;
 
 /// How many unknown or forged session IDs one client may present in a
-/// window of time; see the [module docs](self) and
+/// window of time; see
 /// [`SessionLifetimeLayer::limit_guessing`](crate::SessionLifetimeLayer::limit_guessing).
 ///
 /// Counted: cookies naming a session the store does not have (unknown,

@@ -113,8 +113,7 @@ async fn admitted_responses_carry_both_deadlines_as_unix_seconds() {
 }
 
 #[tokio::test]
-async fn without_an_absolute_timeout_only_the_idle_header_is_sent_and_headers_are_off_by_default()
-{
+async fn without_an_absolute_timeout_only_the_idle_header_is_sent_and_headers_are_off_by_default() {
     let unbounded = Policy::builder()
         .idle_timeout(IDLE)
         .no_absolute_timeout()
@@ -159,7 +158,10 @@ async fn a_status_get_reports_the_deadlines_without_moving_them() {
                 json["idle_expires_at"],
                 unix_secs(START.saturating_add(IDLE))
             );
-            assert_eq!(json["expires_at"], unix_secs(START.saturating_add(ABSOLUTE)));
+            assert_eq!(
+                json["expires_at"],
+                unix_secs(START.saturating_add(ABSOLUTE))
+            );
             assert_eq!(json["remember_me"], false);
             assert_eq!(
                 json["now"],
@@ -245,7 +247,11 @@ async fn a_status_request_without_a_live_session_is_401_whatever_other_paths_get
             assert_eq!(no_cookie.headers()[header::CACHE_CONTROL], "no-store");
 
             let malformed = app
-                .request("GET", STATUS, Some(&format!("{DEFAULT_COOKIE_NAME}=not-an-id")))
+                .request(
+                    "GET",
+                    STATUS,
+                    Some(&format!("{DEFAULT_COOKIE_NAME}=not-an-id")),
+                )
                 .await;
             assert_eq!(malformed.status(), StatusCode::UNAUTHORIZED);
             assert!(clears_cookie(&malformed));

@@ -409,7 +409,7 @@ impl PolicyBuilder {
     /// At most `max` live sessions per subject (user). A login beyond it
     /// ends the subject's oldest sessions, or is refused, as `at_limit`
     /// says. Needs a store that lists a subject's sessions (every store of
-    /// this crate but [`TowerSessionsStore`](crate::tower_sessions)); with
+    /// this crate but `TowerSessionsStore`); with
     /// others, the login fails with a store error of kind
     /// [`Unsupported`](crate::StoreErrorKind::Unsupported). Zero is refused
     /// by [`build`](PolicyBuilder::build). No limit by default.

@@ -138,11 +138,12 @@ pub(crate) async fn check(
         let (found, touched) = match std::mem::replace(&mut loaded, Loaded::NotYet) {
             Loaded::Record(record) => (Some(*record), None),
             Loaded::Missing => (None, None),
-            Loaded::NotYet if activity == Activity::Ignored => match config.store.load(&key).await
-            {
-                Ok(found) => (found, None),
-                Err(error) => return Checked::StoreFailed { error, id },
-            },
+            Loaded::NotYet if activity == Activity::Ignored => {
+                match config.store.load(&key).await {
+                    Ok(found) => (found, None),
+                    Err(error) => return Checked::StoreFailed { error, id },
+                }
+            }
             // One round trip: the store touches the session itself when a
             // touch is due.
             Loaded::NotYet => match config.store.load_and_touch(&key, &config.policy, now).await {
@@ -391,7 +392,11 @@ where
 
 /// Counts a refused cookie against its client when it looks like a guess:
 /// an ID the store does not have, a forged or malformed one.
-pub(crate) fn count_guess<ReqBody>(config: &Config, request: &Request<ReqBody>, reason: RejectReason) {
+pub(crate) fn count_guess<ReqBody>(
+    config: &Config,
+    request: &Request<ReqBody>,
+    reason: RejectReason,
+) {
     let guess = matches!(
         reason,
         RejectReason::Unknown | RejectReason::Forged | RejectReason::Malformed

@@ -480,6 +480,8 @@ mod tests {
             session_data: None,
             guesses: None,
             logout_redirects: crate::LogoutRedirects::new("/").unwrap(),
+            deadline_headers: None,
+            status: None,
         }
     }
 

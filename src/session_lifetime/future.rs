@@ -12,8 +12,8 @@ use tower_service::Service;
 
 use super::check::{after_check, Checked};
 use super::finish::{Finish, Next};
-use super::status;
 use super::follow::{CookieEdit, Settle};
+use super::status;
 use super::Config;
 use crate::rejection::RejectionResponse;
 

@@ -135,7 +135,10 @@ impl<R> SessionLifetimeLayer<R> {
     /// # let _ = app;
     /// # Ok::<(), tower_session_lifetime::StatusEndpointError>(())
     /// ```
-    pub fn status_endpoint(mut self, endpoint: StatusEndpoint) -> SessionLifetimeLayer<StatusJson<R>> {
+    pub fn status_endpoint(
+        mut self,
+        endpoint: StatusEndpoint,
+    ) -> SessionLifetimeLayer<StatusJson<R>> {
         self.config_mut().status = Some(endpoint);
         SessionLifetimeLayer {
             config: self.config,

@@ -67,7 +67,9 @@ where
             touched,
             renewed,
         } => (session, touched, renewed),
-        Checked::Refused { reason, .. } => return refused_cookie(config, responder, request, reason),
+        Checked::Refused { reason, .. } => {
+            return refused_cookie(config, responder, request, reason)
+        }
         Checked::StoreFailed { error, .. } => {
             tracing::warn!(error = %error, "session store failed; status not known");
             return refused(responder, RejectReason::StoreUnavailable);
@@ -102,7 +104,10 @@ pub(crate) fn refused_cookie<ReqBody, ResBody, R: RejectionResponse<ResBody>>(
     request: &Request<ReqBody>,
     reason: RejectReason,
 ) -> Response<ResBody> {
-    tracing::info!(reason = reason.as_str(), "status request: session not admitted");
+    tracing::info!(
+        reason = reason.as_str(),
+        "status request: session not admitted"
+    );
     count_guess(config, request, reason);
     let mut response = refused(responder, reason);
     config.cookie.append_removal(response.headers_mut());

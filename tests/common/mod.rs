@@ -275,9 +275,7 @@ impl TestApp {
         store: CountingStore,
         configure: impl FnOnce(SessionLifetimeLayer) -> SessionLifetimeLayer,
     ) -> Self {
-        TestApp::routed_sharing(clock, store, |routes, layer| {
-            routes.layer(configure(layer))
-        })
+        TestApp::routed_sharing(clock, store, |routes, layer| routes.layer(configure(layer)))
     }
 
     /// The app with a lifetime layer that `apply` configures and applies to
