@@ -11,6 +11,8 @@
 //! - `bare`: the router, no layer (the cookie header is sent but ignored);
 //! - `session_lifetime`: `SessionLifetimeLayer::new(MemoryStore::new())`,
 //!   default policy, a live session; the handler returns the subject;
+//! - `session_lifetime_browser`: the same, with the browser side on
+//!   (`deadline_headers` and a `status_endpoint`): the headers' cost;
 //! - `session_lifetime_layer_only`: the same, with the bare handler, which
 //!   never looks at the session: the middleware alone, without the cost of
 //!   an axum extractor;
@@ -38,7 +40,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use criterion::{criterion_group, Criterion};
 use tower::ServiceExt;
-use tower_session_lifetime::{MemoryStore, SessionHandle, SessionLifetimeLayer};
+use tower_session_lifetime::{
+    DeadlineHeaders, MemoryStore, SessionHandle, SessionLifetimeLayer, StatusEndpoint,
+};
 use tower_sessions::cookie::time;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
@@ -153,6 +157,30 @@ fn overhead(c: &mut Criterion) {
     assert_eq!(status, StatusCode::OK, "session_lifetime: not admitted");
     assert_eq!(body, SUBJECT, "session_lifetime: no active session seen");
 
+    // session_lifetime_browser: the same, with the browser side on: the
+    // deadline headers on every response and a status endpoint (whose path
+    // each request is compared with).
+    let browser: Router = Router::new()
+        .route("/", get(lifetime_me))
+        .route("/login", post(lifetime_login))
+        .layer(
+            SessionLifetimeLayer::new(MemoryStore::new())
+                .deadline_headers(DeadlineHeaders::new())
+                .status_endpoint(StatusEndpoint::at("/session/status").expect("a valid path")),
+        )
+        .with_state(());
+    let browser_cookie = rt.block_on(cookie_from_login(&browser, Method::POST, "/login"));
+    let (status, body) = rt.block_on(probe(&browser, &browser_cookie));
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "session_lifetime_browser: not admitted"
+    );
+    assert_eq!(
+        body, SUBJECT,
+        "session_lifetime_browser: no active session seen"
+    );
+
     // session_lifetime_layer_only: the same layer, but the handler is the
     // bare one and never looks at the session: the middleware alone,
     // without the cost of an axum extractor in the handler. The default
@@ -235,6 +263,7 @@ fn overhead(c: &mut Criterion) {
     let variants = [
         ("bare", &bare, &lifetime_cookie),
         ("session_lifetime", &lifetime, &lifetime_cookie),
+        ("session_lifetime_browser", &browser, &browser_cookie),
         (
             "session_lifetime_layer_only",
             &layer_only,
@@ -364,6 +393,13 @@ fn print_summary(run_started: SystemTime) {
         layer.cell(),
         layer_overhead
     );
+    if let Some(browser) = estimate_ns(&dir, "session_lifetime_browser", run_started) {
+        println!(
+            "| + `SessionLifetimeLayer` with deadline headers and a status endpoint | {} | {:.0} ns |",
+            browser.cell(),
+            browser.point - bare.point
+        );
+    }
     if let Some(layer_only) = estimate_ns(&dir, "session_lifetime_layer_only", run_started) {
         println!(
             "| + `SessionLifetimeLayer`, handler as bare (no extractor) | {} | {:.0} ns |",

@@ -13,6 +13,8 @@
 //! # let _ = app;
 //! ```
 
+use std::fmt;
+
 use http::header::ACCESS_CONTROL_EXPOSE_HEADERS;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -33,7 +35,10 @@ pub const ABSOLUTE_DEADLINE_HEADER: &str = "session-expires";
 ///
 /// Both are Unix seconds, rounded down: a script that acts at that second
 /// is never late. A response whose request ended its session (a logout)
-/// carries neither; a login's response carries the new session's.
+/// carries neither; a login's response carries the new session's. With a
+/// [followed cookie](crate::SessionLifetimeLayer::follow_tower_sessions), a
+/// response on which the other layer starts, renews or ends the session
+/// carries neither; the next request's response does.
 ///
 /// A same-origin script reads them from any `fetch` response. For a
 /// script on another origin (behind CORS), either list them in your CORS
@@ -45,9 +50,10 @@ pub const ABSOLUTE_DEADLINE_HEADER: &str = "session-expires";
 /// use tower_session_lifetime::DeadlineHeaders;
 ///
 /// let headers = DeadlineHeaders::new()
-///     .names(HeaderName::from_static("x-idle-deadline"), HeaderName::from_static("x-deadline"))
+///     .names(HeaderName::from_static("x-idle-deadline"), HeaderName::from_static("x-deadline"))?
 ///     .expose_to_cross_origin_scripts();
 /// assert_eq!(headers.idle_name(), "x-idle-deadline");
+/// # Ok::<(), tower_session_lifetime::SameHeaderNameError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct DeadlineHeaders {
@@ -74,17 +80,33 @@ impl DeadlineHeaders {
         }
     }
 
-    /// Other names for the idle and the absolute deadline headers.
-    pub fn names(mut self, idle: HeaderName, absolute: HeaderName) -> Self {
+    /// Other names for the idle and the absolute deadline headers; one name
+    /// for both is an error.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use tower_session_lifetime::DeadlineHeaders;
+    ///
+    /// let name = HeaderName::from_static("x-deadline");
+    /// assert!(DeadlineHeaders::new().names(name.clone(), name).is_err());
+    /// ```
+    pub fn names(
+        mut self,
+        idle: HeaderName,
+        absolute: HeaderName,
+    ) -> Result<Self, SameHeaderNameError> {
+        if idle == absolute {
+            return Err(SameHeaderNameError { name: idle });
+        }
         let expose = self.expose.is_some();
         self.idle = idle;
         self.absolute = absolute;
         self.expose = None;
-        if expose {
+        Ok(if expose {
             self.expose_to_cross_origin_scripts()
         } else {
             self
-        }
+        })
     }
 
     /// Also appends `Access-Control-Expose-Headers` naming both headers, so
@@ -130,6 +152,24 @@ impl DeadlineHeaders {
     }
 }
 
+/// [`DeadlineHeaders::names`] was given one name for both deadlines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SameHeaderNameError {
+    name: HeaderName,
+}
+
+impl fmt::Display for SameHeaderNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the idle and the absolute deadline headers are both named {:?}",
+            self.name.as_str()
+        )
+    }
+}
+
+impl std::error::Error for SameHeaderNameError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +198,7 @@ mod tests {
                 HeaderName::from_static("x-idle"),
                 HeaderName::from_static("x-max"),
             )
+            .unwrap()
             .write(&deadlines, &mut headers);
         assert_eq!(headers["x-idle"], "1700000000");
         assert_eq!(headers["x-max"], "1700003600");

@@ -91,7 +91,9 @@ mod time;
 pub mod tower_sessions;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use deadline_headers::{DeadlineHeaders, ABSOLUTE_DEADLINE_HEADER, IDLE_DEADLINE_HEADER};
+pub use deadline_headers::{
+    DeadlineHeaders, SameHeaderNameError, ABSOLUTE_DEADLINE_HEADER, IDLE_DEADLINE_HEADER,
+};
 pub use guessing::{GuessLimit, GuessLimitError, DEFAULT_MAX_CLIENTS};
 pub use handle::{LogoutRedirect, MissingSessionLayer, SessionError, SessionHandle};
 pub use id::{SessionId, SessionKey, SESSION_ID_BYTES, SESSION_ID_LEN};

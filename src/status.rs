@@ -8,9 +8,13 @@
 //!
 //! - `GET` (and `HEAD`) report the deadlines **without** touching the
 //!   session: no activity, no renewal, no `Set-Cookie`;
-//! - `POST` counts as activity (the dialog's **Continue**), then reports
-//!   the moved deadlines;
-//! - anything else is `405 Method Not Allowed`.
+//! - `POST` counts as activity (the dialog's **Continue**), even within the
+//!   [touch granularity](crate::Policy::touch_granularity), then reports
+//!   the moved deadlines; a `POST` that a browser marks as sent from
+//!   another site (`Sec-Fetch-Site: cross-site` or `same-site`) is refused
+//!   with `403`, so no other page can keep a user's session alive;
+//! - `OPTIONS` goes to the inner service (a CORS layer inside answers
+//!   preflights); anything else is `405 Method Not Allowed`.
 //!
 //! A live session answers `200` with JSON, `Cache-Control: no-store`:
 //!
@@ -20,10 +24,18 @@
 //!
 //! (Unix seconds, rounded down; `expires_at` is `null` without an absolute
 //! timeout; `now` is the server's clock, so a script can allow for its own.)
-//! A missing, expired, unknown or unusable session answers `401` (whatever
-//! [`OnInvalidSession`](crate::OnInvalidSession) says for other paths: a
-//! script wants a status, not a redirect), with the stale cookie cleared and
-//! an expired session deleted; a store failure answers `503`.
+//! A missing, expired, unknown or unusable session is refused with what
+//! the layer's responder builds for its [`RejectReason`] (by default `401`,
+//! whatever [`OnInvalidSession`](crate::OnInvalidSession) says for other
+//! paths: a script wants a status, not a redirect), with the stale cookie
+//! cleared and an expired session deleted; a store failure with `503`, and
+//! a client over its [guessing limit](crate::SessionLifetimeLayer::limit_guessing)
+//! with `429`.
+//!
+//! With a [followed cookie](crate::SessionLifetimeLayer::follow_tower_sessions)
+//! the inner session layer never sees a status request: a `POST` moves the
+//! lifetime, not an expiry that tower-sessions keeps of its own (leave that
+//! off; the layer owns the lifetimes).
 //!
 //! ```
 //! use axum::{routing::get, Router};
@@ -175,7 +187,12 @@ where
         self.0.respond(reason)
     }
 
+    /// The wrapped responder's status answer if it builds one, else the
+    /// JSON of [`SessionStatus::to_json`].
     fn status(&self, status: &SessionStatus) -> Option<Response<B>> {
+        if let Some(response) = self.0.status(status) {
+            return Some(response);
+        }
         let mut response = Response::new(B::from(status.to_json()));
         *response.status_mut() = StatusCode::OK;
         response

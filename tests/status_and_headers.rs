@@ -15,8 +15,8 @@ use common::{
 use http::{header, StatusCode};
 use serde_json::Value;
 use tower_session_lifetime::{
-    DeadlineHeaders, OnInvalidSession, Policy, RejectReason, StatusEndpoint, Timestamp,
-    ABSOLUTE_DEADLINE_HEADER, DEFAULT_COOKIE_NAME, IDLE_DEADLINE_HEADER,
+    DeadlineHeaders, OnInvalidSession, Policy, RejectReason, RejectionResponse, SessionStatus,
+    StatusEndpoint, Timestamp, ABSOLUTE_DEADLINE_HEADER, DEFAULT_COOKIE_NAME, IDLE_DEADLINE_HEADER,
 };
 
 const STATUS: &str = "/session/status";
@@ -293,12 +293,19 @@ async fn other_methods_are_405_and_other_paths_reach_the_app() {
     let response = app.request("DELETE", STATUS, Some(&cookie)).await;
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(response.headers()[header::ALLOW], "GET, HEAD, POST");
+    app.advance(5 * MINUTE);
+    let writes = app.store.writes();
     let head = app.request("HEAD", STATUS, Some(&cookie)).await;
     assert_eq!(head.status(), StatusCode::OK);
-    // A neighbour of the path is the app's (here: no such route).
+    assert_eq!(app.store.writes(), writes, "a HEAD is not activity either");
+    assert_eq!(app.inner_calls(), 1);
+    // A CORS preflight is the app's (here: no such route), and so is a
+    // neighbour of the path.
+    let preflight = app.request("OPTIONS", STATUS, None).await;
+    assert_eq!(preflight.status(), StatusCode::NOT_FOUND);
     let neighbour = app.request("GET", "/session/status/", Some(&cookie)).await;
     assert_eq!(neighbour.status(), StatusCode::NOT_FOUND);
-    assert_eq!(app.inner_calls(), 2);
+    assert_eq!(app.inner_calls(), 3);
 }
 
 #[tokio::test]
@@ -328,42 +335,146 @@ async fn only_a_status_post_renews_a_due_id() {
 
 #[tokio::test]
 async fn a_remember_me_session_reports_it_and_a_post_refreshes_its_cookie() {
-    let app = status_app(policy(IDLE, ABSOLUTE), true);
-    let cookie = app.login("alice", true).await;
-    app.advance(HOUR);
-    let json = status_json(app.request("GET", STATUS, Some(&cookie)).await).await;
-    assert_eq!(json["remember_me"], true);
-    let post = app.request("POST", STATUS, Some(&cookie)).await;
-    let refreshed = set_cookie(&post).expect("a persistent cookie follows the activity");
-    assert!(refreshed.max_age().is_some());
+    for sync_reads in both_paths() {
+        let app = status_app(policy(IDLE, ABSOLUTE), sync_reads);
+        let cookie = app.login("alice", true).await;
+        app.advance(HOUR);
+        let get = app.request("GET", STATUS, Some(&cookie)).await;
+        assert!(set_cookie(&get).is_none());
+        assert_eq!(status_json(get).await["remember_me"], true);
+        let post = app.request("POST", STATUS, Some(&cookie)).await;
+        let refreshed = set_cookie(&post).expect("a persistent cookie follows the activity");
+        assert!(refreshed.max_age().is_some());
+    }
+}
+
+fn custom_rejection(reason: RejectReason) -> Response<Body> {
+    let mut response = Response::new(Body::from("custom"));
+    *response.status_mut() = reason.default_status();
+    response
 }
 
 #[tokio::test]
-async fn a_responder_given_after_the_endpoint_answers_with_headers_only() {
+async fn a_responder_given_before_or_after_the_endpoint_keeps_the_json() {
+    for after in [false, true] {
+        let app = TestApp::routed(|routes, layer| {
+            let layer = layer.with_policy(policy(IDLE, ABSOLUTE));
+            let endpoint = StatusEndpoint::at(STATUS).unwrap();
+            routes.layer(if after {
+                layer
+                    .status_endpoint(endpoint)
+                    .reject_with(custom_rejection)
+            } else {
+                layer
+                    .reject_with(custom_rejection)
+                    .status_endpoint(endpoint)
+            })
+        });
+        let cookie = app.login("alice", false).await;
+        let json = status_json(app.request("GET", STATUS, Some(&cookie)).await).await;
+        assert_eq!(
+            json["idle_expires_at"],
+            unix_secs(START.saturating_add(IDLE))
+        );
+        let refused = app.request("GET", STATUS, None).await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(body_text(refused).await, "custom");
+    }
+}
+
+/// A responder that builds its own status answer.
+#[derive(Clone)]
+struct OwnStatus;
+
+impl RejectionResponse<Body> for OwnStatus {
+    fn respond(&self, reason: RejectReason) -> Response<Body> {
+        custom_rejection(reason)
+    }
+
+    fn status(&self, status: &SessionStatus) -> Option<Response<Body>> {
+        Some(Response::new(Body::from(format!(
+            "idle until {}",
+            status.deadlines.idle.as_unix_secs()
+        ))))
+    }
+}
+
+#[tokio::test]
+async fn a_responder_may_build_its_own_status_answer() {
     let app = TestApp::routed(|routes, layer| {
         routes.layer(
             layer
                 .with_policy(policy(IDLE, ABSOLUTE))
-                .status_endpoint(StatusEndpoint::at(STATUS).unwrap())
-                .reject_with(|reason: RejectReason| {
-                    let mut response = Response::new(Body::from("custom"));
-                    *response.status_mut() = reason.default_status();
-                    response
-                }),
+                .reject_with(OwnStatus)
+                .status_endpoint(StatusEndpoint::at(STATUS).unwrap()),
         )
     });
     let cookie = app.login("alice", false).await;
-    app.advance(SECOND);
     let response = app.request("GET", STATUS, Some(&cookie)).await;
     assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
     assert_eq!(
-        header_secs(&response, IDLE_DEADLINE_HEADER),
-        Some(unix_secs(START.saturating_add(IDLE)))
+        body_text(response).await,
+        format!("idle until {}", unix_secs(START.saturating_add(IDLE)))
     );
-    assert_eq!(body_text(response).await, "");
-    let refused = app.request("GET", STATUS, None).await;
-    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(body_text(refused).await, "custom");
+}
+
+#[tokio::test]
+async fn a_status_post_moves_the_deadline_even_within_the_touch_granularity() {
+    for sync_reads in both_paths() {
+        // One minute of granularity: an ordinary request 30 s after the
+        // login writes nothing; Continue must still move the deadline.
+        let app = status_app(policy(IDLE, ABSOLUTE), sync_reads);
+        let cookie = app.login("alice", false).await;
+        app.advance(30 * SECOND);
+        let me = app.me(&cookie).await;
+        assert_eq!(
+            header_secs(&me, IDLE_DEADLINE_HEADER),
+            Some(unix_secs(START.saturating_add(IDLE))),
+            "throttled"
+        );
+        app.advance(SECOND);
+        let writes = app.store.writes();
+        let post = app.request("POST", STATUS, Some(&cookie)).await;
+        let moved = START.saturating_add(31 * SECOND).saturating_add(IDLE);
+        assert_eq!(
+            header_secs(&post, IDLE_DEADLINE_HEADER),
+            Some(unix_secs(moved))
+        );
+        assert_eq!(status_json(post).await["idle_expires_at"], unix_secs(moved));
+        assert_eq!(app.store.writes(), writes + 1);
+        // And the store agrees: a GET reports the moved deadline.
+        let json = status_json(app.request("GET", STATUS, Some(&cookie)).await).await;
+        assert_eq!(json["idle_expires_at"], unix_secs(moved));
+    }
+}
+
+#[tokio::test]
+async fn a_status_post_from_another_site_is_refused_and_moves_nothing() {
+    let app = status_app(policy(IDLE, ABSOLUTE), true);
+    let cookie = app.login("alice", false).await;
+    app.advance(5 * MINUTE);
+    let writes = app.store.writes();
+    for site in ["cross-site", "same-site"] {
+        let request = http::Request::post(STATUS)
+            .header(header::COOKIE, &cookie)
+            .header("sec-fetch-site", site)
+            .body(Body::empty())
+            .unwrap();
+        let response = app.send(request).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{site}");
+    }
+    assert_eq!(app.store.writes(), writes, "no activity written");
+    let request = http::Request::post(STATUS)
+        .header(header::COOKIE, &cookie)
+        .header("sec-fetch-site", "same-origin")
+        .body(Body::empty())
+        .unwrap();
+    let json = status_json(app.send(request).await).await;
+    assert_eq!(
+        json["idle_expires_at"],
+        unix_secs(START.saturating_add(5 * MINUTE).saturating_add(IDLE))
+    );
 }
 
 #[test]

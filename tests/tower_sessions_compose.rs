@@ -9,7 +9,7 @@ mod compose;
 use common::*;
 use compose::*;
 use http::StatusCode;
-use tower_session_lifetime::{Policy, RejectReason};
+use tower_session_lifetime::{Clock, Policy, RejectReason};
 
 fn reason(response: &http::Response<axum::body::Body>) -> Option<RejectReason> {
     response.extensions().get::<RejectReason>().copied()
@@ -476,4 +476,37 @@ async fn a_signed_tower_sessions_cookie_is_followed_with_the_same_key() {
     clock.advance(HOUR);
     let response = send(Some(cookie)).await;
     assert_eq!(reason(&response), Some(RejectReason::IdleTimeout));
+}
+
+#[tokio::test]
+async fn deadline_headers_follow_the_followed_session_and_leave_a_start_or_an_end_alone() {
+    use tower_session_lifetime::{DeadlineHeaders, IDLE_DEADLINE_HEADER};
+    let stack = Stack::configured(policy(15 * MINUTE, 8 * HOUR), |layer| {
+        layer.deadline_headers(DeadlineHeaders::new())
+    });
+    // The login's response starts the session through tower-sessions: the
+    // handle knows no session yet, so no deadline is reported.
+    let response = stack
+        .request("POST", "/login?user=alice&password=alice", None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get(IDLE_DEADLINE_HEADER).is_none());
+    let cookie = cookie_header(&response).expect("a session cookie");
+
+    stack.clock.advance(MINUTE);
+    let response = stack.protected(&cookie).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let idle: u64 = response.headers()[IDLE_DEADLINE_HEADER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected = stack.clock.now().saturating_add(15 * MINUTE).as_unix_secs();
+    assert_eq!(idle, expected, "the followed session's idle deadline");
+
+    // axum-login's logout ends the session through tower-sessions: the
+    // response reports no deadline of the ended session.
+    let response = stack.request("POST", "/logout", Some(&cookie)).await;
+    assert!(removes_cookie(&response));
+    assert!(response.headers().get(IDLE_DEADLINE_HEADER).is_none());
 }

@@ -22,7 +22,13 @@ impl Deadlines {
         Deadlines::from_activity(limits, record, record.last_activity)
     }
 
-    fn from_activity(limits: &Limits, record: &SessionRecord, activity: Timestamp) -> Self {
+    /// The deadlines of `record` under `limits` if its last activity were
+    /// `activity`.
+    pub(crate) fn from_activity(
+        limits: &Limits,
+        record: &SessionRecord,
+        activity: Timestamp,
+    ) -> Self {
         Deadlines {
             idle: activity.saturating_add(limits.idle_for(record.remember_me)),
             absolute: limits

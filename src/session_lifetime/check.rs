@@ -35,11 +35,15 @@ pub(crate) enum Checked {
 const STALE_RELOADS: usize = 2;
 
 /// Whether a request counts as activity. Every request does but a status
-/// `GET`, which must report the deadlines without moving them.
+/// `GET`, which must report the deadlines without moving them; a status
+/// `POST` (the dialog's Continue) must move them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Activity {
-    /// Touch the session when due, renew its ID when due.
+    /// Touch the session when the throttle says so, renew its ID when due.
     Counts,
+    /// Touch the session even within the touch granularity: the user asked
+    /// for the deadline to move. Renew its ID when due.
+    Forced,
     /// Write nothing to a live session.
     Ignored,
 }
@@ -84,7 +88,11 @@ pub(crate) fn check_without_writes(
     }
     let deadlines = match judge(&config.policy, &record, config.clock.now()) {
         Verdict::Admitted(_) if activity == Activity::Ignored => stored_deadlines(config, &record),
-        Verdict::Admitted(admission) if !admission.touch && !renewal_due(config, &admission) => {
+        Verdict::Admitted(admission)
+            if activity == Activity::Counts
+                && !admission.touch
+                && !renewal_due(config, &admission) =>
+        {
             admission.deadlines
         }
         _ => return Err(Loaded::Record(Box::new(record))),
@@ -214,6 +222,12 @@ pub(crate) async fn check(
             touched: false,
             renewed: false,
         };
+    }
+    let mut admission = admission;
+    if activity == Activity::Forced && !admission.touch && now > record.last_activity {
+        let limits = record.limits.tightest(config.policy.limits());
+        admission.touch = true;
+        admission.deadlines = Deadlines::from_activity(&limits, &record, now);
     }
     if admission.touch && touched.is_none() {
         // Due, and the store did not write it (the record came from a

@@ -55,6 +55,10 @@ impl<R> Finish<R> {
     where
         R: RejectionResponse<B>,
     {
+        // With a followed cookie, a response on which the inner layer starts,
+        // renews or ends a session has no deadlines to report yet: the
+        // handle knows only the session the request came with.
+        let same_session = matches!(edit, CookieEdit::FromHandle | CookieEdit::Drop);
         match (edit, &self.followed) {
             (CookieEdit::FromHandle, _) => self.handle.write_cookie(response.headers_mut()),
             (edit, Some(followed)) => {
@@ -75,7 +79,9 @@ impl<R> Finish<R> {
             // Only a followed cookie gives other edits.
             (_, None) => self.handle.write_cookie(response.headers_mut()),
         }
-        self.handle.write_deadline_headers(response.headers_mut());
+        if same_session {
+            self.handle.write_deadline_headers(response.headers_mut());
+        }
         if let Some(reason) = self.rejected {
             response.extensions_mut().insert(reason);
         }

@@ -117,10 +117,11 @@ impl<R> SessionLifetimeLayer<R> {
     /// [`status`](crate::status) module. Off by default.
     ///
     /// The responder is wrapped in [`StatusJson`], which needs a response
-    /// body buildable from a `String` (axum's `Body`, `Full<Bytes>`). Call
-    /// [`reject_with`](SessionLifetimeLayer::reject_with) before this: a
-    /// responder given afterwards replaces the wrapper, and status requests
-    /// are then answered with the deadline headers and an empty body.
+    /// body buildable from a `String` (axum's `Body`, `Full<Bytes>`);
+    /// [`reject_with`](SessionLifetimeLayer::reject_with) may come before or
+    /// after. A `POST` from another site (`Sec-Fetch-Site: cross-site` or
+    /// `same-site`) is refused with `403`, so that no other page can keep
+    /// your users' sessions alive.
     ///
     /// ```
     /// use axum::{routing::get, Router};
@@ -238,7 +239,9 @@ impl<R> SessionLifetimeLayer<R> {
         self.config_mut().on_store_error = action;
         self
     }
+}
 
+impl SessionLifetimeLayer {
     /// Builds rejections with `responder` instead of an empty `401`/`503`.
     ///
     /// ```
@@ -259,6 +262,19 @@ impl<R> SessionLifetimeLayer<R> {
         SessionLifetimeLayer {
             config: self.config,
             responder,
+        }
+    }
+}
+
+impl<R> SessionLifetimeLayer<StatusJson<R>> {
+    /// Builds rejections with `responder`, as
+    /// [`reject_with`](SessionLifetimeLayer::reject_with) does before
+    /// [`status_endpoint`](SessionLifetimeLayer::status_endpoint): status
+    /// requests are still answered with JSON.
+    pub fn reject_with<R2>(self, responder: R2) -> SessionLifetimeLayer<StatusJson<R2>> {
+        SessionLifetimeLayer {
+            config: self.config,
+            responder: StatusJson(responder),
         }
     }
 }

@@ -114,6 +114,7 @@ where
             StatusRequest::MethodNotAllowed => {
                 return ResponseFuture::answered(method_not_allowed());
             }
+            StatusRequest::CrossSite => return ResponseFuture::answered(status::forbidden()),
         };
         let lookup = self.config.cookie.read(request.headers());
         if !matches!(lookup, CookieLookup::Absent) {

@@ -18,10 +18,13 @@ use crate::status::SessionStatus;
 pub(crate) enum StatusRequest {
     /// Not for the status endpoint: the inner service's.
     No,
-    /// A status request; `Activity::Counts` for a `POST`.
+    /// A status request: `Activity::Ignored` for a `GET`, `Forced` for a
+    /// `POST`.
     Report(Activity),
     /// For the status endpoint, with a method it does not answer.
     MethodNotAllowed,
+    /// A `POST` a browser says another site sent.
+    CrossSite,
 }
 
 /// Whether `request` is for the status endpoint, and how.
@@ -34,9 +37,30 @@ pub(crate) fn status_request<B>(config: &Config, request: &Request<B>) -> Status
     }
     match *request.method() {
         Method::GET | Method::HEAD => StatusRequest::Report(Activity::Ignored),
-        Method::POST => StatusRequest::Report(Activity::Counts),
+        Method::POST if sent_from_another_site(request) => StatusRequest::CrossSite,
+        Method::POST => StatusRequest::Report(Activity::Forced),
+        // A CORS preflight, for a CORS layer inside this one.
+        Method::OPTIONS => StatusRequest::No,
         _ => StatusRequest::MethodNotAllowed,
     }
+}
+
+/// Whether the browser says the request comes from a page of another site
+/// (`Sec-Fetch-Site`, sent by every current browser; absent from other
+/// clients, which are let through).
+fn sent_from_another_site<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|site| site != "same-origin" && site != "none")
+}
+
+/// `403 Forbidden`: a status `POST` from another site.
+pub(crate) fn forbidden<B: Default>() -> Response<B> {
+    let mut response = Response::new(B::default());
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    forbid_caching(response.headers_mut());
+    response
 }
 
 /// `405 Method Not Allowed`, naming the methods the endpoint answers.
@@ -46,6 +70,7 @@ pub(crate) fn method_not_allowed<B: Default>() -> Response<B> {
     response
         .headers_mut()
         .insert(ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+    forbid_caching(response.headers_mut());
     response
 }
 
