@@ -52,10 +52,15 @@
     watchFetch: data.watchFetch === "on"
   };
 
-  // What this tab knows: the deadlines on its own clock (ms), and when it
-  // learned them; the newest observation wins, since activity only moves
-  // the idle deadline forward and an end is final for that session.
+  // What this tab knows: the deadlines on its own clock (ms), and when the
+  // server said so (ms, this tab's clock: when the request was sent). The
+  // newest observation wins, since activity only moves the idle deadline
+  // forward and an end is final for that session; an answer that was on
+  // its way while a newer request went out does not undo what that one
+  // learned.
   var known = null;
+  // This tab's clock minus the server's (ms), from the last status answer.
+  var clockOffset = 0;
   // Whether this page has seen a live session: a visitor's page stays quiet.
   var seenLive = false;
   // When the session was seen to end (ms), or null while it lives.
@@ -79,24 +84,27 @@
   // What the server says
 
   // Deadlines in the server's Unix seconds, on this tab's clock.
-  function observation(idle, absolute, serverNow) {
-    var offset = Date.now() - serverNow * 1000;
+  function observation(idle, absolute, at) {
     return {
-      idle: idle * 1000 + offset,
-      absolute: absolute === null ? null : absolute * 1000 + offset,
-      at: Date.now()
+      idle: idle * 1000 + clockOffset,
+      absolute: absolute === null ? null : absolute * 1000 + clockOffset,
+      at: at
     };
   }
 
-  function fromStatus(body) {
+  // A status answer to a request sent at `sentAt`.
+  function fromStatus(body, sentAt) {
     if (!body || typeof body.idle_expires_at !== "number" || typeof body.now !== "number") {
       return null;
     }
+    clockOffset = Date.now() - body.now * 1000;
     var absolute = typeof body.expires_at === "number" ? body.expires_at : null;
-    return observation(body.idle_expires_at, absolute, body.now);
+    return observation(body.idle_expires_at, absolute, sentAt);
   }
 
-  function fromHeaders(headers) {
+  // The deadline headers of any response. Its `Date` says when the server
+  // answered, so a response from a cache counts as old, as it is.
+  function fromHeaders(headers, sentAt) {
     var idle = Number(headers.get(IDLE_HEADER));
     if (!headers.get(IDLE_HEADER) || !isFinite(idle)) {
       return null;
@@ -104,14 +112,16 @@
     var absoluteHeader = headers.get(ABSOLUTE_HEADER);
     var absolute = absoluteHeader ? Number(absoluteHeader) : null;
     var date = Date.parse(headers.get("Date") || "");
-    var serverNow = isFinite(date) ? date / 1000 : Date.now() / 1000;
-    return observation(idle, isFinite(absolute) ? absolute : null, serverNow);
+    // `Date` has whole seconds: the answer may be up to one second newer.
+    var at = isFinite(date) ? Math.min(date + clockOffset, sentAt) : sentAt;
+    return observation(idle, isFinite(absolute) ? absolute : null, at);
   }
 
   // Asks the status endpoint: "live", "ended" or "unknown" (the server
   // could not say). A GET is not activity; a POST (Continue) is.
   function ask(method) {
     var url = method === "POST" ? settings.keepaliveUrl || settings.statusUrl : settings.statusUrl;
+    var sentAt = Date.now();
     return originalFetch(url, {
       method: method,
       credentials: "same-origin",
@@ -126,13 +136,17 @@
       if (!response.ok) {
         return "unknown";
       }
-      return response.json().then(function (body) {
-        var next = fromStatus(body);
-        if (!next) {
-          return "unknown";
+      return response.json().catch(function () {
+        return null;
+      }).then(function (body) {
+        var next = fromStatus(body, sentAt) || fromHeaders(response.headers, sentAt);
+        if (next) {
+          learn(next, true);
+          return "live";
         }
-        learn(next, true);
-        return "live";
+        // A keep-alive URL of the app's own, without the status JSON or
+        // the deadline headers: it was activity; ask for the deadlines.
+        return method === "POST" ? ask("GET") : "unknown";
       });
     }).catch(function () {
       return "unknown";
@@ -145,6 +159,10 @@
     }
     if (endedAt !== null && next.at <= endedAt) {
       return;
+    }
+    if (!known || known.absolute !== next.absolute) {
+      // Another session (signed in again), or a shortened limit.
+      absoluteDismissed = false;
     }
     known = next;
     seenLive = true;
@@ -423,9 +441,21 @@
     if (message.type === "deadlines" && typeof message.idle === "number") {
       var absolute = typeof message.absolute === "number" ? message.absolute : null;
       learn({ idle: message.idle, absolute: absolute, at: message.at }, false);
-    } else if (message.type === "ended" && (!known || message.at >= known.at)) {
-      ended(false, !seenLive);
+    } else if (message.type === "ended" && known && message.at >= known.at) {
+      // Another tab saw a 401 or is logging out: believe the server only.
+      // A logout takes a moment to arrive, so ask twice.
+      confirmEnd(1000, function () { confirmEnd(3000); });
     }
+  }
+
+  function confirmEnd(delay, otherwise) {
+    setTimeout(function () {
+      ask("GET").then(function (outcome) {
+        if (outcome !== "ended" && otherwise) {
+          otherwise();
+        }
+      });
+    }, delay);
   }
 
   function listen() {
@@ -452,8 +482,9 @@
 
   function watchFetch() {
     window.fetch = function () {
+      var sentAt = Date.now();
       return originalFetch.apply(window, arguments).then(function (response) {
-        observe(response);
+        observeSent(response, sentAt);
         return response;
       });
     };
@@ -461,7 +492,11 @@
 
   // Learns the deadlines from a response's deadline headers, if it has them.
   function observe(response) {
-    var next = response && response.headers ? fromHeaders(response.headers) : null;
+    return observeSent(response, Date.now());
+  }
+
+  function observeSent(response, sentAt) {
+    var next = response && response.headers ? fromHeaders(response.headers, sentAt) : null;
     if (next) {
       learn(next, true);
     }

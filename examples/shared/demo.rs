@@ -30,6 +30,13 @@ pub const STATUS_PATH: &str = "/session/status";
 pub fn app(policy: Policy, layer: SessionLifetimeLayer) -> Result<Router, String> {
     let default_warning = Duration::from_secs(60).min(policy.idle_timeout() / 2);
     let warning = env_seconds("SESSION_WARNING")?.unwrap_or(default_warning);
+    if warning >= policy.idle_timeout() {
+        return Err(format!(
+            "SESSION_WARNING={} is not shorter than the idle timeout ({} s): the dialog would never leave",
+            warning.as_secs(),
+            policy.idle_timeout().as_secs()
+        ));
+    }
     // `Secure` stays on (the default): browsers and curl accept and resend
     // Secure cookies over plain http to 127.0.0.1 and localhost.
     // A logout may return only to the demo's own page: `/`.

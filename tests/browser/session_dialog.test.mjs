@@ -185,6 +185,8 @@ describe("the session-timeout dialog", { concurrency: true }, () => {
     const page = await signIn(context, idleDemo, "bob");
     const [cookie] = await context.cookies(idleDemo);
     assert.equal(cookie.name, "session");
+    const otherTab = await context.newPage();
+    await otherTab.goto(`${idleDemo}/`);
 
     await visible(page, "idle", 8000);
     await Promise.all([
@@ -203,29 +205,54 @@ describe("the session-timeout dialog", { concurrency: true }, () => {
       headers: { cookie: `${cookie.name}=${cookie.value}` }
     });
     assert.equal(status.status, 401);
+
+    // The other tab hears of it, asks the server, and says it ended.
+    await visible(otherTab, "ended", 5000);
     await context.close();
   });
 
-  test("two tabs: activity in tab B keeps tab A from ending at A's original deadline", async () => {
+  for (const sharing of ["BroadcastChannel", "storage events"]) {
+    test(`two tabs (${sharing}): activity in tab B keeps tab A from ending at A's original deadline`, async () => {
+      const context = await newContext();
+      if (sharing === "storage events") {
+        // A browser without BroadcastChannel: the script falls back.
+        await context.addInitScript(() => { delete window.BroadcastChannel; });
+      }
+      const tabA = await signIn(context, idleDemo, `carol-${sharing.length}`);
+      const first = await serverStatus(context, idleDemo);
+      await visible(tabA, "idle", 8000);
+
+      // Tab B opens a page: activity, which B's script shares with A.
+      const tabB = await context.newPage();
+      await tabB.goto(`${idleDemo}/`);
+      await hidden(tabA, 3000);
+      // Told by tab B, not by its own check at its deadline.
+      assert.ok(Date.now() < first.idle_expires_at * 1000, "A's dialog closed before A's deadline");
+      const moved = await serverStatus(context, idleDemo);
+      assert.ok(moved.idle_expires_at > first.idle_expires_at);
+      assert.equal(await tabA.evaluate(() => typeof window.BroadcastChannel), sharing === "BroadcastChannel" ? "function" : "undefined");
+
+      // A's original deadline passes: A does not end the session, and counts
+      // down to the moved deadline instead (it may warn of that one).
+      await until(first.idle_expires_at, 1500);
+      const now = await serverStatus(context, idleDemo);
+      assert.ok(now, "the session lives");
+      await knowsDeadline(tabA, now.idle_expires_at);
+      assert.deepEqual(await tabA.evaluate(() => window.dialogKinds), ["idle"], "never ended");
+      await context.close();
+    });
+  }
+
+  test("a visitor's page stays quiet", async () => {
     const context = await newContext();
-    const tabA = await signIn(context, idleDemo, "carol");
-    const first = await serverStatus(context, idleDemo);
-    await visible(tabA, "idle", 8000);
-
-    // Tab B opens a page: activity, which B's script shares with A.
-    const tabB = await context.newPage();
-    await tabB.goto(`${idleDemo}/`);
-    await hidden(tabA, 3000);
-    const moved = await serverStatus(context, idleDemo);
-    assert.ok(moved.idle_expires_at > first.idle_expires_at);
-
-    // A's original deadline passes: A does not end the session, and counts
-    // down to the moved deadline instead (it may warn of that one).
-    await until(first.idle_expires_at, 1500);
-    const now = await serverStatus(context, idleDemo);
-    assert.ok(now, "the session lives");
-    await knowsDeadline(tabA, now.idle_expires_at);
-    assert.deepEqual(await tabA.evaluate(() => window.dialogKinds), ["idle"], "never ended");
+    const page = await context.newPage();
+    await page.addInitScript(recordKinds);
+    await page.goto(`${idleDemo}/`);
+    await page.waitForSelector("h1 >> text=Sign in");
+    await page.waitForFunction(() => window.SessionLifetime);
+    await page.waitForTimeout(2000);
+    assert.equal(await page.evaluate(() => window.SessionLifetime.deadlines()), null);
+    assert.deepEqual(await page.evaluate(() => window.dialogKinds), []);
     await context.close();
   });
 
