@@ -146,12 +146,13 @@ pub trait RejectionResponse<B>: Clone + Send + Sync + 'static {
     fn respond(&self, reason: RejectReason) -> Response<B>;
 
     /// The answer to a [status request](crate::status) for a live session,
+    /// for a responder that builds its own (another body than the JSON),
     /// without the headers the layer adds (`Cache-Control: no-store`, the
-    /// deadline headers, a refreshed cookie). `None`, the default, makes the
-    /// layer answer `200 OK` with an empty body and the deadlines in the
-    /// [deadline headers](crate::DeadlineHeaders) only; [`StatusJson`](crate::StatusJson),
-    /// which [`status_endpoint`](crate::SessionLifetimeLayer::status_endpoint)
-    /// wraps around the responder, answers with JSON.
+    /// deadline headers, a refreshed cookie). `None`, the default, leaves
+    /// it to [`StatusJson`](crate::StatusJson), which
+    /// [`status_endpoint`](crate::SessionLifetimeLayer::status_endpoint)
+    /// wraps around the responder and which answers with
+    /// [`SessionStatus::to_json`].
     fn status(&self, status: &SessionStatus) -> Option<Response<B>> {
         let _ = status;
         None

@@ -113,8 +113,9 @@ impl<R> SessionLifetimeLayer<R> {
 
     /// Answers status requests at `endpoint` itself, before the inner
     /// service: `GET` reports the deadlines as JSON **without** counting as
-    /// activity, `POST` counts as activity and reports them; see the
-    /// [`status`](crate::status) module. Off by default.
+    /// activity, `POST` counts as activity (even within the touch
+    /// granularity) and reports them; see the [`status`](crate::status)
+    /// module. Off by default.
     ///
     /// The responder is wrapped in [`StatusJson`], which needs a response
     /// body buildable from a `String` (axum's `Body`, `Full<Bytes>`);
