@@ -47,7 +47,9 @@ impl IntoResponse for SessionError {
             SessionError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             SessionError::NoSession => StatusCode::UNAUTHORIZED,
             SessionError::Conflict | SessionError::SessionLimit { .. } => StatusCode::CONFLICT,
-            SessionError::SubjectTooLong { .. } => StatusCode::BAD_REQUEST,
+            SessionError::SubjectTooLong { .. } | SessionError::LabelTooLong { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, self.to_string()).into_response()

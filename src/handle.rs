@@ -9,7 +9,7 @@ use http::{Extensions, HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::id::{SessionId, SessionKey};
 use crate::policy::{judge, AtSessionLimit, Deadlines, Verdict};
-use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
+use crate::record::{SessionRecord, MAX_LABEL_LEN, MAX_SUBJECT_LEN};
 use crate::rejection::RejectReason;
 use crate::session_lifetime::Config;
 use crate::store::{StoreError, UpdateOutcome};
@@ -73,6 +73,7 @@ pub(crate) struct PendingSession {
     pub(crate) subject: Option<Arc<str>>,
     pub(crate) remember_me: bool,
     pub(crate) login: bool,
+    pub(crate) label: Option<Arc<str>>,
 }
 
 /// An admitted (or just started) session.
@@ -201,6 +202,23 @@ impl SessionHandle {
             .map(|session| session.deadlines)
     }
 
+    /// When the subject last proved who they are: the login, or the latest
+    /// [re-authentication](SessionHandle::reauthenticate).
+    pub fn authenticated_at(&self) -> Option<Timestamp> {
+        self.state()
+            .session
+            .as_ref()
+            .map(|session| session.record.authenticated_at)
+    }
+
+    /// The session's [label](SessionHandle::login_labelled), if it has one.
+    pub fn label(&self) -> Option<String> {
+        self.state()
+            .session
+            .as_ref()
+            .and_then(|session| session.record.label.as_deref().map(String::from))
+    }
+
     /// Whether the session is a remember-me session.
     pub fn remember_me(&self) -> bool {
         self.state()
@@ -232,13 +250,61 @@ impl SessionHandle {
         subject: impl Into<String>,
         remember_me: bool,
     ) -> Result<(), SessionError> {
-        let subject = subject.into();
+        self.start(subject.into(), remember_me, None).await
+    }
+
+    /// [`login`](SessionHandle::login), with a `label` the user will see in
+    /// their [list of sessions](SessionHandle::sessions) (a device, a
+    /// browser: "Firefox on Linux"). Not secret, at most
+    /// [`MAX_LABEL_LEN`] bytes.
+    ///
+    /// ```
+    /// use axum::http::{header::USER_AGENT, HeaderMap};
+    /// use tower_session_lifetime::SessionHandle;
+    ///
+    /// async fn login(session: SessionHandle, headers: HeaderMap) -> &'static str {
+    ///     let agent = headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("a browser");
+    ///     let label: String = agent.chars().take(100).collect();
+    ///     match session.login_labelled("alice", false, label).await {
+    ///         Ok(()) => "welcome",
+    ///         Err(_) => "please try again",
+    ///     }
+    /// }
+    /// # let _ = login;
+    /// ```
+    pub async fn login_labelled(
+        &self,
+        subject: impl Into<String>,
+        remember_me: bool,
+        label: impl Into<String>,
+    ) -> Result<(), SessionError> {
+        self.start(subject.into(), remember_me, Some(label.into()))
+            .await
+    }
+
+    async fn start(
+        &self,
+        subject: String,
+        remember_me: bool,
+        label: Option<String>,
+    ) -> Result<(), SessionError> {
         if subject.len() > MAX_SUBJECT_LEN {
             return Err(SessionError::SubjectTooLong {
                 len: subject.len(),
                 max: MAX_SUBJECT_LEN,
             });
         }
+        if let Some(len) = label
+            .as_ref()
+            .map(String::len)
+            .filter(|&len| len > MAX_LABEL_LEN)
+        {
+            return Err(SessionError::LabelTooLong {
+                len,
+                max: MAX_LABEL_LEN,
+            });
+        }
+        let label: Option<Arc<str>> = label.map(Into::into);
         let config = &self.inner.config;
         if !config.followed {
             self.end_current_session().await?;
@@ -249,15 +315,19 @@ impl SessionHandle {
                 subject: Some(subject.into()),
                 remember_me,
                 login: true,
+                label,
             });
             return Ok(());
         }
-        let record = SessionRecord::new(
-            &config.policy,
-            config.clock.now(),
-            Some(subject.into()),
-            remember_me,
-        );
+        let record = SessionRecord {
+            label,
+            ..SessionRecord::new(
+                &config.policy,
+                config.clock.now(),
+                Some(subject.into()),
+                remember_me,
+            )
+        };
         for _ in 0..LOGIN_ATTEMPTS {
             let id = SessionId::generate().map_err(SessionError::Randomness)?;
             let key = id.key();
@@ -444,24 +514,74 @@ impl SessionHandle {
             return Ok(());
         }
         let config = &self.inner.config;
-        let expected_version = record.version;
         let limits = record
             .limits
             .tightest(config.policy.limits())
             .switching_remember_me(record.remember_me, remember_me);
         record.limits = limits;
         record.remember_me = remember_me;
+        self.replace_record(key, record).await?;
+        self.state().cookie = CookieChange::Write;
+        Ok(())
+    }
+
+    /// Records that the subject proved who they are again (a password
+    /// asked for before a sensitive action): the
+    /// [recent-login guard](crate::RecentLoginLayer) counts from now. The
+    /// session, its ID and its absolute deadline stay as they are; for a
+    /// fresh session (a new ID, a new absolute period), call
+    /// [`login`](SessionHandle::login) instead.
+    ///
+    /// ```
+    /// use tower_session_lifetime::{SessionError, SessionHandle};
+    ///
+    /// async fn confirm_password(session: SessionHandle, password_ok: bool) -> Result<&'static str, SessionError> {
+    ///     if !password_ok {
+    ///         return Ok("wrong password");
+    ///     }
+    ///     session.reauthenticate().await?;
+    ///     Ok("confirmed")
+    /// }
+    /// # let _ = confirm_password;
+    /// ```
+    pub async fn reauthenticate(&self) -> Result<(), SessionError> {
+        let current = self
+            .state()
+            .session
+            .as_ref()
+            .map(|session| (session.key, session.record.clone()));
+        let Some((key, mut record)) = current else {
+            return Err(SessionError::NoSession);
+        };
+        record.authenticated_at = self.inner.config.clock.now();
+        self.replace_record(key, record).await
+    }
+
+    /// Writes `record` (changed from the session's) over the session's
+    /// record, if no other request replaced it meanwhile, with a new
+    /// version and expiry; the handle then holds it.
+    async fn replace_record(
+        &self,
+        key: SessionKey,
+        mut record: SessionRecord,
+    ) -> Result<(), SessionError> {
+        let expected_version = record.version;
         record.version = record.version.wrapping_add(1);
+        let limits = record.limits.tightest(self.inner.config.policy.limits());
         let deadlines = Deadlines::of(&limits, &record);
         record.expires_at = deadlines.nearest();
-        match config.store.update(&key, expected_version, &record).await? {
+        let outcome = self
+            .inner
+            .config
+            .store
+            .update(&key, expected_version, &record)
+            .await?;
+        match outcome {
             UpdateOutcome::Updated => {
-                let mut state = self.state();
-                if let Some(session) = state.session.as_mut() {
+                if let Some(session) = self.state().session.as_mut() {
                     session.record = record;
                     session.deadlines = deadlines;
                 }
-                state.cookie = CookieChange::Write;
                 Ok(())
             }
             UpdateOutcome::Missing => {
@@ -621,6 +741,13 @@ pub enum SessionError {
         /// The bound.
         max: usize,
     },
+    /// The label is longer than [`MAX_LABEL_LEN`] bytes.
+    LabelTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
     /// The operating system's random number generator failed.
     Randomness(getrandom::Error),
     /// The store refused every fresh ID as taken: the store is broken.
@@ -642,6 +769,9 @@ impl fmt::Display for SessionError {
             SessionError::Conflict => f.write_str("the session was changed concurrently"),
             SessionError::SubjectTooLong { len, max } => {
                 write!(f, "subject of {len} bytes is longer than {max} bytes")
+            }
+            SessionError::LabelTooLong { len, max } => {
+                write!(f, "label of {len} bytes is longer than {max} bytes")
             }
             SessionError::Randomness(_) => f.write_str("the OS random number generator failed"),
             SessionError::IdCollision => f.write_str("the store refused every fresh session ID"),

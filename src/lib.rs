@@ -102,7 +102,7 @@ pub use policy::{
     judge, Admission, AtSessionLimit, Caps, Deadlines, ExpiryReason, Limits, Policy, PolicyBuilder,
     PolicyError, Renewal, SessionLimit, Setting, Verdict,
 };
-pub use record::{SessionRecord, MAX_SUBJECT_LEN};
+pub use record::{SessionRecord, MAX_LABEL_LEN, MAX_SUBJECT_LEN};
 pub use rejection::{
     DefaultRejection, OnInvalidSession, OnStoreError, RejectReason, RejectionResponse,
 };

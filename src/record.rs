@@ -10,6 +10,9 @@ use crate::time::Timestamp;
 /// one session bounded.
 pub const MAX_SUBJECT_LEN: usize = 256;
 
+/// The longest [label](SessionRecord::label), in bytes.
+pub const MAX_LABEL_LEN: usize = 256;
+
 /// One session as the store keeps it, keyed by a [`SessionKey`](crate::SessionKey).
 ///
 /// ```
@@ -50,6 +53,14 @@ pub struct SessionRecord {
     /// to the session's new key, for requests still in flight with the old
     /// ID, until its `expires_at` (the end of the grace period).
     pub renewed_to: Option<SessionKey>,
+    /// When the subject last proved who they are: the login, or a later
+    /// [re-authentication](crate::SessionHandle::reauthenticate). The
+    /// [recent-login guard](crate::RecentLoginLayer) counts from here; the
+    /// absolute deadline does not.
+    pub authenticated_at: Timestamp,
+    /// A label the app chose to show the user in their list of sessions
+    /// (a device, a browser): not secret, at most [`MAX_LABEL_LEN`] bytes.
+    pub label: Option<Arc<str>>,
 }
 
 impl SessionRecord {
@@ -71,8 +82,30 @@ impl SessionRecord {
             version: 0,
             id_issued_at: now,
             renewed_to: None,
+            authenticated_at: now,
+            label: None,
         };
         record.expires_at = crate::policy::Deadlines::of(&limits, &record).nearest();
         record
+    }
+
+    /// `Err` when the subject or the label is longer than its bound: what
+    /// every store refuses to write.
+    pub(crate) fn check_bounds(&self) -> Result<(), crate::store::StoreError> {
+        let too_long = |what: &str, len: usize, max: usize| {
+            Err(crate::store::StoreError::new(
+                crate::store::StoreErrorKind::InvalidRecord,
+                format!("{what} of {len} bytes exceeds the {max}-byte bound"),
+            ))
+        };
+        let subject_len = self.subject.as_deref().map_or(0, str::len);
+        if subject_len > MAX_SUBJECT_LEN {
+            return too_long("subject", subject_len, MAX_SUBJECT_LEN);
+        }
+        let label_len = self.label.as_deref().map_or(0, str::len);
+        if label_len > MAX_LABEL_LEN {
+            return too_long("label", label_len, MAX_LABEL_LEN);
+        }
+        Ok(())
     }
 }

@@ -172,12 +172,15 @@ async fn start(config: Arc<Config>, id: SessionId, state: FollowedState) -> Cook
             version: 0,
             ..current.record.clone()
         },
-        None => SessionRecord::new(
-            &config.policy,
-            now,
-            state.pending.subject.clone(),
-            state.pending.remember_me,
-        ),
+        None => SessionRecord {
+            label: state.pending.label.clone(),
+            ..SessionRecord::new(
+                &config.policy,
+                now,
+                state.pending.subject.clone(),
+                state.pending.remember_me,
+            )
+        },
     };
     let deadlines = Deadlines::of(&record.limits.tightest(config.policy.limits()), &record);
     record.expires_at = deadlines.nearest();

@@ -76,7 +76,12 @@ pub async fn create_load_delete(store: &dyn LifetimeStore) {
             remember_me_absolute_timeout: None,
         },
         version: 7,
+        label: Some("Firefox on Linux · Zürich".into()),
         ..live_record()
+    };
+    let odd = SessionRecord {
+        authenticated_at: odd.created_at.saturating_add(Duration::from_millis(1234)),
+        ..odd
     };
     let odd_key = fresh_key();
     assert!(store.create(&odd_key, &odd).await.expect("create"));
@@ -181,6 +186,9 @@ pub async fn update_is_conditional(store: &dyn LifetimeStore) {
     let replacement = SessionRecord {
         remember_me: true,
         version: record.version + 1,
+        // A re-authentication, and a label the app set later.
+        authenticated_at: touched_at,
+        label: Some("a later label".into()),
         ..record.clone()
     };
     assert_eq!(
@@ -200,6 +208,8 @@ pub async fn update_is_conditional(store: &dyn LifetimeStore) {
     let stored = store.load(&key).await.expect("load").expect("record");
     assert!(stored.remember_me);
     assert_eq!(stored.version, record.version + 1);
+    assert_eq!(stored.authenticated_at, touched_at, "the re-authentication");
+    assert_eq!(stored.label.as_deref(), Some("a later label"));
     assert_eq!(
         stored.last_activity, touched_at,
         "activity did not move back"

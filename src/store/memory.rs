@@ -12,7 +12,7 @@ use super::{LifetimeStore, RenewOutcome, StoreError, StoreErrorKind, TouchOutcom
 use crate::clock::{Clock, SystemClock};
 use crate::id::SessionKey;
 use crate::policy::Limits;
-use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
+use crate::record::SessionRecord;
 use crate::time::Timestamp;
 
 /// Number of shards; a power of two. At a million sessions each holds about
@@ -35,7 +35,7 @@ pub const MAX_DISTINCT_LIMITS: usize = 1024;
 /// - **Compact**: a session costs well under 256 bytes (see the README's
 ///   benchmark): limits are shared through a table of at most
 ///   [`MAX_DISTINCT_LIMITS`] entries, subjects are bounded by
-///   [`MAX_SUBJECT_LEN`].
+///   [`MAX_SUBJECT_LEN`](crate::MAX_SUBJECT_LEN), labels by [`MAX_LABEL_LEN`](crate::MAX_LABEL_LEN).
 /// - **Reclaims without pauses**: every [`create`](LifetimeStore::create)
 ///   also sweeps the next shard in turn, so the whole store is swept once
 ///   every 1024 logins, one small lock at a time; a shard whose earliest
@@ -83,7 +83,9 @@ struct Entry {
     expires_at: u64,
     version: u64,
     id_issued_at: u64,
+    authenticated_at: u64,
     subject: Option<Arc<str>>,
+    label: Option<Arc<str>>,
     /// Set once the session moved to a new key (renewal): boxed, since few
     /// records carry one.
     renewed_to: Option<Box<[u8; SessionKey::LEN]>>,
@@ -169,24 +171,16 @@ impl MemoryStore {
     }
 
     fn entry(&self, record: &SessionRecord) -> Result<Entry, StoreError> {
-        if let Some(subject) = &record.subject {
-            if subject.len() > MAX_SUBJECT_LEN {
-                return Err(StoreError::new(
-                    StoreErrorKind::InvalidRecord,
-                    format!(
-                        "subject of {} bytes exceeds the {MAX_SUBJECT_LEN}-byte bound",
-                        subject.len()
-                    ),
-                ));
-            }
-        }
+        record.check_bounds()?;
         Ok(Entry {
             created_at: record.created_at.as_unix_millis(),
             last_activity: record.last_activity.as_unix_millis(),
             expires_at: record.expires_at.as_unix_millis(),
             version: record.version,
             id_issued_at: record.id_issued_at.as_unix_millis(),
+            authenticated_at: record.authenticated_at.as_unix_millis(),
             subject: record.subject.clone(),
+            label: record.label.clone(),
             renewed_to: record.renewed_to.map(|key| Box::new(*key.as_bytes())),
             limits: self.intern(&record.limits)?,
             remember_me: record.remember_me,
@@ -205,6 +199,8 @@ impl MemoryStore {
                 .expect("an entry only holds the index of a filled slot"),
             version: entry.version,
             id_issued_at: Timestamp::from_unix_millis(entry.id_issued_at),
+            authenticated_at: Timestamp::from_unix_millis(entry.authenticated_at),
+            label: entry.label.clone(),
             renewed_to: entry
                 .renewed_to
                 .as_deref()

@@ -15,7 +15,7 @@ use tower_sessions_core::SessionStore;
 use super::store_error;
 use crate::id::SessionKey;
 use crate::policy::Limits;
-use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
+use crate::record::{SessionRecord, MAX_LABEL_LEN, MAX_SUBJECT_LEN};
 use crate::store::{
     LifetimeStore, RenewOutcome, StoreError, StoreErrorKind, TouchOutcome, UpdateOutcome,
 };
@@ -108,13 +108,7 @@ impl<S: SessionStore> TowerSessionsStore<S> {
     }
 
     async fn write(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
-        let subject_len = record.subject.as_deref().map_or(0, str::len);
-        if subject_len > MAX_SUBJECT_LEN {
-            return Err(StoreError::new(
-                StoreErrorKind::InvalidRecord,
-                format!("subject of {subject_len} bytes exceeds the {MAX_SUBJECT_LEN}-byte bound"),
-            ));
-        }
+        record.check_bounds()?;
         // A deadline past what the date type holds (a policy of centuries)
         // expires at the last date it holds.
         let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(
@@ -323,6 +317,8 @@ struct Stored {
     id_issued_at: u64,
     /// The key in hex a renewed session moved to.
     renewed_to: Option<String>,
+    authenticated_at: u64,
+    label: Option<String>,
 }
 
 fn encode(record: &SessionRecord) -> Result<Value, StoreError> {
@@ -340,6 +336,8 @@ fn encode(record: &SessionRecord) -> Result<Value, StoreError> {
         remember_me_absolute_timeout: limits.remember_me_absolute_timeout.map(millis),
         id_issued_at: record.id_issued_at.as_unix_millis(),
         renewed_to: record.renewed_to.as_ref().map(SessionKey::to_hex),
+        authenticated_at: record.authenticated_at.as_unix_millis(),
+        label: record.label.as_deref().map(str::to_owned),
     })
     .map_err(|err| StoreError::new(StoreErrorKind::InvalidRecord, err))
 }
@@ -355,6 +353,15 @@ fn decode(value: &Value) -> Result<SessionRecord, StoreError> {
             "a stored subject longer than {MAX_SUBJECT_LEN} bytes"
         )));
     }
+    if stored
+        .label
+        .as_ref()
+        .is_some_and(|label| label.len() > MAX_LABEL_LEN)
+    {
+        return Err(StoreError::corrupt(format!(
+            "a stored label longer than {MAX_LABEL_LEN} bytes"
+        )));
+    }
     let renewed_to = match &stored.renewed_to {
         Some(hex) => Some(
             SessionKey::from_hex(hex)
@@ -365,6 +372,8 @@ fn decode(value: &Value) -> Result<SessionRecord, StoreError> {
     Ok(SessionRecord {
         id_issued_at: Timestamp::from_unix_millis(stored.id_issued_at),
         renewed_to,
+        authenticated_at: Timestamp::from_unix_millis(stored.authenticated_at),
+        label: stored.label.map(Into::into),
         created_at: Timestamp::from_unix_millis(stored.created_at),
         last_activity: Timestamp::from_unix_millis(stored.last_activity),
         expires_at: Timestamp::from_unix_millis(stored.expires_at),

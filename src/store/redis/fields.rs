@@ -1,16 +1,17 @@
 //! A [`SessionRecord`] as the fields of a Redis hash: `a` (activity), `e`
 //! (expiry), `c` (creation), `v` (version), `r` (remember-me), `l` (the
 //! limits in ms as `idle,absolute,remember-me,remember-me absolute`, `-` for
-//! none), `i` (when the ID was issued), `s` (the subject, when there is one)
-//! and `m` (the key in hex a renewed session moved to, when it did). Times
-//! are Unix ms.
+//! none), `i` (when the ID was issued), `t` (when the subject last
+//! authenticated), `s` (the subject, when there is one), `n` (the label,
+//! when there is one) and `m` (the key in hex a renewed session moved to,
+//! when it did). Times are Unix ms.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::id::SessionKey;
 use crate::policy::{Limits, Policy};
-use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
+use crate::record::{SessionRecord, MAX_LABEL_LEN, MAX_SUBJECT_LEN};
 use crate::store::StoreError;
 use crate::time::Timestamp;
 
@@ -46,8 +47,8 @@ fn optional_millis(limit: Option<Duration>) -> String {
 }
 
 /// The hash fields of `record`, as name and value in turn: `a` (activity)
-/// and `e` (expiry) first, then `c`, `v`, `r`, `l` (limits), `i`, and `s`
-/// and `m` when there are.
+/// and `e` (expiry) first, then `c`, `v`, `r`, `l` (limits), `i`, `t`, and
+/// `s`, `n` and `m` when there are.
 pub(super) fn fields(record: &SessionRecord) -> Vec<String> {
     let limits = &record.limits;
     let mut fields = vec![
@@ -71,10 +72,16 @@ pub(super) fn fields(record: &SessionRecord) -> Vec<String> {
         ),
         "i".to_owned(),
         record.id_issued_at.as_unix_millis().to_string(),
+        "t".to_owned(),
+        record.authenticated_at.as_unix_millis().to_string(),
     ];
     if let Some(subject) = &record.subject {
         fields.push("s".to_owned());
         fields.push(subject.to_string());
+    }
+    if let Some(label) = &record.label {
+        fields.push("n".to_owned());
+        fields.push(label.to_string());
     }
     if let Some(moved_to) = &record.renewed_to {
         fields.push("m".to_owned());
@@ -116,8 +123,14 @@ pub(super) fn record_from(stored: &HashMap<String, String>) -> Result<SessionRec
         Some(subject) => Some(subject.as_str().into()),
         None => None,
     };
+    let label = match stored.get("n") {
+        Some(label) if label.len() > MAX_LABEL_LEN => return Err(corrupt("n")),
+        Some(label) => Some(label.as_str().into()),
+        None => None,
+    };
+    let created_at = Timestamp::from_unix_millis(number("c")?);
     Ok(SessionRecord {
-        created_at: Timestamp::from_unix_millis(number("c")?),
+        created_at,
         last_activity: Timestamp::from_unix_millis(number("a")?),
         expires_at: Timestamp::from_unix_millis(number("e")?),
         remember_me: match stored.get("r").map(String::as_str) {
@@ -128,6 +141,8 @@ pub(super) fn record_from(stored: &HashMap<String, String>) -> Result<SessionRec
         subject,
         version: number("v")?,
         id_issued_at: Timestamp::from_unix_millis(number("i")?),
+        authenticated_at: Timestamp::from_unix_millis(number("t")?),
+        label,
         renewed_to: match stored.get("m") {
             Some(hex) => Some(SessionKey::from_hex(hex).ok_or_else(|| corrupt("m"))?),
             None => None,

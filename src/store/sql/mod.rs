@@ -14,6 +14,8 @@
 //! | `idle_timeout_ms`, `absolute_timeout_ms`, `remember_me_period_ms`, `remember_me_absolute_timeout_ms` | 64-bit integer (the absolute ones nullable: no limit) | the limits snapshot |
 //! | `id_issued_at` | 64-bit integer | Unix ms |
 //! | `renewed_to` | bytes, nullable | the key a renewed session moved to |
+//! | `authenticated_at` | 64-bit integer | Unix ms |
+//! | `label` | text, nullable | |
 //!
 //! with an index on `subject`.
 
@@ -27,7 +29,7 @@ use std::time::Duration;
 
 use crate::id::SessionKey;
 use crate::policy::Limits;
-use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
+use crate::record::{SessionRecord, MAX_LABEL_LEN, MAX_SUBJECT_LEN};
 use crate::store::{LifetimeStore, StoreError, StoreErrorKind};
 use crate::time::Timestamp;
 
@@ -41,7 +43,7 @@ const LATEST: u64 = 1 << 53;
 /// Every column but `key`, in the order [`Columns`] binds them.
 const COLUMNS: &str = "created_at, last_activity, expires_at, remember_me, subject, version, \
      idle_timeout_ms, absolute_timeout_ms, remember_me_period_ms, remember_me_absolute_timeout_ms, \
-     id_issued_at, renewed_to";
+     id_issued_at, renewed_to, authenticated_at, label";
 
 /// How many renewal pointers a delete follows at most: a live chain is one
 /// long (a pointer lives for the grace period, shorter than the renewal
@@ -83,6 +85,8 @@ struct Columns {
     remember_me_absolute_timeout: Option<i64>,
     id_issued_at: i64,
     renewed_to: Option<Vec<u8>>,
+    authenticated_at: i64,
+    label: Option<String>,
 }
 
 fn clamped(millis: u64) -> i64 {
@@ -99,13 +103,7 @@ fn limit(duration: Duration) -> i64 {
 
 impl Columns {
     fn of(record: &SessionRecord) -> Result<Self, StoreError> {
-        let subject_len = record.subject.as_deref().map_or(0, str::len);
-        if subject_len > MAX_SUBJECT_LEN {
-            return Err(StoreError::new(
-                StoreErrorKind::InvalidRecord,
-                format!("subject of {subject_len} bytes exceeds the {MAX_SUBJECT_LEN}-byte bound"),
-            ));
-        }
+        record.check_bounds()?;
         let version = i64::try_from(record.version)
             .map_err(|_| StoreError::new(StoreErrorKind::InvalidRecord, "version beyond 2^63"))?;
         let limits = &record.limits;
@@ -122,6 +120,8 @@ impl Columns {
             remember_me_absolute_timeout: limits.remember_me_absolute_timeout.map(limit),
             id_issued_at: time(record.id_issued_at),
             renewed_to: record.renewed_to.as_ref().map(key_bytes),
+            authenticated_at: time(record.authenticated_at),
+            label: record.label.as_deref().map(str::to_owned),
         })
     }
 
@@ -139,6 +139,9 @@ impl Columns {
             .is_some_and(|s| s.len() > MAX_SUBJECT_LEN)
         {
             return Err(StoreError::corrupt("subject over the bound"));
+        }
+        if self.label.as_ref().is_some_and(|l| l.len() > MAX_LABEL_LEN) {
+            return Err(StoreError::corrupt("label over the bound"));
         }
         Ok(SessionRecord {
             created_at: Timestamp::from_unix_millis(millis(self.created_at, "created_at")?),
@@ -161,6 +164,11 @@ impl Columns {
             },
             id_issued_at: Timestamp::from_unix_millis(millis(self.id_issued_at, "id_issued_at")?),
             renewed_to: self.renewed_to.as_deref().map(key_from).transpose()?,
+            authenticated_at: Timestamp::from_unix_millis(millis(
+                self.authenticated_at,
+                "authenticated_at",
+            )?),
+            label: self.label.map(Arc::from),
         })
     }
 }
@@ -185,6 +193,8 @@ macro_rules! columns_from_row {
                 remember_me_absolute_timeout: row.try_get("remember_me_absolute_timeout_ms")?,
                 id_issued_at: row.try_get("id_issued_at")?,
                 renewed_to: row.try_get("renewed_to")?,
+                authenticated_at: row.try_get("authenticated_at")?,
+                label: row.try_get("label")?,
             })
         })()
         .map_err($crate::store::sql::store_error)
@@ -210,6 +220,8 @@ macro_rules! bind_columns {
             .bind(columns.remember_me_absolute_timeout)
             .bind(columns.id_issued_at)
             .bind(columns.renewed_to)
+            .bind(columns.authenticated_at)
+            .bind(columns.label)
     }};
 }
 use bind_columns;

@@ -93,7 +93,8 @@ impl Queries {
         let t = &table;
         Queries {
             create: format!(
-                "INSERT INTO {t} (key, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                "INSERT INTO {t} (key, {COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
                  ON CONFLICT (key) DO NOTHING"
             ),
             load: format!("SELECT {COLUMNS} FROM {t} WHERE key = $1"),
@@ -135,7 +136,8 @@ impl Queries {
                    expires_at = $5 + GREATEST(0, last_activity - $4), \
                    remember_me = $6, subject = $7, version = $8, idle_timeout_ms = $9, \
                    absolute_timeout_ms = $10, remember_me_period_ms = $11, \
-                   remember_me_absolute_timeout_ms = $12, id_issued_at = $13, renewed_to = $14 \
+                   remember_me_absolute_timeout_ms = $12, id_issued_at = $13, renewed_to = $14, \
+                   authenticated_at = $15, label = $16 \
                    WHERE key = $1 AND version = $2 RETURNING 1) \
                  SELECT EXISTS (SELECT 1 FROM found) AS found, \
                    EXISTS (SELECT 1 FROM updated) AS written"
@@ -183,7 +185,9 @@ impl Queries {
                remember_me_period_ms BIGINT NOT NULL, \
                remember_me_absolute_timeout_ms BIGINT, \
                id_issued_at BIGINT NOT NULL, \
-               renewed_to BYTEA \
+               renewed_to BYTEA, \
+               authenticated_at BIGINT NOT NULL, \
+               label TEXT \
              ) WITH (fillfactor = 80); \
              CREATE INDEX IF NOT EXISTS {t}_subject ON {t} (subject) WHERE subject IS NOT NULL;"
         )

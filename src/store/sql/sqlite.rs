@@ -74,7 +74,8 @@ impl Queries {
         let t = &table;
         Queries {
             create: format!(
-                "INSERT INTO {t} (key, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+                "INSERT INTO {t} (key, {COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
                  ON CONFLICT (key) DO NOTHING"
             ),
             load: format!("SELECT {COLUMNS} FROM {t} WHERE key = ?1"),
@@ -89,7 +90,7 @@ impl Queries {
                    expires_at = ?5 + MAX(0, last_activity - ?4), remember_me = ?6, \
                    subject = ?7, version = ?8, idle_timeout_ms = ?9, absolute_timeout_ms = ?10, \
                    remember_me_period_ms = ?11, remember_me_absolute_timeout_ms = ?12, \
-                   id_issued_at = ?13, renewed_to = ?14 \
+                   id_issued_at = ?13, renewed_to = ?14, authenticated_at = ?15, label = ?16 \
                  WHERE key = ?1 AND version = ?2"
             ),
             exists: format!("SELECT EXISTS (SELECT 1 FROM {t} WHERE key = ?1)"),
@@ -130,7 +131,9 @@ impl Queries {
                remember_me_period_ms INTEGER NOT NULL, \
                remember_me_absolute_timeout_ms INTEGER, \
                id_issued_at INTEGER NOT NULL, \
-               renewed_to BLOB \
+               renewed_to BLOB, \
+               authenticated_at INTEGER NOT NULL, \
+               label TEXT \
              ) WITHOUT ROWID; \
              CREATE INDEX IF NOT EXISTS {t}_subject ON {t} (subject) WHERE subject IS NOT NULL;"
         )
