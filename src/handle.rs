@@ -211,6 +211,18 @@ impl SessionHandle {
             .map(|session| session.record.authenticated_at)
     }
 
+    /// Whether the session's subject authenticated (signed in, or
+    /// [re-authenticated](SessionHandle::reauthenticate)) less than
+    /// `max_age` ago; `false` without a session. What
+    /// [`RecentLoginLayer`](crate::RecentLoginLayer) checks, for a handler
+    /// that decides by itself.
+    pub fn authenticated_within(&self, max_age: Duration) -> bool {
+        let Some(at) = self.authenticated_at() else {
+            return false;
+        };
+        self.inner.config.clock.now() < at.saturating_add(max_age)
+    }
+
     /// The session's [label](SessionHandle::login_labelled), if it has one.
     pub fn label(&self) -> Option<String> {
         self.state()
@@ -545,12 +557,7 @@ impl SessionHandle {
     /// # let _ = confirm_password;
     /// ```
     pub async fn reauthenticate(&self) -> Result<(), SessionError> {
-        let current = self
-            .state()
-            .session
-            .as_ref()
-            .map(|session| (session.key, session.record.clone()));
-        let Some((key, mut record)) = current else {
+        let Some((key, mut record)) = self.current_record() else {
             return Err(SessionError::NoSession);
         };
         record.authenticated_at = self.inner.config.clock.now();
@@ -592,6 +599,30 @@ impl SessionHandle {
             }
             UpdateOutcome::Conflict => Err(SessionError::Conflict),
         }
+    }
+
+    /// The layer's configuration.
+    pub(crate) fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The key the session's record is stored under, and its subject.
+    pub(crate) fn current_key_and_subject(
+        &self,
+    ) -> Result<(SessionKey, Option<Arc<str>>), SessionError> {
+        self.state()
+            .session
+            .as_ref()
+            .map(|session| (session.key, session.record.subject.clone()))
+            .ok_or(SessionError::NoSession)
+    }
+
+    /// The session's key and record, as this request knows them.
+    pub(crate) fn current_record(&self) -> Option<(SessionKey, SessionRecord)> {
+        self.state()
+            .session
+            .as_ref()
+            .map(|session| (session.key, session.record.clone()))
     }
 
     /// Writes the cookie change this request made onto the response headers.

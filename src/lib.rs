@@ -78,7 +78,9 @@ mod guessing;
 mod handle;
 mod id;
 mod logout_redirect;
+mod own_sessions;
 pub mod policy;
+pub mod recent_login;
 mod record;
 mod rejection;
 mod session_cookie;
@@ -98,10 +100,12 @@ pub use guessing::{GuessLimit, GuessLimitError, DEFAULT_MAX_CLIENTS};
 pub use handle::{LogoutRedirect, MissingSessionLayer, SessionError, SessionHandle};
 pub use id::{SessionId, SessionKey, SESSION_ID_BYTES, SESSION_ID_LEN};
 pub use logout_redirect::{LogoutRedirects, RedirectConfigError};
+pub use own_sessions::SessionInfo;
 pub use policy::{
     judge, Admission, AtSessionLimit, Caps, Deadlines, ExpiryReason, Limits, Policy, PolicyBuilder,
     PolicyError, Renewal, SessionLimit, Setting, Verdict,
 };
+pub use recent_login::{OnStaleLogin, RecentLoginLayer};
 pub use record::{SessionRecord, MAX_LABEL_LEN, MAX_SUBJECT_LEN};
 pub use rejection::{
     DefaultRejection, OnInvalidSession, OnStoreError, RejectReason, RejectionResponse,

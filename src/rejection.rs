@@ -34,8 +34,12 @@ pub enum RejectReason {
     /// and its grace period is over.
     Renewed,
     /// The request carries no session cookie where a session is required
-    /// (a [status request](crate::status)).
+    /// (a [status request](crate::status)), or no session where the
+    /// [recent-login guard](crate::RecentLoginLayer) wants one.
     Missing,
+    /// The session's subject authenticated too long ago for the route
+    /// (the [recent-login guard](crate::RecentLoginLayer)).
+    LoginTooOld,
     /// The client presented too many unknown or forged session IDs lately
     /// (`429 Too Many Requests`, without a store lookup); see
     /// [`SessionLifetimeLayer::limit_guessing`](crate::SessionLifetimeLayer::limit_guessing).
@@ -45,7 +49,7 @@ pub enum RejectReason {
 impl RejectReason {
     /// A short stable name: `idle`, `absolute`, `unknown`, `malformed`,
     /// `forged`, `duplicated`, `store_unavailable`, `renewed`,
-    /// `too_many_guesses`, `missing`.
+    /// `too_many_guesses`, `missing`, `login_too_old`.
     pub fn as_str(&self) -> &'static str {
         match self {
             RejectReason::IdleTimeout => "idle",
@@ -58,6 +62,7 @@ impl RejectReason {
             RejectReason::Renewed => "renewed",
             RejectReason::TooManyGuesses => "too_many_guesses",
             RejectReason::Missing => "missing",
+            RejectReason::LoginTooOld => "login_too_old",
         }
     }
 

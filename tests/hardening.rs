@@ -17,8 +17,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use common::hardening::{
     an_outage_mid_traffic_fails_closed, logout_racing_touches_sticks,
-    renewal_racing_requests_renews_once, renewal_replaces_the_id_and_keeps_the_deadline,
-    session_limit_and_logout_everywhere,
+    own_sessions_are_listed_and_ended, renewal_racing_requests_renews_once,
+    renewal_replaces_the_id_and_keeps_the_deadline, session_limit_and_logout_everywhere,
 };
 use common::shared_store::{clock_now, log_in, send, Outage};
 use common::{set_cookie, CountingStore, TestApp, HOUR, MINUTE, SECOND};
@@ -31,6 +31,11 @@ use tower_session_lifetime::{
 #[tokio::test]
 async fn renewal_replaces_the_id_and_keeps_the_deadline_in_memory() {
     renewal_replaces_the_id_and_keeps_the_deadline(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn own_sessions_are_listed_and_ended_in_memory() {
+    own_sessions_are_listed_and_ended(MemoryStore::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

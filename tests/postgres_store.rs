@@ -203,6 +203,11 @@ async fn session_limit_and_logout_everywhere_on_postgres() {
     hardening::session_limit_and_logout_everywhere(migrated_store().await).await;
 }
 
+#[tokio::test]
+async fn own_sessions_are_listed_and_ended_on_postgres() {
+    hardening::own_sessions_are_listed_and_ended(migrated_store().await).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_mid_traffic_fails_closed_on_postgres() {
     let url = postgres_url();

@@ -342,6 +342,11 @@ async fn session_limit_and_logout_everywhere_on_redis() {
     hardening::session_limit_and_logout_everywhere(RedisStore::open(&redis_url()).unwrap()).await;
 }
 
+#[tokio::test]
+async fn own_sessions_are_listed_and_ended_on_redis() {
+    hardening::own_sessions_are_listed_and_ended(RedisStore::open(&redis_url()).unwrap()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_mid_traffic_fails_closed_on_redis() {
     let mut proxy = Proxy::start(redis_address()).await;

@@ -81,3 +81,9 @@ async fn session_limit_and_logout_everywhere_on_sqlite() {
     let store = store_at(&database_url("limit")).await;
     hardening::session_limit_and_logout_everywhere(store).await;
 }
+
+#[tokio::test]
+async fn own_sessions_are_listed_and_ended_on_sqlite() {
+    let store = store_at(&database_url("own-sessions")).await;
+    hardening::own_sessions_are_listed_and_ended(store).await;
+}

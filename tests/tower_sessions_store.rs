@@ -99,3 +99,21 @@ async fn renewal_racing_requests_renews_once_on_tower_sessions() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn listing_own_sessions_is_a_typed_unsupported_error_on_tower_sessions() {
+    use common::shared_store::{clock_now, log_in, send};
+    use tower_session_lifetime::SessionLifetimeLayer;
+    let clock = clock_now();
+    let app = common::routes().layer(
+        SessionLifetimeLayer::new(TowerSessionsStore::new(MemoryStore::default()))
+            .with_clock(clock.clone()),
+    );
+    let cookie = log_in(&app, "alice").await;
+    // The test app answers `501` for a store error of kind `Unsupported`.
+    let listed = send(&app, "GET", "/sessions", Some(&cookie)).await;
+    assert_eq!(listed.status(), http::StatusCode::NOT_IMPLEMENTED);
+    // Still signed in: nothing was changed.
+    let me = send(&app, "GET", "/me", Some(&cookie)).await;
+    assert_eq!(me.status(), http::StatusCode::OK);
+}

@@ -417,3 +417,142 @@ pub async fn an_outage_mid_traffic_fails_closed(
         "nothing stored was lost"
     );
 }
+
+/// A subject's own sessions through the layer: listed with their labels,
+/// the current one marked, the most recently active first; one ended from
+/// another (its cookie then refused); another subject's session cannot be
+/// ended; ending the current one logs out.
+pub async fn own_sessions_are_listed_and_ended(store: impl LifetimeStore) {
+    let store: Arc<dyn LifetimeStore> = Arc::new(store);
+    let clock = clock_now();
+    let app = app_with(
+        Arc::clone(&store),
+        &clock,
+        Policy::builder().idle_timeout(HOUR).build().unwrap(),
+    );
+    // Unique subjects: the store may hold other tests' sessions.
+    let alice = format!("alice-{}", SessionId::generate().unwrap().encode());
+    let bob = format!("bob-{}", SessionId::generate().unwrap().encode());
+    let login = |user: String, label: &'static str| {
+        let app = app.clone();
+        async move {
+            let response = send(
+                &app,
+                "POST",
+                &format!("/login?user={user}&label={label}"),
+                None,
+            )
+            .await;
+            new_cookie(&response).expect("a session cookie")
+        }
+    };
+    let phone = login(alice.clone(), "phone").await;
+    clock.advance(MINUTE);
+    let laptop = login(alice.clone(), "laptop").await;
+    clock.advance(MINUTE);
+    let bobs = login(bob.clone(), "bob's").await;
+    clock.advance(MINUTE);
+    // The phone was used last.
+    assert_eq!(
+        send(&app, "GET", "/me", Some(&phone)).await.status(),
+        StatusCode::OK
+    );
+
+    let list = |cookie: String| {
+        let app = app.clone();
+        async move {
+            let response = send(&app, "GET", "/sessions", Some(&cookie)).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let listed: serde_json::Value =
+                serde_json::from_str(&body_text(response).await).unwrap();
+            listed.as_array().unwrap().clone()
+        }
+    };
+    clock.advance(SECOND);
+    // Listing from the laptop is activity there: it comes first.
+    let listed = list(laptop.clone()).await;
+    let labels: Vec<&str> = listed
+        .iter()
+        .map(|s| s["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        ["laptop", "phone"],
+        "alice's only, last active first"
+    );
+    let current: Vec<bool> = listed
+        .iter()
+        .map(|s| s["current"].as_bool().unwrap())
+        .collect();
+    assert_eq!(current, [true, false]);
+    assert!(
+        listed[1]["last_activity"].as_u64() > listed[1]["created_at"].as_u64(),
+        "the phone's activity was written: {listed:?}"
+    );
+    let phone_key = listed[1]["key"].as_str().unwrap().to_owned();
+
+    // Bob cannot end alice's phone session; alice can.
+    let bob_tries = send(
+        &app,
+        "POST",
+        &format!("/sessions/end?key={phone_key}"),
+        Some(&bobs),
+    )
+    .await;
+    assert_eq!(body_text(bob_tries).await, "false");
+    assert_eq!(
+        send(&app, "GET", "/me", Some(&phone)).await.status(),
+        StatusCode::OK
+    );
+    let ended = send(
+        &app,
+        "POST",
+        &format!("/sessions/end?key={phone_key}"),
+        Some(&laptop),
+    )
+    .await;
+    assert_eq!(body_text(ended).await, "true");
+    assert_eq!(
+        send(&app, "GET", "/me", Some(&phone)).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the ended session's cookie is refused"
+    );
+    let labels: Vec<String> = list(laptop.clone())
+        .await
+        .iter()
+        .map(|s| s["label"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(labels, ["laptop"]);
+    let again = send(
+        &app,
+        "POST",
+        &format!("/sessions/end?key={phone_key}"),
+        Some(&laptop),
+    )
+    .await;
+    assert_eq!(body_text(again).await, "false", "already ended");
+
+    // Ending the current session is a logout.
+    let laptop_key = list(laptop.clone()).await[0]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let own = send(
+        &app,
+        "POST",
+        &format!("/sessions/end?key={laptop_key}"),
+        Some(&laptop),
+    )
+    .await;
+    assert!(super::clears_cookie(&own));
+    assert_eq!(body_text(own).await, "true");
+    assert_eq!(
+        send(&app, "GET", "/me", Some(&laptop)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&app, "GET", "/me", Some(&bobs)).await.status(),
+        StatusCode::OK,
+        "bob's session untouched"
+    );
+}

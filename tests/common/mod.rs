@@ -16,9 +16,9 @@ use http::{header, Request, Response, StatusCode};
 use serde::Deserialize;
 use tower::ServiceExt;
 use tower_session_lifetime::{
-    LifetimeStore, ManualClock, MemoryStore, Policy, RenewOutcome, SessionError, SessionHandle,
-    SessionKey, SessionLifetimeLayer, SessionRecord, StoreError, Timestamp, TouchOutcome,
-    UpdateOutcome,
+    LifetimeStore, ManualClock, MemoryStore, Policy, RecentLoginLayer, RenewOutcome, SessionError,
+    SessionHandle, SessionKey, SessionLifetimeLayer, SessionRecord, StoreError, StoreErrorKind,
+    Timestamp, TouchOutcome, UpdateOutcome,
 };
 
 pub mod hardening;
@@ -239,6 +239,12 @@ struct LoginParams {
     user: String,
     #[serde(default)]
     remember: bool,
+    label: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EndParams {
+    key: String,
 }
 
 #[derive(Deserialize)]
@@ -355,10 +361,23 @@ impl TestApp {
     }
 }
 
-/// The test app's routes, without a layer: `POST /login?user=..&remember=..`,
-/// `GET /me`, `POST /logout`, `POST /remember?on=..`.
+/// How recent a login `GET /sensitive` wants.
+pub const RECENT_LOGIN: Duration = Duration::from_secs(5 * 60);
+
+/// The test app's routes, without a layer: `POST /login?user=..&remember=..&label=..`,
+/// `GET /me`, `POST /logout`, `POST /remember?on=..`, `GET /sessions` (the
+/// subject's sessions as JSON), `POST /sessions/end?key=..` (`true` or
+/// `false`), `POST /reauthenticate`, and `GET /sensitive` behind a
+/// [`RecentLoginLayer`] of [`RECENT_LOGIN`].
 pub fn routes() -> Router {
+    let sensitive = Router::new()
+        .route("/sensitive", get(me))
+        .layer(RecentLoginLayer::within(RECENT_LOGIN));
     Router::new()
+        .merge(sensitive)
+        .route("/sessions", get(sessions))
+        .route("/sessions/end", post(end_session))
+        .route("/reauthenticate", post(reauthenticate))
         .route("/login", post(login))
         .route("/me", get(me))
         .route("/logout", post(logout))
@@ -374,10 +393,64 @@ async fn logout_everywhere(session: SessionHandle) -> Result<String, StatusCode>
 }
 
 async fn login(session: SessionHandle, Query(params): Query<LoginParams>) -> StatusCode {
-    match session.login(params.user, params.remember).await {
+    let started = match params.label {
+        Some(label) => {
+            session
+                .login_labelled(params.user, params.remember, label)
+                .await
+        }
+        None => session.login(params.user, params.remember).await,
+    };
+    match started {
         Ok(()) => StatusCode::OK,
         Err(SessionError::SessionLimit { .. }) => StatusCode::CONFLICT,
         Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// A store error's status: `501` for a store that cannot list sessions.
+fn store_status(err: SessionError) -> StatusCode {
+    match err {
+        SessionError::Store(err) if err.kind() == StoreErrorKind::Unsupported => {
+            StatusCode::NOT_IMPLEMENTED
+        }
+        SessionError::NoSession => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+async fn sessions(session: SessionHandle) -> Result<axum::Json<serde_json::Value>, StatusCode> {
+    let sessions = session.sessions().await.map_err(store_status)?;
+    let listed: Vec<serde_json::Value> = sessions
+        .iter()
+        .map(|info| {
+            serde_json::json!({
+                "key": info.key.to_hex(),
+                "label": info.label,
+                "current": info.current,
+                "remember_me": info.remember_me,
+                "created_at": info.created_at.as_unix_millis(),
+                "last_activity": info.last_activity.as_unix_millis(),
+                "authenticated_at": info.authenticated_at.as_unix_millis(),
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::Value::Array(listed)))
+}
+
+async fn end_session(
+    session: SessionHandle,
+    Query(params): Query<EndParams>,
+) -> Result<String, StatusCode> {
+    let key = SessionKey::from_hex(&params.key).ok_or(StatusCode::BAD_REQUEST)?;
+    let ended = session.end_session(&key).await.map_err(store_status)?;
+    Ok(ended.to_string())
+}
+
+async fn reauthenticate(session: SessionHandle) -> StatusCode {
+    match session.reauthenticate().await {
+        Ok(()) => StatusCode::OK,
+        Err(err) => store_status(err),
     }
 }
 

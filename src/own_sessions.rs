@@ -1,0 +1,142 @@
+//! A user's own sessions: the "where you're signed in" page, listed and
+//! ended through the [`SessionHandle`].
+//!
+//! ```
+//! use axum::{extract::Path, http::StatusCode, routing::{get, post}, Json, Router};
+//! use tower_session_lifetime::{MemoryStore, SessionError, SessionHandle, SessionKey, SessionLifetimeLayer};
+//!
+//! async fn list(session: SessionHandle) -> Result<Json<Vec<String>>, SessionError> {
+//!     let sessions = session.sessions().await?;
+//!     Ok(Json(
+//!         sessions
+//!             .iter()
+//!             .map(|s| format!("{} {}", s.key.to_hex(), s.label.as_deref().unwrap_or("unnamed")))
+//!             .collect(),
+//!     ))
+//! }
+//!
+//! async fn end(session: SessionHandle, Path(hex): Path<String>) -> Result<StatusCode, SessionError> {
+//!     let Some(key) = SessionKey::from_hex(&hex) else { return Ok(StatusCode::NOT_FOUND) };
+//!     Ok(if session.end_session(&key).await? { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND })
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/sessions", get(list))
+//!     .route("/sessions/{key}/end", post(end))
+//!     .layer(SessionLifetimeLayer::new(MemoryStore::new()));
+//! # let _ = app;
+//! ```
+//!
+//! A session is named by its [`SessionKey`]: the hash the store keys it by,
+//! which is not the session ID and cannot be used as a cookie, so a page
+//! may show it. Listing needs a store with a subject index (every store of
+//! this crate but `TowerSessionsStore`); others answer with a store error
+//! of kind [`Unsupported`](crate::StoreErrorKind::Unsupported).
+
+use crate::handle::{SessionError, SessionHandle};
+use crate::id::SessionKey;
+use crate::policy::{judge, Deadlines, Verdict};
+use crate::time::Timestamp;
+
+/// One live session of the subject, as [`SessionHandle::sessions`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// Names the session for [`SessionHandle::end_session`]; not its ID.
+    pub key: SessionKey,
+    /// When it was created (its login).
+    pub created_at: Timestamp,
+    /// Its latest activity written to the store.
+    pub last_activity: Timestamp,
+    /// When its subject last authenticated in it.
+    pub authenticated_at: Timestamp,
+    /// Whether it is a remember-me session.
+    pub remember_me: bool,
+    /// The label the app gave it at login, if any.
+    pub label: Option<String>,
+    /// Its deadlines, as enforced now.
+    pub deadlines: Deadlines,
+    /// Whether it is the session of this request.
+    pub current: bool,
+}
+
+impl SessionHandle {
+    /// The live sessions of this session's subject, on every device, this
+    /// one included ([`current`](SessionInfo::current)), the most recently
+    /// active first (then the newest). [`SessionError::NoSession`] without a session; a
+    /// session without a subject lists only itself.
+    pub async fn sessions(&self) -> Result<Vec<SessionInfo>, SessionError> {
+        let (current_key, subject) = self.current_key_and_subject()?;
+        let config = self.config();
+        let Some(subject) = subject else {
+            let (key, record) = self.current_record().ok_or(SessionError::NoSession)?;
+            let deadlines = self.deadlines().ok_or(SessionError::NoSession)?;
+            return Ok(vec![SessionInfo::of(key, &record, deadlines, true)]);
+        };
+        let now = config.clock.now();
+        let mut sessions: Vec<SessionInfo> = config
+            .store
+            .sessions_of(&subject)
+            .await?
+            .into_iter()
+            .filter_map(|(key, record)| match judge(&config.policy, &record, now) {
+                Verdict::Admitted(_) => {
+                    let limits = record.limits.tightest(config.policy.limits());
+                    let deadlines = Deadlines::of(&limits, &record);
+                    Some(SessionInfo::of(key, &record, deadlines, key == current_key))
+                }
+                Verdict::Expired(_) => None,
+            })
+            .collect();
+        sessions
+            .sort_by(|a, b| (b.last_activity, b.created_at).cmp(&(a.last_activity, a.created_at)));
+        Ok(sessions)
+    }
+
+    /// Ends the session `key` names if it belongs to this session's
+    /// subject (a "sign out that device" button): `true` if it ended,
+    /// `false` if there is no such live session of the subject. Ending the
+    /// current session is a [`logout`](SessionHandle::logout).
+    pub async fn end_session(&self, key: &SessionKey) -> Result<bool, SessionError> {
+        let (current_key, subject) = self.current_key_and_subject()?;
+        if *key == current_key {
+            self.logout().await?;
+            return Ok(true);
+        }
+        let Some(subject) = subject else {
+            return Ok(false);
+        };
+        let store = &self.config().store;
+        let theirs = store.load(key).await?.is_some_and(|record| {
+            record.renewed_to.is_none() && record.subject.as_deref() == Some(&*subject)
+        });
+        if !theirs {
+            return Ok(false);
+        }
+        let ended = store.delete(key).await?;
+        if ended {
+            tracing::info!(reason = "revoked", "a session ended by its subject");
+        }
+        Ok(ended)
+    }
+}
+
+impl SessionInfo {
+    fn of(
+        key: SessionKey,
+        record: &crate::SessionRecord,
+        deadlines: Deadlines,
+        current: bool,
+    ) -> Self {
+        SessionInfo {
+            key,
+            created_at: record.created_at,
+            last_activity: record.last_activity,
+            authenticated_at: record.authenticated_at,
+            remember_me: record.remember_me,
+            label: record.label.as_deref().map(String::from),
+            deadlines,
+            current,
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! [`RecentLogin`]: the guard's service.
+
+use std::task::{Context, Poll};
+
+use http::header::LOCATION;
+use http::{Request, Response, StatusCode};
+use tower_service::Service;
+
+use super::layer::{OnStaleLogin, RecentLoginLayer};
+use super::RecentLoginFuture;
+use crate::handle::SessionHandle;
+use crate::rejection::RejectReason;
+
+/// The service [`RecentLoginLayer`] wraps around an inner service.
+#[derive(Clone, Debug)]
+pub struct RecentLogin<S> {
+    inner: S,
+    config: RecentLoginLayer,
+}
+
+impl<S> RecentLogin<S> {
+    pub(super) fn new(inner: S, config: RecentLoginLayer) -> Self {
+        RecentLogin { inner, config }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The answer to a request whose login is not recent enough.
+    fn refuse<B: Default>(&self, reason: RejectReason) -> Response<B> {
+        let mut response = Response::new(B::default());
+        match &self.config.on_stale {
+            OnStaleLogin::Redirect(location) => {
+                *response.status_mut() = StatusCode::SEE_OTHER;
+                response.headers_mut().insert(LOCATION, location.clone());
+            }
+            OnStaleLogin::Reject => *response.status_mut() = StatusCode::UNAUTHORIZED,
+        }
+        response.extensions_mut().insert(reason);
+        response
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RecentLogin<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = RecentLoginFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let Ok(handle) = SessionHandle::from_extensions(request.extensions()) else {
+            // Installed without the lifetime layer outside it: a mistake in
+            // the app, not the user's.
+            tracing::error!("RecentLoginLayer without a SessionLifetimeLayer around it");
+            let mut response = Response::new(ResBody::default());
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            return RecentLoginFuture::answered(response);
+        };
+        if !handle.is_active() {
+            return RecentLoginFuture::answered(self.refuse(RejectReason::Missing));
+        }
+        if !handle.authenticated_within(self.config.max_age) {
+            tracing::info!(
+                reason = RejectReason::LoginTooOld.as_str(),
+                "login not recent enough for this route"
+            );
+            return RecentLoginFuture::answered(self.refuse(RejectReason::LoginTooOld));
+        }
+        RecentLoginFuture::called(self.inner.call(request))
+    }
+}
