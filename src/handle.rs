@@ -8,6 +8,7 @@ use http::header::LOCATION;
 use http::{Extensions, HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::id::{SessionId, SessionKey};
+use crate::observe::{self, EndReason};
 use crate::policy::{judge, AtSessionLimit, Deadlines, Verdict};
 use crate::record::{SessionRecord, MAX_LABEL_LEN, MAX_SUBJECT_LEN};
 use crate::rejection::RejectReason;
@@ -319,7 +320,7 @@ impl SessionHandle {
         let label: Option<Arc<str>> = label.map(Into::into);
         let config = &self.inner.config;
         if !config.followed {
-            self.end_current_session().await?;
+            self.end_current_session(Some(EndReason::Replaced)).await?;
         }
         self.make_room_for(&subject).await?;
         if config.followed {
@@ -344,6 +345,7 @@ impl SessionHandle {
             let id = SessionId::generate().map_err(SessionError::Randomness)?;
             let key = id.key();
             if config.store.create(&key, &record).await? {
+                observe::started(config, &key);
                 let deadlines = Deadlines::of(&record.limits, &record);
                 let mut state = self.state();
                 state.session = Some(ActiveSession {
@@ -386,12 +388,10 @@ impl SessionHandle {
         }
         live.sort_by_key(|(_, record)| record.created_at);
         for (key, _) in &live[..=live.len() - max] {
-            config.store.delete(key).await?;
+            if config.store.delete(key).await? {
+                observe::ended(config, key, EndReason::Limit);
+            }
         }
-        tracing::info!(
-            ended = live.len() + 1 - max,
-            "session limit: the subject's oldest sessions ended"
-        );
         Ok(())
     }
 
@@ -417,10 +417,11 @@ impl SessionHandle {
             return Ok(u64::from(had_session));
         };
         let ended = self.inner.config.store.delete_sessions_of(&subject).await?;
-        // This session too, under its ID's own key (a renewed ID's pointer).
-        self.end_current_session().await?;
+        observe::ended_many(&self.inner.config, ended, EndReason::LogoutEverywhere);
+        // This session too, under its ID's own key (a renewed ID's pointer);
+        // counted above.
+        self.end_current_session(None).await?;
         self.state().cookie = CookieChange::Clear;
-        tracing::info!(ended, "logout everywhere");
         Ok(ended)
     }
 
@@ -464,14 +465,15 @@ impl SessionHandle {
     /// `delete_data_from` (feature `tower-sessions`),
     /// the session's data is deleted too.
     pub async fn logout(&self) -> Result<(), SessionError> {
-        self.end_current_session().await?;
+        self.end_current_session(Some(EndReason::Logout)).await?;
         self.state().cookie = CookieChange::Clear;
         Ok(())
     }
 
     /// Deletes the request's session, if it has one (or the one its cookie
-    /// named when the store could not confirm it), and clears its cookie.
-    async fn end_current_session(&self) -> Result<(), SessionError> {
+    /// named when the store could not confirm it), and clears its cookie;
+    /// an event says it ended for `reason`, if given.
+    async fn end_current_session(&self, reason: Option<EndReason>) -> Result<(), SessionError> {
         let ending = {
             let state = self.state();
             match (&state.session, &state.unconfirmed) {
@@ -483,7 +485,10 @@ impl SessionHandle {
             }
         };
         if let Some((id, key)) = ending {
-            self.inner.config.end_session(&id, &key).await?;
+            let ended = self.inner.config.end_session(&id, &key).await?;
+            if let (true, Some(reason)) = (ended, reason) {
+                observe::ended(&self.inner.config, &key, reason);
+            }
             let mut state = self.state();
             state.session = None;
             state.unconfirmed = None;

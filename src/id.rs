@@ -160,6 +160,24 @@ impl SessionKey {
         hex
     }
 
+    /// A short name for the session in logs and traces: the key's first 48
+    /// bits in hex (12 characters). The key is itself a SHA-256 of the ID,
+    /// so this cannot give the ID back; it matches the start of
+    /// [`to_hex`](SessionKey::to_hex).
+    ///
+    /// ```
+    /// use tower_session_lifetime::SessionKey;
+    ///
+    /// let key = SessionKey::from_bytes([0xab; SessionKey::LEN]);
+    /// assert_eq!(key.short().to_string(), "abababababab");
+    /// assert!(key.to_hex().starts_with(&key.short().to_string()));
+    /// ```
+    pub fn short(&self) -> ShortKey {
+        let mut prefix = [0; ShortKey::LEN];
+        prefix.copy_from_slice(&self.0[..ShortKey::LEN]);
+        ShortKey(prefix)
+    }
+
     /// The key whose [`to_hex`](SessionKey::to_hex) is `hex` (either case);
     /// `None` unless it is 32 hex digits.
     ///
@@ -236,5 +254,30 @@ mod tests {
         assert!(SessionId::parse("AAAAAAAAAAAAAAAAAAAAAB").is_none());
         assert!(SessionId::parse("AAAAAAAAAAAAAAAAAAAAAA").is_some());
         assert!(SessionId::parse("ééééééééééé").is_none());
+    }
+}
+
+/// The start of a [`SessionKey`], naming a session in logs; see
+/// [`SessionKey::short`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShortKey([u8; ShortKey::LEN]);
+
+impl ShortKey {
+    /// Length in bytes (12 hex digits).
+    pub const LEN: usize = 6;
+}
+
+impl fmt::Display for ShortKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ShortKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ShortKey({self})")
     }
 }

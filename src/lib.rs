@@ -78,6 +78,7 @@ mod guessing;
 mod handle;
 mod id;
 mod logout_redirect;
+pub mod observe;
 mod own_sessions;
 pub mod policy;
 pub mod recent_login;
@@ -98,8 +99,9 @@ pub use deadline_headers::{
 };
 pub use guessing::{GuessLimit, GuessLimitError, DEFAULT_MAX_CLIENTS};
 pub use handle::{LogoutRedirect, MissingSessionLayer, SessionError, SessionHandle};
-pub use id::{SessionId, SessionKey, SESSION_ID_BYTES, SESSION_ID_LEN};
+pub use id::{SessionId, SessionKey, ShortKey, SESSION_ID_BYTES, SESSION_ID_LEN};
 pub use logout_redirect::{LogoutRedirects, RedirectConfigError};
+pub use observe::{EndReason, MetricsSnapshot, SessionMetrics};
 pub use own_sessions::SessionInfo;
 pub use policy::{
     judge, Admission, AtSessionLimit, Caps, Deadlines, ExpiryReason, Limits, Policy, PolicyBuilder,

@@ -35,6 +35,7 @@
 
 use crate::handle::{SessionError, SessionHandle};
 use crate::id::SessionKey;
+use crate::observe::{self, EndReason};
 use crate::policy::{judge, Deadlines, Verdict};
 use crate::time::Timestamp;
 
@@ -88,8 +89,7 @@ impl SessionHandle {
                 Verdict::Expired(_) => None,
             })
             .collect();
-        sessions
-            .sort_by(|a, b| (b.last_activity, b.created_at).cmp(&(a.last_activity, a.created_at)));
+        sessions.sort_by_key(|info| std::cmp::Reverse((info.last_activity, info.created_at)));
         Ok(sessions)
     }
 
@@ -115,7 +115,7 @@ impl SessionHandle {
         }
         let ended = store.delete(key).await?;
         if ended {
-            tracing::info!(reason = "revoked", "a session ended by its subject");
+            observe::ended(self.config(), key, EndReason::Revoked);
         }
         Ok(ended)
     }

@@ -9,6 +9,7 @@ use super::finish::{call_with, Next};
 use super::Config;
 use crate::handle::{ActiveSession, SessionHandle};
 use crate::id::{SessionId, SessionKey};
+use crate::observe;
 use crate::policy::{judge, Admission, Deadlines, Verdict};
 use crate::record::SessionRecord;
 use crate::rejection::{OnInvalidSession, OnStoreError, RejectReason, RejectionResponse};
@@ -192,6 +193,7 @@ pub(crate) async fn check(
                     Ok(false) if reloads < STALE_RELOADS => reloads += 1,
                     Ok(deleted) => {
                         if deleted {
+                            observe::ended(&config, &key, reason.into());
                             config.delete_data(&id).await;
                         }
                         return Checked::Refused {
@@ -306,17 +308,20 @@ async fn renew(config: &Config, session: ActiveSession, now: Timestamp, touched:
         )
         .await;
     match outcome {
-        Ok(RenewOutcome::Renewed) => Checked::Admitted {
-            session: ActiveSession {
-                id: new_id,
-                key: new_key,
-                record,
-                deadlines: session.deadlines,
-                in_grace: false,
-            },
-            touched,
-            renewed: true,
-        },
+        Ok(RenewOutcome::Renewed) => {
+            observe::renewed(config, &session.key, &new_key);
+            Checked::Admitted {
+                session: ActiveSession {
+                    id: new_id,
+                    key: new_key,
+                    record,
+                    deadlines: session.deadlines,
+                    in_grace: false,
+                },
+                touched,
+                renewed: true,
+            }
+        }
         Ok(RenewOutcome::Missing) => Checked::Refused {
             reason: RejectReason::Unknown,
             id: session.id,
@@ -350,6 +355,7 @@ where
             touched,
             renewed,
         } => {
+            observe::admitted(config);
             let presented = config.followed.then(|| session.id.clone());
             let handle = SessionHandle::admitted(Arc::clone(config), session, touched, renewed);
             call_with(config, responder, request, handle, None, presented, true)

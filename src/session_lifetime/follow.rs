@@ -18,6 +18,7 @@
 //! layer. When the store fails to start or end a lifetime, the answer is
 //! the one a store failure gets, with the cookie cleared.
 
+use crate::observe::{self, EndReason};
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
@@ -182,14 +183,25 @@ async fn start(config: Arc<Config>, id: SessionId, state: FollowedState) -> Cook
             )
         },
     };
+    let renewal = renewed.is_some();
     let deadlines = Deadlines::of(&record.limits.tightest(config.policy.limits()), &record);
     record.expires_at = deadlines.nearest();
+    let retired = state
+        .current
+        .map(|current| current.id)
+        .or(state.unconfirmed);
     let mut edit = match config.store.create(&id.key(), &record).await {
-        Ok(true) => CookieEdit::Lifetime(
-            record
-                .remember_me
-                .then(|| deadlines.nearest().saturating_duration_since(now)),
-        ),
+        Ok(true) => {
+            match (&retired, renewal) {
+                (Some(old), true) => observe::renewed(&config, &old.key(), &id.key()),
+                _ => observe::started(&config, &id.key()),
+            }
+            CookieEdit::Lifetime(
+                record
+                    .remember_me
+                    .then(|| deadlines.nearest().saturating_duration_since(now)),
+            )
+        }
         Ok(false) => {
             tracing::warn!("the session layer set an ID that already has a lifetime; cleared");
             CookieEdit::Clear
@@ -200,14 +212,15 @@ async fn start(config: Arc<Config>, id: SessionId, state: FollowedState) -> Cook
             CookieEdit::StoreFailed
         }
     };
-    let retired = state
-        .current
-        .map(|current| current.id)
-        .or(state.unconfirmed);
     if let Some(retired) = retired {
-        if let Err(err) = config.end_session(&retired, &retired.key()).await {
-            tracing::warn!(error = %err, "could not end the session a new ID replaced");
-            edit = CookieEdit::StoreFailed;
+        match config.end_session(&retired, &retired.key()).await {
+            // A renewal moved the session: it goes on under the new ID.
+            Ok(true) if !renewal => observe::ended(&config, &retired.key(), EndReason::Replaced),
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "could not end the session a new ID replaced");
+                edit = CookieEdit::StoreFailed;
+            }
         }
     }
     edit
@@ -217,7 +230,12 @@ async fn start(config: Arc<Config>, id: SessionId, state: FollowedState) -> Cook
 /// store fails, the session may live on, so the answer is a store failure.
 async fn end(config: Arc<Config>, id: SessionId, edit: CookieEdit) -> CookieEdit {
     match config.end_session(&id, &id.key()).await {
-        Ok(()) => edit,
+        Ok(ended) => {
+            if ended {
+                observe::ended(&config, &id.key(), EndReason::Logout);
+            }
+            edit
+        }
         Err(err) => {
             tracing::warn!(error = %err, "could not end a session the session layer ended");
             CookieEdit::StoreFailed
@@ -474,6 +492,8 @@ mod tests {
     fn followed_config() -> Config {
         Config {
             store: Arc::new(crate::MemoryStore::new()),
+            backend: Arc::new(crate::MemoryStore::new()),
+            metrics: None,
             clock: Arc::new(crate::SystemClock),
             policy: crate::Policy::default(),
             cookie: crate::SessionCookie::tower_sessions(),

@@ -9,6 +9,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::deadline_headers::DeadlineHeaders;
 use crate::guessing::{GuessCounter, GuessLimit};
 use crate::logout_redirect::LogoutRedirects;
+use crate::observe::{InstrumentedStore, SessionMetrics};
 use crate::policy::Policy;
 use crate::rejection::{DefaultRejection, OnInvalidSession, OnStoreError};
 use crate::session_cookie::SessionCookie;
@@ -56,7 +57,9 @@ impl SessionLifetimeLayer {
     pub fn from_shared_store(store: Arc<dyn LifetimeStore>) -> Self {
         SessionLifetimeLayer {
             config: Arc::new(Config {
+                backend: Arc::clone(&store),
                 store,
+                metrics: None,
                 clock: Arc::new(SystemClock),
                 policy: Policy::default(),
                 cookie: SessionCookie::default(),
@@ -146,6 +149,30 @@ impl<R> SessionLifetimeLayer<R> {
             config: self.config,
             responder: StatusJson(self.responder),
         }
+    }
+
+    /// Counts what the layer does in `metrics` (sessions admitted, started,
+    /// renewed, ended by reason; store calls, failures and time), and with
+    /// the `metrics` feature reports it to the `metrics` facade; see
+    /// [`SessionMetrics`]. Off by default: without it nothing is counted or
+    /// timed.
+    ///
+    /// ```
+    /// use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer, SessionMetrics};
+    ///
+    /// let metrics = SessionMetrics::new();
+    /// let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_metrics(metrics.clone());
+    /// assert_eq!(metrics.snapshot().started, 0);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_metrics(mut self, metrics: SessionMetrics) -> Self {
+        let config = self.config_mut();
+        config.store = Arc::new(InstrumentedStore {
+            inner: Arc::clone(&config.backend),
+            metrics: metrics.clone(),
+        });
+        config.metrics = Some(metrics);
+        self
     }
 
     /// The lifetime rules. Default: [`Policy::default()`].
@@ -297,6 +324,7 @@ impl<R> std::fmt::Debug for SessionLifetimeLayer<R> {
             .field("on_store_error", &self.config.on_store_error)
             .field("followed", &self.config.followed)
             .field("deletes_data", &self.config.session_data.is_some())
+            .field("metrics", &self.config.metrics.is_some())
             .field("deadline_headers", &self.config.deadline_headers)
             .field("status", &self.config.status)
             .finish_non_exhaustive()

@@ -41,6 +41,7 @@ use crate::deadline_headers::DeadlineHeaders;
 use crate::guessing::GuessCounter;
 use crate::id::{SessionId, SessionKey};
 use crate::logout_redirect::LogoutRedirects;
+use crate::observe::SessionMetrics;
 use crate::policy::Policy;
 use crate::rejection::{OnInvalidSession, OnStoreError};
 use crate::session_cookie::SessionCookie;
@@ -51,7 +52,13 @@ use crate::store::{LifetimeStore, StoreError};
 /// request and handle.
 #[derive(Clone)]
 pub(crate) struct Config {
+    /// The store the layer calls: the app's, instrumented when the layer
+    /// has metrics.
     pub(crate) store: Arc<dyn LifetimeStore>,
+    /// The app's store as given.
+    pub(crate) backend: Arc<dyn LifetimeStore>,
+    /// The counters, when the app asked for them.
+    pub(crate) metrics: Option<SessionMetrics>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) policy: Policy,
     pub(crate) cookie: SessionCookie,
@@ -75,15 +82,16 @@ pub(crate) struct Config {
 impl Config {
     /// Ends the session `id`: its lifetime record, then its data where the
     /// app keeps it. Only the record decides: data that cannot be deleted
-    /// is logged and left to its own expiry.
+    /// is logged and left to its own expiry. `true` if a record was
+    /// deleted.
     pub(crate) async fn end_session(
         &self,
         id: &SessionId,
         key: &SessionKey,
-    ) -> Result<(), StoreError> {
-        self.store.delete(key).await?;
+    ) -> Result<bool, StoreError> {
+        let deleted = self.store.delete(key).await?;
         self.delete_data(id).await;
-        Ok(())
+        Ok(deleted)
     }
 
     /// Deletes the app's data of the session `id`, if the layer knows where

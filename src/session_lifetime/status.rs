@@ -10,6 +10,7 @@ use super::check::{count_guess, Activity, Checked};
 use super::Config;
 use crate::deadline_headers::DeadlineHeaders;
 use crate::handle::SessionHandle;
+use crate::observe;
 use crate::rejection::{RejectReason, RejectionResponse};
 use crate::session_cookie::forbid_caching;
 use crate::status::SessionStatus;
@@ -100,6 +101,7 @@ where
             return refused(responder, RejectReason::StoreUnavailable);
         }
     };
+    observe::admitted(config);
     let status = SessionStatus::new(
         session.deadlines,
         session.record.remember_me,
