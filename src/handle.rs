@@ -9,7 +9,7 @@ use http::{Extensions, HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::id::{SessionId, SessionKey};
 use crate::observe::{self, EndReason};
-use crate::policy::{judge, AtSessionLimit, Deadlines, Verdict};
+use crate::policy::{judge, AtSessionLimit, Deadlines, Policy, PolicyChoice, Verdict};
 use crate::record::{SessionRecord, MAX_LABEL_LEN, MAX_SUBJECT_LEN};
 use crate::rejection::RejectReason;
 use crate::session_lifetime::Config;
@@ -51,6 +51,8 @@ pub struct SessionHandle {
 
 struct HandleInner {
     config: Arc<Config>,
+    /// The policies of the request's tenant and route group.
+    choice: PolicyChoice,
     state: Mutex<HandleState>,
 }
 
@@ -108,6 +110,7 @@ impl SessionHandle {
 
     pub(crate) fn admitted(
         config: Arc<Config>,
+        choice: PolicyChoice,
         session: ActiveSession,
         refresh_cookie: bool,
         renewed: bool,
@@ -119,6 +122,7 @@ impl SessionHandle {
         };
         SessionHandle::with_state(
             config,
+            choice,
             HandleState {
                 session: Some(session),
                 cookie,
@@ -134,6 +138,7 @@ impl SessionHandle {
     /// that the store could not check.
     pub(crate) fn visitor(
         config: Arc<Config>,
+        choice: PolicyChoice,
         rejected: Option<RejectReason>,
         clear_cookie: bool,
         unconfirmed: Option<SessionId>,
@@ -145,6 +150,7 @@ impl SessionHandle {
         };
         SessionHandle::with_state(
             config,
+            choice,
             HandleState {
                 session: None,
                 cookie,
@@ -155,13 +161,26 @@ impl SessionHandle {
         )
     }
 
-    fn with_state(config: Arc<Config>, state: HandleState) -> Self {
+    fn with_state(config: Arc<Config>, choice: PolicyChoice, state: HandleState) -> Self {
         SessionHandle {
             inner: Arc::new(HandleInner {
                 config,
+                choice,
                 state: Mutex::new(state),
             }),
         }
+    }
+
+    /// The policy the request is judged by: its tenant's, tightened for its
+    /// route group.
+    pub(crate) fn policy(&self) -> &Policy {
+        self.inner.config.policies.policy(self.inner.choice)
+    }
+
+    /// The policy a session started in this request is snapshotted with:
+    /// its tenant's.
+    fn base_policy(&self) -> &Policy {
+        self.inner.config.policies.base(self.inner.choice)
     }
 
     fn state(&self) -> MutexGuard<'_, HandleState> {
@@ -335,7 +354,7 @@ impl SessionHandle {
         let record = SessionRecord {
             label,
             ..SessionRecord::new(
-                &config.policy,
+                self.base_policy(),
                 config.clock.now(),
                 Some(subject.into()),
                 remember_me,
@@ -366,7 +385,8 @@ impl SessionHandle {
     /// before `subject` logs in: ends its oldest live sessions, or refuses.
     async fn make_room_for(&self, subject: &str) -> Result<(), SessionError> {
         let config = &self.inner.config;
-        let Some(limit) = config.policy.session_limit() else {
+        let policy = self.base_policy();
+        let Some(limit) = policy.session_limit() else {
             return Ok(());
         };
         let now = config.clock.now();
@@ -375,9 +395,7 @@ impl SessionHandle {
             .sessions_of(subject)
             .await?
             .into_iter()
-            .filter(|(_, record)| {
-                matches!(judge(&config.policy, record, now), Verdict::Admitted(_))
-            })
+            .filter(|(_, record)| matches!(judge(policy, record, now), Verdict::Admitted(_)))
             .collect();
         let max = usize::try_from(limit.max).unwrap_or(usize::MAX);
         if live.len() < max {
@@ -530,10 +548,9 @@ impl SessionHandle {
         if record.remember_me == remember_me {
             return Ok(());
         }
-        let config = &self.inner.config;
         let limits = record
             .limits
-            .tightest(config.policy.limits())
+            .tightest(self.policy().limits())
             .switching_remember_me(record.remember_me, remember_me);
         record.limits = limits;
         record.remember_me = remember_me;
@@ -579,7 +596,7 @@ impl SessionHandle {
     ) -> Result<(), SessionError> {
         let expected_version = record.version;
         record.version = record.version.wrapping_add(1);
-        let limits = record.limits.tightest(self.inner.config.policy.limits());
+        let limits = record.limits.tightest(self.policy().limits());
         let deadlines = Deadlines::of(&limits, &record);
         record.expires_at = deadlines.nearest();
         let outcome = self
@@ -682,6 +699,7 @@ impl SessionHandle {
             }),
             pending: state.pending.clone().unwrap_or_default(),
             unconfirmed: state.unconfirmed.clone(),
+            choice: self.inner.choice,
         }
     }
 }
@@ -706,6 +724,8 @@ pub(crate) struct FollowedState {
     pub(crate) pending: PendingSession,
     /// The session a cookie named that the store could not confirm.
     pub(crate) unconfirmed: Option<SessionId>,
+    /// The request's policies.
+    pub(crate) choice: PolicyChoice,
 }
 
 /// The live session of a followed cookie's request.

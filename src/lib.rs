@@ -104,8 +104,9 @@ pub use logout_redirect::{LogoutRedirects, RedirectConfigError};
 pub use observe::{EndReason, MetricsSnapshot, SessionMetrics};
 pub use own_sessions::SessionInfo;
 pub use policy::{
-    judge, Admission, AtSessionLimit, Caps, Deadlines, ExpiryReason, Limits, Policy, PolicyBuilder,
-    PolicyError, Renewal, SessionLimit, Setting, Verdict,
+    judge, Admission, AtSessionLimit, Caps, Deadlines, ExpiryReason, Limits, Policies,
+    PoliciesBuilder, Policy, PolicyBuilder, PolicyError, Renewal, SessionLimit, Setting,
+    TenantFrom, Tightening, Verdict,
 };
 pub use recent_login::{OnStaleLogin, RecentLoginLayer};
 pub use record::{SessionRecord, MAX_LABEL_LEN, MAX_SUBJECT_LEN};

@@ -80,9 +80,9 @@ impl SessionHandle {
             .sessions_of(&subject)
             .await?
             .into_iter()
-            .filter_map(|(key, record)| match judge(&config.policy, &record, now) {
+            .filter_map(|(key, record)| match judge(self.policy(), &record, now) {
                 Verdict::Admitted(_) => {
-                    let limits = record.limits.tightest(config.policy.limits());
+                    let limits = record.limits.tightest(self.policy().limits());
                     let deadlines = Deadlines::of(&limits, &record);
                     Some(SessionInfo::of(key, &record, deadlines, key == current_key))
                 }

@@ -18,7 +18,7 @@ fn reason(response: &http::Response<Body>) -> Option<RejectReason> {
 fn app() -> TestApp {
     TestApp::configured(|layer| {
         layer
-            .with_policy(common::policy(HOUR, 8 * HOUR))
+            .with_policy(common::policy(3 * HOUR, 8 * HOUR))
             .deadline_headers(Default::default())
     })
 }
@@ -105,9 +105,11 @@ async fn a_visitor_is_refused_and_a_redirect_can_be_configured() {
     assert_eq!(reason(&visitor), Some(RejectReason::Missing));
 
     let redirecting = TestApp::routed(|routes, layer| {
-        let confirm = Router::new().route("/pay", get(|| async { "paid" })).layer(
-            RecentLoginLayer::within(MINUTE).redirect_to("/confirm-password".parse().unwrap()),
-        );
+        let confirm = Router::new()
+            .route("/pay", get(|| async { "paid" }))
+            .route_layer(
+                RecentLoginLayer::within(MINUTE).redirect_to("/confirm-password".parse().unwrap()),
+            );
         routes
             .merge(confirm)
             .layer(layer.with_policy(Policy::default()))

@@ -100,6 +100,26 @@ pub enum PolicyError {
     },
     /// A session limit of zero: no one could sign in.
     NoSessionsAllowed,
+    /// A route group of [`Policies`](crate::Policies) would lengthen a
+    /// limit of a tenant's policy (or of the default one): route groups
+    /// may only shorten them.
+    LongerThanEnclosing {
+        /// The setting.
+        setting: Setting,
+        /// The route group's value.
+        value: Duration,
+        /// The enclosing policy's value.
+        enclosing: Duration,
+        /// The route group's prefix.
+        route: String,
+        /// The tenant, or `None` for the default policy.
+        tenant: Option<String>,
+    },
+    /// A route group's prefix is not an absolute path without a query.
+    InvalidRoute {
+        /// The prefix as given.
+        route: String,
+    },
 }
 
 impl fmt::Display for PolicyError {
@@ -130,6 +150,25 @@ impl fmt::Display for PolicyError {
             ),
             PolicyError::NoSessionsAllowed => {
                 f.write_str("a limit of zero sessions per subject lets no one sign in")
+            }
+            PolicyError::LongerThanEnclosing {
+                setting,
+                value,
+                enclosing,
+                route,
+                tenant,
+            } => {
+                write!(
+                    f,
+                    "{setting} of {value:?} for {route:?} is longer than the {enclosing:?} of "
+                )?;
+                match tenant {
+                    Some(tenant) => write!(f, "tenant {tenant:?}"),
+                    None => f.write_str("the default policy"),
+                }
+            }
+            PolicyError::InvalidRoute { route } => {
+                write!(f, "route group {route:?} is not an absolute path")
             }
         }
     }

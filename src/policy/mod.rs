@@ -17,11 +17,14 @@
 
 mod error;
 mod judge;
+mod set;
 
 use std::time::Duration;
 
 pub use error::{PolicyError, Setting};
 pub use judge::{judge, Admission, Deadlines, ExpiryReason, Verdict};
+pub(crate) use set::PolicyChoice;
+pub use set::{Policies, PoliciesBuilder, TenantFrom, Tightening};
 
 const MINUTE: Duration = Duration::from_secs(60);
 

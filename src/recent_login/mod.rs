@@ -4,7 +4,9 @@
 //!
 //! Put [`RecentLoginLayer`] on the routes that change a password, pay, or
 //! show secrets, *inside* the [`SessionLifetimeLayer`](crate::SessionLifetimeLayer)
-//! (which must run first, to admit the session). A session whose last
+//! (which must run first, to admit the session). With axum, add it with
+//! `route_layer` on the sensitive routes: `layer` would also guard the
+//! router's fallback, so a mistyped URL would answer `401`. A session whose last
 //! authentication is `max_age` old or older, or a visitor, is refused:
 //! `401` by default, or a `303` to a page that asks for the password again
 //! and calls [`SessionHandle::reauthenticate`](crate::SessionHandle::reauthenticate).
@@ -19,7 +21,9 @@
 //!
 //! let sensitive: Router = Router::new()
 //!     .route("/account/password", post(|| async { "changed" }))
-//!     .layer(RecentLoginLayer::within(Duration::from_secs(5 * 60)).redirect_to("/confirm-password".parse().unwrap()));
+//!     // `route_layer`: the guard applies to these routes, not to the
+//!     // fallback that the merged router shares.
+//!     .route_layer(RecentLoginLayer::within(Duration::from_secs(5 * 60)).redirect_to("/confirm-password".parse().unwrap()));
 //! let app: Router = Router::new()
 //!     .route("/", get(|| async { "home" }))
 //!     .merge(sensitive)

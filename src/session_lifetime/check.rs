@@ -10,7 +10,7 @@ use super::Config;
 use crate::handle::{ActiveSession, SessionHandle};
 use crate::id::{SessionId, SessionKey};
 use crate::observe;
-use crate::policy::{judge, Admission, Deadlines, Verdict};
+use crate::policy::{judge, Admission, Deadlines, Policy, PolicyChoice, Verdict};
 use crate::record::SessionRecord;
 use crate::rejection::{OnInvalidSession, OnStoreError, RejectReason, RejectionResponse};
 use crate::store::{RenewOutcome, StoreError, StoreErrorKind, TouchOutcome};
@@ -67,7 +67,9 @@ pub(crate) fn check_without_writes(
     key: SessionKey,
     loaded: Result<Option<SessionRecord>, StoreError>,
     activity: Activity,
+    choice: PolicyChoice,
 ) -> Result<Checked, Loaded> {
+    let policy = config.policies.policy(choice);
     let record = match loaded {
         Ok(Some(record)) => record,
         Ok(None) if config.session_data.is_some() => return Err(Loaded::Missing),
@@ -87,8 +89,8 @@ pub(crate) fn check_without_writes(
     if record.renewed_to.is_some() {
         return Err(Loaded::Record(Box::new(record)));
     }
-    let deadlines = match judge(&config.policy, &record, config.clock.now()) {
-        Verdict::Admitted(_) if activity == Activity::Ignored => stored_deadlines(config, &record),
+    let deadlines = match judge(policy, &record, config.clock.now()) {
+        Verdict::Admitted(_) if activity == Activity::Ignored => stored_deadlines(policy, &record),
         Verdict::Admitted(admission)
             if activity == Activity::Counts
                 && !admission.touch
@@ -113,8 +115,8 @@ pub(crate) fn check_without_writes(
 
 /// The deadlines of `record` from its stored activity, as `judge` enforces
 /// them: what a request that is not activity reports.
-fn stored_deadlines(config: &Config, record: &SessionRecord) -> Deadlines {
-    Deadlines::of(&record.limits.tightest(config.policy.limits()), record)
+fn stored_deadlines(policy: &Policy, record: &SessionRecord) -> Deadlines {
+    Deadlines::of(&record.limits.tightest(policy.limits()), record)
 }
 
 /// How many renewal pointers a request follows at most: a pointer lives for
@@ -138,7 +140,9 @@ pub(crate) async fn check(
     mut key: SessionKey,
     mut loaded: Loaded,
     activity: Activity,
+    choice: PolicyChoice,
 ) -> Checked {
+    let policy = config.policies.policy(choice);
     let mut reloads = 0;
     let mut pointers = 0;
     let mut in_grace = false;
@@ -155,7 +159,7 @@ pub(crate) async fn check(
             }
             // One round trip: the store touches the session itself when a
             // touch is due.
-            Loaded::NotYet => match config.store.load_and_touch(&key, &config.policy, now).await {
+            Loaded::NotYet => match config.store.load_and_touch(&key, policy, now).await {
                 Ok(Some(found)) => (Some(found.record), found.touch),
                 Ok(None) => (None, None),
                 Err(error) => return Checked::StoreFailed { error, id },
@@ -184,7 +188,7 @@ pub(crate) async fn check(
             key = moved_to;
             continue;
         }
-        match judge(&config.policy, &record, now) {
+        match judge(policy, &record, now) {
             Verdict::Admitted(admission) => break (record, now, admission, touched),
             Verdict::Expired(reason) => {
                 // Delete only what was judged: a request that touched the
@@ -217,7 +221,7 @@ pub(crate) async fn check(
             session: ActiveSession {
                 id,
                 key,
-                deadlines: stored_deadlines(&config, &record),
+                deadlines: stored_deadlines(policy, &record),
                 record,
                 in_grace,
             },
@@ -227,7 +231,7 @@ pub(crate) async fn check(
     }
     let mut admission = admission;
     if activity == Activity::Forced && !admission.touch && now > record.last_activity {
-        let limits = record.limits.tightest(config.policy.limits());
+        let limits = record.limits.tightest(policy.limits());
         admission.touch = true;
         admission.deadlines = Deadlines::from_activity(&limits, &record, now);
     }
@@ -270,19 +274,25 @@ pub(crate) async fn check(
             renewed: false,
         };
     }
-    renew(&config, session, now, admission.touch).await
+    renew(&config, policy, session, now, admission.touch).await
 }
 
 /// Moves an admitted session to a fresh ID. A concurrent request that
 /// renewed it first, or a store that cannot renew, leaves it on its ID; a
 /// logout that ended it meanwhile refuses the request.
-async fn renew(config: &Config, session: ActiveSession, now: Timestamp, touched: bool) -> Checked {
+async fn renew(
+    config: &Config,
+    policy: &Policy,
+    session: ActiveSession,
+    now: Timestamp,
+    touched: bool,
+) -> Checked {
     let keep = |session| Checked::Admitted {
         session,
         touched,
         renewed: false,
     };
-    let Some(renewal) = config.policy.renewal() else {
+    let Some(renewal) = policy.renewal() else {
         return keep(session);
     };
     let new_id = match SessionId::generate() {
@@ -344,6 +354,7 @@ pub(crate) fn after_check<ReqBody, ResBody, R>(
     responder: &R,
     request: Request<ReqBody>,
     checked: Checked,
+    choice: PolicyChoice,
 ) -> Next<ReqBody, ResBody, R>
 where
     ResBody: Default,
@@ -357,10 +368,13 @@ where
         } => {
             observe::admitted(config);
             let presented = config.followed.then(|| session.id.clone());
-            let handle = SessionHandle::admitted(Arc::clone(config), session, touched, renewed);
+            let handle =
+                SessionHandle::admitted(Arc::clone(config), choice, session, touched, renewed);
             call_with(config, responder, request, handle, None, presented, true)
         }
-        Checked::Refused { reason, id } => refuse(config, responder, request, reason, Some(id)),
+        Checked::Refused { reason, id } => {
+            refuse(config, responder, request, reason, Some(id), choice)
+        }
         Checked::StoreFailed { error, id } => {
             tracing::warn!(error = %error, "session store failed; session not confirmed");
             match config.on_store_error {
@@ -370,8 +384,13 @@ where
                     let reason = Some(RejectReason::StoreUnavailable);
                     // A login or logout on this request still ends the
                     // session the cookie named, once the store is back.
-                    let handle =
-                        SessionHandle::visitor(Arc::clone(config), reason, false, Some(id.clone()));
+                    let handle = SessionHandle::visitor(
+                        Arc::clone(config),
+                        choice,
+                        reason,
+                        false,
+                        Some(id.clone()),
+                    );
                     call_with(config, responder, request, handle, reason, Some(id), false)
                 }
                 _ => {
@@ -437,6 +456,7 @@ pub(crate) fn refuse<ReqBody, ResBody, R>(
     mut request: Request<ReqBody>,
     reason: RejectReason,
     presented: Option<SessionId>,
+    choice: PolicyChoice,
 ) -> Next<ReqBody, ResBody, R>
 where
     ResBody: Default,
@@ -447,7 +467,8 @@ where
     let mut response = match &config.on_invalid {
         OnInvalidSession::PassThrough => {
             config.cookie.strip(request.headers_mut());
-            let handle = SessionHandle::visitor(Arc::clone(config), Some(reason), true, None);
+            let handle =
+                SessionHandle::visitor(Arc::clone(config), choice, Some(reason), true, None);
             return call_with(
                 config,
                 responder,

@@ -176,7 +176,7 @@ async fn start(config: Arc<Config>, id: SessionId, state: FollowedState) -> Cook
         None => SessionRecord {
             label: state.pending.label.clone(),
             ..SessionRecord::new(
-                &config.policy,
+                config.policies.base(state.choice),
                 now,
                 state.pending.subject.clone(),
                 state.pending.remember_me,
@@ -184,7 +184,8 @@ async fn start(config: Arc<Config>, id: SessionId, state: FollowedState) -> Cook
         },
     };
     let renewal = renewed.is_some();
-    let deadlines = Deadlines::of(&record.limits.tightest(config.policy.limits()), &record);
+    let limits = config.policies.policy(state.choice).limits();
+    let deadlines = Deadlines::of(&record.limits.tightest(limits), &record);
     record.expires_at = deadlines.nearest();
     let retired = state
         .current
@@ -495,7 +496,7 @@ mod tests {
             backend: Arc::new(crate::MemoryStore::new()),
             metrics: None,
             clock: Arc::new(crate::SystemClock),
-            policy: crate::Policy::default(),
+            policies: crate::Policies::single(crate::Policy::default()),
             cookie: crate::SessionCookie::tower_sessions(),
             on_invalid: Default::default(),
             on_store_error: Default::default(),

@@ -15,6 +15,7 @@ use super::finish::{Finish, Next};
 use super::follow::{CookieEdit, Settle};
 use super::status;
 use super::Config;
+use crate::policy::PolicyChoice;
 use crate::rejection::RejectionResponse;
 
 type CheckFuture = Pin<Box<dyn Future<Output = Checked> + Send>>;
@@ -71,12 +72,14 @@ struct Pending<S, ReqBody, R> {
     request: Request<ReqBody>,
     config: Arc<Config>,
     responder: R,
+    choice: PolicyChoice,
 }
 
 struct PendingStatus<ReqBody, R> {
     request: Request<ReqBody>,
     config: Arc<Config>,
     responder: R,
+    choice: PolicyChoice,
 }
 
 impl<S, ReqBody, R> ResponseFuture<S, ReqBody, R>
@@ -98,6 +101,7 @@ where
         request: Request<ReqBody>,
         config: Arc<Config>,
         responder: R,
+        choice: PolicyChoice,
     ) -> Self {
         ResponseFuture {
             state: State::CheckingStatus {
@@ -106,6 +110,7 @@ where
                     request,
                     config,
                     responder,
+                    choice,
                 })),
             },
         }
@@ -117,6 +122,7 @@ where
         request: Request<ReqBody>,
         config: Arc<Config>,
         responder: R,
+        choice: PolicyChoice,
     ) -> Self {
         ResponseFuture {
             state: State::Checking {
@@ -126,6 +132,7 @@ where
                     request,
                     config,
                     responder,
+                    choice,
                 })),
             },
         }
@@ -167,10 +174,11 @@ where
                         request,
                         config,
                         responder,
+                        choice,
                     } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let next = after_check(&config, &responder, request, checked);
+                    let next = after_check(&config, &responder, request, checked, choice);
                     let next = ResponseFuture::from_next(next, &mut inner);
                     this.state.set(next.state);
                 }
@@ -180,10 +188,11 @@ where
                         request,
                         config,
                         responder,
+                        choice,
                     } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let response = status::answer(&config, &responder, &request, checked);
+                    let response = status::answer(&config, &responder, &request, checked, choice);
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Calling { future, finish } => {

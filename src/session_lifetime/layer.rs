@@ -10,7 +10,7 @@ use crate::deadline_headers::DeadlineHeaders;
 use crate::guessing::{GuessCounter, GuessLimit};
 use crate::logout_redirect::LogoutRedirects;
 use crate::observe::{InstrumentedStore, SessionMetrics};
-use crate::policy::Policy;
+use crate::policy::{Policies, Policy};
 use crate::rejection::{DefaultRejection, OnInvalidSession, OnStoreError};
 use crate::session_cookie::SessionCookie;
 use crate::status::{StatusEndpoint, StatusJson};
@@ -61,7 +61,7 @@ impl SessionLifetimeLayer {
                 store,
                 metrics: None,
                 clock: Arc::new(SystemClock),
-                policy: Policy::default(),
+                policies: Policies::single(Policy::default()),
                 cookie: SessionCookie::default(),
                 on_invalid: OnInvalidSession::default(),
                 on_store_error: OnStoreError::default(),
@@ -177,7 +177,27 @@ impl<R> SessionLifetimeLayer<R> {
 
     /// The lifetime rules. Default: [`Policy::default()`].
     pub fn with_policy(mut self, policy: Policy) -> Self {
-        self.config_mut().policy = policy;
+        self.config_mut().policies = Policies::single(policy);
+        self
+    }
+
+    /// A policy per tenant, tightened per route group; see [`Policies`].
+    /// Replaces [`with_policy`](SessionLifetimeLayer::with_policy).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_session_lifetime::{MemoryStore, Policies, Policy, SessionLifetimeLayer, Tightening};
+    ///
+    /// let policies = Policies::builder(Policy::default())
+    ///     .tenant("strict.example", Policy::builder().idle_timeout(Duration::from_secs(300)).build()?)
+    ///     .route("/admin", Tightening::new().idle_timeout(Duration::from_secs(120)))
+    ///     .build()?;
+    /// let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policies(policies);
+    /// # let _ = layer;
+    /// # Ok::<(), tower_session_lifetime::PolicyError>(())
+    /// ```
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.config_mut().policies = policies;
         self
     }
 
@@ -318,7 +338,7 @@ impl<S, R: Clone> Layer<S> for SessionLifetimeLayer<R> {
 impl<R> std::fmt::Debug for SessionLifetimeLayer<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionLifetimeLayer")
-            .field("policy", &self.config.policy)
+            .field("policies", &self.config.policies)
             .field("cookie", &self.config.cookie)
             .field("on_invalid_session", &self.config.on_invalid)
             .field("on_store_error", &self.config.on_store_error)

@@ -42,7 +42,7 @@ use crate::guessing::GuessCounter;
 use crate::id::{SessionId, SessionKey};
 use crate::logout_redirect::LogoutRedirects;
 use crate::observe::SessionMetrics;
-use crate::policy::Policy;
+use crate::policy::Policies;
 use crate::rejection::{OnInvalidSession, OnStoreError};
 use crate::session_cookie::SessionCookie;
 use crate::status::StatusEndpoint;
@@ -60,7 +60,8 @@ pub(crate) struct Config {
     /// The counters, when the app asked for them.
     pub(crate) metrics: Option<SessionMetrics>,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) policy: Policy,
+    /// The policies requests are judged by.
+    pub(crate) policies: Policies,
     pub(crate) cookie: SessionCookie,
     pub(crate) on_invalid: OnInvalidSession,
     pub(crate) on_store_error: OnStoreError,

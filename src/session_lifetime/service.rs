@@ -74,21 +74,23 @@ impl<S, R> SessionLifetime<S, R> {
             return ResponseFuture::answered(response);
         }
         let key = id.key();
+        let choice = config.policies.choose(&request);
         let mut loaded = Loaded::NotYet;
         if let Some(now) = config.store.try_load_now(&key) {
-            match check_without_writes(config, &id, key, now, activity) {
+            match check_without_writes(config, &id, key, now, activity, choice) {
                 Ok(checked) => {
-                    let response = status::answer(config, responder, &request, checked);
+                    let response = status::answer(config, responder, &request, checked, choice);
                     return ResponseFuture::answered(response);
                 }
                 Err(store_said) => loaded = store_said,
             }
         }
         ResponseFuture::checking_status(
-            Box::pin(check(Arc::clone(config), id, key, loaded, activity)),
+            Box::pin(check(Arc::clone(config), id, key, loaded, activity, choice)),
             request,
             Arc::clone(config),
             responder.clone(),
+            choice,
         )
     }
 }
@@ -122,9 +124,11 @@ where
                 return ResponseFuture::from_next(Next::Respond(response), &mut self.inner);
             }
         }
+        let choice = self.config.policies.choose(&request);
         let next = match lookup {
             CookieLookup::Absent => {
-                let handle = SessionHandle::visitor(Arc::clone(&self.config), None, false, None);
+                let handle =
+                    SessionHandle::visitor(Arc::clone(&self.config), choice, None, false, None);
                 call_with(
                     &self.config,
                     &self.responder,
@@ -136,15 +140,21 @@ where
                 )
             }
             CookieLookup::Rejected(reason) => {
-                refuse(&self.config, &self.responder, request, reason, None)
+                refuse(&self.config, &self.responder, request, reason, None, choice)
             }
             CookieLookup::Found(id) => {
                 let key = id.key();
                 let mut loaded = Loaded::NotYet;
                 if let Some(now) = self.config.store.try_load_now(&key) {
-                    match check_without_writes(&self.config, &id, key, now, activity) {
+                    match check_without_writes(&self.config, &id, key, now, activity, choice) {
                         Ok(checked) => {
-                            let next = after_check(&self.config, &self.responder, request, checked);
+                            let next = after_check(
+                                &self.config,
+                                &self.responder,
+                                request,
+                                checked,
+                                choice,
+                            );
                             return ResponseFuture::from_next(next, &mut self.inner);
                         }
                         Err(store_said) => loaded = store_said,
@@ -156,11 +166,19 @@ where
                 let ready = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, ready);
                 return ResponseFuture::checking(
-                    Box::pin(check(Arc::clone(&self.config), id, key, loaded, activity)),
+                    Box::pin(check(
+                        Arc::clone(&self.config),
+                        id,
+                        key,
+                        loaded,
+                        activity,
+                        choice,
+                    )),
                     ready,
                     request,
                     Arc::clone(&self.config),
                     self.responder.clone(),
+                    choice,
                 );
             }
         };

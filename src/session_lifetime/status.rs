@@ -11,6 +11,7 @@ use super::Config;
 use crate::deadline_headers::DeadlineHeaders;
 use crate::handle::SessionHandle;
 use crate::observe;
+use crate::policy::PolicyChoice;
 use crate::rejection::{RejectReason, RejectionResponse};
 use crate::session_cookie::forbid_caching;
 use crate::status::SessionStatus;
@@ -82,6 +83,7 @@ pub(crate) fn answer<ReqBody, ResBody, R>(
     responder: &R,
     request: &Request<ReqBody>,
     checked: Checked,
+    choice: PolicyChoice,
 ) -> Response<ResBody>
 where
     ResBody: Default,
@@ -118,7 +120,8 @@ where
         (None, false) => {}
     }
     // A `POST` may have renewed the ID or refreshed a remember-me cookie.
-    SessionHandle::admitted(Arc::clone(config), session, touched, renewed).write_cookie(headers);
+    SessionHandle::admitted(Arc::clone(config), choice, session, touched, renewed)
+        .write_cookie(headers);
     forbid_caching(headers);
     response
 }

@@ -372,7 +372,7 @@ pub const RECENT_LOGIN: Duration = Duration::from_secs(5 * 60);
 pub fn routes() -> Router {
     let sensitive = Router::new()
         .route("/sensitive", get(me))
-        .layer(RecentLoginLayer::within(RECENT_LOGIN));
+        .route_layer(RecentLoginLayer::within(RECENT_LOGIN));
     Router::new()
         .merge(sensitive)
         .route("/sessions", get(sessions))

@@ -1,0 +1,475 @@
+//! [`Policies`]: a policy per tenant, tightened per route group, chosen for
+//! each request.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::header::HOST;
+use http::{HeaderName, Request};
+
+use super::{default_touch_granularity, Limits, Policy, PolicyError, Setting};
+
+/// How a request names its tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TenantFrom {
+    /// The `Host` header (or the URI's host), without a port, in lower
+    /// case: `a.example.com`.
+    Host,
+    /// The value of this header, as it is: `X-Tenant: acme`. Only behind a
+    /// proxy that sets it; a browser could send any value.
+    Header(HeaderName),
+}
+
+/// The limits a route group shortens, for every tenant; see
+/// [`PoliciesBuilder::route`]. A limit left unset is the tenant's.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_session_lifetime::Tightening;
+///
+/// let admin = Tightening::new().idle_timeout(Duration::from_secs(5 * 60));
+/// # let _ = admin;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tightening {
+    idle_timeout: Option<Duration>,
+    absolute_timeout: Option<Duration>,
+    remember_me_period: Option<Duration>,
+    remember_me_absolute_timeout: Option<Duration>,
+}
+
+impl Tightening {
+    /// Shortens nothing.
+    pub fn new() -> Self {
+        Tightening::default()
+    }
+
+    /// The idle timeout within the route group.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// The absolute timeout within the route group.
+    pub fn absolute_timeout(mut self, timeout: Duration) -> Self {
+        self.absolute_timeout = Some(timeout);
+        self
+    }
+
+    /// The remember-me period within the route group.
+    pub fn remember_me_period(mut self, period: Duration) -> Self {
+        self.remember_me_period = Some(period);
+        self
+    }
+
+    /// The absolute timeout of remember-me sessions within the route group.
+    pub fn remember_me_absolute_timeout(mut self, timeout: Duration) -> Self {
+        self.remember_me_absolute_timeout = Some(timeout);
+        self
+    }
+
+    /// `policy` with these limits, or the error of the first one that is
+    /// longer than `policy`'s. `tenant` names the policy in the error.
+    fn apply(
+        &self,
+        policy: &Policy,
+        route: &str,
+        tenant: Option<&str>,
+    ) -> Result<Policy, PolicyError> {
+        let base = policy.limits;
+        let shorter = |setting, value: Option<Duration>, enclosing: Option<Duration>| {
+            let Some(value) = value else {
+                return Ok(enclosing);
+            };
+            if value < Duration::from_millis(1) {
+                return Err(PolicyError::TooShort { setting, value });
+            }
+            match enclosing {
+                Some(enclosing) if value > enclosing => Err(PolicyError::LongerThanEnclosing {
+                    setting,
+                    value,
+                    enclosing,
+                    route: route.to_owned(),
+                    tenant: tenant.map(str::to_owned),
+                }),
+                _ => Ok(Some(value)),
+            }
+        };
+        let limits = Limits {
+            idle_timeout: shorter(
+                Setting::IdleTimeout,
+                self.idle_timeout,
+                Some(base.idle_timeout),
+            )?
+            .unwrap_or(base.idle_timeout),
+            absolute_timeout: shorter(
+                Setting::AbsoluteTimeout,
+                self.absolute_timeout,
+                base.absolute_timeout,
+            )?,
+            remember_me_period: shorter(
+                Setting::RememberMePeriod,
+                self.remember_me_period,
+                Some(base.remember_me_period),
+            )?
+            .unwrap_or(base.remember_me_period),
+            remember_me_absolute_timeout: shorter(
+                Setting::RememberMeAbsoluteTimeout,
+                self.remember_me_absolute_timeout,
+                base.remember_me_absolute_timeout,
+            )?,
+        };
+        let touch_granularity = policy
+            .touch_granularity
+            .min(default_touch_granularity(limits.idle_timeout))
+            .min(default_touch_granularity(limits.remember_me_period));
+        Ok(Policy {
+            limits,
+            touch_granularity,
+            ..policy.clone()
+        })
+    }
+}
+
+/// Which policy a request is judged by, and which one a session it starts
+/// is snapshotted with: indexes into [`Policies`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PolicyChoice {
+    /// The tenant's policy, tightened for the request's route group.
+    effective: usize,
+    /// The tenant's policy.
+    base: usize,
+}
+
+/// The policies of an app: one, or one per tenant (by host or header), each
+/// tightened in route groups (by path prefix). Give it to
+/// [`SessionLifetimeLayer::with_policies`](crate::SessionLifetimeLayer::with_policies).
+///
+/// - A request is judged by its tenant's policy (the default one for a
+///   request of no listed tenant), tightened for the route group its path
+///   is in (`/admin` covers `/admin` and `/admin/…`, not `/administrators`;
+///   the longest prefix wins).
+/// - A session started by a request is snapshotted with its tenant's policy,
+///   untightened, so that signing in on an admin page does not shorten the
+///   whole session; each later request takes the tighter of the snapshot and
+///   its own policy. So, per tenant, a shortened limit bites at the next
+///   request, a lengthened one applies only to new sessions, and a session
+///   that went idle for longer than a route group allows ends there.
+/// - A route group may only shorten limits: one that would lengthen a
+///   tenant's (or the default's) is refused when the set is built, with an
+///   error naming the setting, both values, the route and the tenant.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_session_lifetime::{Policies, Policy, PolicyError, TenantFrom, Tightening};
+///
+/// let minutes = |m| Duration::from_secs(m * 60);
+/// let policies = Policies::builder(Policy::builder().idle_timeout(minutes(30)).build()?)
+///     .tenants_from(TenantFrom::Host)
+///     .tenant("strict.example", Policy::builder().idle_timeout(minutes(10)).build()?)
+///     .route("/admin", Tightening::new().idle_timeout(minutes(5)))
+///     .build()?;
+/// # let _ = policies;
+///
+/// // A route group may not lengthen a tenant's limit:
+/// let err = Policies::builder(Policy::builder().idle_timeout(minutes(30)).build()?)
+///     .tenant("strict.example", Policy::builder().idle_timeout(minutes(10)).build()?)
+///     .route("/reports", Tightening::new().idle_timeout(minutes(20)))
+///     .build()
+///     .unwrap_err();
+/// assert!(matches!(err, PolicyError::LongerThanEnclosing { .. }));
+/// assert_eq!(
+///     err.to_string(),
+///     r#"idle timeout of 1200s for "/reports" is longer than the 600s of tenant "strict.example""#
+/// );
+/// # Ok::<(), PolicyError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Policies {
+    /// Per tenant (the default first), the tenant's policy and then one per
+    /// route group, in the order of `routes`.
+    all: Vec<Policy>,
+    tenant_from: TenantFrom,
+    /// Tenant name to its index (1-based: 0 is the default).
+    tenants: HashMap<String, usize>,
+    /// Route prefixes, longest first, with their index among a tenant's
+    /// policies (1-based: 0 is the tenant's own).
+    routes: Vec<(String, usize)>,
+}
+
+impl Policies {
+    /// A builder with `default` for requests of no listed tenant.
+    pub fn builder(default: Policy) -> PoliciesBuilder {
+        PoliciesBuilder {
+            default,
+            tenant_from: TenantFrom::Host,
+            tenants: Vec::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// One policy for every request.
+    pub fn single(policy: Policy) -> Self {
+        Policies {
+            all: vec![policy],
+            tenant_from: TenantFrom::Host,
+            tenants: HashMap::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// The policy requests of no listed tenant and route group get.
+    pub fn default_policy(&self) -> &Policy {
+        &self.all[0]
+    }
+
+    /// The policy `request` is judged by.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::Request;
+    /// use tower_session_lifetime::{Policies, Policy, Tightening};
+    ///
+    /// let policies = Policies::builder(Policy::default())
+    ///     .route("/admin", Tightening::new().idle_timeout(Duration::from_secs(60)))
+    ///     .build()?;
+    /// let admin = Request::get("/admin/users").body(()).unwrap();
+    /// assert_eq!(policies.for_request(&admin).idle_timeout(), Duration::from_secs(60));
+    /// let home = Request::get("/administrators").body(()).unwrap();
+    /// assert_eq!(policies.for_request(&home), &Policy::default());
+    /// # Ok::<(), tower_session_lifetime::PolicyError>(())
+    /// ```
+    pub fn for_request<B>(&self, request: &Request<B>) -> &Policy {
+        self.policy(self.choose(request))
+    }
+
+    pub(crate) fn choose<B>(&self, request: &Request<B>) -> PolicyChoice {
+        if self.all.len() == 1 {
+            return PolicyChoice::default();
+        }
+        let tenant = self.tenant_of(request);
+        let per_tenant = self.routes.len() + 1;
+        let base = tenant * per_tenant;
+        let path = request.uri().path();
+        let route = self
+            .routes
+            .iter()
+            .find(|(prefix, _)| in_group(path, prefix))
+            .map_or(0, |(_, index)| *index);
+        PolicyChoice {
+            effective: base + route,
+            base,
+        }
+    }
+
+    fn tenant_of<B>(&self, request: &Request<B>) -> usize {
+        if self.tenants.is_empty() {
+            return 0;
+        }
+        let name = match &self.tenant_from {
+            TenantFrom::Host => request
+                .headers()
+                .get(HOST)
+                .and_then(|host| host.to_str().ok())
+                .or_else(|| request.uri().host())
+                .map(|host| host_without_port(host).to_ascii_lowercase()),
+            TenantFrom::Header(header) => request
+                .headers()
+                .get(header)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned),
+        };
+        name.and_then(|name| self.tenants.get(&name).copied())
+            .unwrap_or(0)
+    }
+
+    /// The policy a request is judged by.
+    pub(crate) fn policy(&self, choice: PolicyChoice) -> &Policy {
+        &self.all[choice.effective]
+    }
+
+    /// The policy a session started by the request is snapshotted with.
+    pub(crate) fn base(&self, choice: PolicyChoice) -> &Policy {
+        &self.all[choice.base]
+    }
+}
+
+/// Whether `path` is in the route group `prefix`: the prefix itself, or
+/// below it at a segment boundary.
+fn in_group(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'),
+        None => false,
+    }
+}
+
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // An IPv6 literal: `[::1]:3000`.
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    host.split(':').next().unwrap_or(host)
+}
+
+/// Builds [`Policies`]; [`build`](PoliciesBuilder::build) checks that no
+/// route group lengthens a limit.
+#[derive(Clone, Debug)]
+pub struct PoliciesBuilder {
+    default: Policy,
+    tenant_from: TenantFrom,
+    tenants: Vec<(String, Policy)>,
+    routes: Vec<(String, Tightening)>,
+}
+
+impl PoliciesBuilder {
+    /// How requests name their tenant. Default: [`TenantFrom::Host`].
+    pub fn tenants_from(mut self, from: TenantFrom) -> Self {
+        self.tenant_from = from;
+        self
+    }
+
+    /// Requests of tenant `name` (a host, or a header value, as
+    /// [`tenants_from`](PoliciesBuilder::tenants_from) says) get `policy`.
+    /// A later one for the same name replaces it.
+    pub fn tenant(mut self, name: impl Into<String>, policy: Policy) -> Self {
+        self.tenants.push((name.into(), policy));
+        self
+    }
+
+    /// Requests whose path is `prefix` or below it (`/admin`: also
+    /// `/admin/users`) get their tenant's policy with `tightening`.
+    pub fn route(mut self, prefix: impl Into<String>, tightening: Tightening) -> Self {
+        self.routes.push((prefix.into(), tightening));
+        self
+    }
+
+    /// The policies, or the first error: a route prefix that is not an
+    /// absolute path ([`PolicyError::InvalidRoute`]), or a route group that
+    /// lengthens a limit of a tenant or of the default
+    /// ([`PolicyError::LongerThanEnclosing`]).
+    pub fn build(mut self) -> Result<Policies, PolicyError> {
+        if self.tenant_from == TenantFrom::Host {
+            for (name, _) in &mut self.tenants {
+                name.make_ascii_lowercase();
+            }
+        }
+        // A later entry for a name replaces an earlier one.
+        let mut seen = std::collections::HashSet::new();
+        self.tenants.reverse();
+        self.tenants.retain(|(name, _)| seen.insert(name.clone()));
+        self.tenants.reverse();
+        for (prefix, _) in &self.routes {
+            if !prefix.starts_with('/') || prefix.contains(['?', '#']) {
+                return Err(PolicyError::InvalidRoute {
+                    route: prefix.clone(),
+                });
+            }
+        }
+        let tenants = std::iter::once((None, &self.default)).chain(
+            self.tenants
+                .iter()
+                .map(|(name, policy)| (Some(name), policy)),
+        );
+        let mut all = Vec::new();
+        for (name, policy) in tenants {
+            all.push(policy.clone());
+            for (prefix, tightening) in &self.routes {
+                all.push(tightening.apply(policy, prefix, name.map(String::as_str))?);
+            }
+        }
+        let mut routes: Vec<(String, usize)> = self
+            .routes
+            .into_iter()
+            .enumerate()
+            .map(|(i, (prefix, _))| (prefix, i + 1))
+            .collect();
+        // The longest prefix first: `/admin/audit` before `/admin`.
+        routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        Ok(Policies {
+            all,
+            tenant_from: self.tenant_from,
+            tenants: self
+                .tenants
+                .into_iter()
+                .enumerate()
+                .map(|(i, (name, _))| (name, i + 1))
+                .collect(),
+            routes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(uri: &str, host: &str) -> Request<()> {
+        Request::get(uri).header(HOST, host).body(()).unwrap()
+    }
+
+    #[test]
+    fn route_groups_match_whole_segments_and_the_longest_prefix_wins() {
+        assert!(in_group("/admin", "/admin"));
+        assert!(in_group("/admin/users", "/admin"));
+        assert!(!in_group("/administrators", "/admin"));
+        assert!(!in_group("/", "/admin"));
+        assert!(in_group("/admin/x", "/admin/"));
+        let policies = Policies::builder(Policy::default())
+            .route(
+                "/admin",
+                Tightening::new().idle_timeout(Duration::from_secs(300)),
+            )
+            .route(
+                "/admin/audit",
+                Tightening::new().idle_timeout(Duration::from_secs(60)),
+            )
+            .build()
+            .unwrap();
+        let idle = |uri| {
+            policies
+                .for_request(&get(uri, "app.example"))
+                .idle_timeout()
+        };
+        assert_eq!(idle("/admin/audit/log"), Duration::from_secs(60));
+        assert_eq!(idle("/admin/users"), Duration::from_secs(300));
+        assert_eq!(idle("/"), Policy::default().idle_timeout());
+    }
+
+    #[test]
+    fn tenants_by_host_ignore_case_and_port() {
+        let strict = Policy::builder()
+            .idle_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let policies = Policies::builder(Policy::default())
+            .tenant("Strict.Example", strict.clone())
+            .build()
+            .unwrap();
+        assert_eq!(
+            policies.for_request(&get("/", "STRICT.example:8443")),
+            &strict
+        );
+        assert_eq!(
+            policies.for_request(&get("/", "other.example")),
+            &Policy::default()
+        );
+        assert_eq!(host_without_port("[::1]:3000"), "[::1]");
+    }
+
+    #[test]
+    fn a_tightened_policy_keeps_its_granularity_below_the_new_limits() {
+        let policies = Policies::builder(Policy::default())
+            .route(
+                "/pay",
+                Tightening::new()
+                    .idle_timeout(Duration::from_secs(20))
+                    .remember_me_period(Duration::from_secs(40)),
+            )
+            .build()
+            .unwrap();
+        let pay = policies.for_request(&get("/pay", "a"));
+        assert_eq!(pay.touch_granularity(), Duration::from_secs(1));
+        assert_eq!(pay.absolute_timeout(), Policy::default().absolute_timeout());
+    }
+}

@@ -1,0 +1,291 @@
+//! A policy per tenant and per route group in one app (`Policies`), with a
+//! manual clock: each tenant's limits, route groups that only shorten
+//! them (a lengthening one is refused at startup), and the snapshot rule
+//! per tenant.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::{get, post};
+use common::{set_cookie, TestApp, MINUTE, TICK};
+use http::{header, Request, StatusCode};
+use tower_session_lifetime::{
+    Policies, PoliciesBuilder, Policy, PolicyError, RejectReason, SessionHandle, Setting,
+    TenantFrom, Tightening,
+};
+
+fn idle(minutes: u32) -> Policy {
+    Policy::builder()
+        .idle_timeout(minutes * MINUTE)
+        .build()
+        .unwrap()
+}
+
+/// Tenants `a.example` (idle 10 min) and `b.example` (idle 30 min), the
+/// default (idle 20 min), and `/admin` at most 5 min idle for all.
+fn two_tenants() -> PoliciesBuilder {
+    Policies::builder(idle(20))
+        .tenant("a.example", idle(10))
+        .tenant("B.Example", idle(30))
+        .route("/admin", Tightening::new().idle_timeout(5 * MINUTE))
+}
+
+async fn admin_me(session: SessionHandle) -> Result<String, StatusCode> {
+    session.subject().ok_or(StatusCode::UNAUTHORIZED)
+}
+
+async fn admin_login(session: SessionHandle) -> StatusCode {
+    match session.login("admin", false).await {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn app(policies: Policies) -> TestApp {
+    TestApp::routed(|routes, layer| {
+        routes
+            .route("/admin/me", get(admin_me))
+            .route("/admin/login", post(admin_login))
+            .layer(layer.with_policies(policies))
+    })
+}
+
+async fn send(
+    app: &TestApp,
+    method: &str,
+    host: &str,
+    path: &str,
+    cookie: Option<&str>,
+) -> http::Response<Body> {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, host);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    app.send(request.body(Body::empty()).unwrap()).await
+}
+
+async fn login_at(app: &TestApp, host: &str, path: &str) -> String {
+    let response = send(app, "POST", host, path, None).await;
+    assert_eq!(response.status(), StatusCode::OK, "login at {host}{path}");
+    let set = set_cookie(&response).unwrap();
+    format!("{}={}", set.name(), set.value())
+}
+
+fn reason(response: &http::Response<Body>) -> Option<RejectReason> {
+    response.extensions().get::<RejectReason>().copied()
+}
+
+#[tokio::test]
+async fn two_tenants_in_one_app_live_by_their_own_limits() {
+    let app = app(two_tenants().build().unwrap());
+    let a = login_at(&app, "a.example", "/login?user=ann").await;
+    let b = login_at(&app, "b.example:8080", "/login?user=bea").await;
+    let other = login_at(&app, "other.example", "/login?user=oli").await;
+
+    // Twenty minutes idle: past a.example's 10, at the default's 20 (at a
+    // deadline is too late), within b.example's 30.
+    app.advance(20 * MINUTE);
+    let a_late = send(&app, "GET", "a.example", "/me", Some(&a)).await;
+    assert_eq!(
+        a_late.status(),
+        StatusCode::UNAUTHORIZED,
+        "a.example: idle 10 min"
+    );
+    assert_eq!(reason(&a_late), Some(RejectReason::IdleTimeout));
+    assert_eq!(
+        send(&app, "GET", "other.example", "/me", Some(&other))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED,
+        "an unlisted tenant has the default's 20 min"
+    );
+    assert_eq!(
+        send(&app, "GET", "b.example", "/me", Some(&b))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_route_group_tightens_the_limits_of_every_tenant() {
+    let app = app(two_tenants().build().unwrap());
+    let b = login_at(&app, "b.example", "/login?user=bea").await;
+    let b2 = login_at(&app, "b.example", "/login?user=ben").await;
+    app.advance(5 * MINUTE - TICK);
+    assert_eq!(
+        send(&app, "GET", "b.example", "/admin/me", Some(&b))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    app.advance(5 * MINUTE);
+    // Five minutes idle: too long for /admin, not for the rest of b.example.
+    let admin = send(&app, "GET", "b.example", "/admin/me", Some(&b)).await;
+    assert_eq!(admin.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(reason(&admin), Some(RejectReason::IdleTimeout));
+    assert_eq!(
+        send(&app, "GET", "b.example", "/me", Some(&b2))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // `/administrators` is not in the group.
+    let _ = send(&app, "GET", "b.example", "/administrators", Some(&b2)).await;
+}
+
+#[tokio::test]
+async fn a_session_started_in_a_route_group_keeps_the_tenants_limits_elsewhere() {
+    let app = app(two_tenants().build().unwrap());
+    let admin = login_at(&app, "b.example", "/admin/login").await;
+    app.advance(20 * MINUTE);
+    // Signed in on an admin page, idle 20 minutes: fine for b.example's 30.
+    assert_eq!(
+        send(&app, "GET", "b.example", "/me", Some(&admin))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn a_route_group_that_lengthens_a_limit_is_refused_at_startup() {
+    let err = two_tenants()
+        .route("/reports", Tightening::new().idle_timeout(15 * MINUTE))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        PolicyError::LongerThanEnclosing {
+            setting: Setting::IdleTimeout,
+            value: 15 * MINUTE,
+            enclosing: 10 * MINUTE,
+            route: "/reports".into(),
+            tenant: Some("a.example".into()),
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        r#"idle timeout of 900s for "/reports" is longer than the 600s of tenant "a.example""#
+    );
+
+    let err = Policies::builder(idle(20))
+        .route("/x", Tightening::new().idle_timeout(21 * MINUTE))
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().ends_with("of the default policy"), "{err}");
+    let bounded = Policy::builder()
+        .absolute_timeout(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let err = Policies::builder(bounded)
+        .route(
+            "/x",
+            Tightening::new().absolute_timeout(Duration::from_secs(7200)),
+        )
+        .build()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        PolicyError::LongerThanEnclosing {
+            setting: Setting::AbsoluteTimeout,
+            ..
+        }
+    ));
+    for route in ["admin", "/a?b", ""] {
+        let err = Policies::builder(idle(20))
+            .route(route, Tightening::new())
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            PolicyError::InvalidRoute {
+                route: route.into()
+            }
+        );
+    }
+    let err = Policies::builder(idle(20))
+        .route("/x", Tightening::new().idle_timeout(Duration::ZERO))
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, PolicyError::TooShort { .. }));
+}
+
+#[tokio::test]
+async fn per_tenant_a_shorter_limit_bites_at_the_next_request_and_a_longer_one_only_for_new_sessions(
+) {
+    let app = app(two_tenants().build().unwrap());
+    let old_b = login_at(&app, "b.example", "/login?user=bea").await;
+    let old_a = login_at(&app, "a.example", "/login?user=ann").await;
+
+    // The app restarts with b.example at 15 minutes, a.example at 60.
+    let changed = Policies::builder(idle(20))
+        .tenant("a.example", idle(60))
+        .tenant("b.example", idle(15))
+        .build()
+        .unwrap();
+    let restarted = app.sibling(|layer| layer.with_policies(changed.clone()));
+    app.advance(15 * MINUTE);
+    assert_eq!(
+        send(&restarted, "GET", "b.example", "/me", Some(&old_b))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED,
+        "b.example's shorter limit bites at once"
+    );
+    assert_eq!(
+        send(&restarted, "GET", "a.example", "/me", Some(&old_a))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED,
+        "a.example's old session keeps its 10 minutes"
+    );
+    let new_a = login_at(&restarted, "a.example", "/login?user=ann").await;
+    app.advance(45 * MINUTE);
+    assert_eq!(
+        send(&restarted, "GET", "a.example", "/me", Some(&new_a))
+            .await
+            .status(),
+        StatusCode::OK,
+        "a new a.example session gets the longer limit"
+    );
+}
+
+#[tokio::test]
+async fn tenants_may_come_from_a_header() {
+    let policies = Policies::builder(idle(20))
+        .tenants_from(TenantFrom::Header(header::HeaderName::from_static(
+            "x-tenant",
+        )))
+        .tenant("acme", idle(1))
+        .build()
+        .unwrap();
+    let app = app(policies);
+    let login = app
+        .send(
+            Request::post("/login?user=ann")
+                .header("x-tenant", "acme")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let set = set_cookie(&login).unwrap();
+    let cookie = format!("{}={}", set.name(), set.value());
+    app.advance(MINUTE);
+    let me = app
+        .send(
+            Request::get("/me")
+                .header("x-tenant", "acme")
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED, "acme: idle 1 min");
+}
