@@ -11,9 +11,18 @@
 //! - `GET /api/me` — `{"subject", "remember_me", "idle_expires_at", "expires_at"}`
 //!   (Unix seconds; `expires_at` is the absolute deadline, `null` when off), or `401`
 //! - `POST /logout` — ends the session and clears the cookie; `303` to `/`
+//! - `GET /sessions` — where the user is signed in (labelled by browser),
+//!   with a button to sign out each; `POST /sessions/end` (form `key`)
+//! - `GET /session/status` — the deadlines as JSON, not counted as activity;
+//!   `POST /session/status` counts (the dialog's Continue); both answered by
+//!   the layer
+//! - `GET /session-lifetime.js` — the script that shows the "Your session is
+//!   about to expire" dialog, which `/` includes
 //!
 //! Environment: `PORT` (default 3000) and, in whole seconds, `IDLE_TIMEOUT`,
-//! `ABSOLUTE_TIMEOUT` (or `off`) and `REMEMBER_ME_PERIOD`. For example:
+//! `ABSOLUTE_TIMEOUT` (or `off`), `REMEMBER_ME_PERIOD` and `SESSION_WARNING`
+//! (how long before a deadline the dialog shows; default a minute, or half
+//! the idle timeout when that is shorter). For example:
 //!
 //! ```text
 //! IDLE_TIMEOUT=20 cargo run --example demo

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use axum::{
     extract::{rejection::FormRejection, Form, Query, State},
-    http::StatusCode,
+    http::{header::USER_AGENT, HeaderMap, StatusCode},
+    response::Html,
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
     Router,
@@ -18,7 +19,7 @@ use tower_session_lifetime::{
     SessionHandle, SessionLifetimeLayer, StatusEndpoint,
 };
 
-use super::{env_seconds, page_with_script, SignIn};
+use super::{env_seconds, escape, page_with_script, utc, SignIn};
 
 /// Where the layer answers the page's script: `GET` reports the deadlines
 /// without counting as activity, `POST` (the dialog's Continue) counts.
@@ -50,7 +51,8 @@ pub fn app(policy: Policy, layer: SessionLifetimeLayer) -> Result<Router, String
         .status_endpoint(status);
     let state = Arc::new(Demo {
         script: format!(
-            r#"<script src="/session-lifetime.js" data-status-url="{STATUS_PATH}" data-logout-url="/logout" data-login-url="/" data-warn-seconds="{}"></script>"#,
+            r#"<p class="hint"><a href="/sessions">Where you are signed in</a></p>
+<script src="/session-lifetime.js" data-status-url="{STATUS_PATH}" data-logout-url="/logout" data-login-url="/" data-warn-seconds="{}"></script>"#,
             warning.as_secs_f64()
         ),
         policy,
@@ -60,6 +62,8 @@ pub fn app(policy: Policy, layer: SessionLifetimeLayer) -> Result<Router, String
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/api/me", get(me))
+        .route("/sessions", get(sessions))
+        .route("/sessions/end", post(end_session))
         .route("/session-lifetime.js", get(client_script::serve))
         .layer(layer)
         .with_state(state))
@@ -108,6 +112,7 @@ struct LoginForm {
 async fn login(
     State(demo): AppState,
     session: SessionHandle,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let username = form.username.trim();
@@ -120,7 +125,12 @@ async fn login(
         );
     }
     let remember_me = form.remember_me.as_deref() == Some("on");
-    match session.login(username, remember_me).await {
+    // A label for the user's list of sessions: the browser, as it says.
+    let label = headers
+        .get(USER_AGENT)
+        .and_then(|agent| agent.to_str().ok())
+        .map_or_else(|| "a browser".to_owned(), browser_name);
+    match session.login_labelled(username, remember_me, label).await {
         Ok(()) => Redirect::to("/").into_response(),
         Err(SessionError::SubjectTooLong { max, .. }) => page(
             StatusCode::BAD_REQUEST,
@@ -170,4 +180,83 @@ fn session_failure(
 
 async fn me(session: SessionHandle) -> Response {
     super::me(&session)
+}
+
+/// A short name for a browser from its `User-Agent`: its product and
+/// platform, at most 80 characters.
+fn browser_name(agent: &str) -> String {
+    let browser = ["Firefox", "Edg", "Chrome", "Safari", "curl"]
+        .into_iter()
+        .find(|name| agent.contains(name))
+        .map(|name| if name == "Edg" { "Edge" } else { name });
+    let platform = ["Windows", "Android", "iPhone", "Mac OS", "Linux"]
+        .into_iter()
+        .find(|name| agent.contains(name));
+    let name = match (browser, platform) {
+        (Some(browser), Some(platform)) => format!("{browser} on {platform}"),
+        (Some(browser), None) => browser.to_owned(),
+        _ => agent.to_owned(),
+    };
+    name.chars().take(80).collect()
+}
+
+/// `GET /sessions`: the user's sessions, with a button to end each.
+async fn sessions(session: SessionHandle) -> Response {
+    if !session.is_active() {
+        return Redirect::to("/").into_response();
+    }
+    let listed = match session.sessions().await {
+        Ok(listed) => listed,
+        Err(err) => {
+            tracing::error!(error = %err, "could not list the sessions");
+            return (StatusCode::SERVICE_UNAVAILABLE, "Please try again in a moment.")
+                .into_response();
+        }
+    };
+    let mut rows = String::new();
+    for info in &listed {
+        let action = if info.current {
+            "<em>this browser</em>".to_owned()
+        } else {
+            format!(
+                r#"<form method="post" action="/sessions/end"><input type="hidden" name="key" value="{}"><button type="submit">Sign out</button></form>"#,
+                info.key.to_hex()
+            )
+        };
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            escape(info.label.as_deref().unwrap_or("unnamed")),
+            utc(info.created_at),
+            utc(info.last_activity),
+            if info.remember_me { "yes" } else { "no" },
+        ));
+    }
+    Html(format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Your sessions</title>
+<style>body {{ font: 16px/1.5 system-ui, sans-serif; margin: 3rem auto; max-width: 52rem; }} td, th {{ padding: .3rem .8rem; text-align: left; }}</style></head>
+<body><h1>Where you are signed in</h1>
+<table><tr><th>Browser</th><th>Signed in</th><th>Last active</th><th>Remember me</th><th></th></tr>{rows}</table>
+<p><a href="/">Back</a></p></body></html>"#
+    ))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct EndForm {
+    key: String,
+}
+
+/// `POST /sessions/end`: ends one of the user's sessions (`key` from the
+/// list); `303` back to the list.
+async fn end_session(session: SessionHandle, Form(form): Form<EndForm>) -> Response {
+    let Some(key) = tower_session_lifetime::SessionKey::from_hex(&form.key) else {
+        return (StatusCode::BAD_REQUEST, "No such session.").into_response();
+    };
+    match session.end_session(&key).await {
+        Ok(_) => Redirect::to("/sessions").into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "could not end a session");
+            (StatusCode::SERVICE_UNAVAILABLE, "Please try again in a moment.").into_response()
+        }
+    }
 }

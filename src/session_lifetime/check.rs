@@ -1,9 +1,11 @@
 //! The store half of a request: load, judge, then delete or touch.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use http::header::{LOCATION, RETRY_AFTER};
 use http::{HeaderValue, Request, Response};
+use tracing::Instrument as _;
 
 use super::finish::{call_with, Next};
 use super::Config;
@@ -134,7 +136,27 @@ fn renewal_due(config: &Config, admission: &Admission) -> bool {
 /// activity if the throttle says so and renews its ID when due. An ID
 /// replaced by a renewal is admitted as the session it moved to during the
 /// grace period, and refused after.
-pub(crate) async fn check(
+///
+/// Runs in a `session_check` span (target `tower_session_lifetime`, level
+/// debug) that names the session by its short key, so that store calls and
+/// the events of this request can be told apart.
+pub(crate) fn check(
+    config: Arc<Config>,
+    id: SessionId,
+    key: SessionKey,
+    loaded: Loaded,
+    activity: Activity,
+    choice: PolicyChoice,
+) -> impl Future<Output = Checked> + Send {
+    let span = tracing::debug_span!(
+        target: "tower_session_lifetime",
+        "session_check",
+        session = %key.short()
+    );
+    check_in_span(config, id, key, loaded, activity, choice).instrument(span)
+}
+
+async fn check_in_span(
     config: Arc<Config>,
     id: SessionId,
     mut key: SessionKey,
