@@ -62,8 +62,15 @@
 //! lifetimes in a tower-sessions store (`TowerSessionsStore`); see the
 //! `tower_sessions` module.
 //!
-//! Features: `axum` (default) for the [`SessionHandle`] extractor;
-//! `tower-sessions` for the `tower_sessions` module.
+//! Features: `axum` (default) for the [`SessionHandle`] extractor and
+//! `client_script::serve`; `tower-sessions` for the `tower_sessions`
+//! module; `redis`, `postgres`, `sqlite` for those stores; `metrics` to
+//! report [`SessionMetrics`] to the `metrics` facade.
+//!
+//! Also: [`Policies`] per tenant and route group, the [`RecentLoginLayer`]
+//! for sensitive routes, a user's own [sessions](SessionHandle::sessions),
+//! the [browser side](client_script) (deadline headers, a [status]
+//! endpoint, a timeout dialog), and [events and counters](observe).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]

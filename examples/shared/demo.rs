@@ -209,7 +209,10 @@ async fn sessions(session: SessionHandle) -> Response {
         Ok(listed) => listed,
         Err(err) => {
             tracing::error!(error = %err, "could not list the sessions");
-            return (StatusCode::SERVICE_UNAVAILABLE, "Please try again in a moment.")
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Please try again in a moment.",
+            )
                 .into_response();
         }
     };
@@ -256,7 +259,11 @@ async fn end_session(session: SessionHandle, Form(form): Form<EndForm>) -> Respo
         Ok(_) => Redirect::to("/sessions").into_response(),
         Err(err) => {
             tracing::error!(error = %err, "could not end a session");
-            (StatusCode::SERVICE_UNAVAILABLE, "Please try again in a moment.").into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Please try again in a moment.",
+            )
+                .into_response()
         }
     }
 }

@@ -164,7 +164,7 @@ pub(crate) struct PolicyChoice {
 /// use std::time::Duration;
 /// use tower_session_lifetime::{Policies, Policy, PolicyError, TenantFrom, Tightening};
 ///
-/// let minutes = |m| Duration::from_secs(m * 60);
+/// let minutes = |m: u64| Duration::from_secs(m * 60);
 /// let policies = Policies::builder(Policy::builder().idle_timeout(minutes(30)).build()?)
 ///     .tenants_from(TenantFrom::Host)
 ///     .tenant("strict.example", Policy::builder().idle_timeout(minutes(10)).build()?)
