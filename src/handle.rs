@@ -179,7 +179,7 @@ impl SessionHandle {
 
     /// The policy a session started in this request is snapshotted with:
     /// its tenant's.
-    fn base_policy(&self) -> &Policy {
+    pub(crate) fn base_policy(&self) -> &Policy {
         self.inner.config.policies.base(self.inner.choice)
     }
 
@@ -550,7 +550,7 @@ impl SessionHandle {
         }
         let limits = record
             .limits
-            .tightest(self.policy().limits())
+            .tightest(self.base_policy().limits())
             .switching_remember_me(record.remember_me, remember_me);
         record.limits = limits;
         record.remember_me = remember_me;
@@ -598,7 +598,7 @@ impl SessionHandle {
         record.version = record.version.wrapping_add(1);
         let limits = record.limits.tightest(self.policy().limits());
         let deadlines = Deadlines::of(&limits, &record);
-        record.expires_at = deadlines.nearest();
+        record.expires_at = self.base_policy().expiry(&record, record.last_activity);
         let outcome = self
             .inner
             .config
@@ -658,7 +658,7 @@ impl SessionHandle {
             }
             (CookieChange::Write, Some(session)) if session.in_grace => {}
             (CookieChange::Write, Some(session)) => {
-                let max_age = session.cookie_max_age(config.clock.now());
+                let max_age = session.cookie_max_age(config.clock.now(), self.base_policy());
                 config.cookie.append_set(headers, &session.id, max_age);
             }
         }
@@ -695,7 +695,7 @@ impl SessionHandle {
             current: state.session.as_ref().map(|session| CurrentSession {
                 id: session.id.clone(),
                 record: session.record.clone(),
-                cookie_max_age: session.cookie_max_age(now),
+                cookie_max_age: session.cookie_max_age(now, self.base_policy()),
             }),
             pending: state.pending.clone().unwrap_or_default(),
             unconfirmed: state.unconfirmed.clone(),
@@ -737,12 +737,14 @@ pub(crate) struct CurrentSession {
 
 impl ActiveSession {
     /// The `Max-Age` of the session's cookie at `now`: up to its nearest
-    /// deadline for a remember-me session, none (a browser-session cookie)
-    /// otherwise.
-    pub(crate) fn cookie_max_age(&self, now: Timestamp) -> Option<Duration> {
-        self.record
-            .remember_me
-            .then(|| self.deadlines.nearest().saturating_duration_since(now))
+    /// deadline under the tenant's policy `base` for a remember-me session
+    /// (a route group's tighter deadline must not drop the cookie for the
+    /// rest of the app), none (a browser-session cookie) otherwise.
+    pub(crate) fn cookie_max_age(&self, now: Timestamp, base: &Policy) -> Option<Duration> {
+        self.record.remember_me.then(|| {
+            base.expiry(&self.record, self.record.last_activity)
+                .saturating_duration_since(now)
+        })
     }
 }
 

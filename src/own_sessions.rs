@@ -80,14 +80,16 @@ impl SessionHandle {
             .sessions_of(&subject)
             .await?
             .into_iter()
-            .filter_map(|(key, record)| match judge(self.policy(), &record, now) {
-                Verdict::Admitted(_) => {
-                    let limits = record.limits.tightest(self.policy().limits());
-                    let deadlines = Deadlines::of(&limits, &record);
-                    Some(SessionInfo::of(key, &record, deadlines, key == current_key))
-                }
-                Verdict::Expired(_) => None,
-            })
+            .filter_map(
+                |(key, record)| match judge(self.base_policy(), &record, now) {
+                    Verdict::Admitted(_) => {
+                        let limits = record.limits.tightest(self.base_policy().limits());
+                        let deadlines = Deadlines::of(&limits, &record);
+                        Some(SessionInfo::of(key, &record, deadlines, key == current_key))
+                    }
+                    Verdict::Expired(_) => None,
+                },
+            )
             .collect();
         sessions.sort_by_key(|info| std::cmp::Reverse((info.last_activity, info.created_at)));
         Ok(sessions)
@@ -107,8 +109,14 @@ impl SessionHandle {
             return Ok(false);
         };
         let store = &self.config().store;
+        let now = self.config().clock.now();
         let theirs = store.load(key).await?.is_some_and(|record| {
-            record.renewed_to.is_none() && record.subject.as_deref() == Some(&*subject)
+            record.renewed_to.is_none()
+                && record.subject.as_deref() == Some(&*subject)
+                && matches!(
+                    judge(self.base_policy(), &record, now),
+                    Verdict::Admitted(_)
+                )
         });
         if !theirs {
             return Ok(false);

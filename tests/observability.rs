@@ -41,7 +41,7 @@ impl Captured {
                 let writer = captured.clone();
                 let subscriber = tracing_subscriber::fmt()
                     .with_writer(move || writer.clone())
-                    .with_max_level(tracing::Level::INFO)
+                    .with_max_level(tracing::Level::TRACE)
                     .without_time()
                     .finish();
                 tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
@@ -103,10 +103,7 @@ async fn every_end_has_its_reason_and_no_event_carries_an_id() {
     assert_eq!(captured.events("session started", &short(&idle)).len(), 1);
     let ended = captured.events("session ended", &short(&idle));
     assert_eq!(ended.len(), 1, "{ended:?}");
-    assert!(
-        ended[0].contains("reason=\"idle\"") || ended[0].contains("reason=idle"),
-        "{ended:?}"
-    );
+    assert!(ended[0].contains("reason=\"idle\""), "{ended:?}");
 
     // absolute: kept active, ended at 8 h (the renewal every 30 min moves
     // its ID; the renewed event names the old and the new)
@@ -127,7 +124,9 @@ async fn every_end_has_its_reason_and_no_event_carries_an_id() {
     assert_eq!(app.me(&absolute).await.status(), StatusCode::UNAUTHORIZED);
     let ended = captured.events("session ended", &short(&absolute));
     assert!(
-        ended.iter().any(|line| line.contains("absolute")),
+        ended
+            .iter()
+            .any(|line| line.contains("reason=\"absolute\"")),
         "{ended:?}"
     );
 
@@ -135,7 +134,7 @@ async fn every_end_has_its_reason_and_no_event_carries_an_id() {
     let logout = app.login("lou", false).await;
     ids.push(logout.clone());
     app.request("POST", "/logout", Some(&logout)).await;
-    assert!(captured.events("session ended", &short(&logout))[0].contains("logout"));
+    assert!(captured.events("session ended", &short(&logout))[0].contains("reason=\"logout\""));
     let replaced = app.login("rey", false).await;
     ids.push(replaced.clone());
     let again = app
@@ -143,7 +142,7 @@ async fn every_end_has_its_reason_and_no_event_carries_an_id() {
         .await;
     let again = set_cookie(&again).unwrap();
     ids.push(format!("{}={}", again.name(), again.value()));
-    assert!(captured.events("session ended", &short(&replaced))[0].contains("replaced"));
+    assert!(captured.events("session ended", &short(&replaced))[0].contains("reason=\"replaced\""));
 
     // limit: a third login of one subject ends its oldest session
     let first = app.login("lim", false).await;
@@ -152,7 +151,7 @@ async fn every_end_has_its_reason_and_no_event_carries_an_id() {
     app.advance(SECOND);
     let third = app.login("lim", false).await;
     ids.extend([first.clone(), second.clone(), third.clone()]);
-    assert!(captured.events("session ended", &short(&first))[0].contains("limit"));
+    assert!(captured.events("session ended", &short(&first))[0].contains("reason=\"limit\""));
 
     // revoked: ended from another session of the subject
     let listed = app.request("GET", "/sessions", Some(&third)).await;
@@ -168,7 +167,7 @@ async fn every_end_has_its_reason_and_no_event_carries_an_id() {
         .to_owned();
     app.request("POST", &format!("/sessions/end?key={other}"), Some(&third))
         .await;
-    assert!(captured.events("session ended", &short(&second))[0].contains("revoked"));
+    assert!(captured.events("session ended", &short(&second))[0].contains("reason=\"revoked\""));
 
     // logout everywhere
     let fourth = app.login("lim", false).await;
@@ -180,7 +179,9 @@ async fn every_end_has_its_reason_and_no_event_carries_an_id() {
         .lines()
         .any(|line| line.contains("sessions ended") && line.contains("logout_everywhere")));
 
+    // The store checks' spans name sessions too (debug level, captured).
     let log = captured.text();
+    assert!(log.contains("session_check{session="), "spans captured");
     for cookie in &ids {
         assert!(!log.contains(id_of(cookie)), "an ID in the log: {cookie}");
     }
@@ -221,7 +222,7 @@ async fn store_failures_are_counted_and_timed() {
     assert_eq!(counted.admitted, 1);
     assert!(counted.store_calls >= 3);
     assert!(counted.store_max <= counted.store_time);
-    let _ = Duration::ZERO;
+    assert!(counted.store_time > Duration::ZERO);
 }
 
 #[cfg(feature = "metrics")]

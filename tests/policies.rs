@@ -47,6 +47,7 @@ fn app(policies: Policies) -> TestApp {
     TestApp::routed(|routes, layer| {
         routes
             .route("/admin/me", get(admin_me))
+            .route("/administrators", get(admin_me))
             .route("/admin/login", post(admin_login))
             .layer(layer.with_policies(policies))
     })
@@ -136,8 +137,74 @@ async fn a_route_group_tightens_the_limits_of_every_tenant() {
             .status(),
         StatusCode::OK
     );
-    // `/administrators` is not in the group.
-    let _ = send(&app, "GET", "b.example", "/administrators", Some(&b2)).await;
+}
+
+#[tokio::test]
+async fn every_tenant_and_the_default_get_the_tightening_and_neighbours_do_not() {
+    let app = app(two_tenants().build().unwrap());
+    for host in ["a.example", "b.example", "other.example"] {
+        let admin = login_at(&app, host, "/login?user=adele").await;
+        let neighbour = login_at(&app, host, "/login?user=nick").await;
+        app.advance(6 * MINUTE);
+        let refused = send(&app, "GET", host, "/admin/me", Some(&admin)).await;
+        assert_eq!(reason(&refused), Some(RejectReason::IdleTimeout), "{host}");
+        // `/administrators` is not in `/admin`: the tenant's limit (at
+        // least 10 min) applies.
+        let outside = send(&app, "GET", host, "/administrators", Some(&neighbour)).await;
+        assert_eq!(outside.status(), StatusCode::OK, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn paths_that_reach_the_group_by_another_spelling_are_in_it() {
+    let app = app(two_tenants().build().unwrap());
+    for path in ["//admin/me", "/x/../admin/me", "/./admin/me", "/%61dmin/me"] {
+        let cookie = login_at(&app, "b.example", "/login?user=pat").await;
+        app.advance(6 * MINUTE);
+        let response = send(&app, "GET", "b.example", path, Some(&cookie)).await;
+        assert_eq!(reason(&response), Some(RejectReason::IdleTimeout), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn activity_in_a_route_group_does_not_shorten_the_session_elsewhere() {
+    let app = app(two_tenants().build().unwrap());
+    let cookie = login_at(&app, "b.example", "/login?user=bea").await;
+    app.advance(MINUTE);
+    // Activity in /admin: the store's expiry must still follow b.example's
+    // 30 minutes, not /admin's 5.
+    let admin = send(&app, "GET", "b.example", "/admin/me", Some(&cookie)).await;
+    assert_eq!(admin.status(), StatusCode::OK);
+    app.advance(10 * MINUTE);
+    app.store.memory.sweep_expired();
+    assert_eq!(
+        send(&app, "GET", "b.example", "/me", Some(&cookie))
+            .await
+            .status(),
+        StatusCode::OK,
+        "10 minutes idle is fine outside /admin"
+    );
+}
+
+#[tokio::test]
+async fn a_tightened_idle_timeout_caps_remember_me_sessions_but_not_their_cookie() {
+    let app = app(two_tenants().build().unwrap());
+    let cookie = login_at(&app, "b.example", "/login?user=rem&remember=true").await;
+    app.advance(MINUTE);
+    let admin = send(&app, "GET", "b.example", "/admin/me", Some(&cookie)).await;
+    assert_eq!(admin.status(), StatusCode::OK);
+    // The persistent cookie's Max-Age follows the tenant's remember-me
+    // period (14 days), not /admin's five minutes.
+    let refreshed = set_cookie(&admin).expect("a refreshed remember-me cookie");
+    let max_age = refreshed.max_age().unwrap().whole_seconds();
+    assert!(max_age > 13 * 24 * 3600, "Max-Age {max_age}");
+    app.advance(6 * MINUTE);
+    let refused = send(&app, "GET", "b.example", "/admin/me", Some(&cookie)).await;
+    assert_eq!(
+        reason(&refused),
+        Some(RejectReason::IdleTimeout),
+        "remember-me too"
+    );
 }
 
 #[tokio::test]

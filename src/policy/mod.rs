@@ -233,6 +233,19 @@ impl Policy {
     pub fn session_limit(&self) -> Option<SessionLimit> {
         self.session_limit
     }
+
+    /// When a store may forget `record` if its last activity is `activity`:
+    /// its nearest deadline under the tighter of its snapshot and this
+    /// policy. Stores get the expiry under the *tenant's* policy, never a
+    /// route group's, which only judges the requests of its routes.
+    pub(crate) fn expiry(
+        &self,
+        record: &crate::SessionRecord,
+        activity: crate::Timestamp,
+    ) -> crate::Timestamp {
+        let limits = record.limits.tightest(self.limits);
+        Deadlines::from_activity(&limits, record, activity).nearest()
+    }
 }
 
 impl Default for Policy {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::header::HOST;
 use http::{HeaderName, Request};
 
-use super::{default_touch_granularity, Limits, Policy, PolicyError, Setting};
+use super::{default_touch_granularity, shorter_limit, Limits, Policy, PolicyError, Setting};
 
 /// How a request names its tenant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,7 +22,9 @@ pub enum TenantFrom {
 }
 
 /// The limits a route group shortens, for every tenant; see
-/// [`PoliciesBuilder::route`]. A limit left unset is the tenant's.
+/// [`PoliciesBuilder::route`]. A limit left unset is the tenant's. A
+/// shorter idle (absolute) timeout also caps the remember-me period
+/// (remember-me absolute timeout) unless that one is given too.
 ///
 /// ```
 /// use std::time::Duration;
@@ -108,17 +110,28 @@ impl Tightening {
                 self.absolute_timeout,
                 base.absolute_timeout,
             )?,
+            // A tightened idle (absolute) timeout caps remember-me sessions
+            // too, unless their own is given: "idles out sooner" means for
+            // everyone.
             remember_me_period: shorter(
                 Setting::RememberMePeriod,
                 self.remember_me_period,
                 Some(base.remember_me_period),
             )?
-            .unwrap_or(base.remember_me_period),
-            remember_me_absolute_timeout: shorter(
-                Setting::RememberMeAbsoluteTimeout,
-                self.remember_me_absolute_timeout,
-                base.remember_me_absolute_timeout,
-            )?,
+            .unwrap_or(base.remember_me_period)
+            .min(
+                self.remember_me_period
+                    .or(self.idle_timeout)
+                    .unwrap_or(Duration::MAX),
+            ),
+            remember_me_absolute_timeout: shorter_limit(
+                shorter(
+                    Setting::RememberMeAbsoluteTimeout,
+                    self.remember_me_absolute_timeout,
+                    base.remember_me_absolute_timeout,
+                )?,
+                self.remember_me_absolute_timeout.or(self.absolute_timeout),
+            ),
         };
         let touch_granularity = policy
             .touch_granularity
@@ -142,6 +155,14 @@ pub(crate) struct PolicyChoice {
     base: usize,
 }
 
+impl PolicyChoice {
+    /// Whether the request is in a route group: judged by a tighter policy
+    /// than the one its session's expiry in the store follows.
+    pub(crate) fn is_tightened(&self) -> bool {
+        self.effective != self.base
+    }
+}
+
 /// The policies of an app: one, or one per tenant (by host or header), each
 /// tightened in route groups (by path prefix). Give it to
 /// [`SessionLifetimeLayer::with_policies`](crate::SessionLifetimeLayer::with_policies).
@@ -149,7 +170,15 @@ pub(crate) struct PolicyChoice {
 /// - A request is judged by its tenant's policy (the default one for a
 ///   request of no listed tenant), tightened for the route group its path
 ///   is in (`/admin` covers `/admin` and `/admin/…`, not `/administrators`;
-///   the longest prefix wins).
+///   the longest prefix wins). Paths are compared as a router or a file
+///   server may read them: `//admin`, `/x/../admin` and `/%61dmin` are in
+///   `/admin`; case counts (`/Admin` is not). Prefixes must be plain
+///   (`/admin`, not `/admin/`).
+/// - The tenant is the request's host (the request line's, else `Host`'s,
+///   without port and trailing dot, in lower case) or a header's value. A
+///   client chooses both: the tenant only picks limits. Sessions are not
+///   bound to a tenant and subjects are one namespace, so make subjects
+///   unique across tenants (`acme:alice`) if tenants share a store.
 /// - A session started by a request is snapshotted with its tenant's policy,
 ///   untightened, so that signing in on an admin page does not shorten the
 ///   whole session; each later request takes the tighter of the snapshot and
@@ -251,11 +280,11 @@ impl Policies {
         let tenant = self.tenant_of(request);
         let per_tenant = self.routes.len() + 1;
         let base = tenant * per_tenant;
-        let path = request.uri().path();
+        let path = normalized(request.uri().path());
         let route = self
             .routes
             .iter()
-            .find(|(prefix, _)| in_group(path, prefix))
+            .find(|(prefix, _)| in_group(&path, prefix))
             .map_or(0, |(_, index)| *index);
         PolicyChoice {
             effective: base + route,
@@ -267,20 +296,30 @@ impl Policies {
         if self.tenants.is_empty() {
             return 0;
         }
-        let name = match &self.tenant_from {
+        let name: Option<std::borrow::Cow<'_, str>> = match &self.tenant_from {
+            // The request line's authority wins over `Host` (RFC 9112).
             TenantFrom::Host => request
-                .headers()
-                .get(HOST)
-                .and_then(|host| host.to_str().ok())
-                .or_else(|| request.uri().host())
-                .map(|host| host_without_port(host).to_ascii_lowercase()),
+                .uri()
+                .host()
+                .or_else(|| {
+                    let host = request.headers().get(HOST)?.to_str().ok()?;
+                    Some(host_without_port(host))
+                })
+                .map(|host| {
+                    let host = host.strip_suffix('.').unwrap_or(host);
+                    if host.bytes().any(|byte| byte.is_ascii_uppercase()) {
+                        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+                    } else {
+                        std::borrow::Cow::Borrowed(host)
+                    }
+                }),
             TenantFrom::Header(header) => request
                 .headers()
                 .get(header)
                 .and_then(|value| value.to_str().ok())
-                .map(str::to_owned),
+                .map(std::borrow::Cow::Borrowed),
         };
-        name.and_then(|name| self.tenants.get(&name).copied())
+        name.and_then(|name| self.tenants.get(name.as_ref()).copied())
             .unwrap_or(0)
     }
 
@@ -295,13 +334,39 @@ impl Policies {
     }
 }
 
-/// Whether `path` is in the route group `prefix`: the prefix itself, or
-/// below it at a segment boundary.
+/// Whether `path` is in the route group `prefix` (both normalized): the
+/// prefix itself, or below it at a segment boundary.
 fn in_group(path: &str, prefix: &str) -> bool {
     match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'),
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
     }
+}
+
+/// `path` as a router or a file server may end up reading it: percent-escapes
+/// decoded, empty and `.` segments dropped, `..` segments applied, without a
+/// trailing `/`. So `//admin`, `/x/../admin`, `/./admin` and `/%61dmin` are
+/// all in `/admin`. Case is kept: `/Admin` is another path.
+fn normalized(path: &str) -> std::borrow::Cow<'_, str> {
+    let plain = !path.contains(['%', '.'])
+        && !path.contains("//")
+        && (path.len() == 1 || !path.ends_with('/'));
+    if plain {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let decoded = crate::session_cookie::percent_decoded(path.as_bytes());
+    let decoded = String::from_utf8_lossy(&decoded);
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            segment => segments.push(segment),
+        }
+    }
+    std::borrow::Cow::Owned(format!("/{}", segments.join("/")))
 }
 
 fn host_without_port(host: &str) -> &str {
@@ -360,7 +425,10 @@ impl PoliciesBuilder {
         self.tenants.retain(|(name, _)| seen.insert(name.clone()));
         self.tenants.reverse();
         for (prefix, _) in &self.routes {
-            if !prefix.starts_with('/') || prefix.contains(['?', '#']) {
+            let plain = prefix.starts_with('/')
+                && !prefix.contains(['?', '#'])
+                && normalized(prefix) == prefix.as_str();
+            if !plain {
                 return Err(PolicyError::InvalidRoute {
                     route: prefix.clone(),
                 });
@@ -414,7 +482,27 @@ mod tests {
         assert!(in_group("/admin/users", "/admin"));
         assert!(!in_group("/administrators", "/admin"));
         assert!(!in_group("/", "/admin"));
-        assert!(in_group("/admin/x", "/admin/"));
+        for tricky in [
+            "//admin",
+            "/x/../admin",
+            "/./admin",
+            "/%61dmin/",
+            "/admin//users",
+        ] {
+            assert!(in_group(&normalized(tricky), "/admin"), "{tricky}");
+        }
+        assert!(!in_group(&normalized("/Admin"), "/admin"), "case is kept");
+        assert_eq!(normalized("/"), "/");
+        assert_eq!(normalized("/.."), "/");
+        for prefix in ["/admin/", "/a//b", "/a/./b", "/%61"] {
+            let built = Policies::builder(Policy::default())
+                .route(prefix, Tightening::new())
+                .build();
+            assert!(
+                matches!(built, Err(PolicyError::InvalidRoute { .. })),
+                "{prefix}"
+            );
+        }
         let policies = Policies::builder(Policy::default())
             .route(
                 "/admin",

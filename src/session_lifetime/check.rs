@@ -165,6 +165,8 @@ async fn check_in_span(
     choice: PolicyChoice,
 ) -> Checked {
     let policy = config.policies.policy(choice);
+    // The tenant's policy: what the store's expiry follows.
+    let base = config.policies.base(choice);
     let mut reloads = 0;
     let mut pointers = 0;
     let mut in_grace = false;
@@ -173,7 +175,9 @@ async fn check_in_span(
         let (found, touched) = match std::mem::replace(&mut loaded, Loaded::NotYet) {
             Loaded::Record(record) => (Some(*record), None),
             Loaded::Missing => (None, None),
-            Loaded::NotYet if activity == Activity::Ignored => {
+            // A status GET writes nothing; a request in a route group is
+            // judged here by its tighter policy before anything is written.
+            Loaded::NotYet if activity == Activity::Ignored || choice.is_tightened() => {
                 match config.store.load(&key).await {
                     Ok(found) => (found, None),
                     Err(error) => return Checked::StoreFailed { error, id },
@@ -262,7 +266,7 @@ async fn check_in_span(
         // synchronous load, or the store rounds its limits).
         match config
             .store
-            .touch(&key, now, admission.deadlines.nearest())
+            .touch(&key, now, base.expiry(&record, now))
             .await
         {
             Ok(outcome) => touched = Some(outcome),
@@ -296,7 +300,7 @@ async fn check_in_span(
             renewed: false,
         };
     }
-    renew(&config, policy, session, now, admission.touch).await
+    renew(&config, policy, base, session, now, admission.touch).await
 }
 
 /// Moves an admitted session to a fresh ID. A concurrent request that
@@ -305,6 +309,7 @@ async fn check_in_span(
 async fn renew(
     config: &Config,
     policy: &Policy,
+    base: &Policy,
     session: ActiveSession,
     now: Timestamp,
     touched: bool,
@@ -327,7 +332,7 @@ async fn renew(
     let new_key = new_id.key();
     let mut record = session.record.clone();
     record.id_issued_at = now;
-    record.expires_at = session.deadlines.nearest();
+    record.expires_at = base.expiry(&record, record.last_activity);
     let grace_until = now.saturating_add(renewal.grace);
     let outcome = config
         .store

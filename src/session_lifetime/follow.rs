@@ -184,7 +184,7 @@ async fn start(config: Arc<Config>, id: SessionId, state: FollowedState) -> Cook
         },
     };
     let renewal = renewed.is_some();
-    let limits = config.policies.policy(state.choice).limits();
+    let limits = config.policies.base(state.choice).limits();
     let deadlines = Deadlines::of(&record.limits.tightest(limits), &record);
     record.expires_at = deadlines.nearest();
     let retired = state
