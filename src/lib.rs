@@ -113,7 +113,7 @@ pub use own_sessions::SessionInfo;
 pub use policy::{
     judge, Admission, AtSessionLimit, Caps, Deadlines, ExpiryReason, Limits, Policies,
     PoliciesBuilder, Policy, PolicyBuilder, PolicyError, Renewal, SessionLimit, Setting,
-    TenantFrom, Tightening, Verdict,
+    TenantFrom, TenantResolver, Tightening, Verdict,
 };
 pub use recent_login::{OnStaleLogin, RecentLoginLayer};
 pub use record::{SessionRecord, MAX_LABEL_LEN, MAX_SUBJECT_LEN};

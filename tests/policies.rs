@@ -356,3 +356,32 @@ async fn tenants_may_come_from_a_header() {
         .await;
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED, "acme: idle 1 min");
 }
+
+#[tokio::test]
+async fn a_resolver_of_the_apps_own_may_name_the_tenant() {
+    // The tenant is the first label of the host: `acme.app.example`.
+    let policies = Policies::builder(idle(20))
+        .tenants_from(TenantFrom::custom(|headers, _uri| {
+            let host = headers.get(header::HOST)?.to_str().ok()?;
+            Some(host.split('.').next()?.to_owned())
+        }))
+        .tenant("acme", idle(1))
+        .build()
+        .unwrap();
+    let app = app(policies);
+    let acme = login_at(&app, "acme.app.example", "/login?user=ann").await;
+    let other = login_at(&app, "zeta.app.example", "/login?user=zed").await;
+    app.advance(MINUTE);
+    assert_eq!(
+        send(&app, "GET", "acme.app.example", "/me", Some(&acme))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&app, "GET", "zeta.app.example", "/me", Some(&other))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}

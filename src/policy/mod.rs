@@ -24,7 +24,7 @@ use std::time::Duration;
 pub use error::{PolicyError, Setting};
 pub use judge::{judge, Admission, Deadlines, ExpiryReason, Verdict};
 pub(crate) use set::PolicyChoice;
-pub use set::{Policies, PoliciesBuilder, TenantFrom, Tightening};
+pub use set::{Policies, PoliciesBuilder, TenantFrom, TenantResolver, Tightening};
 
 const MINUTE: Duration = Duration::from_secs(60);
 

@@ -4,21 +4,60 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use std::fmt;
+use std::sync::Arc;
+
 use http::header::HOST;
-use http::{HeaderName, Request};
+use http::{HeaderMap, HeaderName, Request, Uri};
 
 use super::{default_touch_granularity, shorter_limit, Limits, Policy, PolicyError, Setting};
 
 /// How a request names its tenant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum TenantFrom {
-    /// The `Host` header (or the URI's host), without a port, in lower
-    /// case: `a.example.com`.
+    /// The request's host (the request line's, else the `Host` header's),
+    /// without a port or a trailing dot, in lower case: `a.example.com`.
     Host,
     /// The value of this header, as it is: `X-Tenant: acme`. Only behind a
     /// proxy that sets it; a browser could send any value.
     Header(HeaderName),
+    /// What a function of the app's finds in the request's headers and URI
+    /// (a subdomain, a path segment…); see [`TenantFrom::custom`].
+    Custom(Arc<TenantResolver>),
+}
+
+/// The function of [`TenantFrom::Custom`].
+pub type TenantResolver = dyn Fn(&HeaderMap, &Uri) -> Option<String> + Send + Sync;
+
+impl TenantFrom {
+    /// The tenant `resolve` names, or the default policy's for `None`.
+    ///
+    /// ```
+    /// use tower_session_lifetime::TenantFrom;
+    ///
+    /// // `acme.app.example` → `acme`.
+    /// let subdomain = TenantFrom::custom(|headers, _uri| {
+    ///     let host = headers.get("host")?.to_str().ok()?;
+    ///     Some(host.split('.').next()?.to_ascii_lowercase())
+    /// });
+    /// # let _ = subdomain;
+    /// ```
+    pub fn custom(
+        resolve: impl Fn(&HeaderMap, &Uri) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        TenantFrom::Custom(Arc::new(resolve))
+    }
+}
+
+impl fmt::Debug for TenantFrom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TenantFrom::Host => f.write_str("Host"),
+            TenantFrom::Header(name) => f.debug_tuple("Header").field(name).finish(),
+            TenantFrom::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
 }
 
 /// The limits a route group shortens, for every tenant; see
@@ -318,6 +357,9 @@ impl Policies {
                 .get(header)
                 .and_then(|value| value.to_str().ok())
                 .map(std::borrow::Cow::Borrowed),
+            TenantFrom::Custom(resolve) => {
+                resolve(request.headers(), request.uri()).map(std::borrow::Cow::Owned)
+            }
         };
         name.and_then(|name| self.tenants.get(name.as_ref()).copied())
             .unwrap_or(0)
@@ -414,7 +456,7 @@ impl PoliciesBuilder {
     /// lengthens a limit of a tenant or of the default
     /// ([`PolicyError::LongerThanEnclosing`]).
     pub fn build(mut self) -> Result<Policies, PolicyError> {
-        if self.tenant_from == TenantFrom::Host {
+        if matches!(self.tenant_from, TenantFrom::Host) {
             for (name, _) in &mut self.tenants {
                 name.make_ascii_lowercase();
             }
