@@ -510,3 +510,28 @@ async fn deadline_headers_follow_the_followed_session_and_leave_a_start_or_an_en
     assert!(removes_cookie(&response));
     assert!(response.headers().get(IDLE_DEADLINE_HEADER).is_none());
 }
+
+#[tokio::test]
+async fn a_followed_sessions_start_renewal_and_logout_are_counted_with_their_reasons() {
+    use tower_session_lifetime::{EndReason, SessionMetrics};
+    let metrics = SessionMetrics::new();
+    let stack = Stack::configured(policy(15 * MINUTE, 8 * HOUR), |layer| {
+        layer.with_metrics(metrics.clone())
+    });
+    let cookie = stack.login("alice", false, None).await;
+    assert_eq!(metrics.snapshot().started, 1, "the login started a session");
+
+    // tower-sessions' `cycle_id` on a named session: a renewal.
+    let cycled = stack.request("POST", "/cycle", Some(&cookie)).await;
+    let cookie = cookie_header(&cycled).expect("a new ID");
+    let counted = metrics.snapshot();
+    assert_eq!(counted.renewed, 1);
+    assert_eq!(counted.started, 1, "a renewal is not a new session");
+    assert_eq!(counted.ended(EndReason::Replaced), 0);
+
+    let logout = stack.request("POST", "/logout", Some(&cookie)).await;
+    assert!(removes_cookie(&logout));
+    let counted = metrics.snapshot();
+    assert_eq!(counted.ended(EndReason::Logout), 1);
+    assert_eq!(counted.admitted, 2, "the cycle and the logout");
+}
