@@ -83,14 +83,53 @@ struct Entry {
     expires_at: u64,
     version: u64,
     id_issued_at: u64,
-    authenticated_at: u64,
     subject: Option<Arc<str>>,
-    label: Option<Arc<str>>,
-    /// Set once the session moved to a new key (renewal): boxed, since few
-    /// records carry one.
-    renewed_to: Option<Box<[u8; SessionKey::LEN]>>,
+    /// The label, the renewal pointer and a re-authentication time: boxed
+    /// together, since few records carry any, so that the rest pay one
+    /// pointer for all three.
+    rare: Option<Box<Rare>>,
     limits: u32,
     remember_me: bool,
+}
+
+/// What few records carry.
+struct Rare {
+    label: Option<Arc<str>>,
+    /// Set once the session moved to a new key (renewal).
+    renewed_to: Option<[u8; SessionKey::LEN]>,
+    /// When the subject last authenticated, if not at the creation.
+    authenticated_at: Option<u64>,
+}
+
+impl Entry {
+    fn renewed_to(&self) -> Option<[u8; SessionKey::LEN]> {
+        self.rare.as_ref().and_then(|rare| rare.renewed_to)
+    }
+
+    fn label(&self) -> Option<Arc<str>> {
+        self.rare.as_ref().and_then(|rare| rare.label.clone())
+    }
+
+    fn authenticated_at(&self) -> u64 {
+        self.rare
+            .as_ref()
+            .and_then(|rare| rare.authenticated_at)
+            .unwrap_or(self.created_at)
+    }
+
+    /// Makes the record a pointer to the key `to`.
+    fn point_to(&mut self, to: [u8; SessionKey::LEN]) {
+        match &mut self.rare {
+            Some(rare) => rare.renewed_to = Some(to),
+            None => {
+                self.rare = Some(Box::new(Rare {
+                    label: None,
+                    renewed_to: Some(to),
+                    authenticated_at: None,
+                }))
+            }
+        }
+    }
 }
 
 impl MemoryStore {
@@ -178,10 +217,19 @@ impl MemoryStore {
             expires_at: record.expires_at.as_unix_millis(),
             version: record.version,
             id_issued_at: record.id_issued_at.as_unix_millis(),
-            authenticated_at: record.authenticated_at.as_unix_millis(),
             subject: record.subject.clone(),
-            label: record.label.clone(),
-            renewed_to: record.renewed_to.map(|key| Box::new(*key.as_bytes())),
+            rare: {
+                let reauthenticated = (record.authenticated_at != record.created_at)
+                    .then(|| record.authenticated_at.as_unix_millis());
+                (record.label.is_some() || record.renewed_to.is_some() || reauthenticated.is_some())
+                    .then(|| {
+                        Box::new(Rare {
+                            label: record.label.clone(),
+                            renewed_to: record.renewed_to.map(|key| *key.as_bytes()),
+                            authenticated_at: reauthenticated,
+                        })
+                    })
+            },
             limits: self.intern(&record.limits)?,
             remember_me: record.remember_me,
         })
@@ -199,12 +247,9 @@ impl MemoryStore {
                 .expect("an entry only holds the index of a filled slot"),
             version: entry.version,
             id_issued_at: Timestamp::from_unix_millis(entry.id_issued_at),
-            authenticated_at: Timestamp::from_unix_millis(entry.authenticated_at),
-            label: entry.label.clone(),
-            renewed_to: entry
-                .renewed_to
-                .as_deref()
-                .map(|key| SessionKey::from_bytes(*key)),
+            authenticated_at: Timestamp::from_unix_millis(entry.authenticated_at()),
+            label: entry.label(),
+            renewed_to: entry.renewed_to().map(SessionKey::from_bytes),
         }
     }
 
@@ -302,7 +347,7 @@ impl LifetimeStore for MemoryStore {
         Ok(match map.get_mut(key.as_bytes()) {
             None => TouchOutcome::Missing,
             Some(entry)
-                if entry.renewed_to.is_some()
+                if entry.renewed_to().is_some()
                     || entry.last_activity >= activity.as_unix_millis() =>
             {
                 TouchOutcome::AlreadyRecent
@@ -359,8 +404,8 @@ impl LifetimeStore for MemoryStore {
                 return Ok(found);
             };
             found = true;
-            match entry.renewed_to {
-                Some(to) => next = *to,
+            match entry.renewed_to() {
+                Some(to) => next = to,
                 None => return Ok(true),
             }
         }
@@ -396,13 +441,13 @@ impl LifetimeStore for MemoryStore {
             match map.get_mut(old.as_bytes()) {
                 None => RenewOutcome::Missing,
                 Some(stored)
-                    if stored.renewed_to.is_some() || stored.version != expected_version =>
+                    if stored.renewed_to().is_some() || stored.version != expected_version =>
                 {
                     RenewOutcome::Conflict
                 }
                 Some(stored) => {
                     let (activity, expires_at) = (stored.last_activity, stored.expires_at);
-                    stored.renewed_to = Some(Box::new(*new.as_bytes()));
+                    stored.point_to(*new.as_bytes());
                     stored.expires_at = grace_until.as_unix_millis();
                     stored.version = stored.version.wrapping_add(1);
                     shard.expires(stored.expires_at);
@@ -453,7 +498,7 @@ impl LifetimeStore for MemoryStore {
             found.extend(
                 map.iter()
                     .filter(|(_, entry)| {
-                        entry.renewed_to.is_none() && entry.subject.as_deref() == Some(subject)
+                        entry.renewed_to().is_none() && entry.subject.as_deref() == Some(subject)
                     })
                     .map(|(key, entry)| (SessionKey::from_bytes(*key), self.record(entry))),
             );
@@ -469,7 +514,7 @@ impl LifetimeStore for MemoryStore {
         for shard in self.inner.shards.iter() {
             shard.write().retain(|_, entry| {
                 let theirs = entry.subject.as_deref() == Some(subject);
-                if theirs && entry.renewed_to.is_none() {
+                if theirs && entry.renewed_to().is_none() {
                     deleted += 1;
                 }
                 !theirs
