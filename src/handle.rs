@@ -434,8 +434,15 @@ impl SessionHandle {
             self.logout().await?;
             return Ok(u64::from(had_session));
         };
-        let ended = self.inner.config.store.delete_sessions_of(&subject).await?;
-        observe::ended_many(&self.inner.config, ended, EndReason::LogoutEverywhere);
+        let config = &self.inner.config;
+        // Listed first, for an event naming each; a store that cannot list
+        // cannot delete them all either, and says so below.
+        let listed: Vec<SessionKey> = match config.store.sessions_of(&subject).await {
+            Ok(listed) => listed.into_iter().map(|(key, _)| key).collect(),
+            Err(_) => Vec::new(),
+        };
+        let ended = config.store.delete_sessions_of(&subject).await?;
+        observe::ended_many(config, &listed, ended, EndReason::LogoutEverywhere);
         // This session too, under its ID's own key (a renewed ID's pointer);
         // counted above.
         self.end_current_session(None).await?;

@@ -174,10 +174,14 @@ async fn every_end_has_its_reason_and_no_event_carries_an_id() {
     ids.push(fourth.clone());
     app.request("POST", "/logout-everywhere", Some(&fourth))
         .await;
-    assert!(captured
-        .text()
-        .lines()
-        .any(|line| line.contains("sessions ended") && line.contains("logout_everywhere")));
+    for cookie in [&third, &fourth] {
+        let ended = captured.events("session ended", &short(cookie));
+        assert_eq!(ended.len(), 1, "{ended:?}");
+        assert!(
+            ended[0].contains("reason=\"logout_everywhere\""),
+            "{ended:?}"
+        );
+    }
 
     // The store checks' spans name sessions too (debug level, captured).
     let log = captured.text();

@@ -143,17 +143,18 @@ pub(crate) fn ended(config: &Config, key: &SessionKey, reason: EndReason) {
     }
 }
 
-/// `count` sessions of one subject ended at once (no key for each).
-pub(crate) fn ended_many(config: &Config, count: u64, reason: EndReason) {
-    if count == 0 {
-        return;
+/// `count` sessions of one subject ended at once: an event for each of
+/// `keys` (the sessions listed just before), counted as `count` (what the
+/// store ended).
+pub(crate) fn ended_many(config: &Config, keys: &[SessionKey], count: u64, reason: EndReason) {
+    for key in keys {
+        tracing::info!(
+            target: TARGET,
+            session = %key.short(),
+            reason = reason.as_str(),
+            "session ended"
+        );
     }
-    tracing::info!(
-        target: TARGET,
-        count,
-        reason = reason.as_str(),
-        "sessions ended"
-    );
     if let Some(metrics) = &config.metrics {
         metrics.ended(reason, count);
     }
