@@ -603,8 +603,7 @@ impl SessionHandle {
     ) -> Result<(), SessionError> {
         let expected_version = record.version;
         record.version = record.version.wrapping_add(1);
-        let limits = record.limits.tightest(self.policy().limits());
-        let deadlines = Deadlines::of(&limits, &record);
+        let deadlines = self.policy().deadlines(&record, record.last_activity);
         record.expires_at = self.base_policy().expiry(&record, record.last_activity);
         let outcome = self
             .inner

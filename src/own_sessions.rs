@@ -83,8 +83,7 @@ impl SessionHandle {
             .filter_map(
                 |(key, record)| match judge(self.base_policy(), &record, now) {
                     Verdict::Admitted(_) => {
-                        let limits = record.limits.tightest(self.base_policy().limits());
-                        let deadlines = Deadlines::of(&limits, &record);
+                        let deadlines = self.base_policy().deadlines(&record, record.last_activity);
                         Some(SessionInfo::of(key, &record, deadlines, key == current_key))
                     }
                     Verdict::Expired(_) => None,

@@ -234,17 +234,28 @@ impl Policy {
         self.session_limit
     }
 
+    /// The deadlines `record` has under this policy (the tighter of its
+    /// snapshot and this policy's limits, as [`judge`] enforces them) if its
+    /// last activity is `activity`.
+    pub(crate) fn deadlines(
+        &self,
+        record: &crate::SessionRecord,
+        activity: crate::Timestamp,
+    ) -> Deadlines {
+        let limits = record.limits.tightest(self.limits);
+        Deadlines::from_activity(&limits, record, activity)
+    }
+
     /// When a store may forget `record` if its last activity is `activity`:
-    /// its nearest deadline under the tighter of its snapshot and this
-    /// policy. Stores get the expiry under the *tenant's* policy, never a
-    /// route group's, which only judges the requests of its routes.
+    /// its nearest [deadline](Policy::deadlines). Stores get the expiry
+    /// under the *tenant's* policy, never a route group's, which only
+    /// judges the requests of its routes.
     pub(crate) fn expiry(
         &self,
         record: &crate::SessionRecord,
         activity: crate::Timestamp,
     ) -> crate::Timestamp {
-        let limits = record.limits.tightest(self.limits);
-        Deadlines::from_activity(&limits, record, activity).nearest()
+        self.deadlines(record, activity).nearest()
     }
 }
 

@@ -12,7 +12,7 @@ use super::Config;
 use crate::handle::{ActiveSession, SessionHandle};
 use crate::id::{SessionId, SessionKey};
 use crate::observe;
-use crate::policy::{judge, Admission, Deadlines, Policy, PolicyChoice, Verdict};
+use crate::policy::{judge, Admission, Policy, PolicyChoice, Verdict};
 use crate::record::SessionRecord;
 use crate::rejection::{OnInvalidSession, OnStoreError, RejectReason, RejectionResponse};
 use crate::store::{RenewOutcome, StoreError, StoreErrorKind, TouchOutcome};
@@ -92,7 +92,9 @@ pub(crate) fn check_without_writes(
         return Err(Loaded::Record(Box::new(record)));
     }
     let deadlines = match judge(policy, &record, config.clock.now()) {
-        Verdict::Admitted(_) if activity == Activity::Ignored => stored_deadlines(policy, &record),
+        Verdict::Admitted(_) if activity == Activity::Ignored => {
+            policy.deadlines(&record, record.last_activity)
+        }
         Verdict::Admitted(admission)
             if activity == Activity::Counts
                 && !admission.touch
@@ -113,12 +115,6 @@ pub(crate) fn check_without_writes(
         touched: false,
         renewed: false,
     })
-}
-
-/// The deadlines of `record` from its stored activity, as `judge` enforces
-/// them: what a request that is not activity reports.
-fn stored_deadlines(policy: &Policy, record: &SessionRecord) -> Deadlines {
-    Deadlines::of(&record.limits.tightest(policy.limits()), record)
 }
 
 /// How many renewal pointers a request follows at most: a pointer lives for
@@ -247,7 +243,7 @@ async fn check_in_span(
             session: ActiveSession {
                 id,
                 key,
-                deadlines: stored_deadlines(policy, &record),
+                deadlines: policy.deadlines(&record, record.last_activity),
                 record,
                 in_grace,
             },
@@ -257,9 +253,8 @@ async fn check_in_span(
     }
     let mut admission = admission;
     if activity == Activity::Forced && !admission.touch && now > record.last_activity {
-        let limits = record.limits.tightest(policy.limits());
         admission.touch = true;
-        admission.deadlines = Deadlines::from_activity(&limits, &record, now);
+        admission.deadlines = policy.deadlines(&record, now);
     }
     if admission.touch && touched.is_none() {
         // Due, and the store did not write it (the record came from a

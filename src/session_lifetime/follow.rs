@@ -33,7 +33,6 @@ use super::Config;
 use crate::clock::Clock;
 use crate::handle::{FollowedState, SessionHandle};
 use crate::id::SessionId;
-use crate::policy::Deadlines;
 use crate::record::SessionRecord;
 use crate::session_cookie::forbid_caching;
 use crate::time::Timestamp;
@@ -184,8 +183,10 @@ async fn start(config: Arc<Config>, id: SessionId, state: FollowedState) -> Cook
         },
     };
     let renewal = renewed.is_some();
-    let limits = config.policies.base(state.choice).limits();
-    let deadlines = Deadlines::of(&record.limits.tightest(limits), &record);
+    let deadlines = config
+        .policies
+        .base(state.choice)
+        .deadlines(&record, record.last_activity);
     record.expires_at = deadlines.nearest();
     let retired = state
         .current
