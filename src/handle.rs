@@ -4,14 +4,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use http::header::LOCATION;
-use http::{Extensions, HeaderMap, HeaderValue, Response, StatusCode};
+use http::{Extensions, HeaderMap, HeaderValue, Response};
 
 use crate::id::{SessionId, SessionKey};
 use crate::observe::{self, EndReason};
 use crate::policy::{judge, AtSessionLimit, Deadlines, Policy, PolicyChoice, Verdict};
 use crate::record::{SessionRecord, MAX_LABEL_LEN, MAX_SUBJECT_LEN};
-use crate::rejection::RejectReason;
+use crate::rejection::{see_other, RejectReason};
 use crate::session_lifetime::Config;
 use crate::store::{StoreError, UpdateOutcome};
 use crate::time::Timestamp;
@@ -781,10 +780,7 @@ impl LogoutRedirect {
 
     /// The `303 See Other` response.
     pub fn into_response<B: Default>(self) -> Response<B> {
-        let mut response = Response::new(B::default());
-        *response.status_mut() = StatusCode::SEE_OTHER;
-        response.headers_mut().insert(LOCATION, self.location);
-        response
+        see_other(self.location)
     }
 }
 

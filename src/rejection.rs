@@ -141,6 +141,17 @@ pub enum OnStoreError {
     PassThroughAsVisitor,
 }
 
+/// `303 See Other` to `location`, with an empty body: the layer's redirects
+/// (to a login page, to re-authenticate, after a logout).
+pub(crate) fn see_other<B: Default>(location: HeaderValue) -> Response<B> {
+    let mut response = Response::new(B::default());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    response
+        .headers_mut()
+        .insert(http::header::LOCATION, location);
+    response
+}
+
 /// Builds the response for a rejected request.
 ///
 /// Implemented by [`DefaultRejection`] and by any

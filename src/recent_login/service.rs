@@ -2,14 +2,13 @@
 
 use std::task::{Context, Poll};
 
-use http::header::LOCATION;
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
 use super::layer::{OnStaleLogin, RecentLoginLayer};
 use super::RecentLoginFuture;
 use crate::handle::SessionHandle;
-use crate::rejection::RejectReason;
+use crate::rejection::{see_other, RejectReason};
 
 /// The service [`RecentLoginLayer`] wraps around an inner service.
 #[derive(Clone, Debug)]
@@ -30,14 +29,14 @@ impl<S> RecentLogin<S> {
 
     /// The answer to a request whose login is not recent enough.
     fn refuse<B: Default>(&self, reason: RejectReason) -> Response<B> {
-        let mut response = Response::new(B::default());
-        match &self.config.on_stale {
-            OnStaleLogin::Redirect(location) => {
-                *response.status_mut() = StatusCode::SEE_OTHER;
-                response.headers_mut().insert(LOCATION, location.clone());
+        let mut response = match &self.config.on_stale {
+            OnStaleLogin::Redirect(location) => see_other(location.clone()),
+            OnStaleLogin::Reject => {
+                let mut response = Response::new(B::default());
+                *response.status_mut() = StatusCode::UNAUTHORIZED;
+                response
             }
-            OnStaleLogin::Reject => *response.status_mut() = StatusCode::UNAUTHORIZED,
-        }
+        };
         response.extensions_mut().insert(reason);
         response
     }

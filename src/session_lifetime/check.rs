@@ -3,18 +3,21 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use http::header::{LOCATION, RETRY_AFTER};
+use http::header::RETRY_AFTER;
 use http::{HeaderValue, Request, Response};
 use tracing::Instrument as _;
 
 use super::finish::{call_with, Next};
+use super::future::CheckFuture;
 use super::Config;
 use crate::handle::{ActiveSession, SessionHandle};
 use crate::id::{SessionId, SessionKey};
 use crate::observe;
 use crate::policy::{judge, Admission, Policy, PolicyChoice, Verdict};
 use crate::record::SessionRecord;
-use crate::rejection::{OnInvalidSession, OnStoreError, RejectReason, RejectionResponse};
+use crate::rejection::{
+    see_other, OnInvalidSession, OnStoreError, RejectReason, RejectionResponse,
+};
 use crate::store::{RenewOutcome, StoreError, StoreErrorKind, TouchOutcome};
 use crate::time::Timestamp;
 
@@ -63,7 +66,7 @@ pub(crate) enum Loaded {
 /// Judges a record the store gave at once. `Err` means the request needs
 /// [`check`], from what the store said: a touch or a delete is due, or an
 /// unknown session's data is to be deleted.
-pub(crate) fn check_without_writes(
+fn check_without_writes(
     config: &Config,
     id: &SessionId,
     key: SessionKey,
@@ -117,6 +120,42 @@ pub(crate) fn check_without_writes(
     })
 }
 
+/// A session check as it starts: decided at once from what the store gave
+/// synchronously, or to be finished by a future that loads and writes.
+// Returned and matched at once; boxing `Done` would allocate on the fast
+// path, which is the point of it.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Started {
+    Done(Checked),
+    Pending(CheckFuture),
+}
+
+/// Starts checking the session `id`: at once when the store answers
+/// synchronously and the request writes nothing, else in a future.
+pub(crate) fn start_check(
+    config: &Arc<Config>,
+    id: SessionId,
+    activity: Activity,
+    choice: PolicyChoice,
+) -> Started {
+    let key = id.key();
+    let mut loaded = Loaded::NotYet;
+    if let Some(now) = config.store.try_load_now(&key) {
+        match check_without_writes(config, &id, key, now, activity, choice) {
+            Ok(checked) => return Started::Done(checked),
+            Err(store_said) => loaded = store_said,
+        }
+    }
+    Started::Pending(Box::pin(check(
+        Arc::clone(config),
+        id,
+        key,
+        loaded,
+        activity,
+        choice,
+    )))
+}
+
 /// How many renewal pointers a request follows at most: a pointer lives for
 /// the grace period, shorter than the renewal interval, so a live chain is
 /// one long; the bound only stops a corrupt store from looping.
@@ -136,7 +175,7 @@ fn renewal_due(config: &Config, admission: &Admission) -> bool {
 /// Runs in a `session_check` span (target `tower_session_lifetime`, level
 /// debug) that names the session by its short key, so that store calls and
 /// the events of this request can be told apart.
-pub(crate) fn check(
+fn check(
     config: Arc<Config>,
     id: SessionId,
     key: SessionKey,
@@ -501,12 +540,7 @@ where
                 false,
             );
         }
-        OnInvalidSession::Redirect(location) => {
-            let mut response = Response::new(ResBody::default());
-            *response.status_mut() = http::StatusCode::SEE_OTHER;
-            response.headers_mut().insert(LOCATION, location.clone());
-            response
-        }
+        OnInvalidSession::Redirect(location) => see_other(location.clone()),
         OnInvalidSession::Reject => responder.respond(reason),
     };
     config.cookie.append_removal(response.headers_mut());

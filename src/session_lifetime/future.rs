@@ -18,7 +18,7 @@ use super::Config;
 use crate::policy::PolicyChoice;
 use crate::rejection::RejectionResponse;
 
-type CheckFuture = Pin<Box<dyn Future<Output = Checked> + Send>>;
+pub(crate) type CheckFuture = Pin<Box<dyn Future<Output = Checked> + Send>>;
 type SettleFuture = Pin<Box<dyn Future<Output = CookieEdit> + Send>>;
 
 pin_project! {

@@ -6,9 +6,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::check::{
-    after_check, check, check_without_writes, refuse, too_many_guesses, Activity, Loaded,
-};
+use super::check::{after_check, refuse, start_check, too_many_guesses, Activity, Started};
 use super::finish::{call_with, Next};
 use super::status::{self, method_not_allowed, status_request, StatusRequest};
 use super::{Config, ResponseFuture};
@@ -73,25 +71,20 @@ impl<S, R> SessionLifetime<S, R> {
         if let Some(response) = too_many_guesses(config, responder, &request) {
             return ResponseFuture::answered(response);
         }
-        let key = id.key();
         let choice = config.policies.choose(&request);
-        let mut loaded = Loaded::NotYet;
-        if let Some(now) = config.store.try_load_now(&key) {
-            match check_without_writes(config, &id, key, now, activity, choice) {
-                Ok(checked) => {
-                    let response = status::answer(config, responder, &request, checked, choice);
-                    return ResponseFuture::answered(response);
-                }
-                Err(store_said) => loaded = store_said,
+        match start_check(config, id, activity, choice) {
+            Started::Done(checked) => {
+                let response = status::answer(config, responder, &request, checked, choice);
+                ResponseFuture::answered(response)
             }
+            Started::Pending(check) => ResponseFuture::checking_status(
+                check,
+                request,
+                Arc::clone(config),
+                responder.clone(),
+                choice,
+            ),
         }
-        ResponseFuture::checking_status(
-            Box::pin(check(Arc::clone(config), id, key, loaded, activity, choice)),
-            request,
-            Arc::clone(config),
-            responder.clone(),
-            choice,
-        )
     }
 }
 
@@ -142,45 +135,26 @@ where
             CookieLookup::Rejected(reason) => {
                 refuse(&self.config, &self.responder, request, reason, None, choice)
             }
-            CookieLookup::Found(id) => {
-                let key = id.key();
-                let mut loaded = Loaded::NotYet;
-                if let Some(now) = self.config.store.try_load_now(&key) {
-                    match check_without_writes(&self.config, &id, key, now, activity, choice) {
-                        Ok(checked) => {
-                            let next = after_check(
-                                &self.config,
-                                &self.responder,
-                                request,
-                                checked,
-                                choice,
-                            );
-                            return ResponseFuture::from_next(next, &mut self.inner);
-                        }
-                        Err(store_said) => loaded = store_said,
-                    }
+            CookieLookup::Found(id) => match start_check(&self.config, id, activity, choice) {
+                Started::Done(checked) => {
+                    after_check(&self.config, &self.responder, request, checked, choice)
                 }
-                // The store is asked before the inner service is called, so
-                // the service that was driven to readiness moves into the
-                // future and a clone stays here for the next request.
-                let ready = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, ready);
-                return ResponseFuture::checking(
-                    Box::pin(check(
+                Started::Pending(check) => {
+                    // The store is asked before the inner service is called,
+                    // so the service that was driven to readiness moves into
+                    // the future and a clone stays here for the next request.
+                    let ready = self.inner.clone();
+                    let ready = std::mem::replace(&mut self.inner, ready);
+                    return ResponseFuture::checking(
+                        check,
+                        ready,
+                        request,
                         Arc::clone(&self.config),
-                        id,
-                        key,
-                        loaded,
-                        activity,
+                        self.responder.clone(),
                         choice,
-                    )),
-                    ready,
-                    request,
-                    Arc::clone(&self.config),
-                    self.responder.clone(),
-                    choice,
-                );
-            }
+                    );
+                }
+            },
         };
         ResponseFuture::from_next(next, &mut self.inner)
     }
