@@ -633,17 +633,6 @@ impl SessionHandle {
         &self.inner.config
     }
 
-    /// The key the session's record is stored under, and its subject.
-    pub(crate) fn current_key_and_subject(
-        &self,
-    ) -> Result<(SessionKey, Option<Arc<str>>), SessionError> {
-        self.state()
-            .session
-            .as_ref()
-            .map(|session| (session.key, session.record.subject.clone()))
-            .ok_or(SessionError::NoSession)
-    }
-
     /// The session's key and record, as this request knows them.
     pub(crate) fn current_record(&self) -> Option<(SessionKey, SessionRecord)> {
         self.state()

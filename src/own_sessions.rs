@@ -67,12 +67,16 @@ impl SessionHandle {
     /// active first (then the newest). [`SessionError::NoSession`] without a session; a
     /// session without a subject lists only itself.
     pub async fn sessions(&self) -> Result<Vec<SessionInfo>, SessionError> {
-        let (current_key, subject) = self.current_key_and_subject()?;
+        let (current_key, current) = self.current_record().ok_or(SessionError::NoSession)?;
         let config = self.config();
-        let Some(subject) = subject else {
-            let (key, record) = self.current_record().ok_or(SessionError::NoSession)?;
+        let Some(subject) = current.subject.clone() else {
             let deadlines = self.deadlines().ok_or(SessionError::NoSession)?;
-            return Ok(vec![SessionInfo::of(key, &record, deadlines, true)]);
+            return Ok(vec![SessionInfo::of(
+                current_key,
+                &current,
+                deadlines,
+                true,
+            )]);
         };
         let now = config.clock.now();
         let mut sessions: Vec<SessionInfo> = config
@@ -99,12 +103,12 @@ impl SessionHandle {
     /// `false` if there is no such live session of the subject. Ending the
     /// current session is a [`logout`](SessionHandle::logout).
     pub async fn end_session(&self, key: &SessionKey) -> Result<bool, SessionError> {
-        let (current_key, subject) = self.current_key_and_subject()?;
+        let (current_key, current) = self.current_record().ok_or(SessionError::NoSession)?;
         if *key == current_key {
             self.logout().await?;
             return Ok(true);
         }
-        let Some(subject) = subject else {
+        let Some(subject) = current.subject else {
             return Ok(false);
         };
         let store = &self.config().store;

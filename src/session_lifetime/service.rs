@@ -55,22 +55,22 @@ impl<S, R> SessionLifetime<S, R> {
     {
         let config = &self.config;
         let responder = &self.responder;
-        let id = match config.cookie.read(request.headers()) {
+        let lookup = config.cookie.read(request.headers());
+        if !matches!(lookup, CookieLookup::Absent) {
+            if let Some(response) = too_many_guesses(config, responder, &request) {
+                return ResponseFuture::answered(response);
+            }
+        }
+        let id = match lookup {
             CookieLookup::Absent => {
                 return ResponseFuture::answered(status::refused(responder, RejectReason::Missing))
             }
             CookieLookup::Rejected(reason) => {
-                let response = match too_many_guesses(config, responder, &request) {
-                    Some(response) => response,
-                    None => status::refused_cookie(config, responder, &request, reason),
-                };
+                let response = status::refused_cookie(config, responder, &request, reason);
                 return ResponseFuture::answered(response);
             }
             CookieLookup::Found(id) => id,
         };
-        if let Some(response) = too_many_guesses(config, responder, &request) {
-            return ResponseFuture::answered(response);
-        }
         let choice = config.policies.choose(&request);
         match start_check(config, id, activity, choice) {
             Started::Done(checked) => {
