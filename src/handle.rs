@@ -65,6 +65,9 @@ struct HandleState {
     /// With a followed cookie: the session the inner layer is to start in
     /// this request.
     pending: Option<PendingSession>,
+    /// Whether the request came with a live session that has a subject (a
+    /// login through the handle named it).
+    signed_in: bool,
 }
 
 /// What a handler asked for the session that another layer starts (a
@@ -88,6 +91,9 @@ pub(crate) struct ActiveSession {
     /// the browser holds the new ID already, so this request's cookie is
     /// left alone.
     pub(crate) in_grace: bool,
+    /// When the layer admitted the request (or the login started the
+    /// session): the request's activity, whenever its response leaves.
+    pub(crate) admitted_at: Timestamp,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +125,7 @@ impl SessionHandle {
         } else {
             CookieChange::Keep
         };
+        let signed_in = session.record.subject.is_some();
         SessionHandle::with_state(
             config,
             choice,
@@ -128,6 +135,7 @@ impl SessionHandle {
                 rejected: None,
                 unconfirmed: None,
                 pending: None,
+                signed_in,
             },
         )
     }
@@ -156,6 +164,7 @@ impl SessionHandle {
                 rejected,
                 unconfirmed,
                 pending: None,
+                signed_in: false,
             },
         )
     }
@@ -337,6 +346,12 @@ impl SessionHandle {
         }
         let label: Option<Arc<str>> = label.map(Into::into);
         let config = &self.inner.config;
+        if config.followed && config.session_data.is_none() && self.state().signed_in {
+            // The other layer may keep the signed-in ID (axum-login does),
+            // and without its store the layer cannot give the session
+            // another: say so now, not with a response that signs out.
+            return Err(SessionError::NewIdNeedsDataStore);
+        }
         if !config.followed {
             self.end_current_session(Some(EndReason::Replaced)).await?;
         }
@@ -365,6 +380,7 @@ impl SessionHandle {
             if config.store.create(&key, &record).await? {
                 observe::started(config, &key);
                 let deadlines = Deadlines::of(&record.limits, &record);
+                let admitted_at = record.created_at;
                 let mut state = self.state();
                 state.session = Some(ActiveSession {
                     id,
@@ -372,6 +388,7 @@ impl SessionHandle {
                     record,
                     deadlines,
                     in_grace: false,
+                    admitted_at,
                 });
                 state.cookie = CookieChange::Write;
                 return Ok(());
@@ -688,8 +705,10 @@ impl SessionHandle {
         FollowedState {
             current: state.session.as_ref().map(|session| CurrentSession {
                 id: session.id.clone(),
+                key: session.key,
                 record: session.record.clone(),
                 cookie_max_age: session.cookie_max_age(now, self.base_policy()),
+                admitted_at: session.admitted_at,
             }),
             pending: state.pending.clone().unwrap_or_default(),
             unconfirmed: state.unconfirmed.clone(),
@@ -724,9 +743,14 @@ pub(crate) struct FollowedState {
 
 /// The live session of a followed cookie's request.
 pub(crate) struct CurrentSession {
+    /// The ID the request presented.
     pub(crate) id: SessionId,
+    /// Where the session's record is: the ID's key.
+    pub(crate) key: SessionKey,
     pub(crate) record: SessionRecord,
     pub(crate) cookie_max_age: Option<Duration>,
+    /// When the layer admitted the request.
+    pub(crate) admitted_at: Timestamp,
 }
 
 impl ActiveSession {
@@ -808,6 +832,14 @@ pub enum SessionError {
         /// The limit.
         max: u32,
     },
+    /// With a followed cookie: a sign-in over a signed-in session, where the
+    /// other layer may keep the session's ID (axum-login does) and the
+    /// layer has no store of the session data to move the session to a
+    /// new ID with. Give the layer that store
+    /// ([`delete_data_from`](crate::SessionLifetimeLayer::follow_tower_sessions),
+    /// feature `tower-sessions`), or sign out first and sign in with a new
+    /// request.
+    NewIdNeedsDataStore,
 }
 
 impl fmt::Display for SessionError {
@@ -830,6 +862,10 @@ impl fmt::Display for SessionError {
                     "the subject already has the most sessions allowed ({max})"
                 )
             }
+            SessionError::NewIdNeedsDataStore => f.write_str(
+                "a sign-in over a signed-in session of another layer needs that layer's \
+                 session store (delete_data_from) to give the session a new ID",
+            ),
         }
     }
 }

@@ -108,6 +108,12 @@ impl SessionId {
         &self.0
     }
 
+    /// The ID with these bytes: the session of a tower-sessions ID.
+    #[cfg(feature = "tower-sessions")]
+    pub(crate) fn from_bytes(bytes: [u8; SESSION_ID_BYTES]) -> Self {
+        SessionId(bytes)
+    }
+
     /// The form the cookie carries.
     pub fn encode(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.0)

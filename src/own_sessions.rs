@@ -102,6 +102,13 @@ impl SessionHandle {
     /// subject (a "sign out that device" button): `true` if it ended,
     /// `false` if there is no such live session of the subject. Ending the
     /// current session is a [`logout`](SessionHandle::logout).
+    ///
+    /// A listed key whose ID was [renewed](crate::PolicyBuilder::renewal_interval)
+    /// since the list was made still names its session while the old ID's
+    /// grace period lasts: the renewal is followed. After that, the key
+    /// names nothing and the answer is `false`: list the sessions again
+    /// ([`sessions`](SessionHandle::sessions)) to show the user their
+    /// current keys.
     pub async fn end_session(&self, key: &SessionKey) -> Result<bool, SessionError> {
         let (current_key, current) = self.current_record().ok_or(SessionError::NoSession)?;
         if *key == current_key {
@@ -113,7 +120,23 @@ impl SessionHandle {
         };
         let store = &self.config().store;
         let now = self.config().clock.now();
-        let theirs = store.load(key).await?.is_some_and(|record| {
+        // Where the session is now: a renewal leaves a pointer to its new key.
+        let mut at = *key;
+        let mut record = store.load(&at).await?;
+        for _ in 0..MAX_POINTERS {
+            match record.as_ref().and_then(|record| record.renewed_to) {
+                Some(moved_to) if record.as_ref().is_some_and(|r| now < r.expires_at) => {
+                    at = moved_to;
+                    record = store.load(&at).await?;
+                }
+                _ => break,
+            }
+        }
+        if at == current_key {
+            self.logout().await?;
+            return Ok(true);
+        }
+        let theirs = record.is_some_and(|record| {
             record.renewed_to.is_none()
                 && record.subject.as_deref() == Some(&*subject)
                 && matches!(
@@ -124,13 +147,19 @@ impl SessionHandle {
         if !theirs {
             return Ok(false);
         }
-        let ended = store.delete(key).await?;
+        // From the listed key: a renewal racing this follows the pointer.
+        let ended = store.delete(key).await? | (at != *key && store.delete(&at).await?);
         if ended {
-            observe::ended(self.config(), key, EndReason::Revoked);
+            observe::ended(self.config(), &at, EndReason::Revoked);
         }
         Ok(ended)
     }
 }
+
+/// How many renewals of a listed session [`SessionHandle::end_session`]
+/// follows: a pointer lives for the grace period, shorter than the renewal
+/// interval, so one is the most a live chain has.
+const MAX_POINTERS: usize = 2;
 
 impl SessionInfo {
     fn of(

@@ -336,20 +336,151 @@ async fn a_logout_through_the_handle_wins_over_a_later_write_in_the_same_request
     );
 }
 
-#[tokio::test]
-async fn a_login_that_keeps_the_pre_login_id_ends_the_session_instead() {
-    let stack = Stack::new(policy(HOUR, DAY));
-    let alice = stack.login("alice", false, None).await;
-    // axum-login does not cycle the ID when a signed-in user signs in again.
-    let response = stack
-        .request("POST", "/login-again?user=bob&password=bob", Some(&alice))
-        .await;
-    assert!(removes_cookie(&response), "the kept ID is cleared");
-    assert!(stack.lifetimes.is_empty(), "and its lifetime ended");
+/// Signs in at `path` (a sign-in route of the stack) over `cookie`'s
+/// session and returns the response.
+async fn sign_in_over(
+    stack: &Stack,
+    path: &str,
+    user: &str,
+    remember: bool,
+    cookie: &str,
+) -> http::Response<axum::body::Body> {
+    stack
+        .request(
+            "POST",
+            &format!("{path}?user={user}&password={user}&remember={remember}"),
+            Some(cookie),
+        )
+        .await
+}
+
+/// A sign-in over a sign-in, at `path`, as `second` over `first`: the
+/// browser ends up on a new ID, admitted as `second`, with a lifetime
+/// created at the second sign-in and remember-me as chosen then; the old
+/// ID is refused and its data is gone.
+async fn a_sign_in_over_a_sign_in_moves_to_a_new_id(path: &str, first: &str, second: &str) {
+    let stack = Stack::new(policy(HOUR, 8 * HOUR));
+    let old = stack.login(first, false, None).await;
+    stack.clock.advance(4 * HOUR);
+    let response = sign_in_over(&stack, path, second, true, &old).await;
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    assert!(!removes_cookie(&response), "{path}: not signed out");
+    let new = cookie_header(&response).expect("a new session cookie");
+    assert_ne!(new, old, "{path}: a new ID");
+    let persistent = set_cookie_named(&response, COOKIE).and_then(|set| set.max_age());
+    assert!(persistent.is_some(), "{path}: remember-me as chosen now");
+    assert_eq!(stack.lifetimes.len(), 1, "{path}: one lifetime");
+
+    let me = stack.protected(&new).await;
+    assert_eq!(me.status(), StatusCode::OK, "{path}");
+    assert_eq!(body_text(me).await, second, "{path}: as who signed in last");
+    let whoami = stack.request("GET", "/whoami", Some(&new)).await;
+    assert_eq!(body_text(whoami).await, second, "{path}");
+
     assert_eq!(
-        reason(&stack.protected(&alice).await),
-        Some(RejectReason::Unknown)
+        reason(&stack.protected(&old).await),
+        Some(RejectReason::Unknown),
+        "{path}: the old ID is dead"
     );
+    assert!(!stack.has_data(&old).await, "{path}: and its data gone");
+
+    // Eight hours from the second sign-in, not the first.
+    stack.clock.advance(8 * HOUR - 4 * HOUR - TICK);
+    assert_eq!(
+        stack.protected(&new).await.status(),
+        StatusCode::OK,
+        "{path}"
+    );
+    stack.clock.advance(3 * HOUR + TICK);
+    assert_eq!(
+        stack.protected(&new).await.status(),
+        StatusCode::OK,
+        "{path}"
+    );
+    stack.clock.advance(HOUR);
+    assert_eq!(
+        reason(&stack.protected(&new).await),
+        Some(RejectReason::AbsoluteTimeout),
+        "{path}: absolute deadline counted from the second sign-in"
+    );
+}
+
+#[tokio::test]
+async fn the_same_user_signing_in_again_gets_a_new_id() {
+    // `/login` logs out first, as the README advises; `/login-again` does not.
+    for path in ["/login", "/login-again"] {
+        a_sign_in_over_a_sign_in_moves_to_a_new_id(path, "frank", "frank").await;
+    }
+}
+
+#[tokio::test]
+async fn another_user_signing_in_over_a_sign_in_gets_a_new_id() {
+    for path in ["/login", "/login-again"] {
+        a_sign_in_over_a_sign_in_moves_to_a_new_id(path, "frank", "gina").await;
+    }
+}
+
+#[tokio::test]
+async fn remember_me_chosen_only_on_the_second_sign_in_applies() {
+    let stack = Stack::new(policy(HOUR, DAY));
+    let first = stack.login("frank", false, None).await;
+    let response = sign_in_over(&stack, "/login", "frank", true, &first).await;
+    let second = cookie_header(&response).expect("a new ID");
+    stack.clock.advance(2 * HOUR);
+    assert_eq!(
+        stack.protected(&second).await.status(),
+        StatusCode::OK,
+        "remember-me's period, not the one-hour idle timeout"
+    );
+    // And the other way round: remember-me on the first only.
+    let first = stack.login("gina", true, None).await;
+    let response = sign_in_over(&stack, "/login", "gina", false, &first).await;
+    let second = cookie_header(&response).expect("a new ID");
+    assert!(
+        set_cookie_named(&response, COOKIE)
+            .and_then(|set| set.max_age())
+            .is_none(),
+        "a browser-session cookie"
+    );
+    stack.clock.advance(HOUR);
+    assert_eq!(
+        reason(&stack.protected(&second).await),
+        Some(RejectReason::IdleTimeout)
+    );
+}
+
+#[tokio::test]
+async fn signing_in_twice_through_axum_login_alone_keeps_the_user_signed_in() {
+    let stack = Stack::new(policy(HOUR, DAY));
+    let response = stack
+        .request("POST", "/login-axum-only?user=frank&password=frank", None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let first = cookie_header(&response).expect("a session cookie");
+    for user in ["frank", "gina"] {
+        let response = sign_in_over(&stack, "/login-axum-only", user, false, &first).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(!removes_cookie(&response), "{user}: not signed out");
+        let cookie = cookie_header(&response).unwrap_or_else(|| first.clone());
+        let me = stack.protected(&cookie).await;
+        assert_eq!(me.status(), StatusCode::OK, "{user}");
+        assert_eq!(body_text(me).await, user);
+    }
+}
+
+#[tokio::test]
+async fn without_the_data_store_a_sign_in_over_a_sign_in_is_refused_before_the_answer() {
+    let stack = Stack::without_data_store(policy(HOUR, DAY));
+    let first = stack.login("frank", false, None).await;
+    let response = sign_in_over(&stack, "/login-again", "gina", false, &first).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::CONFLICT,
+        "the handler learned SessionError::NewIdNeedsDataStore"
+    );
+    let me = stack.protected(&first).await;
+    assert_eq!(me.status(), StatusCode::OK, "nothing changed");
+    assert_eq!(body_text(me).await, "frank");
 }
 
 #[tokio::test]
@@ -364,7 +495,7 @@ async fn renewing_the_id_without_a_login_keeps_the_absolute_deadline() {
         assert_ne!(renewed, cookie);
         assert_eq!(
             reason(&stack.protected(&cookie).await),
-            Some(RejectReason::Unknown),
+            Some(RejectReason::Renewed),
             "the old ID is dead"
         );
         cookie = renewed;

@@ -59,11 +59,17 @@ pub enum EndReason {
     Revoked,
     /// A new login in the same browser replaced it.
     Replaced,
+    /// With a followed cookie: a login on which the other layer kept the
+    /// pre-login ID, and the layer could not give the session a new one
+    /// (it has no [data store](crate::SessionLifetimeLayer::follow_tower_sessions)
+    /// to move the session's data with), so the session ended rather than
+    /// keep an ID from before the login.
+    LoginKeptId,
 }
 
 impl EndReason {
     /// Every reason, in the order of [`MetricsSnapshot::ended`].
-    pub const ALL: [EndReason; 7] = [
+    pub const ALL: [EndReason; 8] = [
         EndReason::Idle,
         EndReason::Absolute,
         EndReason::Logout,
@@ -71,10 +77,12 @@ impl EndReason {
         EndReason::Limit,
         EndReason::Revoked,
         EndReason::Replaced,
+        EndReason::LoginKeptId,
     ];
 
     /// A short stable name: `idle`, `absolute`, `logout`,
-    /// `logout_everywhere`, `limit`, `revoked`, `replaced`.
+    /// `logout_everywhere`, `limit`, `revoked`, `replaced`,
+    /// `login_kept_id`.
     pub fn as_str(&self) -> &'static str {
         match self {
             EndReason::Idle => "idle",
@@ -84,6 +92,7 @@ impl EndReason {
             EndReason::Limit => "limit",
             EndReason::Revoked => "revoked",
             EndReason::Replaced => "replaced",
+            EndReason::LoginKeptId => "login_kept_id",
         }
     }
 

@@ -317,18 +317,54 @@ impl Policies {
             return PolicyChoice::default();
         }
         let tenant = self.tenant_of(request);
-        let per_tenant = self.routes.len() + 1;
-        let base = tenant * per_tenant;
-        let path = normalized(request.uri().path());
-        let route = self
-            .routes
-            .iter()
-            .find(|(prefix, _)| in_group(&path, prefix))
-            .map_or(0, |(_, index)| *index);
+        let base = tenant * self.per_tenant();
+        let route = self.route_of(request.uri().path());
         PolicyChoice {
             effective: base + route,
             base,
         }
+    }
+
+    /// How many policies each tenant has: its own, one per route group,
+    /// and, with two groups or more, all of them at once.
+    fn per_tenant(&self) -> usize {
+        match self.routes.len() {
+            0 => 1,
+            1 => 2,
+            groups => groups + 2,
+        }
+    }
+
+    /// The index, among a tenant's policies, of the route group that
+    /// judges `path`: the tightest group any reading of the path is in.
+    ///
+    /// The layer cannot know how the router inside it reads a path, so it
+    /// reads it every way a router, a proxy or a file server may: as sent,
+    /// percent-decoded (once or twice), with dot segments resolved (keeping
+    /// or dropping empty segments), with `\\` as `/`. When the readings
+    /// fall in one group (or in one group and none), that group judges;
+    /// when they fall in different groups, all groups judge at once (their
+    /// tightest limits), so no spelling of a path escapes a group.
+    fn route_of(&self, path: &str) -> usize {
+        let group_of = |reading: &str| {
+            self.routes
+                .iter()
+                .find(|(prefix, _)| in_group(reading, prefix))
+                .map_or(0, |(_, index)| *index)
+        };
+        if is_plain(path) {
+            return group_of(path);
+        }
+        let mut found = 0;
+        for reading in readings(path) {
+            match group_of(&reading) {
+                0 => {}
+                group if found == 0 || found == group => found = group,
+                // Readings in two different groups: all of them judge.
+                _ => return self.routes.len() + 1,
+            }
+        }
+        found
     }
 
     fn tenant_of<B>(&self, request: &Request<B>) -> usize {
@@ -385,15 +421,74 @@ fn in_group(path: &str, prefix: &str) -> bool {
     }
 }
 
-/// `path` as a router or a file server may end up reading it: percent-escapes
-/// decoded, empty and `.` segments dropped, `..` segments applied, without a
-/// trailing `/`. So `//admin`, `/x/../admin`, `/./admin` and `/%61dmin` are
-/// all in `/admin`. Case is kept: `/Admin` is another path.
-fn normalized(path: &str) -> std::borrow::Cow<'_, str> {
-    let plain = !path.contains(['%', '.'])
+/// Whether `path` has one reading only: no percent-escape, no dot, no
+/// backslash, no empty segment, no trailing `/` (but the root).
+fn is_plain(path: &str) -> bool {
+    !path.contains(['%', '.', '\\'])
         && !path.contains("//")
-        && (path.len() == 1 || !path.ends_with('/'));
-    if plain {
+        && (path.len() == 1 || !path.ends_with('/'))
+}
+
+/// Every way a router, a proxy or a file server may read `path`: as sent;
+/// percent-decoded once and twice; each of those with dot segments
+/// resolved as RFC 3986 does (empty segments kept) and as most routers
+/// and file servers do (empty segments dropped, so `//admin` is
+/// `/admin`); and all of that again with `\\` read as `/`.
+fn readings(path: &str) -> Vec<String> {
+    let once = decoded(path);
+    let twice = decoded(&once);
+    let mut spellings = vec![path.to_owned(), once, twice];
+    if spellings.iter().any(|spelling| spelling.contains('\\')) {
+        let slashed: Vec<String> = spellings
+            .iter()
+            .map(|spelling| spelling.replace('\\', "/"))
+            .collect();
+        spellings.extend(slashed);
+    }
+    let mut readings = Vec::with_capacity(spellings.len() * 3);
+    for spelling in spellings {
+        readings.push(dot_segments_removed(&spelling));
+        readings.push(normalized(&spelling).into_owned());
+        readings.push(spelling);
+    }
+    readings
+}
+
+/// `path` with its percent-escapes decoded once (invalid UTF-8 replaced).
+fn decoded(path: &str) -> String {
+    String::from_utf8_lossy(&crate::session_cookie::percent_decoded(path.as_bytes())).into_owned()
+}
+
+/// `path` with `.` and `..` segments resolved as RFC 3986 (§5.2.4) does:
+/// empty segments are kept, so `/admin//..` is `/admin/`.
+fn dot_segments_removed(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    let mut parts = path.split('/').skip(1).peekable();
+    while let Some(segment) = parts.next() {
+        let last = parts.peek().is_none();
+        match segment {
+            "." | ".." => {
+                if segment == ".." {
+                    segments.pop();
+                }
+                // A trailing dot segment leaves a directory: `/a/b/..` is `/a/`.
+                if last {
+                    segments.push("");
+                }
+            }
+            segment => segments.push(segment),
+        }
+    }
+    format!("/{}", segments.join("/"))
+}
+
+/// `path` as most routers and file servers end up reading it:
+/// percent-escapes decoded, empty and `.` segments dropped, `..` segments
+/// applied, without a trailing `/`. So `//admin`, `/x/../admin`,
+/// `/./admin` and `/%61dmin` are all `/admin`. Case is kept: `/Admin` is
+/// another path.
+fn normalized(path: &str) -> std::borrow::Cow<'_, str> {
+    if is_plain(path) {
         return std::borrow::Cow::Borrowed(path);
     }
     let decoded = crate::session_cookie::percent_decoded(path.as_bytes());
@@ -484,8 +579,21 @@ impl PoliciesBuilder {
         let mut all = Vec::new();
         for (name, policy) in tenants {
             all.push(policy.clone());
+            let mut every_group = policy.clone();
             for (prefix, tightening) in &self.routes {
-                all.push(tightening.apply(policy, prefix, name.map(String::as_str))?);
+                let tightened = tightening.apply(policy, prefix, name.map(String::as_str))?;
+                every_group = Policy {
+                    limits: every_group.limits.tightest(tightened.limits),
+                    touch_granularity: every_group
+                        .touch_granularity
+                        .min(tightened.touch_granularity),
+                    ..every_group
+                };
+                all.push(tightened);
+            }
+            // For a path whose readings fall in different groups.
+            if self.routes.len() > 1 {
+                all.push(every_group);
             }
         }
         let mut routes: Vec<(String, usize)> = self

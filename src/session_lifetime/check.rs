@@ -94,7 +94,8 @@ fn check_without_writes(
     if record.renewed_to.is_some() {
         return Err(Loaded::Record(Box::new(record)));
     }
-    let deadlines = match judge(policy, &record, config.clock.now()) {
+    let now = config.clock.now();
+    let deadlines = match judge(policy, &record, now) {
         Verdict::Admitted(_) if activity == Activity::Ignored => {
             policy.deadlines(&record, record.last_activity)
         }
@@ -114,6 +115,7 @@ fn check_without_writes(
             record,
             deadlines,
             in_grace: false,
+            admitted_at: now,
         },
         touched: false,
         renewed: false,
@@ -238,7 +240,10 @@ async fn check_in_span(
         if let Some(moved_to) = record.renewed_to {
             // A renewed ID: the pointer's expiry is the end of its grace.
             // Never deleted here: that would end the session it points to.
-            if now >= record.expires_at || pointers == MAX_POINTERS {
+            // A followed cookie's old ID is refused at once: the other
+            // layer dropped its data when it changed the ID; its pointer
+            // only lets a logout in flight with it end the session.
+            if now >= record.expires_at || pointers == MAX_POINTERS || config.followed {
                 return Checked::Refused {
                     reason: RejectReason::Renewed,
                     id,
@@ -285,6 +290,7 @@ async fn check_in_span(
                 deadlines: policy.deadlines(&record, record.last_activity),
                 record,
                 in_grace,
+                admitted_at: now,
             },
             touched: false,
             renewed: false,
@@ -326,6 +332,7 @@ async fn check_in_span(
         record,
         deadlines: admission.deadlines,
         in_grace,
+        admitted_at: now,
     };
     if in_grace || !renewal_due(&config, &admission) {
         return Checked::Admitted {
@@ -388,6 +395,7 @@ async fn renew(
                     record,
                     deadlines: session.deadlines,
                     in_grace: false,
+                    admitted_at: now,
                 },
                 touched,
                 renewed: true,

@@ -5,18 +5,19 @@
 //! | the inner layer's response | the lifetime record | the cookie |
 //! | --- | --- | --- |
 //! | sets a new ID after a login through the handle, or for a first session | a new one, created now; the replaced one ends | its lifetime set to the new record's |
-//! | sets a new ID for a named session without a login (a renewal) | moves to the new ID unchanged | its lifetime set to the record's |
+//! | sets a new ID for a live session without a login (`cycle_id`) | moves to the new ID, only if the session is still live, atomically; a named session keeps its creation, an unnamed one starts anew | its lifetime set to the record's; dropped if the session ended meanwhile |
+//! | keeps the pre-login ID (or writes none) on a login through the handle | the data moves to a fresh ID the layer picks; a new lifetime there; the old one ends | the fresh ID, with its lifetime |
 //! | sets the ID the request presented | unchanged | dropped, unless its `Max-Age` moved |
 //! | removes the cookie (`flush`, logout) | ends | removed |
 //! | leaves the cookie alone | as the handle said | as the handle said |
 //!
 //! "Its lifetime" is our rule, not the inner layer's: a remember-me session
 //! gets `Max-Age` up to its nearest deadline, any other a browser-session
-//! cookie. A login (through the handle) on which the inner layer keeps the
-//! old ID ends that session instead of letting a login keep a pre-login ID.
-//! An ID the layer refused never gets a lifetime back through the inner
-//! layer. When the store fails to start or end a lifetime, the answer is
-//! the one a store failure gets, with the cookie cleared.
+//! cookie. An ID the layer refused never gets a lifetime back through the
+//! inner layer. A replaced ID is refused at once (the inner layer dropped
+//! its data); for the renewal grace period it still points to the new one,
+//! so that a logout in flight with it ends the session. When the store fails to start or end a lifetime, the answer is the
+//! one a store failure gets, with the cookie cleared.
 
 use crate::observe::{self, EndReason};
 use std::future::Future;
@@ -31,10 +32,12 @@ use http::{HeaderMap, HeaderValue};
 
 use super::Config;
 use crate::clock::Clock;
-use crate::handle::{FollowedState, SessionHandle};
+use crate::handle::{CurrentSession, FollowedState, PendingSession, SessionHandle};
 use crate::id::SessionId;
+use crate::policy::{PolicyChoice, DEFAULT_RENEWAL_GRACE};
 use crate::record::SessionRecord;
 use crate::session_cookie::forbid_caching;
+use crate::store::{RenewOutcome, StoreErrorKind};
 use crate::time::Timestamp;
 
 /// What the inner layer did to the followed cookie on the way out.
@@ -56,13 +59,20 @@ pub(crate) enum CookieEdit {
     Lifetime(Option<Duration>),
     /// The inner layer's cookie dropped: it repeats the ID the browser
     /// sent, and repeating it could overwrite a newer ID that a concurrent
-    /// login gave the browser meanwhile.
+    /// login gave the browser meanwhile; or it names an ID that must not
+    /// reach the browser.
     Drop,
     /// The inner layer's removal, as it wrote it.
     Keep,
     /// No cookie for this session: drop the inner layer's, clear the
     /// browser's.
     Clear,
+    /// The inner layer's cookie replaced by one for `id`, an ID the layer
+    /// moved the session's data to, with our lifetime.
+    Reissue {
+        id: SessionId,
+        max_age: Option<Duration>,
+    },
     /// The store failed while starting or ending a session: answer as for a
     /// store failure, and clear the cookie.
     StoreFailed,
@@ -87,8 +97,24 @@ pub(crate) fn settle(
     let admitted = presented.filter(|_| admitted);
     let later = |future: Pin<Box<dyn Future<Output = CookieEdit> + Send>>| Settle::Later(future);
     let flags = handle.followed_flags();
-    match outbound(config, headers) {
-        Outbound::Untouched if !flags.login => Settle::Now(CookieEdit::FromHandle),
+    let outbound = outbound(config, headers);
+    // A login on which the inner layer kept the ID the request came with
+    // (or wrote no cookie at all): fixation, unless the layer moves the
+    // session to a new ID itself.
+    let kept_id = match &outbound {
+        Outbound::Untouched => true,
+        Outbound::Set(id) => admitted == Some(id),
+        Outbound::Removed | Outbound::Unusable => false,
+    };
+    if flags.login && kept_id {
+        return later(Box::pin(reissue(
+            Arc::clone(config),
+            admitted.cloned(),
+            handle.followed_state(),
+        )));
+    }
+    match outbound {
+        Outbound::Untouched => Settle::Now(CookieEdit::FromHandle),
         Outbound::Unusable => {
             tracing::warn!(
                 "the session layer set a session cookie that cannot be followed; cleared"
@@ -111,97 +137,73 @@ pub(crate) fn settle(
                 Arc::clone(config),
                 id.clone(),
                 CookieEdit::Keep,
+                EndReason::Logout,
             ))),
             _ => Settle::Now(CookieEdit::Keep),
         },
-        outbound => {
-            let set_again = matches!(outbound, Outbound::Set(_));
-            match (flags.active, admitted) {
-                (true, Some(id)) if flags.login => {
-                    tracing::warn!(
-                        "login kept the pre-login session ID; the session is ended instead"
-                    );
-                    later(Box::pin(end(
-                        Arc::clone(config),
-                        id.clone(),
-                        CookieEdit::Clear,
-                    )))
-                }
-                (true, _) if set_again && flags.refresh => {
-                    let max_age = handle
-                        .followed_state()
-                        .current
-                        .and_then(|current| current.cookie_max_age);
-                    Settle::Now(CookieEdit::Lifetime(max_age))
-                }
-                (true, _) if set_again => Settle::Now(CookieEdit::Drop),
-                // Ended through the handle, and the inner layer saved the
-                // session after that: its data goes again.
-                (false, Some(id)) if set_again => {
-                    let (config, id) = (Arc::clone(config), id.clone());
-                    later(Box::pin(async move {
-                        config.delete_data(&id).await;
-                        CookieEdit::Clear
-                    }))
-                }
-                (false, None) if set_again => Settle::Now(CookieEdit::Clear),
-                _ => Settle::Now(CookieEdit::FromHandle),
+        // The inner layer set the ID the request came with again.
+        Outbound::Set(_) => match (flags.active, admitted) {
+            (true, _) if flags.refresh => {
+                let max_age = handle
+                    .followed_state()
+                    .current
+                    .and_then(|current| current.cookie_max_age);
+                Settle::Now(CookieEdit::Lifetime(max_age))
             }
+            (true, _) => Settle::Now(CookieEdit::Drop),
+            // Ended through the handle, and the inner layer saved the
+            // session after that: its data goes again.
+            (false, Some(id)) => {
+                let (config, id) = (Arc::clone(config), id.clone());
+                later(Box::pin(async move {
+                    config.delete_data(&id).await;
+                    CookieEdit::Clear
+                }))
+            }
+            (false, None) => Settle::Now(CookieEdit::Clear),
+        },
+    }
+}
+
+/// Starts the lifetime of `id`, a new ID the inner layer set.
+///
+/// On a live session without a login (tower-sessions' `cycle_id`), the
+/// lifetime moves to `id`; otherwise (a login through the handle, a first
+/// session) a new lifetime starts and the replaced one ends.
+async fn start(config: Arc<Config>, id: SessionId, state: FollowedState) -> CookieEdit {
+    match state.current {
+        Some(current) if !state.pending.login => {
+            move_lifetime(&config, id, current, state.choice).await
+        }
+        current => {
+            let retired = current.map(|current| current.id).or(state.unconfirmed);
+            begin(&config, &id, &state.pending, state.choice, retired).await
         }
     }
 }
 
-/// Starts the lifetime of `id`, a session the inner layer just started,
-/// and ends the one it replaces.
-///
-/// After a login through the handle, and for a first session, the lifetime
-/// is new (created now). An ID change on a session that has a subject,
-/// without a login (tower-sessions' `cycle_id` to renew the ID), is a
-/// renewal: the lifetime moves to the new ID with its creation time,
-/// limits, subject and remember-me, so renewing never extends it.
-async fn start(config: Arc<Config>, id: SessionId, state: FollowedState) -> CookieEdit {
+/// Starts a new lifetime for `id` (a login, or a first session), created
+/// now, then ends the session `retired` that it replaces.
+async fn begin(
+    config: &Config,
+    id: &SessionId,
+    pending: &PendingSession,
+    choice: PolicyChoice,
+    retired: Option<SessionId>,
+) -> CookieEdit {
     let now = config.clock.now();
-    let renewed = state
-        .current
-        .as_ref()
-        .filter(|current| !state.pending.login && current.record.subject.is_some());
-    let mut record = match renewed {
-        Some(current) => SessionRecord {
-            last_activity: now,
-            id_issued_at: now,
-            version: 0,
-            ..current.record.clone()
-        },
-        None => SessionRecord {
-            label: state.pending.label.clone(),
-            ..SessionRecord::new(
-                config.policies.base(state.choice),
-                now,
-                state.pending.subject.clone(),
-                state.pending.remember_me,
-            )
-        },
+    let base = config.policies.base(choice);
+    let record = SessionRecord {
+        label: pending.label.clone(),
+        ..SessionRecord::new(base, now, pending.subject.clone(), pending.remember_me)
     };
-    let renewal = renewed.is_some();
-    let deadlines = config
-        .policies
-        .base(state.choice)
-        .deadlines(&record, record.last_activity);
-    record.expires_at = deadlines.nearest();
-    let retired = state
-        .current
-        .map(|current| current.id)
-        .or(state.unconfirmed);
     let mut edit = match config.store.create(&id.key(), &record).await {
         Ok(true) => {
-            match (&retired, renewal) {
-                (Some(old), true) => observe::renewed(&config, &old.key(), &id.key()),
-                _ => observe::started(&config, &id.key()),
-            }
+            observe::started(config, &id.key());
             CookieEdit::Lifetime(
                 record
                     .remember_me
-                    .then(|| deadlines.nearest().saturating_duration_since(now)),
+                    .then(|| record.expires_at.saturating_duration_since(now)),
             )
         }
         Ok(false) => {
@@ -210,15 +212,14 @@ async fn start(config: Arc<Config>, id: SessionId, state: FollowedState) -> Cook
         }
         Err(err) => {
             tracing::warn!(error = %err, "could not start the lifetime of a new session");
-            config.delete_data(&id).await;
+            config.delete_data(id).await;
             CookieEdit::StoreFailed
         }
     };
     if let Some(retired) = retired {
         match config.end_session(&retired, &retired.key()).await {
-            // A renewal moved the session: it goes on under the new ID.
-            Ok(true) if !renewal => observe::ended(&config, &retired.key(), EndReason::Replaced),
-            Ok(_) => {}
+            Ok(true) => observe::ended(config, &retired.key(), EndReason::Replaced),
+            Ok(false) => {}
             Err(err) => {
                 tracing::warn!(error = %err, "could not end the session a new ID replaced");
                 edit = CookieEdit::StoreFailed;
@@ -228,13 +229,222 @@ async fn start(config: Arc<Config>, id: SessionId, state: FollowedState) -> Cook
     edit
 }
 
-/// Ends the session `id`, then edits the cookie as `edit` says; if the
-/// store fails, the session may live on, so the answer is a store failure.
-async fn end(config: Arc<Config>, id: SessionId, edit: CookieEdit) -> CookieEdit {
+/// How often a move retries after another request changed the session
+/// (a remember-me switch, a re-authentication) since this one loaded it.
+const MOVE_ATTEMPTS: usize = 3;
+
+/// Moves the live session `current` to `id`, the ID the inner layer
+/// cycled it to, only if it is still live: in one conditional step of the
+/// store ([`renew`](crate::LifetimeStore::renew)), so that a logout, an
+/// expiry or a logout everywhere that ended it meanwhile is never undone.
+/// Then the old ID is refused, but points to the new one for the renewal
+/// grace period: a logout in flight with it ends both.
+///
+/// A named session keeps its creation time, limits, subject and
+/// remember-me: renewing never extends it, and its activity is this
+/// request's admission, not its response. A session the handle never
+/// named starts anew (created now): for apps that sign in through the
+/// other layer alone (axum-login), its ID change is the login.
+async fn move_lifetime(
+    config: &Config,
+    id: SessionId,
+    current: CurrentSession,
+    choice: PolicyChoice,
+) -> CookieEdit {
+    let base = config.policies.base(choice);
+    let now = config.clock.now();
+    let named = current.record.subject.is_some();
+    let mut record = if named {
+        SessionRecord {
+            last_activity: current.record.last_activity.max(current.admitted_at),
+            id_issued_at: now,
+            renewed_to: None,
+            ..current.record.clone()
+        }
+    } else {
+        SessionRecord {
+            label: current.record.label.clone(),
+            ..SessionRecord::new(base, now, None, current.record.remember_me)
+        }
+    };
+    record.expires_at = base.expiry(&record, record.last_activity);
+    let grace = base
+        .renewal()
+        .map_or(DEFAULT_RENEWAL_GRACE, |renewal| renewal.grace);
+    let grace_until = now.saturating_add(grace);
+    let new_key = id.key();
+    let mut version = current.record.version;
+    for _ in 0..MOVE_ATTEMPTS {
+        let outcome = config
+            .store
+            .renew(&current.key, version, &new_key, &record, grace_until)
+            .await;
+        match outcome {
+            Ok(RenewOutcome::Renewed) => {
+                if named {
+                    observe::renewed(config, &current.key, &new_key);
+                } else {
+                    observe::started(config, &new_key);
+                }
+                let max_age = record
+                    .remember_me
+                    .then(|| record.expires_at.saturating_duration_since(now));
+                return CookieEdit::Lifetime(max_age);
+            }
+            Ok(RenewOutcome::Missing) => return ended_meanwhile(config, &id).await,
+            Ok(RenewOutcome::Taken) => {
+                tracing::warn!("the session layer set an ID that already has a lifetime; cleared");
+                return CookieEdit::Clear;
+            }
+            // Changed since this request loaded it: moved by another
+            // request (then this ID is not the session's), or updated.
+            Ok(RenewOutcome::Conflict) => match config.store.load(&current.key).await {
+                Ok(Some(stored)) if stored.renewed_to.is_none() => version = stored.version,
+                Ok(_) => return ended_meanwhile(config, &id).await,
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not move a session to its new ID");
+                    config.delete_data(&id).await;
+                    return CookieEdit::StoreFailed;
+                }
+            },
+            Err(err) if err.kind() == StoreErrorKind::Unsupported => {
+                return move_without_renew(config, &id, &current, &record).await
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not move a session to its new ID");
+                config.delete_data(&id).await;
+                return CookieEdit::StoreFailed;
+            }
+        }
+    }
+    tracing::warn!("a session kept changing while it moved to its new ID");
+    config.delete_data(&id).await;
+    CookieEdit::StoreFailed
+}
+
+/// [`move_lifetime`] on a store that cannot renew: the new record first,
+/// then the old one deleted; if the old one was gone already (ended
+/// meanwhile), the new one goes too.
+async fn move_without_renew(
+    config: &Config,
+    id: &SessionId,
+    current: &CurrentSession,
+    record: &SessionRecord,
+) -> CookieEdit {
+    match config.store.create(&id.key(), record).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!("the session layer set an ID that already has a lifetime; cleared");
+            return CookieEdit::Clear;
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "could not move a session to its new ID");
+            config.delete_data(id).await;
+            return CookieEdit::StoreFailed;
+        }
+    }
+    match config.store.delete(&current.key).await {
+        Ok(true) => CookieEdit::Lifetime(record.remember_me.then(|| {
+            record
+                .expires_at
+                .saturating_duration_since(config.clock.now())
+        })),
+        Ok(false) => {
+            if let Err(err) = config.store.delete(&id.key()).await {
+                tracing::warn!(error = %err, "could not end a session's new ID");
+                return CookieEdit::StoreFailed;
+            }
+            ended_meanwhile(config, id).await
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "could not move a session to its new ID");
+            CookieEdit::StoreFailed
+        }
+    }
+}
+
+/// The session ended while the request that gave it the new ID `id` was
+/// in flight: the new ID never reaches the browser, and its data goes.
+async fn ended_meanwhile(config: &Config, id: &SessionId) -> CookieEdit {
+    tracing::info!(
+        target: "tower_session_lifetime",
+        "a session ended while its ID was being changed; the new ID is not handed out"
+    );
+    config.delete_data(id).await;
+    CookieEdit::Drop
+}
+
+/// A login on which the inner layer kept the ID the request came with
+/// (`old`; none for a visitor) or started no session: the layer moves the
+/// session's data to a fresh ID, starts the login's lifetime there, ends
+/// the old one and hands the browser the fresh ID. Without a store of the
+/// data to move, the old session ends instead
+/// ([`EndReason::LoginKeptId`]); [`SessionHandle::login`] refuses such a
+/// login before the handler answers, so this is a last line of defence.
+async fn reissue(config: Arc<Config>, old: Option<SessionId>, state: FollowedState) -> CookieEdit {
+    let Some(data) = &config.session_data else {
+        return match old {
+            Some(old) => {
+                tracing::warn!("login kept the pre-login session ID; the session is ended instead");
+                end(
+                    Arc::clone(&config),
+                    old,
+                    CookieEdit::Clear,
+                    EndReason::LoginKeptId,
+                )
+                .await
+            }
+            None => {
+                tracing::warn!("login, but the session layer started no session");
+                CookieEdit::FromHandle
+            }
+        };
+    };
+    let base = config.policies.base(state.choice);
+    let expires_at = SessionRecord::new(
+        base,
+        config.clock.now(),
+        state.pending.subject.clone(),
+        state.pending.remember_me,
+    )
+    .expires_at;
+    let id = match data.move_to_new_id(old.as_ref(), expires_at).await {
+        Ok(id) => id,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not move a signed-in session's data to a new ID");
+            if let Some(old) = old {
+                // The login's session must not keep the old ID.
+                let _ = end(
+                    Arc::clone(&config),
+                    old,
+                    CookieEdit::Clear,
+                    EndReason::LoginKeptId,
+                )
+                .await;
+            }
+            return CookieEdit::StoreFailed;
+        }
+    };
+    let retired = old.or(state.unconfirmed);
+    match begin(&config, &id, &state.pending, state.choice, retired).await {
+        CookieEdit::Lifetime(max_age) => CookieEdit::Reissue { id, max_age },
+        other => other,
+    }
+}
+
+/// Ends the session `id` (for `reason`), then edits the cookie as `edit`
+/// says; if the store fails, the session may live on, so the answer is a
+/// store failure.
+async fn end(
+    config: Arc<Config>,
+    id: SessionId,
+    edit: CookieEdit,
+    reason: EndReason,
+) -> CookieEdit {
     match config.end_session(&id, &id.key()).await {
         Ok(ended) => {
             if ended {
-                observe::ended(&config, &id.key(), EndReason::Logout);
+                observe::ended(&config, &id.key(), reason);
             }
             edit
         }
@@ -438,6 +648,10 @@ fn edit_followed_cookie(config: &Config, edit: CookieEdit, headers: &mut HeaderM
         CookieEdit::Clear | CookieEdit::StoreFailed => {
             drop_followed(config, headers, false);
             config.cookie.append_removal(headers);
+        }
+        CookieEdit::Reissue { id, max_age } => {
+            drop_followed(config, headers, false);
+            config.cookie.append_set(headers, &id, max_age);
         }
         CookieEdit::Lifetime(max_age) => {
             let http::header::Entry::Occupied(mut entry) = headers.entry(SET_COOKIE) else {

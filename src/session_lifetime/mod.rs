@@ -111,4 +111,14 @@ impl Config {
 pub(crate) trait SessionData: Send + Sync + 'static {
     /// Deletes the data of the session `id`.
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError>;
+
+    /// Moves the data of the session `old` (none: empty data, kept until
+    /// `expires_at`) to a fresh ID, which it returns: what a login needs
+    /// when the other layer kept the pre-login ID. The data under `old` is
+    /// gone afterwards (a failure to delete it is logged).
+    async fn move_to_new_id(
+        &self,
+        old: Option<&SessionId>,
+        expires_at: crate::time::Timestamp,
+    ) -> Result<SessionId, StoreError>;
 }

@@ -18,6 +18,8 @@ use crate::time::Timestamp;
 /// Number of shards; a power of two. At a million sessions each holds about
 /// a thousand, so a sweep or a resize holds one small lock.
 const SHARDS: usize = 1024;
+/// How many stripes subjects are gated in (see `Inner::subject_gates`).
+const SUBJECT_GATES: usize = 64;
 
 /// How many distinct [`Limits`] one store keeps. Sessions share their limits
 /// snapshot through this table, so a record stores a 4-byte index instead of
@@ -61,6 +63,11 @@ pub struct MemoryStore {
 
 struct Inner {
     shards: Box<[Shard]>,
+    /// Per stripe of subjects: held shared by a renewal of a subject's
+    /// session, exclusive by a logout everywhere of one, so that the
+    /// logout's scan of the shards never misses a session whose renewal
+    /// moved it to a shard already scanned.
+    subject_gates: Box<[RwLock<()>]>,
     limits: Box<[OnceLock<Limits>]>,
     sweep_cursor: AtomicUsize,
     clock: Arc<dyn Clock>,
@@ -149,6 +156,7 @@ impl MemoryStore {
                         earliest_expiry: AtomicU64::new(u64::MAX),
                     })
                     .collect(),
+                subject_gates: (0..SUBJECT_GATES).map(|_| RwLock::default()).collect(),
                 limits: (0..MAX_DISTINCT_LIMITS).map(|_| OnceLock::new()).collect(),
                 sweep_cursor: AtomicUsize::new(0),
                 clock: Arc::new(clock),
@@ -176,6 +184,15 @@ impl MemoryStore {
     pub fn sweep_expired(&self) -> usize {
         let now = self.inner.clock.now().as_unix_millis();
         self.inner.shards.iter().map(|shard| shard.sweep(now)).sum()
+    }
+
+    /// The gate of `subject`'s stripe.
+    fn subject_gate(&self, subject: &str) -> &RwLock<()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        subject.hash(&mut hasher);
+        let stripe = (hasher.finish() % SUBJECT_GATES as u64) as usize;
+        &self.inner.subject_gates[stripe]
     }
 
     fn shard(&self, key: &SessionKey) -> &Shard {
@@ -424,6 +441,14 @@ impl LifetimeStore for MemoryStore {
         grace_until: Timestamp,
     ) -> Result<RenewOutcome, StoreError> {
         let entry = self.entry(record)?;
+        let entry_subject = entry.subject.clone();
+        // A logout everywhere of the subject waits for the move, or the
+        // move for it: its scan sees the session in one shard or the other.
+        let gate = entry.subject.as_deref().map(|subject| {
+            self.subject_gate(subject)
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+        });
         {
             let shard = self.shard(new);
             let mut map = shard.write();
@@ -440,8 +465,11 @@ impl LifetimeStore for MemoryStore {
             let mut map = shard.write();
             match map.get_mut(old.as_bytes()) {
                 None => RenewOutcome::Missing,
+                // Another subject's record (the gate held is the new one's).
                 Some(stored)
-                    if stored.renewed_to().is_some() || stored.version != expected_version =>
+                    if stored.renewed_to().is_some()
+                        || stored.version != expected_version
+                        || stored.subject.is_some() && stored.subject != entry_subject =>
                 {
                     RenewOutcome::Conflict
                 }
@@ -463,6 +491,7 @@ impl LifetimeStore for MemoryStore {
             }
         };
         self.shard(new).write().remove(new.as_bytes());
+        drop(gate);
         Ok(outcome)
     }
 
@@ -507,8 +536,13 @@ impl LifetimeStore for MemoryStore {
     }
 
     /// Scans every shard, one write lock at a time, like
-    /// [`sessions_of`](LifetimeStore::sessions_of).
+    /// [`sessions_of`](LifetimeStore::sessions_of), while renewals of the
+    /// subject's sessions wait.
     async fn delete_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
+        let _gate = self
+            .subject_gate(subject)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         // Counts the sessions, not the pointers of renewed IDs.
         let mut deleted = 0;
         for shard in self.inner.shards.iter() {

@@ -23,7 +23,7 @@
 mod adapter;
 
 use async_trait::async_trait;
-use tower_sessions_core::session::Id;
+use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::{session_store, SessionStore};
 
 pub use adapter::TowerSessionsStore;
@@ -31,6 +31,7 @@ pub use adapter::TowerSessionsStore;
 use crate::id::SessionId;
 use crate::session_lifetime::SessionData;
 use crate::store::{StoreError, StoreErrorKind};
+use crate::time::Timestamp;
 use crate::SessionLifetimeLayer;
 
 impl<R> SessionLifetimeLayer<R> {
@@ -71,6 +72,52 @@ impl<S: SessionStore> SessionData for DataOf<S> {
             .await
             .map_err(store_error)
     }
+
+    async fn move_to_new_id(
+        &self,
+        old: Option<&SessionId>,
+        expires_at: Timestamp,
+    ) -> Result<SessionId, StoreError> {
+        let loaded = match old {
+            Some(old) => self
+                .0
+                .load(&tower_sessions_id(old))
+                .await
+                .map_err(store_error)?,
+            None => None,
+        };
+        let mut record = match loaded {
+            Some(record) => record,
+            None => Record {
+                id: Id(0),
+                data: Default::default(),
+                expiry_date: expiry_date(expires_at),
+            },
+        };
+        let fresh =
+            SessionId::generate().map_err(|err| StoreError::new(StoreErrorKind::Backend, err))?;
+        record.id = tower_sessions_id(&fresh);
+        // The store picks another ID if this one is taken.
+        self.0.create(&mut record).await.map_err(store_error)?;
+        if let Some(old) = old {
+            if let Err(err) = self.0.delete(&tower_sessions_id(old)).await {
+                tracing::warn!(error = %err, "could not delete the data of a replaced session ID");
+            }
+        }
+        Ok(session_id_of(record.id))
+    }
+}
+
+/// The session whose tower-sessions ID is `id`.
+pub(crate) fn session_id_of(id: Id) -> SessionId {
+    SessionId::from_bytes(id.0.to_le_bytes())
+}
+
+/// `at` as tower-sessions' expiry date.
+fn expiry_date(at: Timestamp) -> cookie::time::OffsetDateTime {
+    let nanos = i128::from(at.as_unix_millis()) * 1_000_000;
+    cookie::time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or(cookie::time::OffsetDateTime::UNIX_EPOCH)
 }
 
 /// A tower-sessions store error, kept as the source of ours.
@@ -91,5 +138,6 @@ mod tests {
     fn our_id_and_the_tower_sessions_id_of_a_session_read_the_same() {
         let id = SessionId::generate().unwrap();
         assert_eq!(tower_sessions_id(&id).to_string(), id.encode());
+        assert_eq!(session_id_of(tower_sessions_id(&id)), id);
     }
 }

@@ -6,6 +6,7 @@
 //! password must equal the user name), `POST /login-again` (the same
 //! without logging out a signed-in user first, so axum-login keeps the ID),
 //! `POST /login-remember-later` (signs in, then turns remember-me on),
+//! `POST /login-axum-only` (axum-login's login alone, never the handle's),
 //! `POST /logout`, `POST /cycle` (tower-sessions' `cycle_id`), `POST
 //! /end-then-write` (the handle's logout, then a session write), `GET
 //! /protected` (`login_required!`, answers the user name), `GET /whoami`
@@ -27,8 +28,8 @@ use serde::Deserialize;
 use tokio::sync::Notify;
 use tower::ServiceExt;
 use tower_session_lifetime::{
-    Clock, LifetimeStore, ManualClock, MemoryStore, OnInvalidSession, Policy, SessionHandle,
-    SessionLifetimeLayer, SystemClock, TowerSessionsStore,
+    Clock, LifetimeStore, ManualClock, MemoryStore, OnInvalidSession, Policy, SessionError,
+    SessionHandle, SessionLifetimeLayer, SystemClock, TowerSessionsStore,
 };
 use tower_sessions::cookie::time;
 use tower_sessions::session::Id;
@@ -105,6 +106,17 @@ impl Stack {
         Stack::configured(policy, |layer| layer)
     }
 
+    /// The stack without `delete_data_from`: the lifetime layer cannot
+    /// reach tower-sessions' data.
+    pub fn without_data_store(policy: Policy) -> Self {
+        Stack::build_with(
+            policy,
+            |layer| layer,
+            |lifetimes, _| Arc::new(lifetimes.clone()),
+            false,
+        )
+    }
+
     pub fn configured(
         policy: Policy,
         configure: impl FnOnce(SessionLifetimeLayer) -> SessionLifetimeLayer,
@@ -145,6 +157,15 @@ impl Stack {
         configure: impl FnOnce(SessionLifetimeLayer) -> SessionLifetimeLayer,
         lifetime_store: impl FnOnce(&MemoryStore, &DataStore) -> Arc<dyn LifetimeStore>,
     ) -> Self {
+        Stack::build_with(policy, configure, lifetime_store, true)
+    }
+
+    fn build_with(
+        policy: Policy,
+        configure: impl FnOnce(SessionLifetimeLayer) -> SessionLifetimeLayer,
+        lifetime_store: impl FnOnce(&MemoryStore, &DataStore) -> Arc<dyn LifetimeStore>,
+        data_store_given: bool,
+    ) -> Self {
         // tower-sessions' stores judge expiry by the system clock: start
         // the manual one there, so records this stack writes are live to them.
         let clock = ManualClock::new(SystemClock.now());
@@ -156,20 +177,23 @@ impl Stack {
         let sessions = SessionManagerLayer::new(data.clone())
             .with_expiry(Expiry::OnInactivity(time::Duration::days(1)));
         let auth = AuthManagerLayerBuilder::new(Backend, sessions).build();
-        let lifetime = configure(
-            SessionLifetimeLayer::from_shared_store(lifetime_store)
-                .with_clock(clock.clone())
-                .with_policy(policy)
-                .follow_tower_sessions()
-                .on_invalid_session(OnInvalidSession::PassThrough)
-                .delete_data_from(data.clone()),
-        );
+        let layer = SessionLifetimeLayer::from_shared_store(lifetime_store)
+            .with_clock(clock.clone())
+            .with_policy(policy)
+            .follow_tower_sessions()
+            .on_invalid_session(OnInvalidSession::PassThrough);
+        let lifetime = configure(if data_store_given {
+            layer.delete_data_from(data.clone())
+        } else {
+            layer
+        });
         let router = Router::new()
             .route("/protected", get(protected))
             .route_layer(login_required!(Backend))
             .route("/login", post(login))
             .route("/login-again", post(login_again))
             .route("/login-remember-later", post(login_remember_later))
+            .route("/login-axum-only", post(login_axum_only))
             .route("/cycle", post(cycle))
             .route("/end-then-write", post(end_then_write))
             .route("/whoami", get(whoami))
@@ -268,13 +292,29 @@ async fn sign_in(
     let Ok(Some(user)) = auth.authenticate(creds).await else {
         return StatusCode::UNAUTHORIZED;
     };
-    if lifetime.login(user.name.clone(), remember).await.is_err() {
-        return StatusCode::BAD_REQUEST;
+    match lifetime.login(user.name.clone(), remember).await {
+        Ok(()) => {}
+        Err(SessionError::NewIdNeedsDataStore) => return StatusCode::CONFLICT,
+        Err(_) => return StatusCode::BAD_REQUEST,
     }
     // Signing in again: start from a fresh session, so the ID changes.
     if log_out_first && auth.user.is_some() && auth.logout().await.is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
+    match auth.login(&user).await {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Signs in through axum-login alone: the lifetime layer is never told.
+async fn login_axum_only(
+    mut auth: AuthSession<Backend>,
+    Query(creds): Query<Credentials>,
+) -> StatusCode {
+    let Ok(Some(user)) = auth.authenticate(creds).await else {
+        return StatusCode::UNAUTHORIZED;
+    };
     match auth.login(&user).await {
         Ok(()) => StatusCode::OK,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,

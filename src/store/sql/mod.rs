@@ -275,6 +275,15 @@ macro_rules! renew_in_transaction {
         // A version past i64 cannot be stored, so cannot match.
         let expected = i64::try_from($expected_version).unwrap_or(-1);
         let mut tx = store.pool.begin().await.map_err(store_error)?;
+        // A logout everywhere of the subject waits for this transaction.
+        if let (Some(gate), Some(subject)) = (&store.queries.subject_gate_shared, &$record.subject)
+        {
+            ::sqlx::query(gate)
+                .bind(&**subject)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
         let insert = ::sqlx::query(&store.queries.create).bind(key_bytes($new));
         let inserted = $crate::store::sql::bind_columns!(insert, columns)
             .execute(&mut *tx)

@@ -86,6 +86,11 @@ struct Queries {
     purge: String,
     sessions_of: String,
     delete_sessions_of: String,
+    /// Held (shared) by a renewal of a subject's session for its
+    /// transaction, so that a logout everywhere (exclusive) never runs
+    /// while one is half done; see `delete_sessions_of`.
+    subject_gate_shared: Option<String>,
+    subject_gate_exclusive: String,
 }
 
 impl Queries {
@@ -160,6 +165,14 @@ impl Queries {
                 "SELECT key, {COLUMNS} FROM {t} WHERE subject = $1 AND renewed_to IS NULL"
             ),
             delete_sessions_of: format!("DELETE FROM {t} WHERE subject = $1 RETURNING renewed_to"),
+            // Two-key advisory locks: a space of their own, apart from
+            // migrate's one-key lock.
+            subject_gate_shared: Some(format!(
+                "SELECT pg_advisory_xact_lock_shared(hashtext('tower_session_lifetime:{t}'), hashtext($1))"
+            )),
+            subject_gate_exclusive: format!(
+                "SELECT pg_advisory_xact_lock(hashtext('tower_session_lifetime:{t}'), hashtext($1))"
+            ),
             table,
         }
     }
@@ -452,12 +465,24 @@ impl LifetimeStore for PostgresStore {
     }
 
     /// Counts the sessions, not the pointers of renewed IDs it deletes too.
+    ///
+    /// Under the subject's advisory lock: a renewal holds it (shared) from
+    /// inserting the new row to committing, so the delete never starts
+    /// while a renewal's new row is still invisible to it (the delete would
+    /// wait on the old row, then find only the pointer).
     async fn delete_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
-        let deleted: Vec<Option<Vec<u8>>> = sqlx::query_scalar(&self.queries.delete_sessions_of)
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query(&self.queries.subject_gate_exclusive)
             .bind(subject)
-            .fetch_all(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(store_error)?;
+        let deleted: Vec<Option<Vec<u8>>> = sqlx::query_scalar(&self.queries.delete_sessions_of)
+            .bind(subject)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
         Ok(deleted
             .iter()
             .filter(|renewed_to| renewed_to.is_none())

@@ -67,6 +67,9 @@ struct Queries {
     purge: String,
     sessions_of: String,
     delete_sessions_of: String,
+    /// None: SQLite has one writer at a time, so a renewal's transaction
+    /// and a logout everywhere never interleave.
+    subject_gate_shared: Option<String>,
 }
 
 impl Queries {
@@ -111,6 +114,7 @@ impl Queries {
                 "SELECT key, {COLUMNS} FROM {t} WHERE subject = ?1 AND renewed_to IS NULL"
             ),
             delete_sessions_of: format!("DELETE FROM {t} WHERE subject = ?1 RETURNING renewed_to"),
+            subject_gate_shared: None,
             table,
         }
     }
