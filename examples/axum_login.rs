@@ -188,11 +188,9 @@ async fn login(
         }
         Err(_) => return sign_in_failed(&policy, &session),
     }
-    // Signing in while signed in: start over, so the session ID changes.
-    if auth.user.is_some() && auth.logout().await.is_err() {
-        return sign_in_failed(&policy, &session);
-    }
-    // axum-login cycles the session ID.
+    // axum-login cycles the session ID at a first sign-in; at a sign-in
+    // over a sign-in it keeps it, and the lifetime layer moves the session
+    // to a new ID itself (it has the session store: `delete_data_from`).
     match auth.login(&user).await {
         Ok(()) => Redirect::to("/").into_response(),
         Err(_) => sign_in_failed(&policy, &session),

@@ -16,9 +16,10 @@ use axum::extract::Query;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use common::hardening::{
-    an_outage_mid_traffic_fails_closed, logout_racing_touches_sticks,
-    own_sessions_are_listed_and_ended, renewal_racing_requests_renews_once,
-    renewal_replaces_the_id_and_keeps_the_deadline, session_limit_and_logout_everywhere,
+    a_listed_session_is_ended_after_its_id_renewed, an_outage_mid_traffic_fails_closed,
+    logout_racing_touches_sticks, own_sessions_are_listed_and_ended,
+    renewal_racing_requests_renews_once, renewal_replaces_the_id_and_keeps_the_deadline,
+    session_limit_and_logout_everywhere,
 };
 use common::shared_store::{clock_now, log_in, send, Outage};
 use common::{set_cookie, CountingStore, TestApp, HOUR, MINUTE, SECOND};
@@ -295,4 +296,9 @@ fn percent_encoded(value: &str) -> String {
             _ => format!("%{byte:02X}"),
         })
         .collect()
+}
+
+#[tokio::test]
+async fn a_listed_session_is_ended_after_its_id_renewed_in_memory() {
+    a_listed_session_is_ended_after_its_id_renewed(MemoryStore::new()).await;
 }

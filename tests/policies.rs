@@ -166,6 +166,92 @@ async fn paths_that_reach_the_group_by_another_spelling_are_in_it() {
     }
 }
 
+/// An app whose admin pages are reached through axum's wildcard
+/// (`/admin/{*rest}`) and a nested router (`/console` nesting `/{*rest}`):
+/// each answers `admin` and the subject, so a test can see the handler ran.
+fn app_with_wildcards(policies: Policies) -> TestApp {
+    async fn admin_page(session: SessionHandle) -> Result<String, StatusCode> {
+        session
+            .subject()
+            .map(|subject| format!("admin {subject}"))
+            .ok_or(StatusCode::UNAUTHORIZED)
+    }
+    let console = axum::Router::new()
+        .route("/", get(admin_page))
+        .route("/{*rest}", get(admin_page));
+    TestApp::routed(|routes, layer| {
+        routes
+            .route("/admin", get(admin_page))
+            .route("/admin/{*rest}", get(admin_page))
+            .nest("/console", console)
+            .layer(layer.with_policies(policies))
+    })
+}
+
+/// Every spelling of a path that the inner router may route into a route
+/// group is judged by the group: dot segments (raw and escaped), empty
+/// segments, escaped slashes, double escapes and backslashes, through
+/// axum's wildcard and a nested router. Each spelling is sent after the
+/// group's idle timeout (1 min) and within the default one (1 h).
+#[tokio::test]
+async fn no_spelling_of_a_path_sidesteps_a_route_group() {
+    let policies = Policies::builder(idle(60))
+        .route("/admin", Tightening::new().idle_timeout(MINUTE))
+        .route("/console", Tightening::new().idle_timeout(MINUTE))
+        .build()
+        .unwrap();
+    let app = app_with_wildcards(policies);
+    let spellings = [
+        "/admin/..",
+        "/admin/../",
+        "/admin/%2e%2e",
+        "/admin/%2E%2E",
+        "/admin/.%2e",
+        "/admin/%2e.",
+        "/admin/x/../..",
+        "/admin/./..",
+        "/admin/..%2f",
+        "/admin//..",
+        "/admin/%252e%252e",
+        "/admin/..%5c",
+        "/admin/x/%2e%2e/%2e%2e",
+        "/admin/users/../../me",
+        "/console/..",
+        "/console/%2e%2e/",
+        "/console//..",
+        "/admin/../console/x",
+        "/console/../admin/x",
+        "/%61dmin/..",
+        "/admin/%2f..",
+    ];
+    for path in spellings {
+        let cookie = login_at(&app, "h.example", "/login?user=pat").await;
+        app.advance(2 * MINUTE);
+        let response = send(&app, "GET", "h.example", path, Some(&cookie)).await;
+        let status = response.status();
+        let refused = reason(&response);
+        let body = common::body_text(response).await;
+        assert!(
+            !body.starts_with("admin "),
+            "{path}: the admin handler ran with the session ({status}, {body})"
+        );
+        assert_eq!(refused, Some(RejectReason::IdleTimeout), "{path}");
+    }
+    // A session within the group's limits reaches the same handlers.
+    for path in ["/admin", "/admin/users", "/console", "/console/logs"] {
+        let cookie = login_at(&app, "h.example", "/login?user=pat").await;
+        app.advance(MINUTE - TICK);
+        let response = send(&app, "GET", "h.example", path, Some(&cookie)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(common::body_text(response).await, "admin pat", "{path}");
+    }
+    // And the rest of the app keeps the default policy.
+    let cookie = login_at(&app, "h.example", "/login?user=pat").await;
+    app.advance(30 * MINUTE);
+    let response = send(&app, "GET", "h.example", "/me", Some(&cookie)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn activity_in_a_route_group_does_not_shorten_the_session_elsewhere() {
     let app = app(two_tenants().build().unwrap());

@@ -222,3 +222,85 @@ async fn an_outage_mid_traffic_fails_closed_on_postgres() {
     let store = PostgresStore::open(&through_proxy).unwrap();
     hardening::an_outage_mid_traffic_fails_closed(store, &mut proxy).await;
 }
+
+/// Waits until `waiting` backends of this database wait on a lock (a row
+/// or an advisory lock), polling `pg_stat_activity`; panics after 10 s.
+async fn until_waiting_on_locks(pool: &sqlx::PgPool, waiting: i64) {
+    for _ in 0..1000 {
+        let now: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if now >= waiting {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{waiting} backends never waited on a lock");
+}
+
+/// The interleaving that once let a renewed session outlive a logout
+/// everywhere, made deterministic: a renewal has inserted the new row but
+/// not committed (another transaction holds the old row), and the logout
+/// everywhere starts then. It must end the session under its new key too.
+#[tokio::test]
+async fn a_logout_everywhere_ends_a_session_whose_renewal_is_half_done() {
+    let table = format!("tsl_gate_{}", &fresh_key().to_hex()[..12]);
+    let store = PostgresStore::open(&postgres_url())
+        .unwrap()
+        .with_table(&table)
+        .unwrap();
+    store.migrate().await.unwrap();
+    let subject = format!("racer-{}", &fresh_key().to_hex()[..8]);
+    let record = SessionRecord {
+        subject: Some(subject.as_str().into()),
+        ..live_record()
+    };
+    let old = fresh_key();
+    assert!(store.create(&old, &record).await.unwrap());
+
+    // Another transaction holds the old row: the renewal will insert the
+    // new row, then wait to turn the old one into a pointer.
+    let mut blocker = store.pool().begin().await.unwrap();
+    sqlx::query(&format!("SELECT 1 FROM {table} WHERE key = $1 FOR UPDATE"))
+        .bind(old.as_bytes().to_vec())
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let new = fresh_key();
+    let renewal = tokio::spawn({
+        let (store, record) = (store.clone(), record.clone());
+        async move {
+            let grace = SystemClock.now().saturating_add(HOUR);
+            store
+                .renew(&old, record.version, &new, &record, grace)
+                .await
+        }
+    });
+    until_waiting_on_locks(store.pool(), 1).await;
+    let logout = tokio::spawn({
+        let (store, subject) = (store.clone(), subject.clone());
+        async move { store.delete_sessions_of(&subject).await }
+    });
+    until_waiting_on_locks(store.pool(), 2).await;
+    blocker.rollback().await.unwrap();
+
+    let renewed = renewal.await.unwrap().unwrap();
+    let ended = logout.await.unwrap().unwrap();
+    assert_eq!(renewed, tower_session_lifetime::RenewOutcome::Renewed);
+    assert_eq!(ended, 1, "the session, under its new key");
+    assert_eq!(store.load(&new).await.unwrap(), None, "no live new key");
+    assert_eq!(store.load(&old).await.unwrap(), None, "no pointer left");
+    sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(store.pool())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_listed_session_is_ended_after_its_id_renewed_on_postgres() {
+    hardening::a_listed_session_is_ended_after_its_id_renewed(migrated_store().await).await;
+}

@@ -353,3 +353,11 @@ async fn an_outage_mid_traffic_fails_closed_on_redis() {
     let store = RedisStore::open(&format!("redis://{}", proxy.address())).unwrap();
     hardening::an_outage_mid_traffic_fails_closed(store, &mut proxy).await;
 }
+
+#[tokio::test]
+async fn a_listed_session_is_ended_after_its_id_renewed_on_redis() {
+    hardening::a_listed_session_is_ended_after_its_id_renewed(
+        RedisStore::open(&redis_url()).unwrap(),
+    )
+    .await;
+}

@@ -87,3 +87,9 @@ async fn own_sessions_are_listed_and_ended_on_sqlite() {
     let store = store_at(&database_url("own-sessions")).await;
     hardening::own_sessions_are_listed_and_ended(store).await;
 }
+
+#[tokio::test]
+async fn a_listed_session_is_ended_after_its_id_renewed_on_sqlite() {
+    let store = store_at(&database_url("listed-renewed")).await;
+    hardening::a_listed_session_is_ended_after_its_id_renewed(store).await;
+}

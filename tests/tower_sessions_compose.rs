@@ -249,6 +249,90 @@ async fn a_slow_request_that_writes_after_a_logout_cannot_bring_the_session_back
 }
 
 #[tokio::test]
+async fn a_slow_cycle_id_after_a_logout_cannot_bring_the_session_back() {
+    let stack = Stack::new(policy(HOUR, DAY));
+    let cookie = stack.login("alice", false, None).await;
+    // Admitted on the signed-in ID; it will give the session a new ID later.
+    let slow = stack.start_slow("POST", "/slow-cycle", &cookie).await;
+    let response = stack.request("POST", "/logout", Some(&cookie)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(stack.lifetimes.is_empty(), "the logout ended the lifetime");
+
+    stack.slow.release.notify_one();
+    let late = slow.await.unwrap();
+    assert_eq!(late.status(), StatusCode::OK);
+    assert!(
+        cookie_header(&late).is_none(),
+        "the new ID of a session that ended is not handed out"
+    );
+    assert!(stack.lifetimes.is_empty(), "no lifetime came back");
+    // Even if a browser got hold of the new ID, the data is gone with it.
+    assert_eq!(
+        reason(&stack.protected(&cookie).await),
+        Some(RejectReason::Unknown)
+    );
+}
+
+#[tokio::test]
+async fn a_slow_cycle_id_keeps_the_idle_deadline_of_its_admission() {
+    let stack = Stack::new(policy(10 * MINUTE, DAY));
+    let cookie = stack.login("alice", false, None).await;
+    stack.clock.advance(9 * MINUTE);
+    // Admitted at login + 9 min; its response leaves at login + 14 min.
+    let slow = stack.start_slow("POST", "/slow-cycle", &cookie).await;
+    stack.clock.advance(5 * MINUTE);
+    stack.slow.release.notify_one();
+    let late = slow.await.unwrap();
+    let renewed = cookie_header(&late).expect("the new ID");
+    // Activity was at login + 9 min: the session ends at login + 19 min.
+    stack.clock.advance(5 * MINUTE - TICK);
+    let at_19 = stack.request("GET", "/whoami", Some(&renewed)).await;
+    assert_eq!(body_text(at_19).await, "alice", "one tick before");
+    // That request was activity at login + 19 min - tick: ten minutes on.
+    stack.clock.advance(10 * MINUTE);
+    assert_eq!(
+        reason(&stack.protected(&renewed).await),
+        Some(RejectReason::IdleTimeout)
+    );
+}
+
+#[tokio::test]
+async fn a_slow_cycle_id_alone_is_not_activity_after_its_admission() {
+    let stack = Stack::new(policy(10 * MINUTE, DAY));
+    let cookie = stack.login("alice", false, None).await;
+    stack.clock.advance(9 * MINUTE);
+    let slow = stack.start_slow("POST", "/slow-cycle", &cookie).await;
+    stack.clock.advance(5 * MINUTE);
+    stack.slow.release.notify_one();
+    let renewed = cookie_header(&slow.await.unwrap()).expect("the new ID");
+    // login + 19 min: ten minutes after the slow request was admitted.
+    stack.clock.advance(5 * MINUTE);
+    assert_eq!(
+        reason(&stack.protected(&renewed).await),
+        Some(RejectReason::IdleTimeout),
+        "not login + 24 min, as if the response were activity"
+    );
+}
+
+#[tokio::test]
+async fn a_logout_in_flight_on_the_id_a_cycle_retired_ends_the_new_id_too() {
+    let stack = Stack::new(policy(HOUR, DAY));
+    let cookie = stack.login("alice", false, None).await;
+    // A logout admitted on the ID, slowed down; meanwhile the ID changes.
+    let slow_logout = stack.start_slow("GET", "/slow-logout", &cookie).await;
+    let cycled = stack.request("POST", "/cycle", Some(&cookie)).await;
+    let renewed = cookie_header(&cycled).expect("the new ID");
+    assert_eq!(stack.protected(&renewed).await.status(), StatusCode::OK);
+    stack.slow.release.notify_one();
+    assert_eq!(slow_logout.await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        stack.protected(&renewed).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "a logout with either ID ends both"
+    );
+}
+
+#[tokio::test]
 async fn a_wrong_password_starts_no_session() {
     let stack = Stack::new(policy(HOUR, DAY));
     let response = stack

@@ -209,10 +209,15 @@ impl PolicyChoice {
 /// - A request is judged by its tenant's policy (the default one for a
 ///   request of no listed tenant), tightened for the route group its path
 ///   is in (`/admin` covers `/admin` and `/admin/…`, not `/administrators`;
-///   the longest prefix wins). Paths are compared as a router or a file
-///   server may read them: `//admin`, `/x/../admin` and `/%61dmin` are in
-///   `/admin`; case counts (`/Admin` is not). Prefixes must be plain
-///   (`/admin`, not `/admin/`).
+///   the longest prefix wins). The layer cannot know how the router inside
+///   it reads a path, so a path is in a group when any reading of it is:
+///   as sent, percent-decoded (once or twice), with dot segments resolved,
+///   with `\` as `/`. `//admin`, `/x/../admin` and `/%61dmin` are in
+///   `/admin`, and so are `/admin/..` and `/admin/%2e%2e`, which axum's
+///   `/admin/{*rest}` routes to the admin pages. A path whose readings fall
+///   in two different groups is judged by the limits of all groups at
+///   once. Case counts (`/Admin` is not in `/admin`). Prefixes must be
+///   plain (`/admin`, not `/admin/`).
 /// - The tenant is the request's host (the request line's, else `Host`'s,
 ///   without port and trailing dot, in lower case) or a header's value. A
 ///   client chooses both: the tenant only picks limits. Sessions are not
@@ -642,6 +647,13 @@ mod tests {
             assert!(in_group(&normalized(tricky), "/admin"), "{tricky}");
         }
         assert!(!in_group(&normalized("/Admin"), "/admin"), "case is kept");
+        assert_eq!(dot_segments_removed("/admin//.."), "/admin/");
+        assert_eq!(dot_segments_removed("/admin/.."), "/");
+        assert_eq!(dot_segments_removed("/a/./b/../c"), "/a/c");
+        assert_eq!(dot_segments_removed("/a/b/."), "/a/b/");
+        let spelled = readings("/admin/%252e%252e");
+        assert!(spelled.iter().any(|reading| reading == "/"), "{spelled:?}");
+        assert!(spelled.iter().any(|reading| reading == "/admin/%2e%2e"));
         assert_eq!(normalized("/"), "/");
         assert_eq!(normalized("/.."), "/");
         for prefix in ["/admin/", "/a//b", "/a/./b", "/%61"] {

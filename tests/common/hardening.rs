@@ -556,3 +556,83 @@ pub async fn own_sessions_are_listed_and_ended(store: impl LifetimeStore) {
         "bob's session untouched"
     );
 }
+
+/// A key listed before its session's ID renewed still ends that session
+/// during the old ID's grace period (the renewal is followed); after it,
+/// the key names nothing (`false`) and a new list shows the current key.
+pub async fn a_listed_session_is_ended_after_its_id_renewed(store: impl LifetimeStore) {
+    let store: Arc<dyn LifetimeStore> = Arc::new(store);
+    let clock = clock_now();
+    let app = app_with(Arc::clone(&store), &clock, renewing_policy());
+    let alice = format!("alice-{}", SessionId::generate().unwrap().encode());
+    let mut phone = log_in(&app, &alice).await;
+    let list = |cookie: String| {
+        let app = app.clone();
+        async move {
+            let response = send(&app, "GET", "/sessions", Some(&cookie)).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let listed: serde_json::Value =
+                serde_json::from_str(&body_text(response).await).unwrap();
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|session| !session["current"].as_bool().unwrap())
+                .map(|session| session["key"].as_str().unwrap().to_owned())
+                .collect::<Vec<String>>()
+        }
+    };
+    let end = |cookie: String, key: String| {
+        let app = app.clone();
+        async move {
+            let response = send(
+                &app,
+                "POST",
+                &format!("/sessions/end?key={key}"),
+                Some(&cookie),
+            )
+            .await;
+            let renewed = new_cookie(&response);
+            (body_text(response).await, renewed)
+        }
+    };
+    for after_the_grace in [false, true] {
+        let laptop = log_in(&app, &alice).await;
+        let listed = list(phone.clone()).await;
+        assert_eq!(listed.len(), 1, "the laptop: {listed:?}");
+        let key = listed[0].clone();
+        // The laptop's next request renews its ID.
+        clock.advance(RENEWAL);
+        let response = send(&app, "GET", "/me", Some(&laptop)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let laptop = new_cookie(&response).expect("a renewed laptop ID");
+        clock.advance(if after_the_grace {
+            GRACE
+        } else {
+            GRACE - SECOND
+        });
+        let (ended, renewed) = end(phone.clone(), key).await;
+        if let Some(renewed) = renewed {
+            phone = renewed;
+        }
+        if after_the_grace {
+            assert_eq!(ended, "false", "a key past its grace names nothing");
+            let listed = list(phone.clone()).await;
+            assert_eq!(listed.len(), 1, "the laptop, under its current key");
+            let (ended, _) = end(phone.clone(), listed[0].clone()).await;
+            assert_eq!(ended, "true");
+        } else {
+            assert_eq!(ended, "true", "the renewal is followed");
+        }
+        assert_eq!(
+            send(&app, "GET", "/me", Some(&laptop)).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "the laptop is signed out under its new ID"
+        );
+        assert_eq!(
+            send(&app, "GET", "/me", Some(&phone)).await.status(),
+            StatusCode::OK,
+            "the phone is not"
+        );
+    }
+}

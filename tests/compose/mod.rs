@@ -12,7 +12,8 @@
 //! /protected` (`login_required!`, answers the user name), `GET /whoami`
 //! (the lifetime's subject), `GET /count` (a tower-sessions counter, no
 //! login needed), `GET /slow` (waits for the test, then writes to the
-//! session).
+//! session), `POST /slow-cycle` (waits for the test, then `cycle_id`),
+//! `GET /slow-logout` (waits for the test, then axum-login's logout).
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -200,6 +201,8 @@ impl Stack {
             .route("/logout", post(logout))
             .route("/count", get(count))
             .route("/slow", get(slow_write))
+            .route("/slow-cycle", post(slow_cycle))
+            .route("/slow-logout", get(slow_logout))
             .with_state(slow.clone())
             .layer(auth)
             .layer(lifetime);
@@ -236,6 +239,26 @@ impl Stack {
             .await;
         assert_eq!(response.status(), StatusCode::OK, "login succeeds");
         cookie_header(&response).expect("login sets the session cookie")
+    }
+
+    /// Starts `method path` with `cookie` on a task of its own; it waits in
+    /// the handler (`/slow`, `/slow-cycle`) until `self.slow.release`.
+    pub async fn start_slow(
+        &self,
+        method: &str,
+        path: &str,
+        cookie: &str,
+    ) -> tokio::task::JoinHandle<Response<Body>> {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap();
+        let router = self.router.clone();
+        let slow = tokio::spawn(async move { router.oneshot(request).await.unwrap() });
+        self.slow.entered.notified().await;
+        slow
     }
 
     pub async fn protected(&self, cookie: &str) -> Response<Body> {
@@ -390,6 +413,30 @@ async fn count(session: Session) -> Result<String, StatusCode> {
 
 /// Loads the session, tells the test it has, waits to be released, then
 /// writes to the session: a request in flight across a logout.
+/// Loads the session, waits for the test, then logs out (axum-login).
+async fn slow_logout(
+    State(slow): State<SlowRequest>,
+    mut auth: AuthSession<Backend>,
+) -> StatusCode {
+    slow.entered.notify_one();
+    slow.release.notified().await;
+    match auth.logout().await {
+        Ok(_) => StatusCode::OK,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Loads the session, waits for the test, then gives it a new ID.
+async fn slow_cycle(State(slow): State<SlowRequest>, session: Session) -> StatusCode {
+    let _ = session.get::<u64>("count").await;
+    slow.entered.notify_one();
+    slow.release.notified().await;
+    match session.cycle_id().await {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 async fn slow_write(State(slow): State<SlowRequest>, session: Session) -> StatusCode {
     let _ = session.get::<u64>("count").await;
     slow.entered.notify_one();
