@@ -117,3 +117,45 @@ async fn listing_own_sessions_is_a_typed_unsupported_error_on_tower_sessions() {
     let me = send(&app, "GET", "/me", Some(&cookie)).await;
     assert_eq!(me.status(), http::StatusCode::OK);
 }
+
+/// A backend that stops returning records at their expiry date (as
+/// tower-sessions' `MemoryStore` and sqlx store do) still gives the layer
+/// an idle-expired record within the margin, so the request is refused as
+/// `IdleTimeout` with its `session ended` reason, not as `Unknown`; with no
+/// margin it is `Unknown`.
+#[tokio::test]
+async fn an_idle_expired_session_is_refused_with_its_reason_on_a_forgetting_backend() {
+    use std::time::Duration;
+    use tower_session_lifetime::{
+        Clock, ManualClock, Policy, RejectReason, SessionLifetimeLayer, SystemClock,
+    };
+    let minute = Duration::from_secs(60);
+    for (margin, expected) in [
+        (None, RejectReason::IdleTimeout),
+        (Some(Duration::ZERO), RejectReason::Unknown),
+    ] {
+        // The backend judges expiry by the system clock: start the manual
+        // one half an hour ago, so the idle deadline has passed for both.
+        let start = SystemClock.now().as_unix_millis() - 30 * 60 * 1000;
+        let clock = ManualClock::new(tower_session_lifetime::Timestamp::from_unix_millis(start));
+        let mut store = TowerSessionsStore::new(MemoryStore::default());
+        if let Some(margin) = margin {
+            store = store.keep_past_expiry(margin);
+        }
+        let app = common::routes().layer(
+            SessionLifetimeLayer::new(store)
+                .with_clock(clock.clone())
+                .with_policy(Policy::builder().idle_timeout(10 * minute).build().unwrap()),
+        );
+        let login = common::shared_store::send(&app, "POST", "/login?user=ada", None).await;
+        let set = common::set_cookie(&login).expect("a session cookie");
+        let cookie = format!("{}={}", set.name(), set.value());
+        clock.advance(10 * minute);
+        let response = common::shared_store::send(&app, "GET", "/me", Some(&cookie)).await;
+        assert_eq!(
+            response.extensions().get::<RejectReason>().copied(),
+            Some(expected),
+            "margin {margin:?}"
+        );
+    }
+}

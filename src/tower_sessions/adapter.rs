@@ -46,7 +46,7 @@ const LOCK_STRIPES: usize = 256;
 ///
 /// Each lifetime record is one tower-sessions record, under the ID made of
 /// the [`SessionKey`] (never the session's own ID, so it cannot be confused
-/// with the session's data), expiring at the record's
+/// with the session's data), expiring a margin after the record's
 /// [`expires_at`](SessionRecord::expires_at) so that the backend forgets it
 /// by itself.
 ///
@@ -73,10 +73,27 @@ const LOCK_STRIPES: usize = 256;
 /// backend drops records past their expiry (tower-sessions' own
 /// `MemoryStore` stops returning them but keeps their memory until deleted;
 /// run its backend's expired-deletion task where it has one).
+///
+/// Most tower-sessions backends stop returning a record at its expiry date
+/// (its own `MemoryStore`, `tower-sessions-sqlx-store`). A lifetime record
+/// that the backend no longer returns is an unknown session to the layer,
+/// so a request just past the idle deadline would be refused as
+/// [`Unknown`](crate::RejectReason::Unknown), not
+/// [`IdleTimeout`](crate::RejectReason::IdleTimeout), and no `session
+/// ended` event would say why. So the backend is told to keep each record
+/// for [`DEFAULT_KEPT_PAST_EXPIRY`] past its deadline
+/// ([`keep_past_expiry`](TowerSessionsStore::keep_past_expiry) changes it):
+/// the layer judges it, refuses it with its reason and deletes it. Past
+/// that margin a request gets `Unknown`.
 pub struct TowerSessionsStore<S> {
     store: S,
     locks: Box<[Mutex<()>]>,
+    kept_past_expiry: Duration,
 }
+
+/// How long [`TowerSessionsStore`] has the backend keep a lifetime record
+/// past its deadline, by default: one hour.
+pub const DEFAULT_KEPT_PAST_EXPIRY: Duration = Duration::from_secs(60 * 60);
 
 impl<S: SessionStore> TowerSessionsStore<S> {
     /// Lifetime records kept in `store`.
@@ -84,7 +101,27 @@ impl<S: SessionStore> TowerSessionsStore<S> {
         TowerSessionsStore {
             store,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            kept_past_expiry: DEFAULT_KEPT_PAST_EXPIRY,
         }
+    }
+
+    /// How long the backend keeps a lifetime record past its deadline, so
+    /// that a request that comes that much late is still told why its
+    /// session ended (see above). `Duration::ZERO` lets the backend forget
+    /// records at their deadline.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_session_lifetime::TowerSessionsStore;
+    /// use tower_sessions::MemoryStore;
+    ///
+    /// let store = TowerSessionsStore::new(MemoryStore::default())
+    ///     .keep_past_expiry(Duration::from_secs(24 * 60 * 60));
+    /// # let _ = store;
+    /// ```
+    pub fn keep_past_expiry(mut self, margin: Duration) -> Self {
+        self.kept_past_expiry = margin;
+        self
     }
 
     /// The tower-sessions store.
@@ -111,8 +148,9 @@ impl<S: SessionStore> TowerSessionsStore<S> {
         record.check_bounds()?;
         // A deadline past what the date type holds (a policy of centuries)
         // expires at the last date it holds.
+        let forget_at = record.expires_at.saturating_add(self.kept_past_expiry);
         let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(
-            i128::from(record.expires_at.as_unix_millis()) * 1_000_000,
+            i128::from(forget_at.as_unix_millis()) * 1_000_000,
         )
         .unwrap_or(PrimitiveDateTime::MAX.assume_utc());
         let stored = Record {

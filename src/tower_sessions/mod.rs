@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::{session_store, SessionStore};
 
-pub use adapter::TowerSessionsStore;
+pub use adapter::{TowerSessionsStore, DEFAULT_KEPT_PAST_EXPIRY};
 
 use crate::id::SessionId;
 use crate::session_lifetime::SessionData;
