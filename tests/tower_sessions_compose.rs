@@ -315,6 +315,36 @@ async fn a_slow_cycle_id_alone_is_not_activity_after_its_admission() {
 }
 
 #[tokio::test]
+async fn a_cycle_id_slower_than_the_idle_deadline_gives_no_new_life() {
+    for named in [true, false] {
+        let stack = Stack::new(policy(10 * MINUTE, DAY));
+        let cookie = if named {
+            stack.login("alice", false, None).await
+        } else {
+            // A session tower-sessions started without a sign-in.
+            let response = stack.request("GET", "/count", None).await;
+            cookie_header(&response).expect("a session cookie")
+        };
+        stack.clock.advance(9 * MINUTE);
+        let slow = stack.start_slow("POST", "/slow-cycle", &cookie).await;
+        // The session's idle deadline (login + 19 min) passes meanwhile.
+        stack.clock.advance(11 * MINUTE);
+        stack.slow.release.notify_one();
+        let late = slow.await.unwrap();
+        assert!(
+            cookie_header(&late).is_none(),
+            "named {named}: an expired session is not moved to a new ID"
+        );
+        assert_eq!(stack.lifetimes.len(), 1, "named {named}: only the old one");
+        assert_eq!(
+            reason(&stack.protected(&cookie).await),
+            Some(RejectReason::IdleTimeout),
+            "named {named}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_logout_in_flight_on_the_id_a_cycle_retired_ends_the_new_id_too() {
     let stack = Stack::new(policy(HOUR, DAY));
     let cookie = stack.login("alice", false, None).await;

@@ -34,10 +34,10 @@ use super::Config;
 use crate::clock::Clock;
 use crate::handle::{CurrentSession, FollowedState, PendingSession, SessionHandle};
 use crate::id::SessionId;
-use crate::policy::{PolicyChoice, DEFAULT_RENEWAL_GRACE};
+use crate::policy::{judge, Policy, PolicyChoice, Verdict, DEFAULT_RENEWAL_GRACE};
 use crate::record::SessionRecord;
 use crate::session_cookie::forbid_caching;
-use crate::store::{RenewOutcome, StoreErrorKind};
+use crate::store::{RenewOutcome, StoreError, StoreErrorKind};
 use crate::time::Timestamp;
 
 /// What the inner layer did to the followed cookie on the way out.
@@ -200,11 +200,7 @@ async fn begin(
     let mut edit = match config.store.create(&id.key(), &record).await {
         Ok(true) => {
             observe::started(config, &id.key());
-            CookieEdit::Lifetime(
-                record
-                    .remember_me
-                    .then(|| record.expires_at.saturating_duration_since(now)),
-            )
+            lifetime_of(&record, now)
         }
         Ok(false) => {
             tracing::warn!("the session layer set an ID that already has a lifetime; cleared");
@@ -251,45 +247,35 @@ async fn move_lifetime(
     current: CurrentSession,
     choice: PolicyChoice,
 ) -> CookieEdit {
+    let policy = config.policies.policy(choice);
     let base = config.policies.base(choice);
     let now = config.clock.now();
-    let named = current.record.subject.is_some();
-    let mut record = if named {
-        SessionRecord {
-            last_activity: current.record.last_activity.max(current.admitted_at),
-            id_issued_at: now,
-            renewed_to: None,
-            ..current.record.clone()
-        }
-    } else {
-        SessionRecord {
-            label: current.record.label.clone(),
-            ..SessionRecord::new(base, now, None, current.record.remember_me)
-        }
-    };
-    record.expires_at = base.expiry(&record, record.last_activity);
     let grace = base
         .renewal()
         .map_or(DEFAULT_RENEWAL_GRACE, |renewal| renewal.grace);
     let grace_until = now.saturating_add(grace);
     let new_key = id.key();
-    let mut version = current.record.version;
+    // The session as this request knows it, with its own activity.
+    let mut stored = current.record.clone();
+    stored.last_activity = stored.last_activity.max(current.admitted_at);
     for _ in 0..MOVE_ATTEMPTS {
+        // A request slower than the session's deadline: it ended meanwhile.
+        if matches!(judge(policy, &stored, now), Verdict::Expired(_)) {
+            return ended_meanwhile(config, &id).await;
+        }
+        let record = moved(base, &stored, now);
         let outcome = config
             .store
-            .renew(&current.key, version, &new_key, &record, grace_until)
+            .renew(&current.key, stored.version, &new_key, &record, grace_until)
             .await;
         match outcome {
             Ok(RenewOutcome::Renewed) => {
-                if named {
+                if record.subject.is_some() {
                     observe::renewed(config, &current.key, &new_key);
                 } else {
                     observe::started(config, &new_key);
                 }
-                let max_age = record
-                    .remember_me
-                    .then(|| record.expires_at.saturating_duration_since(now));
-                return CookieEdit::Lifetime(max_age);
+                return lifetime_of(&record, now);
             }
             Ok(RenewOutcome::Missing) => return ended_meanwhile(config, &id).await,
             Ok(RenewOutcome::Taken) => {
@@ -297,28 +283,54 @@ async fn move_lifetime(
                 return CookieEdit::Clear;
             }
             // Changed since this request loaded it: moved by another
-            // request (then this ID is not the session's), or updated.
+            // request (then this ID is not the session's), or updated (a
+            // remember-me switch, a re-authentication), which the move keeps.
             Ok(RenewOutcome::Conflict) => match config.store.load(&current.key).await {
-                Ok(Some(stored)) if stored.renewed_to.is_none() => version = stored.version,
-                Ok(_) => return ended_meanwhile(config, &id).await,
-                Err(err) => {
-                    tracing::warn!(error = %err, "could not move a session to its new ID");
-                    config.delete_data(&id).await;
-                    return CookieEdit::StoreFailed;
+                Ok(Some(reloaded)) if reloaded.renewed_to.is_none() => {
+                    stored = SessionRecord {
+                        last_activity: reloaded.last_activity.max(current.admitted_at),
+                        ..reloaded
+                    };
                 }
+                Ok(_) => return ended_meanwhile(config, &id).await,
+                Err(err) => return move_failed(config, &id, &err).await,
             },
             Err(err) if err.kind() == StoreErrorKind::Unsupported => {
                 return move_without_renew(config, &id, &current, &record).await
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "could not move a session to its new ID");
-                config.delete_data(&id).await;
-                return CookieEdit::StoreFailed;
-            }
+            Err(err) => return move_failed(config, &id, &err).await,
         }
     }
     tracing::warn!("a session kept changing while it moved to its new ID");
     config.delete_data(&id).await;
+    CookieEdit::StoreFailed
+}
+
+/// The record a session `stored` has after moving to a new ID at `now`: a
+/// named session's, unchanged but for when its ID was issued; an unnamed
+/// one's, new (see [`move_lifetime`]).
+fn moved(base: &Policy, stored: &SessionRecord, now: Timestamp) -> SessionRecord {
+    let mut record = if stored.subject.is_some() {
+        SessionRecord {
+            id_issued_at: now,
+            renewed_to: None,
+            ..stored.clone()
+        }
+    } else {
+        SessionRecord {
+            label: stored.label.clone(),
+            ..SessionRecord::new(base, now, None, stored.remember_me)
+        }
+    };
+    record.expires_at = base.expiry(&record, record.last_activity);
+    record
+}
+
+/// The store failed while moving a session: its new ID goes, and the
+/// answer is a store failure.
+async fn move_failed(config: &Config, id: &SessionId, err: &StoreError) -> CookieEdit {
+    tracing::warn!(error = %err, "could not move a session to its new ID");
+    config.delete_data(id).await;
     CookieEdit::StoreFailed
 }
 
@@ -337,18 +349,10 @@ async fn move_without_renew(
             tracing::warn!("the session layer set an ID that already has a lifetime; cleared");
             return CookieEdit::Clear;
         }
-        Err(err) => {
-            tracing::warn!(error = %err, "could not move a session to its new ID");
-            config.delete_data(id).await;
-            return CookieEdit::StoreFailed;
-        }
+        Err(err) => return move_failed(config, id, &err).await,
     }
     match config.store.delete(&current.key).await {
-        Ok(true) => CookieEdit::Lifetime(record.remember_me.then(|| {
-            record
-                .expires_at
-                .saturating_duration_since(config.clock.now())
-        })),
+        Ok(true) => lifetime_of(record, config.clock.now()),
         Ok(false) => {
             if let Err(err) = config.store.delete(&id.key()).await {
                 tracing::warn!(error = %err, "could not end a session's new ID");
@@ -361,6 +365,17 @@ async fn move_without_renew(
             CookieEdit::StoreFailed
         }
     }
+}
+
+/// The followed cookie's lifetime for a session whose record is `record`:
+/// persistent up to its nearest deadline with remember-me, a
+/// browser-session cookie without.
+fn lifetime_of(record: &SessionRecord, now: Timestamp) -> CookieEdit {
+    CookieEdit::Lifetime(
+        record
+            .remember_me
+            .then(|| record.expires_at.saturating_duration_since(now)),
+    )
 }
 
 /// The session ended while the request that gave it the new ID `id` was
