@@ -418,6 +418,14 @@ pub async fn an_outage_mid_traffic_fails_closed(
     );
 }
 
+/// The sessions `GET /sessions` lists for `cookie`'s session.
+async fn listed_sessions(app: &Router, cookie: &str) -> Vec<serde_json::Value> {
+    let response = send(app, "GET", "/sessions", Some(cookie)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let listed: serde_json::Value = serde_json::from_str(&body_text(response).await).unwrap();
+    listed.as_array().unwrap().clone()
+}
+
 /// A subject's own sessions through the layer: listed with their labels,
 /// the current one marked, the most recently active first; one ended from
 /// another (its cookie then refused); another subject's session cannot be
@@ -460,13 +468,7 @@ pub async fn own_sessions_are_listed_and_ended(store: impl LifetimeStore) {
 
     let list = |cookie: String| {
         let app = app.clone();
-        async move {
-            let response = send(&app, "GET", "/sessions", Some(&cookie)).await;
-            assert_eq!(response.status(), StatusCode::OK);
-            let listed: serde_json::Value =
-                serde_json::from_str(&body_text(response).await).unwrap();
-            listed.as_array().unwrap().clone()
-        }
+        async move { listed_sessions(&app, &cookie).await }
     };
     clock.advance(SECOND);
     // Listing from the laptop is activity there: it comes first.
@@ -566,16 +568,12 @@ pub async fn a_listed_session_is_ended_after_its_id_renewed(store: impl Lifetime
     let app = app_with(Arc::clone(&store), &clock, renewing_policy());
     let alice = format!("alice-{}", SessionId::generate().unwrap().encode());
     let mut phone = log_in(&app, &alice).await;
+    // The keys of the subject's other sessions.
     let list = |cookie: String| {
         let app = app.clone();
         async move {
-            let response = send(&app, "GET", "/sessions", Some(&cookie)).await;
-            assert_eq!(response.status(), StatusCode::OK);
-            let listed: serde_json::Value =
-                serde_json::from_str(&body_text(response).await).unwrap();
-            listed
-                .as_array()
-                .unwrap()
+            listed_sessions(&app, &cookie)
+                .await
                 .iter()
                 .filter(|session| !session["current"].as_bool().unwrap())
                 .map(|session| session["key"].as_str().unwrap().to_owned())
