@@ -53,10 +53,19 @@ impl Example {
             .stderr(Stdio::null())
             .spawn()
             .expect("the example starts");
+        // Its first line says where it listens. The rest is drained until it
+        // exits: a closed pipe would make its next `println!` panic.
         let stdout = child.stdout.take().expect("piped");
-        let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
+        let (first_line, first) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = first_line.send(line);
+            }
+            lines.for_each(drop);
+        });
+        let first = first
+            .recv_timeout(Duration::from_secs(60))
             .expect("the example says where it listens");
         let address = first
             .trim()
