@@ -157,9 +157,11 @@ impl SessionHandle {
 }
 
 /// How many renewals of a listed session [`SessionHandle::end_session`]
-/// follows: a pointer lives for the grace period, shorter than the renewal
-/// interval, so one is the most a live chain has.
-const MAX_POINTERS: usize = 2;
+/// follows: the layer's own renewals leave chains of one (the grace period
+/// is shorter than the interval), but another layer may change a followed
+/// session's ID many times within one grace period. The stores' `delete`
+/// follows as many.
+const MAX_POINTERS: usize = 8;
 
 impl SessionInfo {
     fn of(

@@ -62,7 +62,7 @@ impl<R> Finish<R> {
         match (edit, &self.followed) {
             (CookieEdit::FromHandle, _) => self.handle.write_cookie(response.headers_mut()),
             (edit, Some(followed)) => {
-                if let CookieEdit::StoreFailed = edit {
+                if let CookieEdit::StoreFailed | CookieEdit::StoreFailedKeptId = edit {
                     // The handler has run and what it did stays done; the
                     // browser loses the cookie of a session whose lifetime
                     // could not be written, and the answer is the one a

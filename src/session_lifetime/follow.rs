@@ -5,7 +5,7 @@
 //! | the inner layer's response | the lifetime record | the cookie |
 //! | --- | --- | --- |
 //! | sets a new ID after a login through the handle, or for a first session | a new one, created now; the replaced one ends | its lifetime set to the new record's |
-//! | sets a new ID for a live session without a login (`cycle_id`) | moves to the new ID, only if the session is still live, atomically; a named session keeps its creation, an unnamed one starts anew | its lifetime set to the record's; dropped if the session ended meanwhile |
+//! | sets a new ID for a live session without a login (`cycle_id`) | moves to the new ID unchanged, only if the session is still live, atomically | its lifetime set to the record's; dropped if the session ended meanwhile |
 //! | keeps the pre-login ID (or writes none) on a login through the handle | the data moves to a fresh ID the layer picks; a new lifetime there; the old one ends | the fresh ID, with its lifetime |
 //! | sets the ID the request presented | unchanged | dropped, unless its `Max-Age` moved |
 //! | removes the cookie (`flush`, logout) | ends | removed |
@@ -76,6 +76,10 @@ pub(crate) enum CookieEdit {
     /// The store failed while starting or ending a session: answer as for a
     /// store failure, and clear the cookie.
     StoreFailed,
+    /// The store failed while moving a session to the inner layer's new
+    /// ID: answer as for a store failure, drop the new ID, leave the
+    /// browser's (the session's still).
+    StoreFailedKeptId,
 }
 
 /// A cookie edit now, or once the store has been told.
@@ -102,15 +106,16 @@ pub(crate) fn settle(
     // (or wrote no cookie at all): fixation, unless the layer moves the
     // session to a new ID itself.
     let kept_id = match &outbound {
-        Outbound::Untouched => true,
-        Outbound::Set(id) => admitted == Some(id),
-        Outbound::Removed | Outbound::Unusable => false,
+        Outbound::Untouched => Some(Kept::Unsaved),
+        Outbound::Set(id) if admitted == Some(id) => Some(Kept::Saved),
+        _ => None,
     };
-    if flags.login && kept_id {
+    if let Some(kept) = kept_id.filter(|_| flags.login) {
         return later(Box::pin(reissue(
             Arc::clone(config),
             admitted.cloned(),
             handle.followed_state(),
+            kept,
         )));
     }
     match outbound {
@@ -236,11 +241,11 @@ const MOVE_ATTEMPTS: usize = 3;
 /// Then the old ID is refused, but points to the new one for the renewal
 /// grace period: a logout in flight with it ends both.
 ///
-/// A named session keeps its creation time, limits, subject and
-/// remember-me: renewing never extends it, and its activity is this
-/// request's admission, not its response. A session the handle never
-/// named starts anew (created now): for apps that sign in through the
-/// other layer alone (axum-login), its ID change is the login.
+/// The session keeps its creation time, limits, subject and remember-me,
+/// named or not: an ID change never extends a lifetime (an app that
+/// signs in through axum-login alone starts the login's lifetime with
+/// [`SessionHandle::login`]), and its activity is this request's
+/// admission, not its response.
 async fn move_lifetime(
     config: &Config,
     id: SessionId,
@@ -258,10 +263,23 @@ async fn move_lifetime(
     // The session as this request knows it, with its own activity.
     let mut stored = current.record.clone();
     stored.last_activity = stored.last_activity.max(current.admitted_at);
+    let mut reloaded = false;
     for _ in 0..MOVE_ATTEMPTS {
-        // A request slower than the session's deadline: it ended meanwhile.
         if matches!(judge(policy, &stored, now), Verdict::Expired(_)) {
-            return ended_meanwhile(config, &id).await;
+            // Past its deadline as this request knows it: unless other
+            // requests kept it alive meanwhile, it ended.
+            if reloaded {
+                return ended_meanwhile(config, &id).await;
+            }
+            match config.store.load(&current.key).await {
+                Ok(Some(fresh)) if fresh.renewed_to.is_none() => {
+                    stored = fresh;
+                    reloaded = true;
+                    continue;
+                }
+                Ok(_) => return ended_meanwhile(config, &id).await,
+                Err(err) => return move_failed(config, &id, &current, &err).await,
+            }
         }
         let record = moved(base, &stored, now);
         let outcome = config
@@ -270,11 +288,7 @@ async fn move_lifetime(
             .await;
         match outcome {
             Ok(RenewOutcome::Renewed) => {
-                if record.subject.is_some() {
-                    observe::renewed(config, &current.key, &new_key);
-                } else {
-                    observe::started(config, &new_key);
-                }
+                observe::renewed(config, &current.key, &new_key);
                 return lifetime_of(&record, now);
             }
             Ok(RenewOutcome::Missing) => return ended_meanwhile(config, &id).await,
@@ -286,52 +300,57 @@ async fn move_lifetime(
             // request (then this ID is not the session's), or updated (a
             // remember-me switch, a re-authentication), which the move keeps.
             Ok(RenewOutcome::Conflict) => match config.store.load(&current.key).await {
-                Ok(Some(reloaded)) if reloaded.renewed_to.is_none() => {
+                Ok(Some(fresh)) if fresh.renewed_to.is_none() => {
                     stored = SessionRecord {
-                        last_activity: reloaded.last_activity.max(current.admitted_at),
-                        ..reloaded
+                        last_activity: fresh.last_activity.max(current.admitted_at),
+                        ..fresh
                     };
                 }
                 Ok(_) => return ended_meanwhile(config, &id).await,
-                Err(err) => return move_failed(config, &id, &err).await,
+                Err(err) => return move_failed(config, &id, &current, &err).await,
             },
             Err(err) if err.kind() == StoreErrorKind::Unsupported => {
                 return move_without_renew(config, &id, &current, &record).await
             }
-            Err(err) => return move_failed(config, &id, &err).await,
+            Err(err) => return move_failed(config, &id, &current, &err).await,
         }
     }
-    tracing::warn!("a session kept changing while it moved to its new ID");
-    config.delete_data(&id).await;
-    CookieEdit::StoreFailed
+    let err = StoreError::new(
+        StoreErrorKind::Backend,
+        "a session kept changing while it moved to its new ID",
+    );
+    move_failed(config, &id, &current, &err).await
 }
 
-/// The record a session `stored` has after moving to a new ID at `now`: a
-/// named session's, unchanged but for when its ID was issued; an unnamed
-/// one's, new (see [`move_lifetime`]).
+/// The record a session `stored` has after moving to a new ID at `now`:
+/// the same but for when its ID was issued.
 fn moved(base: &Policy, stored: &SessionRecord, now: Timestamp) -> SessionRecord {
-    let mut record = if stored.subject.is_some() {
-        SessionRecord {
-            id_issued_at: now,
-            renewed_to: None,
-            ..stored.clone()
-        }
-    } else {
-        SessionRecord {
-            label: stored.label.clone(),
-            ..SessionRecord::new(base, now, None, stored.remember_me)
-        }
+    let mut record = SessionRecord {
+        id_issued_at: now,
+        renewed_to: None,
+        ..stored.clone()
     };
     record.expires_at = base.expiry(&record, record.last_activity);
     record
 }
 
-/// The store failed while moving a session: its new ID goes, and the
-/// answer is a store failure.
-async fn move_failed(config: &Config, id: &SessionId, err: &StoreError) -> CookieEdit {
-    tracing::warn!(error = %err, "could not move a session to its new ID");
-    config.delete_data(id).await;
-    CookieEdit::StoreFailed
+/// The store failed while moving the session `current` to the new ID `id`:
+/// the inner layer already dropped the data under the old ID, so it moves
+/// back there, the browser keeps the old ID (still the session's), and the
+/// answer is a store failure. Nothing that was stored is lost.
+async fn move_failed(
+    config: &Config,
+    id: &SessionId,
+    current: &CurrentSession,
+    err: &StoreError,
+) -> CookieEdit {
+    tracing::warn!(error = %err, "could not move a session to its new ID; it keeps its ID");
+    if let Some(data) = &config.session_data {
+        if let Err(err) = data.move_data(id, &current.id).await {
+            tracing::warn!(error = %err, "could not move a session's data back to its ID");
+        }
+    }
+    CookieEdit::StoreFailedKeptId
 }
 
 /// [`move_lifetime`] on a store that cannot renew: the new record first,
@@ -349,7 +368,7 @@ async fn move_without_renew(
             tracing::warn!("the session layer set an ID that already has a lifetime; cleared");
             return CookieEdit::Clear;
         }
-        Err(err) => return move_failed(config, id, &err).await,
+        Err(err) => return move_failed(config, id, current, &err).await,
     }
     match config.store.delete(&current.key).await {
         Ok(true) => lifetime_of(record, config.clock.now()),
@@ -389,6 +408,15 @@ async fn ended_meanwhile(config: &Config, id: &SessionId) -> CookieEdit {
     CookieEdit::Drop
 }
 
+/// How the inner layer kept the ID a login came with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    /// It saved the session under it (its data is there).
+    Saved,
+    /// It wrote no cookie (it may hold no data for it).
+    Unsaved,
+}
+
 /// A login on which the inner layer kept the ID the request came with
 /// (`old`; none for a visitor) or started no session: the layer moves the
 /// session's data to a fresh ID, starts the login's lifetime there, ends
@@ -396,7 +424,17 @@ async fn ended_meanwhile(config: &Config, id: &SessionId) -> CookieEdit {
 /// data to move, the old session ends instead
 /// ([`EndReason::LoginKeptId`]); [`SessionHandle::login`] refuses such a
 /// login before the handler answers, so this is a last line of defence.
-async fn reissue(config: Arc<Config>, old: Option<SessionId>, state: FollowedState) -> CookieEdit {
+///
+/// If the data the inner layer saved is gone when the layer moves it,
+/// another request (a second click on "Sign in") moved or ended the
+/// session meanwhile: this response hands out no ID, and the browser keeps
+/// the one that request gave it.
+async fn reissue(
+    config: Arc<Config>,
+    old: Option<SessionId>,
+    state: FollowedState,
+    kept: Kept,
+) -> CookieEdit {
     let Some(data) = &config.session_data else {
         return match old {
             Some(old) => {
@@ -423,21 +461,36 @@ async fn reissue(config: Arc<Config>, old: Option<SessionId>, state: FollowedSta
         state.pending.remember_me,
     )
     .expires_at;
-    let id = match data.move_to_new_id(old.as_ref(), expires_at).await {
-        Ok(id) => id,
+    let mut moved = data.move_to_new_id(old.as_ref(), expires_at, true).await;
+    if let (Ok(None), Some(old)) = (&moved, &old) {
+        // No data under the old ID. Saved just now, it was moved away
+        // since; unsaved, it may have expired in the data store alone: then
+        // the session, still live here, starts with empty data.
+        let live = match config.store.load(&old.key()).await {
+            Ok(record) => record.is_some_and(|record| record.renewed_to.is_none()),
+            Err(err) => return move_failed_at_sign_in(&config, old.clone(), &err).await,
+        };
+        if kept == Kept::Unsaved && live {
+            moved = data.move_to_new_id(None, expires_at, false).await;
+        }
+    }
+    let id = match moved {
+        Ok(Some(id)) => id,
+        Ok(None) => {
+            tracing::info!(
+                target: "tower_session_lifetime",
+                "a sign-in's session was moved or ended by another request; no ID handed out"
+            );
+            return match old {
+                Some(old) => end(config, old, CookieEdit::Drop, EndReason::Replaced).await,
+                None => CookieEdit::Drop,
+            };
+        }
         Err(err) => {
-            tracing::warn!(error = %err, "could not move a signed-in session's data to a new ID");
-            if let Some(old) = old {
-                // The login's session must not keep the old ID.
-                let _ = end(
-                    Arc::clone(&config),
-                    old,
-                    CookieEdit::Clear,
-                    EndReason::LoginKeptId,
-                )
-                .await;
+            return match old {
+                Some(old) => move_failed_at_sign_in(&config, old, &err).await,
+                None => CookieEdit::StoreFailed,
             }
-            return CookieEdit::StoreFailed;
         }
     };
     let retired = old.or(state.unconfirmed);
@@ -445,6 +498,26 @@ async fn reissue(config: Arc<Config>, old: Option<SessionId>, state: FollowedSta
         CookieEdit::Lifetime(max_age) => CookieEdit::Reissue { id, max_age },
         other => other,
     }
+}
+
+/// A store failed while a sign-in moved the session `old` to a new ID: the
+/// sign-in fails closed. The old ID must not keep the new sign-in (the
+/// inner layer saved it there), so its session ends as far as the store
+/// lets it, and the cookie is cleared.
+async fn move_failed_at_sign_in(
+    config: &Arc<Config>,
+    old: SessionId,
+    err: &StoreError,
+) -> CookieEdit {
+    tracing::warn!(error = %err, "could not move a signed-in session's data to a new ID");
+    let _ = end(
+        Arc::clone(config),
+        old,
+        CookieEdit::Clear,
+        EndReason::LoginKeptId,
+    )
+    .await;
+    CookieEdit::StoreFailed
 }
 
 /// Ends the session `id` (for `reason`), then edits the cookie as `edit`
@@ -541,11 +614,16 @@ impl<'a> SetCookie<'a> {
     /// Whether it tells the browser to drop the cookie. The clock is read
     /// only for an `Expires`, which few session cookies have.
     fn removes(&self, clock: &dyn Clock) -> bool {
+        // Zero or negative, however many digits (browsers read any
+        // negative number as "now").
         let max_age_passed = self.max_age.is_some_and(|max_age| {
-            std::str::from_utf8(max_age)
-                .ok()
-                .and_then(|max_age| max_age.parse::<i64>().ok())
-                .is_some_and(|seconds| seconds <= 0)
+            let (negative, digits) = match max_age.strip_prefix(b"-") {
+                Some(digits) => (true, digits),
+                None => (false, max_age),
+            };
+            !digits.is_empty()
+                && digits.iter().all(u8::is_ascii_digit)
+                && (negative || digits.iter().all(|&digit| digit == b'0'))
         });
         self.value.is_empty()
             || max_age_passed
@@ -664,6 +742,7 @@ fn edit_followed_cookie(config: &Config, edit: CookieEdit, headers: &mut HeaderM
             drop_followed(config, headers, false);
             config.cookie.append_removal(headers);
         }
+        CookieEdit::StoreFailedKeptId => drop_followed(config, headers, false),
         CookieEdit::Reissue { id, max_age } => {
             drop_followed(config, headers, false);
             config.cookie.append_set(headers, &id, max_age);

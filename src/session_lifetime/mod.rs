@@ -112,13 +112,20 @@ pub(crate) trait SessionData: Send + Sync + 'static {
     /// Deletes the data of the session `id`.
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError>;
 
-    /// Moves the data of the session `old` (none: empty data, kept until
-    /// `expires_at`) to a fresh ID, which it returns: what a login needs
-    /// when the other layer kept the pre-login ID. The data under `old` is
-    /// gone afterwards (a failure to delete it is logged).
+    /// Moves the data of the session `old` to a fresh ID, which it returns:
+    /// what a login needs when the other layer kept the pre-login ID. The
+    /// data under `old` is gone afterwards (a failure to delete it is
+    /// logged). When `old` has no data (or is none), the fresh ID gets
+    /// empty data kept until `expires_at`, unless `must_exist`: then the
+    /// answer is `None` and nothing is written.
     async fn move_to_new_id(
         &self,
         old: Option<&SessionId>,
         expires_at: crate::time::Timestamp,
-    ) -> Result<SessionId, StoreError>;
+        must_exist: bool,
+    ) -> Result<Option<SessionId>, StoreError>;
+
+    /// Moves the data of the session `from` to the ID `to` (overwriting),
+    /// then deletes it under `from`; `false` if `from` has none.
+    async fn move_data(&self, from: &SessionId, to: &SessionId) -> Result<bool, StoreError>;
 }

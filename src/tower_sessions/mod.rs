@@ -77,7 +77,8 @@ impl<S: SessionStore> SessionData for DataOf<S> {
         &self,
         old: Option<&SessionId>,
         expires_at: Timestamp,
-    ) -> Result<SessionId, StoreError> {
+        must_exist: bool,
+    ) -> Result<Option<SessionId>, StoreError> {
         let loaded = match old {
             Some(old) => self
                 .0
@@ -88,6 +89,7 @@ impl<S: SessionStore> SessionData for DataOf<S> {
         };
         let mut record = match loaded {
             Some(record) => record,
+            None if must_exist => return Ok(None),
             None => Record {
                 id: Id(0),
                 data: Default::default(),
@@ -100,11 +102,34 @@ impl<S: SessionStore> SessionData for DataOf<S> {
         // The store picks another ID if this one is taken.
         self.0.create(&mut record).await.map_err(store_error)?;
         if let Some(old) = old {
-            if let Err(err) = self.0.delete(&tower_sessions_id(old)).await {
-                tracing::warn!(error = %err, "could not delete the data of a replaced session ID");
-            }
+            self.delete_after_move(old).await;
         }
-        Ok(session_id_of(record.id))
+        Ok(Some(session_id_of(record.id)))
+    }
+
+    async fn move_data(&self, from: &SessionId, to: &SessionId) -> Result<bool, StoreError> {
+        let Some(mut record) = self
+            .0
+            .load(&tower_sessions_id(from))
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(false);
+        };
+        record.id = tower_sessions_id(to);
+        self.0.save(&record).await.map_err(store_error)?;
+        self.delete_after_move(from).await;
+        Ok(true)
+    }
+}
+
+impl<S: SessionStore> DataOf<S> {
+    /// Deletes the data left under `id` after a move; a failure is logged
+    /// (the data is then left to the store's own expiry).
+    async fn delete_after_move(&self, id: &SessionId) {
+        if let Err(err) = self.0.delete(&tower_sessions_id(id)).await {
+            tracing::warn!(error = %err, "could not delete the data a session moved away from");
+        }
     }
 }
 
