@@ -550,6 +550,29 @@ async fn remember_me_chosen_only_on_the_second_sign_in_applies() {
 }
 
 #[tokio::test]
+async fn a_login_through_the_handle_alone_gets_a_session_of_its_own() {
+    let stack = Stack::new(policy(HOUR, DAY));
+    // A visitor, then over that session: tower-sessions writes nothing.
+    let response = stack
+        .request("POST", "/login-handle-only?user=hana", None)
+        .await;
+    let first = cookie_header(&response).expect("the layer gives it an ID");
+    let whoami = stack.request("GET", "/whoami", Some(&first)).await;
+    assert_eq!(body_text(whoami).await, "hana");
+    let response = stack
+        .request("POST", "/login-handle-only?user=ines", Some(&first))
+        .await;
+    let second = cookie_header(&response).expect("a new ID");
+    assert_ne!(second, first);
+    let whoami = stack.request("GET", "/whoami", Some(&second)).await;
+    assert_eq!(body_text(whoami).await, "ines");
+    assert_eq!(
+        reason(&stack.protected(&first).await),
+        Some(RejectReason::Unknown)
+    );
+}
+
+#[tokio::test]
 async fn signing_in_twice_through_axum_login_alone_keeps_the_user_signed_in() {
     let stack = Stack::new(policy(HOUR, DAY));
     let response = stack

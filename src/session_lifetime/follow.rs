@@ -16,8 +16,10 @@
 //! cookie. An ID the layer refused never gets a lifetime back through the
 //! inner layer. A replaced ID is refused at once (the inner layer dropped
 //! its data); for the renewal grace period it still points to the new one,
-//! so that a logout in flight with it ends the session. When the store fails to start or end a lifetime, the answer is the
-//! one a store failure gets, with the cookie cleared.
+//! so that a logout in flight with it ends the session. When the store
+//! fails to start or end a lifetime, the answer is the one a store failure
+//! gets, with the cookie cleared; when it fails to move one, the session
+//! keeps its old ID and its data.
 
 use crate::observe::{self, EndReason};
 use std::future::Future;
@@ -273,7 +275,10 @@ async fn move_lifetime(
             }
             match config.store.load(&current.key).await {
                 Ok(Some(fresh)) if fresh.renewed_to.is_none() => {
-                    stored = fresh;
+                    stored = SessionRecord {
+                        last_activity: fresh.last_activity.max(current.admitted_at),
+                        ..fresh
+                    };
                     reloaded = true;
                     continue;
                 }
@@ -461,7 +466,9 @@ async fn reissue(
         state.pending.remember_me,
     )
     .expires_at;
-    let mut moved = data.move_to_new_id(old.as_ref(), expires_at, true).await;
+    let mut moved = data
+        .move_to_new_id(old.as_ref(), expires_at, old.is_some())
+        .await;
     if let (Ok(None), Some(old)) = (&moved, &old) {
         // No data under the old ID. Saved just now, it was moved away
         // since; unsaved, it may have expired in the data store alone: then

@@ -7,6 +7,8 @@
 //! without logging out a signed-in user first, so axum-login keeps the ID),
 //! `POST /login-remember-later` (signs in, then turns remember-me on),
 //! `POST /login-axum-only` (axum-login's login alone, never the handle's),
+//! `POST /login-handle-only?user=..` (the handle's login alone: tower-sessions
+//! is never written),
 //! `POST /logout`, `POST /cycle` (tower-sessions' `cycle_id`), `POST
 //! /end-then-write` (the handle's logout, then a session write), `GET
 //! /protected` (`login_required!`, answers the user name), `GET /whoami`
@@ -195,6 +197,7 @@ impl Stack {
             .route("/login-again", post(login_again))
             .route("/login-remember-later", post(login_remember_later))
             .route("/login-axum-only", post(login_axum_only))
+            .route("/login-handle-only", post(login_handle_only))
             .route("/cycle", post(cycle))
             .route("/end-then-write", post(end_then_write))
             .route("/whoami", get(whoami))
@@ -327,6 +330,22 @@ async fn sign_in(
     match auth.login(&user).await {
         Ok(()) => StatusCode::OK,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[derive(Deserialize)]
+struct HandleLogin {
+    user: String,
+}
+
+/// Names the session through the handle alone; tower-sessions is untouched.
+async fn login_handle_only(
+    lifetime: SessionHandle,
+    Query(login): Query<HandleLogin>,
+) -> StatusCode {
+    match lifetime.login(login.user, false).await {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::BAD_REQUEST,
     }
 }
 
