@@ -494,20 +494,6 @@ async fn follow_end(
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)
 }
 
-async fn follow_count(session: Session) -> Result<String, StatusCode> {
-    let count: u64 = session
-        .get("count")
-        .await
-        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
-        .unwrap_or(0)
-        + 1;
-    session
-        .insert("count", count)
-        .await
-        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-    Ok(count.to_string())
-}
-
 impl Follow {
     fn new(policy: Policy) -> Self {
         let clock = ManualClock::new(SystemClock.now());
@@ -526,7 +512,7 @@ impl Follow {
             .route("/login", post(follow_login_again))
             .route("/protected", get(follow_protected))
             .route("/cycle", post(follow_cycle))
-            .route("/count", get(follow_count))
+            .route("/count", get(compose::count))
             .route("/sessions", get(follow_sessions))
             .route("/sessions/end", post(follow_end))
             .layer(auth)

@@ -416,7 +416,8 @@ async fn protected(auth: AuthSession<Backend>) -> String {
     auth.user.map(|user| user.name).unwrap_or_default()
 }
 
-async fn count(session: Session) -> Result<String, StatusCode> {
+/// A tower-sessions counter: answers how many times the session counted.
+pub async fn count(session: Session) -> Result<String, StatusCode> {
     let count: u64 = session
         .get("count")
         .await
