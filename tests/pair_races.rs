@@ -51,9 +51,11 @@
 //! admitted). An expiry is checked in the rounds in which the expiry request was refused
 //! as idle; in the others the concurrent request's activity came first and
 //! rightly kept the session alive. A logout is checked unless it was refused
-//! as sent with a retired ID (`RejectReason::Renewed`): one sent after a
-//! `cycle_id` had moved the session ends nothing, as documented, while one
-//! in flight across the move ends the session under both IDs.
+//! as sent with a retired ID (`RejectReason::Renewed`): one that reaches the
+//! layer after a `cycle_id` moved the session ends nothing, a known gap that
+//! SECURITY.md states (even when the `cycle_id`'s answer, with the new ID,
+//! leaves after the logout's), while one in flight across the move ends the
+//! session under both IDs.
 //!
 //! Every test runs all its rounds, prints one line (the rounds run; in how
 //! many the ending applied, the concurrent operation was admitted, and its
@@ -958,9 +960,9 @@ impl Bench {
 
         let applied = match ending {
             Ending::Expiry => raced.ended.reason == Some(RejectReason::IdleTimeout),
-            // A logout sent with an ID a finished `cycle_id` retired is
-            // refused before the handler runs and ends nothing (SECURITY.md,
-            // "What it does not do"): the browser holds the new ID by then.
+            // A logout that reaches the layer with an ID a `cycle_id` has
+            // already retired is refused before the handler runs and ends
+            // nothing: a known gap (SECURITY.md, "What it does not do").
             Ending::Logout => raced.ended.reason != Some(RejectReason::Renewed),
             _ => true,
         };
