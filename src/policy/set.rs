@@ -346,7 +346,7 @@ impl Policies {
     /// The layer cannot know how the router inside it reads a path, so it
     /// reads it every way a router, a proxy or a file server may: as sent,
     /// percent-decoded (once or twice), with dot segments resolved (keeping
-    /// or dropping empty segments), with `\\` as `/`. When the readings
+    /// or dropping empty segments), with `\` as `/`. When the readings
     /// fall in one group (or in one group and none), that group judges;
     /// when they fall in different groups, all groups judge at once (their
     /// tightest limits), so no spelling of a path escapes a group.
@@ -438,7 +438,7 @@ fn is_plain(path: &str) -> bool {
 /// percent-decoded once and twice; each of those with dot segments
 /// resolved as RFC 3986 does (empty segments kept) and as most routers
 /// and file servers do (empty segments dropped, so `//admin` is
-/// `/admin`); and all of that again with `\\` read as `/`.
+/// `/admin`); and all of that again with `\` read as `/`.
 fn readings(path: &str) -> Vec<String> {
     let once = decoded(path);
     let twice = decoded(&once);
