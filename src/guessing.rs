@@ -36,6 +36,19 @@ const SHARDS: usize = 64;
 /// Default bound on the clients tracked at once.
 pub const DEFAULT_MAX_CLIENTS: usize = 65_536;
 
+/// The most memory the guess counts take per client they can count, in
+/// bytes: the counts of one layer never take more than
+/// [`max_clients`](GuessLimit::max_clients) times this, however many
+/// distinct clients send forged IDs (at the default, under 6 MiB).
+/// `tests/bounded_memory.rs` counts the bytes with a million clients.
+///
+/// ```
+/// use tower_session_lifetime::{DEFAULT_MAX_CLIENTS, GUESS_COUNT_BYTES_PER_CLIENT};
+///
+/// assert!(DEFAULT_MAX_CLIENTS * GUESS_COUNT_BYTES_PER_CLIENT < 6 << 20);
+/// ```
+pub const GUESS_COUNT_BYTES_PER_CLIENT: usize = 88;
+
 type ClientOf = dyn Fn(&HeaderMap, &Extensions) -> Option<IpAddr> + Send + Sync;
 
 /// How many unknown or forged session IDs one client may present in a
@@ -103,7 +116,8 @@ impl GuessLimit {
     }
 
     /// At most this many clients are counted at once (default
-    /// [`DEFAULT_MAX_CLIENTS`]), so that the counts take bounded memory.
+    /// [`DEFAULT_MAX_CLIENTS`]), so that the counts take bounded memory: at
+    /// most [`GUESS_COUNT_BYTES_PER_CLIENT`] bytes each.
     /// When that many are counted, clients whose window has ended make room;
     /// if none has, a new client is not counted until one does.
     pub fn max_clients(mut self, max_clients: usize) -> Self {

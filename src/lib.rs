@@ -104,7 +104,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use deadline_headers::{
     DeadlineHeaders, SameHeaderNameError, ABSOLUTE_DEADLINE_HEADER, IDLE_DEADLINE_HEADER,
 };
-pub use guessing::{GuessLimit, GuessLimitError, DEFAULT_MAX_CLIENTS};
+pub use guessing::{
+    GuessLimit, GuessLimitError, DEFAULT_MAX_CLIENTS, GUESS_COUNT_BYTES_PER_CLIENT,
+};
 pub use handle::{LogoutRedirect, MissingSessionLayer, SessionError, SessionHandle};
 pub use id::{SessionId, SessionKey, ShortKey, SESSION_ID_BYTES, SESSION_ID_LEN};
 pub use logout_redirect::{LogoutRedirects, RedirectConfigError};

@@ -96,13 +96,19 @@ async fn a_record_expires_in_redis_at_its_deadline() {
         later.as_unix_millis(),
         "a touch moves it"
     );
-    // A deadline that has passed: Redis drops the record at once.
+    // A touch computed from a stale copy (an earlier expiry) never moves
+    // it earlier.
     let past = SystemClock.now().saturating_add(Duration::ZERO);
     store
         .touch(&key, touched_at.saturating_add(MINUTE), past)
         .await
         .unwrap();
-    assert_eq!(store.load(&key).await.unwrap(), None);
+    let expires_at: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&redis_key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(expires_at as u64, later.as_unix_millis(), "a touch kept it");
 }
 
 /// A `redis-server` of this test's own, on a free loopback port.

@@ -145,6 +145,53 @@ pub async fn touch_moves_forward_only(store: &dyn LifetimeStore) {
     );
 }
 
+/// `touch` moves the expiry later, never earlier: a touch computed from a
+/// copy read before an update that lengthened the session keeps the longer
+/// expiry.
+pub async fn touch_never_shortens_the_expiry(store: &dyn LifetimeStore) {
+    let (key, record) = insert_live(store).await;
+    let later = record.last_activity.saturating_add(Duration::from_secs(5));
+    let shorter = later.saturating_add(Duration::from_secs(60));
+    assert!(shorter < record.expires_at, "the record lives an hour");
+    assert_eq!(
+        store.touch(&key, later, shorter).await.expect("touch"),
+        TouchOutcome::Touched
+    );
+    let stored = store.load(&key).await.expect("load").expect("record");
+    assert_eq!(stored.last_activity, later);
+    assert_eq!(
+        stored.expires_at, record.expires_at,
+        "a touch cut the expiry short"
+    );
+    store.delete(&key).await.expect("delete");
+}
+
+/// `touch` never gives an expired record new life: at or after its
+/// `expires_at` it answers `Missing` and writes nothing, swept or not.
+pub async fn touch_leaves_an_expired_record_alone(store: &dyn LifetimeStore) {
+    let (key, record) = insert_live(store).await;
+    for activity in [
+        record.expires_at,
+        record.expires_at.saturating_add(Duration::from_millis(1)),
+    ] {
+        assert_eq!(
+            store
+                .touch(&key, activity, activity.saturating_add(HOUR))
+                .await
+                .expect("touch"),
+            TouchOutcome::Missing,
+            "a touch at or after the record's expiry"
+        );
+    }
+    let stored = store.load(&key).await.expect("load").expect("record");
+    assert_eq!(stored.expires_at, record.expires_at, "the expiry moved");
+    assert_eq!(
+        stored.last_activity, record.last_activity,
+        "the activity moved"
+    );
+    store.delete(&key).await.expect("delete");
+}
+
 /// A `touch` or `update` after `delete` finds nothing and creates nothing.
 pub async fn writes_after_delete_do_not_resurrect(store: &dyn LifetimeStore) {
     let (key, record) = insert_live(store).await;
@@ -372,10 +419,16 @@ pub async fn load_and_touch_agrees_with_judge(store: &dyn LifetimeStore) {
                                 "touch due: {context}"
                             );
                             assert_eq!(stored.last_activity, now, "{context}");
-                            assert_eq!(
-                                stored.expires_at,
-                                admission.deadlines.nearest(),
-                                "{context}"
+                            // The new deadline, or the stored expiry if that
+                            // is later (`touch` never shortens it): a tighter
+                            // policy bites through `judge`, not the expiry.
+                            let nearest = admission.deadlines.nearest();
+                            assert!(
+                                stored.expires_at == nearest
+                                    || stored.expires_at == record.expires_at
+                                        && record.expires_at > nearest,
+                                "expiry {:?}, deadline {nearest:?}: {context}",
+                                stored.expires_at
                             );
                         }
                         _ => {
@@ -581,14 +634,23 @@ pub async fn renew_moves_the_session(store: &dyn LifetimeStore) {
     assert_eq!(pointer.expires_at, grace_until);
     assert_eq!(pointer.version, record.version + 1);
 
-    // The pointer takes no activity and no update, and moves only once.
+    // The pointer takes no activity and no update, and moves only once;
+    // past its grace period it is expired.
+    let in_grace = issued.saturating_add(Duration::from_secs(1));
+    assert_eq!(
+        store
+            .touch(&old, in_grace, in_grace.saturating_add(HOUR))
+            .await
+            .expect("touch"),
+        TouchOutcome::AlreadyRecent
+    );
     let much_later = later.saturating_add(HOUR);
     assert_eq!(
         store
             .touch(&old, much_later, much_later.saturating_add(HOUR))
             .await
             .expect("touch"),
-        TouchOutcome::AlreadyRecent
+        TouchOutcome::Missing
     );
     assert_eq!(store.load(&old).await.expect("load"), Some(pointer.clone()));
     assert_eq!(
@@ -661,6 +723,8 @@ pub async fn run_sequential_checks(store: &dyn LifetimeStore) {
     create_load_delete(store).await;
     create_never_overwrites(store).await;
     touch_moves_forward_only(store).await;
+    touch_leaves_an_expired_record_alone(store).await;
+    touch_never_shortens_the_expiry(store).await;
     writes_after_delete_do_not_resurrect(store).await;
     update_is_conditional(store).await;
     delete_stale_spares_touched_records(store).await;
@@ -724,6 +788,16 @@ macro_rules! lifetime_store_conformance {
             #[::tokio::test]
             async fn touch_moves_forward_only() {
                 checks::touch_moves_forward_only(&*store().await).await;
+            }
+
+            #[::tokio::test]
+            async fn touch_never_shortens_the_expiry() {
+                checks::touch_never_shortens_the_expiry(&*store().await).await;
+            }
+
+            #[::tokio::test]
+            async fn touch_leaves_an_expired_record_alone() {
+                checks::touch_leaves_an_expired_record_alone(&*store().await).await;
             }
 
             #[::tokio::test]

@@ -3,8 +3,8 @@
 use std::collections::{hash_map, HashMap};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock, PoisonError};
 
 use async_trait::async_trait;
 
@@ -14,12 +14,38 @@ use crate::id::SessionKey;
 use crate::policy::Limits;
 use crate::record::SessionRecord;
 use crate::time::Timestamp;
+use sync::{AtomicU64, AtomicUsize, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// The locks and atomics the store synchronises with: the standard
+/// library's, or loom's when the store is model-checked (`--cfg tsl_loom`,
+/// see `model-check/`), so that loom explores every interleaving of them.
+mod sync {
+    #[cfg(not(tsl_loom))]
+    pub(super) use std::sync::{
+        atomic::{AtomicU64, AtomicUsize},
+        RwLock, RwLockReadGuard, RwLockWriteGuard,
+    };
+
+    #[cfg(tsl_loom)]
+    pub(super) use loom::sync::{
+        atomic::{AtomicU64, AtomicUsize},
+        RwLock, RwLockReadGuard, RwLockWriteGuard,
+    };
+}
 
 /// Number of shards; a power of two. At a million sessions each holds about
 /// a thousand, so a sweep or a resize holds one small lock.
+#[cfg(not(tsl_loom))]
 const SHARDS: usize = 1024;
+/// Under the model checker: few shards, so that explored schedules include
+/// keys sharing a shard and keys apart, and a scan stays short.
+#[cfg(tsl_loom)]
+const SHARDS: usize = 4;
 /// How many stripes subjects are gated in (see `Inner::subject_gates`).
+#[cfg(not(tsl_loom))]
 const SUBJECT_GATES: usize = 64;
+#[cfg(tsl_loom)]
+const SUBJECT_GATES: usize = 2;
 
 /// How many distinct [`Limits`] one store keeps. Sessions share their limits
 /// snapshot through this table, so a record stores a 4-byte index instead of
@@ -43,7 +69,10 @@ pub const MAX_DISTINCT_LIMITS: usize = 1024;
 ///   every 1024 logins, one small lock at a time; a shard whose earliest
 ///   expiry is still ahead is skipped without locking it.
 ///   [`reclaim_expired`](LifetimeStore::reclaim_expired) sweeps every shard,
-///   also one at a time, for apps that want to run it on a timer.
+///   also one at a time, for apps that want to run it on a timer. A sweep
+///   that leaves a shard mostly empty gives its memory back, so once a
+///   burst of sessions has expired and been swept the store is back to the
+///   memory it had before (`tests/bounded_memory.rs` counts the bytes).
 /// - **Synchronous reads**: it answers
 ///   [`try_load_now`](LifetimeStore::try_load_now), so the layer admits a
 ///   request without a future of its own.
@@ -318,6 +347,14 @@ impl Shard {
             let earliest = map.values().map(|entry| entry.expires_at).min();
             self.earliest_expiry
                 .store(earliest.unwrap_or(u64::MAX), Ordering::Relaxed);
+            // Give back the room of what left, once most of it is empty,
+            // so that a burst of sessions does not keep its memory for
+            // good; the margin keeps a steady shard from shrinking and
+            // growing at every sweep.
+            let (len, capacity) = (map.len(), map.capacity());
+            if len < capacity / 4 {
+                map.shrink_to(len * 2);
+            }
             removed
         };
         // The subjects are freed here, after the lock is released.
@@ -362,7 +399,9 @@ impl LifetimeStore for MemoryStore {
         let shard = self.shard(key);
         let mut map = shard.write();
         Ok(match map.get_mut(key.as_bytes()) {
+            // Expired at the given activity: ended, though not yet swept.
             None => TouchOutcome::Missing,
+            Some(entry) if entry.expires_at <= activity.as_unix_millis() => TouchOutcome::Missing,
             Some(entry)
                 if entry.renewed_to().is_some()
                     || entry.last_activity >= activity.as_unix_millis() =>
@@ -371,7 +410,7 @@ impl LifetimeStore for MemoryStore {
             }
             Some(entry) => {
                 entry.last_activity = activity.as_unix_millis();
-                entry.expires_at = expires_at.as_unix_millis();
+                entry.expires_at = entry.expires_at.max(expires_at.as_unix_millis());
                 shard.expires(entry.expires_at);
                 TouchOutcome::Touched
             }

@@ -192,11 +192,17 @@ pub trait LifetimeStore: Send + Sync + 'static {
         None
     }
 
-    /// Sets `last_activity` to `activity` and `expires_at` to `expires_at`,
-    /// only if the record exists, has not been [renewed](LifetimeStore::renew)
-    /// (its `renewed_to` is `None`; a renewed one answers
-    /// [`AlreadyRecent`](TouchOutcome::AlreadyRecent)) and its stored
-    /// activity is earlier than `activity`. Never creates a record.
+    /// Sets `last_activity` to `activity` and moves `expires_at` to
+    /// `expires_at` if that is later (a touch computed from a copy read
+    /// before a concurrent [`update`](LifetimeStore::update), such as a
+    /// remember-me switch, must not cut the updated session short), only if
+    /// the record exists, is still live at `activity` (its stored
+    /// `expires_at` is later; an expired one, swept or not, answers
+    /// [`Missing`](TouchOutcome::Missing)), has not been
+    /// [renewed](LifetimeStore::renew) (its `renewed_to` is `None`; a renewed
+    /// one answers [`AlreadyRecent`](TouchOutcome::AlreadyRecent)) and its
+    /// stored activity is earlier than `activity`. Never creates a record,
+    /// and never gives an expired one new life.
     async fn touch(
         &self,
         key: &SessionKey,

@@ -187,11 +187,14 @@ impl<S: SessionStore> LifetimeStore for TowerSessionsStore<S> {
         let Some(mut record) = self.read(key).await? else {
             return Ok(TouchOutcome::Missing);
         };
+        if record.expires_at <= activity {
+            return Ok(TouchOutcome::Missing);
+        }
         if record.renewed_to.is_some() || record.last_activity >= activity {
             return Ok(TouchOutcome::AlreadyRecent);
         }
         record.last_activity = activity;
-        record.expires_at = expires_at;
+        record.expires_at = record.expires_at.max(expires_at);
         self.write(key, &record).await?;
         Ok(TouchOutcome::Touched)
     }

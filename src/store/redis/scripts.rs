@@ -41,15 +41,20 @@ return 1
 ";
 
 /// Moves activity to `ARGV[3]` and the expiry to `ARGV[4]`, only forward,
-/// only on a record that exists and was not renewed (`m`, a pointer).
-/// `ARGV`: 1 prefix, 2 member. 0: missing, 1: already recent, 2: touched.
+/// only on a record that exists, is live at `ARGV[3]` (its expiry `e` is
+/// later) and was not renewed (`m`, a pointer).
+/// `ARGV`: 1 prefix, 2 member. 0: missing (or expired), 1: already recent,
+/// 2: touched.
 const TOUCH: &str = r"
-local stored = redis.call('HMGET', KEYS[1], 'a', 's', 'm')
+local stored = redis.call('HMGET', KEYS[1], 'a', 's', 'm', 'e')
 if not stored[1] then return 0 end
+local expiry = tonumber(stored[4])
+if expiry and expiry <= tonumber(ARGV[3]) then return 0 end
 if stored[3] or tonumber(stored[1]) >= tonumber(ARGV[3]) then return 1 end
-redis.call('HSET', KEYS[1], 'a', ARGV[3], 'e', ARGV[4])
-redis.call('PEXPIREAT', KEYS[1], ARGV[4])
-if stored[2] then index(index_key(ARGV[1], stored[2]), ARGV[2], ARGV[4]) end
+if not expiry or expiry < tonumber(ARGV[4]) then expiry = ARGV[4] end
+redis.call('HSET', KEYS[1], 'a', ARGV[3], 'e', expiry)
+redis.call('PEXPIREAT', KEYS[1], expiry)
+if stored[2] then index(index_key(ARGV[1], stored[2]), ARGV[2], expiry) end
 return 2
 ";
 

@@ -126,9 +126,10 @@ impl Queries {
                  SELECT {COLUMNS}, EXISTS (SELECT 1 FROM touched) AS touched FROM found"
             ),
             touch: format!(
-                "WITH found AS (SELECT 1 FROM {t} WHERE key = $1), \
-                 touched AS (UPDATE {t} SET last_activity = $2, expires_at = $3 \
-                   WHERE key = $1 AND last_activity < $2 AND renewed_to IS NULL RETURNING 1) \
+                "WITH found AS (SELECT 1 FROM {t} WHERE key = $1 AND expires_at > $2), \
+                 touched AS (UPDATE {t} SET last_activity = $2, expires_at = GREATEST(expires_at, $3) \
+                   WHERE key = $1 AND expires_at > $2 AND last_activity < $2 \
+                     AND renewed_to IS NULL RETURNING 1) \
                  SELECT EXISTS (SELECT 1 FROM found) AS found, \
                    EXISTS (SELECT 1 FROM touched) AS written"
             ),

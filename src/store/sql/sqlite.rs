@@ -60,6 +60,7 @@ struct Queries {
     touch: String,
     update: String,
     exists: String,
+    live: String,
     delete: String,
     delete_stale: String,
     renew_point: String,
@@ -83,8 +84,9 @@ impl Queries {
             ),
             load: format!("SELECT {COLUMNS} FROM {t} WHERE key = ?1"),
             touch: format!(
-                "UPDATE {t} SET last_activity = ?2, expires_at = ?3 \
-                 WHERE key = ?1 AND last_activity < ?2 AND renewed_to IS NULL"
+                "UPDATE {t} SET last_activity = ?2, expires_at = MAX(expires_at, ?3) \
+                 WHERE key = ?1 AND expires_at > ?2 AND last_activity < ?2 \
+                   AND renewed_to IS NULL"
             ),
             // A touch that landed since the caller read the record keeps its
             // later activity and moves the new expiry by as much.
@@ -97,6 +99,7 @@ impl Queries {
                  WHERE key = ?1 AND version = ?2"
             ),
             exists: format!("SELECT EXISTS (SELECT 1 FROM {t} WHERE key = ?1)"),
+            live: format!("SELECT EXISTS (SELECT 1 FROM {t} WHERE key = ?1 AND expires_at > ?2)"),
             delete: format!("DELETE FROM {t} WHERE key = ?1 RETURNING renewed_to"),
             renew_point: format!(
                 "UPDATE {t} SET renewed_to = ?2, expires_at = ?3, version = version + 1 \
@@ -282,9 +285,16 @@ impl LifetimeStore for SqliteStore {
             .bind(key_bytes(key))
             .bind(time(activity))
             .bind(time(expires_at));
-        Ok(if self.execute(query).await? == 1 {
-            TouchOutcome::Touched
-        } else if self.exists(key).await? {
+        if self.execute(query).await? == 1 {
+            return Ok(TouchOutcome::Touched);
+        }
+        let live: bool = sqlx::query_scalar(&self.queries.live)
+            .bind(key_bytes(key))
+            .bind(time(activity))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(if live {
             TouchOutcome::AlreadyRecent
         } else {
             TouchOutcome::Missing
