@@ -100,6 +100,10 @@ struct Inner {
     limits: Box<[OnceLock<Limits>]>,
     sweep_cursor: AtomicUsize,
     clock: Arc<dyn Clock>,
+    /// Under the model checker: every key in the first shard, so that a
+    /// run with random session IDs is the same run every time.
+    #[cfg(tsl_loom)]
+    one_shard: bool,
 }
 
 type Map = HashMap<[u8; SessionKey::LEN], Entry, BuildHasherDefault<KeyHasher>>;
@@ -189,8 +193,23 @@ impl MemoryStore {
                 limits: (0..MAX_DISTINCT_LIMITS).map(|_| OnceLock::new()).collect(),
                 sweep_cursor: AtomicUsize::new(0),
                 clock: Arc::new(clock),
+                #[cfg(tsl_loom)]
+                one_shard: false,
             }),
         }
+    }
+
+    /// Under the model checker only: a store that keeps every key in one
+    /// shard, for runs whose session IDs are random (through the layer),
+    /// which loom must see take the same path every time.
+    #[cfg(tsl_loom)]
+    #[doc(hidden)]
+    pub fn with_clock_in_one_shard(clock: impl Clock) -> Self {
+        let mut store = MemoryStore::with_clock(clock);
+        Arc::get_mut(&mut store.inner)
+            .expect("a new store")
+            .one_shard = true;
+        store
     }
 
     /// How many records the store holds, expired ones not yet reclaimed
@@ -225,6 +244,10 @@ impl MemoryStore {
     }
 
     fn shard(&self, key: &SessionKey) -> &Shard {
+        #[cfg(tsl_loom)]
+        if self.inner.one_shard {
+            return &self.inner.shards[0];
+        }
         let bytes = key.as_bytes();
         let index = usize::from(u16::from_le_bytes([bytes[14], bytes[15]])) % SHARDS;
         &self.inner.shards[index]
