@@ -7,7 +7,7 @@
 //! lifetime store that fails in the middle of a move, and odd `Cookie` and
 //! `Set-Cookie` headers. Each test pins one promise; the ones this review
 //! first broke are regression tests now.
-#![cfg(feature = "tower-sessions")]
+#![cfg(all(feature = "tower-sessions", feature = "axum"))]
 #![allow(clippy::too_many_lines)]
 
 mod common;

@@ -8,7 +8,7 @@
 //! `scripts/test` builds the example (`cargo build --all-features
 //! --example axum_login`) and sets `TSL_AXUM_LOGIN_BIN`; without it the
 //! test looks for that build under `target/`, and fails saying what to do.
-#![cfg(feature = "tower-sessions")]
+#![cfg(all(feature = "tower-sessions", feature = "axum"))]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,5 +1,6 @@
 //! Malformed, forged, oversized and duplicated cookies: each gets a clean
 //! answer, and none of them writes to the store.
+#![cfg(feature = "axum")]
 
 mod common;
 

@@ -4,6 +4,7 @@
 //! limit, `Cache-Control` on cookie responses, logout redirects on an
 //! allow-list. (The same store checks run on Redis, PostgreSQL and SQLite
 //! in their own test files.)
+#![cfg(feature = "axum")]
 
 mod common;
 

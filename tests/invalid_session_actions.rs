@@ -1,4 +1,5 @@
 //! What an expired or unknown session gets: reject, redirect, pass through.
+#![cfg(feature = "axum")]
 
 mod common;
 

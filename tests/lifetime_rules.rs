@@ -1,4 +1,5 @@
 //! One test per lifetime rule, through the layer, on a manual clock.
+#![cfg(feature = "axum")]
 
 mod common;
 

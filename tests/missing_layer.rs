@@ -1,5 +1,6 @@
 //! A handler that asks for the session where the layer is not installed gets
 //! a clear error, never a panic.
+#![cfg(feature = "axum")]
 
 use axum::body::Body;
 use axum::routing::get;

@@ -2,6 +2,7 @@
 //! its event with the right reason and a short hash of the ID, never the
 //! ID; `SessionMetrics` counts the same; with the `metrics` feature the
 //! counts reach the `metrics` facade.
+#![cfg(feature = "axum")]
 
 mod common;
 

@@ -83,6 +83,7 @@
 //! `--test-threads=2` on a two-core machine). `TSL_RACE_SEED` (decimal or
 //! `0x` hex) fixes the seed every test derives its own from; each test
 //! prints both. A seed repeats the yields, not the threads' timing.
+#![cfg(feature = "axum")]
 
 mod common;
 

@@ -5,6 +5,7 @@
 //!
 //! (The logout redirect allow-list has its own properties, in
 //! `redirect_allow_list.rs`.)
+#![cfg(feature = "axum")]
 
 mod common;
 

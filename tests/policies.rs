@@ -2,6 +2,7 @@
 //! manual clock: each tenant's limits, route groups that only shorten
 //! them (a lengthening one is refused at startup), and the snapshot rule
 //! per tenant.
+#![cfg(feature = "axum")]
 
 mod common;
 

@@ -5,7 +5,7 @@
 //! `scripts/test` starts a cluster on a free loopback port and sets
 //! `TSL_POSTGRES_URL`; run through it. Without a server these tests fail,
 //! with a message saying what to do: they never skip.
-#![cfg(feature = "postgres")]
+#![cfg(all(feature = "postgres", feature = "axum"))]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The recent-login guard (`RecentLoginLayer`) at its boundary, and
 //! re-authentication through the handle, with a manual clock.
+#![cfg(feature = "axum")]
 
 mod common;
 

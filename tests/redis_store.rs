@@ -5,7 +5,7 @@
 //! `scripts/test` starts a server on a free loopback port and sets
 //! `TSL_REDIS_URL`; run through it. Without a server these tests fail, with
 //! a message saying what to do: they never skip.
-#![cfg(feature = "redis")]
+#![cfg(all(feature = "redis", feature = "axum"))]
 
 mod common;
 

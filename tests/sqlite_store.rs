@@ -1,6 +1,6 @@
 //! `SqliteStore` on a database file: the conformance suite every store
 //! runs, the rules through the layer, and two stores on one file.
-#![cfg(feature = "sqlite")]
+#![cfg(all(feature = "sqlite", feature = "axum"))]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The browser side through the layer: deadline headers on admitted
 //! responses, and the status endpoint, whose `GET` reports the deadlines
 //! without counting as activity and whose `POST` counts.
+#![cfg(feature = "axum")]
 
 mod common;
 

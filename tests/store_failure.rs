@@ -1,5 +1,6 @@
 //! A store that fails: fail closed with 503 by default, never a panic,
 //! nothing lost, and back to normal when the store is.
+#![cfg(feature = "axum")]
 
 mod common;
 

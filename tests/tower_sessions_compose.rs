@@ -1,7 +1,7 @@
 //! The lifetime layer over a real tower-sessions + axum-login stack: the
 //! rules hold for sessions another layer issues, logins restart the
 //! lifetime, logouts stick, and ended sessions take their data with them.
-#![cfg(feature = "tower-sessions")]
+#![cfg(all(feature = "tower-sessions", feature = "axum"))]
 
 mod common;
 mod compose;

@@ -2,7 +2,7 @@
 //! passes the conformance suite every store runs and the hardening checks
 //! that need no subject index, and tells a record it cannot read from a
 //! missing one.
-#![cfg(feature = "tower-sessions")]
+#![cfg(all(feature = "tower-sessions", feature = "axum"))]
 
 mod common;
 
