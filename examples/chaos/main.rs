@@ -624,9 +624,21 @@ async fn client_loop(run: Arc<Run>, client: u32, mut rng: Rng) {
     let period = Duration::from_millis(run.config.remember_me_period_ms);
     let grace = run.config.renewal_grace_ms;
     while !run.over() {
-        tokio::time::sleep(Duration::from_millis(rng.range(50, 400))).await;
         let node = rng.below(2) as u8;
         let conn = &mut conns[usize::from(node)];
+        if let Some(replaced) = old.take().filter(|_| rng.chance(40)) {
+            // The ID a renewal just replaced, replayed within its grace or
+            // after it, at random: admitted only within.
+            let target = replaced.at + Duration::from_millis(rng.range(0, 2 * grace));
+            tokio::time::sleep_until(target.into()).await;
+            let mut ask = Ask::new(client, node, Op::Me);
+            ask.sid = Some(replaced.sid);
+            ask.lineage = Some(replaced.lineage);
+            ask.replay = true;
+            send(&run, conn, ask).await;
+            continue;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.range(50, 400))).await;
         let Some(current) = session.clone() else {
             let mut ask = Ask::new(client, node, Op::Login);
             ask.subject = Some(format!("user{}", rng.below(SUBJECTS)));
@@ -667,20 +679,6 @@ async fn client_loop(run: Arc<Run>, client: u32, mut rng: Rng) {
             720..735 => Op::Logout,
             735..743 => Op::LogoutEverywhere,
             743..753 => Op::LoginOver,
-            753..850 => {
-                if let Some(replaced) = old.take() {
-                    // Within the grace or after it, at random.
-                    let target = replaced.at + Duration::from_millis(rng.range(0, 2 * grace));
-                    tokio::time::sleep_until(target.into()).await;
-                    let mut ask = Ask::new(client, node, Op::Me);
-                    ask.sid = Some(replaced.sid);
-                    ask.lineage = Some(replaced.lineage);
-                    ask.replay = true;
-                    send(&run, conn, ask).await;
-                    continue;
-                }
-                Op::Me
-            }
             _ => Op::Me,
         };
         let mut ask = Ask::new(client, node, op).with_session(&current);
