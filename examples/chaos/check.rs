@@ -131,6 +131,9 @@ pub struct Report {
     /// within the grace, refused.
     pub replays_admitted: usize,
     pub replays_refused: usize,
+    /// `401`s to requests sent past a bound, by the rule they would have
+    /// broken if admitted.
+    pub refused_past: BTreeMap<Kind, usize>,
 }
 
 impl Report {
@@ -188,6 +191,16 @@ impl fmt::Display for Report {
             self.unjudged_idle,
             self.replays_admitted,
             self.replays_refused
+        )?;
+        writeln!(
+            f,
+            "  refused past a bound, as they must be: {}",
+            list(
+                self.refused_past
+                    .iter()
+                    .map(|(k, n)| (k.name().to_owned(), *n))
+                    .collect()
+            )
         )?;
         let ms = |margin: Option<i64>| match margin {
             Some(us) => format!("{:.1} ms", us as f64 / 1000.0),
@@ -387,6 +400,7 @@ pub fn check(events: &[Event]) -> Report {
         lineages[lineage].ends.push((at, kind, by));
     }
 
+    let mut refused_past: BTreeMap<Kind, usize> = BTreeMap::new();
     // Every request's answer.
     for (i, request) in requests.iter().enumerate() {
         let status = match request.status {
@@ -453,17 +467,25 @@ pub fn check(events: &[Event]) -> Report {
                 }
             }
         }
-        if !is_2xx(request) {
+        // Every answered request is judged against the bounds: a `2xx`
+        // past one is a violation, a `401` past one is counted as the
+        // refusal it must be (evidence that the rule was exercised).
+        let admitted = is_2xx(request);
+        if !admitted && status != 401 {
             continue;
         }
         let send = request.send_us;
         let recv = request.recv_us.unwrap_or(u64::MAX);
         let mut flag = |kind: Kind, message: String| {
-            violations.push(Violation {
-                kind,
-                request: Some(request.id),
-                message,
-            });
+            if admitted {
+                violations.push(Violation {
+                    kind,
+                    request: Some(request.id),
+                    message,
+                });
+            } else {
+                *refused_past.entry(kind).or_insert(0) += 1;
+            }
         };
         // Logout sticks.
         if let Some((at, kind, by)) = lineage
@@ -489,7 +511,9 @@ pub fn check(events: &[Event]) -> Report {
             config.absolute_ms
         });
         let absolute_bound = lineage.login_recv + absolute + tol;
-        margin(&mut report.closest_absolute_us, absolute_bound, send);
+        if admitted {
+            margin(&mut report.closest_absolute_us, absolute_bound, send);
+        }
         if send >= absolute_bound {
             flag(
                 Kind::AbsoluteDeadline,
@@ -520,12 +544,16 @@ pub fn check(events: &[Event]) -> Report {
                 last_by = other.id;
             }
         }
-        report.judged += 1;
+        if admitted {
+            report.judged += 1;
+        }
         if last == u64::MAX {
-            report.unjudged_idle += 1;
+            report.unjudged_idle += usize::from(admitted);
         } else {
             let idle_bound = last + idle + tol;
-            margin(&mut report.closest_idle_us, idle_bound, send);
+            if admitted {
+                margin(&mut report.closest_idle_us, idle_bound, send);
+            }
             if send >= idle_bound {
                 flag(
                     Kind::IdleDeadline,
@@ -540,7 +568,7 @@ pub fn check(events: &[Event]) -> Report {
         // Renewal grace.
         if let Some(renewed) = renewal {
             let grace_bound = renewed + ms(config.renewal_grace_ms) + tol;
-            if send >= renewed {
+            if admitted && send >= renewed {
                 margin(&mut report.closest_grace_us, grace_bound, send);
             }
             if send >= grace_bound {
@@ -555,7 +583,10 @@ pub fn check(events: &[Event]) -> Report {
             }
         }
         // The right session.
-        if request.op == Some(Op::Me) && request.body.as_deref() != Some(lineage.subject.as_str()) {
+        if admitted
+            && request.op == Some(Op::Me)
+            && request.body.as_deref() != Some(lineage.subject.as_str())
+        {
             flag(
                 Kind::WrongSubject,
                 format!(
@@ -566,6 +597,7 @@ pub fn check(events: &[Event]) -> Report {
         }
     }
 
+    report.refused_past = refused_past;
     // Recovery: a fresh login and a request on it, on every node.
     for node in 0..config.nodes {
         let recovered = requests.iter().enumerate().any(|(i, request)| {
@@ -800,6 +832,9 @@ mod tests {
         assert_eq!(report.faults.get(&FaultKind::Pause), Some(&1));
         assert_eq!(report.renewals, 1);
         assert_eq!(report.replays_admitted, 0, "no replay flagged");
+        // The refusals past a bound are counted as such.
+        assert_eq!(report.refused_past.get(&Kind::AfterLogout), Some(&1));
+        assert_eq!(report.refused_past.get(&Kind::RenewalGrace), Some(&1));
         assert!(report.to_string().starts_with(&format!(
             "{} requests, 1 faults, 0 violations",
             report.requests
