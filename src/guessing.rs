@@ -38,16 +38,23 @@ pub const DEFAULT_MAX_CLIENTS: usize = 65_536;
 
 /// The most memory the guess counts take per client they can count, in
 /// bytes: the counts of one layer never take more than
-/// [`max_clients`](GuessLimit::max_clients) times this, however many
-/// distinct clients send forged IDs (at the default, under 6 MiB).
+/// [`max_clients`](GuessLimit::max_clients) (at least 192) times this,
+/// however many distinct clients send forged IDs (at the default, under
+/// 8 MiB; measured, about 5.4 MB).
 /// `tests/bounded_memory.rs` counts the bytes with a million clients.
 ///
 /// ```
 /// use tower_session_lifetime::{DEFAULT_MAX_CLIENTS, GUESS_COUNT_BYTES_PER_CLIENT};
 ///
-/// assert!(DEFAULT_MAX_CLIENTS * GUESS_COUNT_BYTES_PER_CLIENT < 6 << 20);
+/// assert!(DEFAULT_MAX_CLIENTS * GUESS_COUNT_BYTES_PER_CLIENT < 8 << 20);
 /// ```
-pub const GUESS_COUNT_BYTES_PER_CLIENT: usize = 88;
+pub const GUESS_COUNT_BYTES_PER_CLIENT: usize = 120;
+
+/// The fewest clients the counts make room for, whatever
+/// [`max_clients`](GuessLimit::max_clients) says: three per shard, the
+/// smallest table a shard has, so that memory per client stays under
+/// [`GUESS_COUNT_BYTES_PER_CLIENT`] for small limits too.
+const MIN_MAX_CLIENTS: usize = 3 * SHARDS;
 
 type ClientOf = dyn Fn(&HeaderMap, &Extensions) -> Option<IpAddr> + Send + Sync;
 
@@ -119,9 +126,10 @@ impl GuessLimit {
     /// [`DEFAULT_MAX_CLIENTS`]), so that the counts take bounded memory: at
     /// most [`GUESS_COUNT_BYTES_PER_CLIENT`] bytes each.
     /// When that many are counted, clients whose window has ended make room;
-    /// if none has, a new client is not counted until one does.
+    /// if none has, a new client is not counted until one does. Values
+    /// below 192 count as 192 (the counts are kept in 64 shards).
     pub fn max_clients(mut self, max_clients: usize) -> Self {
-        self.max_clients = max_clients.max(1);
+        self.max_clients = max_clients.max(MIN_MAX_CLIENTS);
         self
     }
 }
@@ -292,18 +300,22 @@ mod tests {
         let counter = GuessCounter::new(
             GuessLimit::new(1, Duration::from_secs(60))
                 .unwrap()
-                .max_clients(SHARDS),
+                // Less than the floor: three per shard.
+                .max_clients(1),
         );
-        // One client per shard fits; a second one in a full shard is not
-        // counted until the first one's window ends.
-        let first: IpAddr = "198.51.100.1".parse().unwrap();
-        let second: IpAddr = "203.0.113.1".parse().unwrap();
-        counter.record_failure(first, at(0));
-        counter.record_failure(second, at(0));
-        assert!(counter.blocked_for(&first, at(0)).is_some());
-        assert_eq!(counter.blocked_for(&second, at(0)), None);
-        counter.record_failure(second, at(60_000));
-        assert!(counter.blocked_for(&second, at(60_000)).is_some());
+        // Three clients of one shard fit; a fourth one is not counted until
+        // the first ones' window ends.
+        let first: [IpAddr; 3] = ["198.51.100.1", "198.51.100.65", "198.51.100.129"]
+            .map(|address| address.parse().unwrap());
+        let fourth: IpAddr = "203.0.113.1".parse().unwrap();
+        for client in first {
+            counter.record_failure(client, at(0));
+            assert!(counter.blocked_for(&client, at(0)).is_some());
+        }
+        counter.record_failure(fourth, at(0));
+        assert_eq!(counter.blocked_for(&fourth, at(0)), None);
+        counter.record_failure(fourth, at(60_000));
+        assert!(counter.blocked_for(&fourth, at(60_000)).is_some());
     }
 
     #[test]

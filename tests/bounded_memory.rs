@@ -11,8 +11,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::cell::Cell;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -26,16 +25,26 @@ use tower_session_lifetime::{
     GUESS_COUNT_BYTES_PER_CLIENT,
 };
 
-/// The global allocator, counting the bytes live now and the most live
-/// since the last [`reset_peak`].
+/// The global allocator, counting per thread the bytes allocated and not
+/// yet freed, and the most since the last [`reset_peak`]: each test runs on
+/// a thread of its own (a current-thread runtime), so what the test harness
+/// or another test does on other threads is not counted.
 struct Counting;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
 
 fn grew(by: usize) {
-    let live = LIVE.fetch_add(by, Ordering::Relaxed) + by;
-    PEAK.fetch_max(live, Ordering::Relaxed);
+    let _ = LIVE.try_with(|live| {
+        live.set(live.get() + by as isize);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(live.get())));
+    });
+}
+
+fn shrank(by: usize) {
+    let _ = LIVE.try_with(|live| live.set(live.get() - by as isize));
 }
 
 // SAFETY: every call is passed on to the system allocator unchanged; the
@@ -51,7 +60,7 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn dealloc(&self, memory: *mut u8, layout: Layout) {
         unsafe { System.dealloc(memory, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        shrank(layout.size());
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
@@ -65,7 +74,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, memory: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let moved = unsafe { System.realloc(memory, layout, new_size) };
         if !moved.is_null() {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            shrank(layout.size());
             grew(new_size);
         }
         moved
@@ -75,16 +84,17 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// The counters are global: one test at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+fn live() -> isize {
+    LIVE.with(Cell::get)
+}
 
-fn live() -> usize {
-    LIVE.load(Ordering::Relaxed)
+fn peak() -> isize {
+    PEAK.with(Cell::get)
 }
 
 /// Starts a new peak from what is live now.
 fn reset_peak() {
-    PEAK.store(live(), Ordering::Relaxed);
+    PEAK.with(|peak| peak.set(live()));
 }
 
 const MILLION: u32 = 1_000_000;
@@ -96,13 +106,16 @@ async fn send(app: &mut Router, request: Request<Body>) -> StatusCode {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_guess_counts_stay_under_their_cap_with_a_million_clients() {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let limit = GuessLimit::new(3, Duration::from_secs(60))
         .unwrap()
         .client(|headers, _| headers.get("x-client")?.to_str().ok()?.parse().ok());
-    let mut app = Router::new()
-        .route("/", get(|| async { "ok" }))
-        .layer(SessionLifetimeLayer::new(MemoryStore::new()).limit_guessing(limit));
+    // A manual clock: no window ends during the run, however slow.
+    let clock = ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000));
+    let mut app = Router::new().route("/", get(|| async { "ok" })).layer(
+        SessionLifetimeLayer::new(MemoryStore::with_clock(clock.clone()))
+            .with_clock(clock)
+            .limit_guessing(limit),
+    );
     let forged = format!("session={}", SessionId::generate().unwrap().encode());
     let request = |client: IpAddr| {
         Request::get("/")
@@ -123,8 +136,8 @@ async fn the_guess_counts_stay_under_their_cap_with_a_million_clients() {
         let answer = send(&mut app, request(client.into())).await;
         assert_eq!(answer, StatusCode::UNAUTHORIZED, "a forged ID");
     }
-    let grown = PEAK.load(Ordering::Relaxed) - baseline;
-    let cap = DEFAULT_MAX_CLIENTS * GUESS_COUNT_BYTES_PER_CLIENT;
+    let grown = peak() - baseline;
+    let cap = (DEFAULT_MAX_CLIENTS * GUESS_COUNT_BYTES_PER_CLIENT) as isize;
     println!(
         "guess counts: {MILLION} distinct clients, peak {grown} bytes above the baseline \
          ({:.1} per counted client); the cap is {cap} bytes \
@@ -150,7 +163,6 @@ async fn the_guess_counts_stay_under_their_cap_with_a_million_clients() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_memory_store_gives_back_a_million_expired_sessions() {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let start = Timestamp::from_unix_millis(1_800_000_000_000);
     let clock = ManualClock::new(start);
     let policy = Policy::builder()
@@ -173,7 +185,7 @@ async fn the_memory_store_gives_back_a_million_expired_sessions() {
     }
     assert_eq!(store.len(), MILLION as usize);
     let full = live() - baseline;
-    let peak = PEAK.load(Ordering::Relaxed) - baseline;
+    let peak = peak() - baseline;
     clock.advance(Duration::from_secs(61));
     assert_eq!(store.sweep_expired(), MILLION as usize);
     assert!(store.is_empty());
@@ -181,8 +193,8 @@ async fn the_memory_store_gives_back_a_million_expired_sessions() {
     println!(
         "memory store: {MILLION} sessions held {full} bytes ({} per session; peak {peak}); \
          after they expired and were swept: {} bytes above the baseline",
-        full / MILLION as usize,
-        after.saturating_sub(baseline)
+        full / MILLION as isize,
+        after - baseline
     );
     assert!(
         after <= baseline,

@@ -278,17 +278,19 @@ impl<S: SessionStore> LifetimeStore for TowerSessionsStore<S> {
                     let lag = stored
                         .last_activity
                         .saturating_duration_since(record.last_activity);
+                    let old_expiry = stored.expires_at;
                     stored.renewed_to = Some(*new);
                     stored.expires_at = grace_until;
                     stored.version = stored.version.wrapping_add(1);
                     self.write(old, &stored).await?;
                     drop(_guard);
-                    // Keep a touch that landed on the old record meanwhile.
-                    if lag > Duration::ZERO {
+                    // Keep a touch that landed on the old record meanwhile:
+                    // its activity, and an expiry no earlier than the old one.
+                    if lag > Duration::ZERO || old_expiry > record.expires_at {
                         let _guard = self.lock(new).await;
                         if let Some(mut moved) = self.read(new).await? {
                             moved.last_activity = moved.last_activity.saturating_add(lag);
-                            moved.expires_at = moved.expires_at.saturating_add(lag);
+                            moved.expires_at = moved.expires_at.saturating_add(lag).max(old_expiry);
                             self.write(new, &moved).await?;
                         }
                     }

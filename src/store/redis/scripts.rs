@@ -173,8 +173,10 @@ local version = string.format('%.0f', tonumber(stored[1]) + 1)
 redis.call('HSET', KEYS[1], 'm', ARGV[3], 'e', ARGV[5], 'v', version)
 redis.call('PEXPIREAT', KEYS[1], ARGV[5])
 if stored[4] then
+  -- The pointer stays indexed until its grace ends, so that a logout
+  -- everywhere deletes it too.
   local idx = index_key(ARGV[1], stored[4])
-  redis.call('ZREM', idx, ARGV[2])
+  redis.call('ZADD', idx, ARGV[5], ARGV[2])
   index(idx, ARGV[3], expiry)
 end
 return 2
@@ -191,27 +193,32 @@ unindex(ARGV[1], stored[2], ARGV[2])
 return 1
 ";
 
-/// The sessions indexed under `KEYS[1]`, as `{member, fields}` pairs;
-/// members whose record is gone leave the index. `ARGV[1]`: the prefix.
+/// The sessions indexed under `KEYS[1]`, as `{member, fields}` pairs,
+/// renewed IDs' pointers left out; members whose record is gone leave the
+/// index. `ARGV[1]`: the prefix.
 const SESSIONS_OF: &str = r"
 local found = {}
 for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local fields = redis.call('HGETALL', ARGV[1] .. member)
   if #fields == 0 then
     redis.call('ZREM', KEYS[1], member)
-  else
+  elseif redis.call('HEXISTS', ARGV[1] .. member, 'm') == 0 then
     found[#found + 1] = {member, fields}
   end
 end
 return found
 ";
 
-/// Deletes every session indexed under `KEYS[1]`, then the index; returns
-/// how many sessions it deleted. `ARGV[1]`: the prefix.
+/// Deletes every record indexed under `KEYS[1]` (sessions and renewed IDs'
+/// pointers), then the index; returns how many sessions (not pointers) it
+/// deleted. `ARGV[1]`: the prefix.
 const DELETE_SESSIONS_OF: &str = r"
 local deleted = 0
 for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  deleted = deleted + redis.call('DEL', ARGV[1] .. member)
+  local key = ARGV[1] .. member
+  local pointer = redis.call('HEXISTS', key, 'm')
+  local removed = redis.call('DEL', key)
+  if pointer == 0 then deleted = deleted + removed end
 end
 redis.call('DEL', KEYS[1])
 return deleted

@@ -262,9 +262,10 @@ macro_rules! delete_following_pointers {
 use delete_following_pointers;
 
 /// [`renew`](LifetimeStore::renew) on `$store` in one transaction: insert
-/// the new row (`queries.create`), turn the old one into a pointer if it is
-/// as expected (`queries.renew_point`, returning its activity), carry a
-/// later activity over to the new row (`queries.renew_catch_up`). Anything
+/// the new row (`queries.create`), lock and read the old one's expiry
+/// (`queries.renew_read_old`), turn it into a pointer if it is as expected
+/// (`queries.renew_point`, returning its activity), carry a later activity
+/// and expiry over to the new row (`queries.renew_catch_up`). Anything
 /// short of that rolls back.
 macro_rules! renew_in_transaction {
     ($store:expr, $old:expr, $expected_version:expr, $new:expr, $record:expr, $grace_until:expr) => {{
@@ -294,6 +295,13 @@ macro_rules! renew_in_transaction {
             tx.rollback().await.map_err(store_error)?;
             return Ok(RenewOutcome::Taken);
         }
+        // The old row's expiry, read under its lock: a touch that extended
+        // it after the caller read the record must not be lost.
+        let old_expiry: Option<i64> = ::sqlx::query_scalar(&store.queries.renew_read_old)
+            .bind(key_bytes($old))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
         let stored_activity: Option<i64> = ::sqlx::query_scalar(&store.queries.renew_point)
             .bind(key_bytes($old))
             .bind(key_bytes($new))
@@ -313,6 +321,7 @@ macro_rules! renew_in_transaction {
         ::sqlx::query(&store.queries.renew_catch_up)
             .bind(key_bytes($new))
             .bind(stored_activity)
+            .bind(old_expiry.unwrap_or(0))
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;

@@ -81,6 +81,7 @@ struct Queries {
     delete: String,
     delete_stale: String,
     exists: String,
+    renew_read_old: String,
     renew_point: String,
     renew_catch_up: String,
     purge: String,
@@ -106,6 +107,8 @@ impl Queries {
             // $2..$5 the policy's limits (idle, absolute, remember-me period,
             // remember-me absolute), $6 the touch granularity, $7 now, $8 the
             // latest expiry. LEAST ignores NULLs: a missing absolute limit.
+            // The expiry only moves later: an update (a remember-me switch)
+            // committed after `found` was read keeps its longer one.
             load_and_touch: format!(
                 "WITH found AS ( \
                    SELECT {COLUMNS}, \
@@ -116,7 +119,8 @@ impl Queries {
                    FROM {t} WHERE key = $1), \
                  touched AS ( \
                    UPDATE {t} SET last_activity = $7, \
-                     expires_at = LEAST($7 + found.idle, found.created_at + found.absolute, $8) \
+                     expires_at = GREATEST({t}.expires_at, \
+                       LEAST($7 + found.idle, found.created_at + found.absolute, $8)) \
                    FROM found \
                    WHERE {t}.key = $1 AND {t}.last_activity < $7 AND {t}.renewed_to IS NULL \
                      AND $7 < found.last_activity + found.idle \
@@ -150,15 +154,18 @@ impl Queries {
             ),
             delete: format!("DELETE FROM {t} WHERE key = $1 RETURNING renewed_to"),
             exists: format!("SELECT EXISTS (SELECT 1 FROM {t} WHERE key = $1)"),
+            renew_read_old: format!("SELECT expires_at FROM {t} WHERE key = $1 FOR UPDATE"),
             renew_point: format!(
                 "UPDATE {t} SET renewed_to = $2, expires_at = $3, version = version + 1 \
                  WHERE key = $1 AND version = $4 AND renewed_to IS NULL RETURNING last_activity"
             ),
             // Activity written to the old row after the caller read it moves
-            // the new row's activity and expiry forward by as much.
+            // the new row's activity and expiry forward by as much, and the
+            // new row expires no earlier than the old one did ($3).
             renew_catch_up: format!(
                 "UPDATE {t} SET last_activity = GREATEST(last_activity, $2), \
-                   expires_at = expires_at + GREATEST(0, $2 - last_activity) WHERE key = $1"
+                   expires_at = GREATEST(expires_at + GREATEST(0, $2 - last_activity), $3) \
+                 WHERE key = $1"
             ),
             delete_stale: format!("DELETE FROM {t} WHERE key = $1 AND last_activity <= $2"),
             purge: format!("DELETE FROM {t} WHERE expires_at <= $1"),

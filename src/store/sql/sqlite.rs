@@ -63,6 +63,7 @@ struct Queries {
     live: String,
     delete: String,
     delete_stale: String,
+    renew_read_old: String,
     renew_point: String,
     renew_catch_up: String,
     purge: String,
@@ -101,15 +102,19 @@ impl Queries {
             exists: format!("SELECT EXISTS (SELECT 1 FROM {t} WHERE key = ?1)"),
             live: format!("SELECT EXISTS (SELECT 1 FROM {t} WHERE key = ?1 AND expires_at > ?2)"),
             delete: format!("DELETE FROM {t} WHERE key = ?1 RETURNING renewed_to"),
+            // The transaction holds the write lock already (it inserted).
+            renew_read_old: format!("SELECT expires_at FROM {t} WHERE key = ?1"),
             renew_point: format!(
                 "UPDATE {t} SET renewed_to = ?2, expires_at = ?3, version = version + 1 \
                  WHERE key = ?1 AND version = ?4 AND renewed_to IS NULL RETURNING last_activity"
             ),
             // Activity written to the old row after the caller read it moves
-            // the new row's activity and expiry forward by as much.
+            // the new row's activity and expiry forward by as much, and the
+            // new row expires no earlier than the old one did (?3).
             renew_catch_up: format!(
                 "UPDATE {t} SET last_activity = MAX(last_activity, ?2), \
-                   expires_at = expires_at + MAX(0, ?2 - last_activity) WHERE key = ?1"
+                   expires_at = MAX(expires_at + MAX(0, ?2 - last_activity), ?3) \
+                 WHERE key = ?1"
             ),
             delete_stale: format!("DELETE FROM {t} WHERE key = ?1 AND last_activity <= ?2"),
             purge: format!("DELETE FROM {t} WHERE expires_at <= ?1"),
