@@ -450,10 +450,13 @@ fn readings(path: &str) -> Vec<String> {
             .collect();
         spellings.extend(slashed);
     }
-    let mut readings = Vec::with_capacity(spellings.len() * 3);
+    let mut readings = Vec::with_capacity(spellings.len() * 4);
     for spelling in spellings {
         readings.push(dot_segments_removed(&spelling));
         readings.push(normalized(&spelling).into_owned());
+        // Empty and dot segments dropped without decoding again:
+        // `//admin/%2e%2e` is `/admin/%2e%2e`, which `/admin/{*rest}` routes.
+        readings.push(segments_resolved(&spelling));
         readings.push(spelling);
     }
     readings
@@ -497,9 +500,14 @@ fn normalized(path: &str) -> std::borrow::Cow<'_, str> {
         return std::borrow::Cow::Borrowed(path);
     }
     let decoded = crate::session_cookie::percent_decoded(path.as_bytes());
-    let decoded = String::from_utf8_lossy(&decoded);
+    std::borrow::Cow::Owned(segments_resolved(&String::from_utf8_lossy(&decoded)))
+}
+
+/// `path` with empty and `.` segments dropped and `..` segments applied,
+/// without a trailing `/`, as it is (no decoding).
+fn segments_resolved(path: &str) -> String {
     let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
+    for segment in path.split('/') {
         match segment {
             "" | "." => {}
             ".." => {
@@ -508,7 +516,7 @@ fn normalized(path: &str) -> std::borrow::Cow<'_, str> {
             segment => segments.push(segment),
         }
     }
-    std::borrow::Cow::Owned(format!("/{}", segments.join("/")))
+    format!("/{}", segments.join("/"))
 }
 
 fn host_without_port(host: &str) -> &str {
