@@ -31,19 +31,69 @@
 //! sleep 21; curl -i -c jar -b jar http://127.0.0.1:3000/api/me   # 401, cookie cleared
 //! ```
 //!
+//! `DEMO_CLOCK=manual` (for the browser tests) puts the layer and the store
+//! on a clock that stands still at the whole second the demo started, and
+//! adds `GET /demo-clock` (the clock's time, Unix milliseconds) and
+//! `POST /demo-clock?advance_ms=N` (moves it forward; answers the new
+//! time). Those two are outside the lifetime layer: not activity. Unset,
+//! the demo runs on the system clock and has no such route.
+//!
 //! The demo trusts the username it is given: a real app checks a password (and
 //! protects its forms against CSRF) before it calls `SessionHandle::login`.
 
 mod shared;
 
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
-use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer};
+use axum::{extract::Query, routing::get, Router};
+use serde::Deserialize;
+use tower_session_lifetime::{
+    Clock, ManualClock, MemoryStore, SessionLifetimeLayer, SystemClock, Timestamp,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     shared::serve("demo", |policy| {
-        shared::demo::app(policy, SessionLifetimeLayer::new(MemoryStore::new()))
+        let manual = match std::env::var("DEMO_CLOCK").as_deref() {
+            Err(_) | Ok("") | Ok("system") => None,
+            Ok("manual") => {
+                let millis = Timestamp::from_system_time(SystemTime::now()).as_unix_millis();
+                Some(ManualClock::new(Timestamp::from_unix_millis(
+                    millis - millis % 1000,
+                )))
+            }
+            Ok(other) => return Err(format!("DEMO_CLOCK={other:?} is not `manual` or `system`")),
+        };
+        let Some(clock) = manual else {
+            let layer = SessionLifetimeLayer::new(MemoryStore::with_clock(SystemClock));
+            return shared::demo::app(policy, layer);
+        };
+        let layer = SessionLifetimeLayer::new(MemoryStore::with_clock(clock.clone()))
+            .with_clock(clock.clone());
+        let app = shared::demo::app(policy, layer)?;
+        Ok(clock_routes(clock).fallback_service(app))
     })
     .await
+}
+
+#[derive(Deserialize)]
+struct Advance {
+    advance_ms: u64,
+}
+
+/// `GET /demo-clock` reads the manual clock, `POST /demo-clock?advance_ms=N`
+/// moves it; both answer its time in Unix milliseconds. Any other request
+/// goes to the app.
+fn clock_routes(clock: ManualClock) -> Router {
+    let read = clock.clone();
+    Router::new().route(
+        "/demo-clock",
+        get(move || async move { read.now().as_unix_millis().to_string() }).post(
+            move |Query(advance): Query<Advance>| async move {
+                clock.advance(Duration::from_millis(advance.advance_ms));
+                clock.now().as_unix_millis().to_string()
+            },
+        ),
+    )
 }

@@ -3,9 +3,15 @@
 // short timeouts. Run by scripts/browser-test, which builds the demo and
 // installs Chromium and playwright-core when missing.
 //
-// These tests wait for real seconds: they check the script and the layer
-// end to end, against the system clock of a real server. The lifetime
-// rules themselves are tested with a manual clock in the Rust tests.
+// Most tests drive time instead of waiting for it: each starts its own demo
+// on a manual clock (DEMO_CLOCK=manual) and installs Playwright's clock in
+// its browser context, both standing still at the same instant; `advance`
+// moves the server's clock and then the pages' by the same steps. While
+// the clocks stand still no deadline can pass, however slow the machine:
+// what a test then waits for (in real time, with generous timeouts) can
+// only be caused by what the test did. One test keeps the system clock on
+// both sides, end to end, and judges the script by the times the page
+// itself recorded, not by when the test got to look.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -26,8 +32,15 @@ const IDLE = { IDLE_TIMEOUT: "8", SESSION_WARNING: "4" };
 // Absolute-timeout demo: the session ends 8 s after sign-in, whatever the
 // activity; the notice shows 4 s before.
 const ABSOLUTE = { IDLE_TIMEOUT: "60", ABSOLUTE_TIMEOUT: "8", SESSION_WARNING: "4" };
+const WARNING_MS = 4000;
 
 const DIALOG = "#session-lifetime-dialog";
+// How long a test waits for what must follow from its own step while the
+// clocks stand still: only a failure takes this long.
+const SETTLE_MS = 20000;
+// The step in which `advance` moves the clocks, so that a request a page
+// sends when a timer fires reaches a server at most this far ahead of it.
+const STEP_MS = 250;
 
 let browser;
 const demos = [];
@@ -57,18 +70,61 @@ async function newContext() {
 }
 
 /**
+ * A test's own demo (with `env`) on a manual clock, and a browser context
+ * whose pages' clock stands still at the same instant. `advance(ms)` moves
+ * both, the server's first, in steps of STEP_MS; `now()` is the time both
+ * stand at (Unix ms).
+ */
+async function clocked(env) {
+  const base = await startDemo({ ...env, DEMO_CLOCK: "manual" });
+  const serverClock = async (method, query = "") => {
+    const response = await fetch(`${base}/demo-clock${query}`, { method });
+    assert.equal(response.status, 200);
+    return Number(await response.text());
+  };
+  const context = await newContext();
+  const start = await serverClock("GET");
+  // Installed, the pages' clock runs until paused: pause it a little later
+  // and bring the server's there too.
+  await context.clock.install({ time: start });
+  let now = await serverClock("POST", "?advance_ms=2000");
+  await context.clock.pauseAt(now);
+  const advance = async (ms) => {
+    for (let done = 0; done < ms; done += STEP_MS) {
+      const step = Math.min(STEP_MS, ms - done);
+      now = await serverClock("POST", `?advance_ms=${step}`);
+      await context.clock.runFor(step);
+    }
+  };
+  /** Advances both clocks to `unixMs`. */
+  const advanceTo = async (unixMs) => {
+    assert.ok(unixMs >= now, `${unixMs} is not ahead of ${now}`);
+    await advance(unixMs - now);
+  };
+  return { base, context, now: () => now, advance, advanceTo };
+}
+
+/**
  * Records every kind the dialog is shown as, in `window.dialogKinds`, so a
- * test can tell that a tab never said the session ended.
+ * test can tell that a tab never said the session ended, and when (by the
+ * page's clock) it was shown or hidden, in `window.dialogLog`.
  */
 const recordKinds = () => {
   window.dialogKinds = [];
+  window.dialogLog = [];
+  let last = null;
   new MutationObserver(() => {
     const dialog = document.getElementById("session-lifetime-dialog");
-    if (dialog && !dialog.hidden) {
-      const kind = dialog.getAttribute("data-kind");
-      if (window.dialogKinds[window.dialogKinds.length - 1] !== kind) {
-        window.dialogKinds.push(kind);
-      }
+    if (!dialog) {
+      return;
+    }
+    const kind = dialog.hidden ? "hidden" : dialog.getAttribute("data-kind");
+    if (kind !== last) {
+      last = kind;
+      window.dialogLog.push([Date.now(), kind]);
+    }
+    if (kind !== "hidden" && window.dialogKinds[window.dialogKinds.length - 1] !== kind) {
+      window.dialogKinds.push(kind);
     }
   }).observe(document, { subtree: true, childList: true, attributes: true });
 };
@@ -100,11 +156,11 @@ async function serverStatus(context, base) {
   return response.json();
 }
 
-async function visible(page, kind, timeout) {
+async function visible(page, kind, timeout = SETTLE_MS) {
   await page.waitForSelector(`${DIALOG}[data-kind=${kind}]:not([hidden])`, { timeout });
 }
 
-async function hidden(page, timeout) {
+async function hidden(page, timeout = SETTLE_MS) {
   await page.waitForSelector(`${DIALOG}[hidden]`, { state: "attached", timeout });
 }
 
@@ -117,20 +173,22 @@ async function knowsDeadline(page, idleExpiresAt) {
   assert.ok(Math.abs(idle - idleExpiresAt * 1000) <= 1500, `${idle} vs ${idleExpiresAt}`);
 }
 
-/** Waits (real time) until the Unix second `deadline` has passed by `margin` ms. */
-async function until(deadline, margin) {
-  const wait = deadline * 1000 + margin - Date.now();
-  if (wait > 0) {
-    await new Promise((done) => setTimeout(done, wait));
-  }
+/**
+ * Asserts that `page` has not said the session ended, once the page has
+ * run the tasks already queued (a message round trip: its timers stand
+ * still with the clock).
+ */
+async function notEnded(page, why) {
+  await page.evaluate(() => new Promise((done) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => done();
+    channel.port2.postMessage(null);
+  }));
+  assert.ok(!(await page.evaluate(() => window.dialogKinds)).includes("ended"), why);
 }
-
-let idleDemo;
-let absoluteDemo;
 
 before(async () => {
   mkdirSync(outputDir, { recursive: true });
-  [idleDemo, absoluteDemo] = await Promise.all([startDemo(IDLE), startDemo(ABSOLUTE)]);
   browser = await chromium.launch({
     executablePath: chromiumPath,
     args: [
@@ -157,135 +215,158 @@ after(async () => {
 
 describe("the session-timeout dialog", { concurrency: true }, () => {
   test("appears before the idle deadline; Continue closes it and moves the server's deadline", async () => {
-    const context = await newContext();
-    const page = await signIn(context, idleDemo, "alice");
-    const before = await serverStatus(context, idleDemo);
+    const { base, context, advanceTo } = await clocked(IDLE);
+    const page = await signIn(context, base, "alice");
+    const before = await serverStatus(context, base);
     assert.ok(before, "signed in");
+    const deadline = before.idle_expires_at * 1000;
 
-    await visible(page, "idle", 8000);
-    // Shown while the session still lives, before its deadline.
-    const during = await serverStatus(context, idleDemo);
+    // Three seconds before the deadline (the dialog is due at four; one
+    // for the server's whole seconds), the clocks stop: it must show.
+    await advanceTo(deadline - WARNING_MS + 1000);
+    await visible(page, "idle");
+    const during = await serverStatus(context, base);
     assert.ok(during, "the session still lives when the dialog shows");
     assert.equal(during.idle_expires_at, before.idle_expires_at, "checking is not activity");
-    assert.ok(Date.now() < before.idle_expires_at * 1000, "before the idle deadline");
     assert.ok(await page.isVisible(`${DIALOG} button[data-action=continue]`));
     assert.ok(await page.isVisible(`${DIALOG} button[data-action=logout]`));
-    assert.match(await page.textContent("#session-lifetime-message"), /signed out in 0:0\d/);
+    assert.match(await page.textContent("#session-lifetime-message"), /signed out in 0:0[1-3]/);
     await page.screenshot({ path: join(outputDir, "session-dialog.png") });
 
     await page.click(`${DIALOG} button[data-action=continue]`);
-    await hidden(page, 3000);
-    const moved = await serverStatus(context, idleDemo);
+    await hidden(page);
+    const moved = await serverStatus(context, base);
     assert.ok(moved.idle_expires_at > before.idle_expires_at, "Continue was activity");
     await context.close();
   });
 
-  test("Log out ends the session on the server: the old cookie is refused", async () => {
-    const context = await newContext();
-    const page = await signIn(context, idleDemo, "bob");
-    const [cookie] = await context.cookies(idleDemo);
+  test("Log out ends the session on the server, and every tab says so", async () => {
+    const { base, context, advance, advanceTo } = await clocked(IDLE);
+    const page = await signIn(context, base, "bob");
+    const [cookie] = await context.cookies(base);
     assert.equal(cookie.name, "session");
     const otherTab = await context.newPage();
-    await otherTab.goto(`${idleDemo}/`);
+    await otherTab.addInitScript(recordKinds);
+    await otherTab.goto(`${base}/`);
+    await otherTab.waitForFunction(() => window.SessionLifetime && window.SessionLifetime.deadlines());
+    const first = await serverStatus(context, base);
+    const deadline = first.idle_expires_at * 1000;
 
-    await visible(page, "idle", 8000);
+    await advanceTo(deadline - WARNING_MS + 1000);
+    await visible(page, "idle");
     await Promise.all([
       page.waitForSelector("h1 >> text=Sign in"),
       page.click(`${DIALOG} button[data-action=logout]`)
     ]);
-    assert.equal(page.url(), `${idleDemo}/`);
-    assert.deepEqual(await context.cookies(idleDemo), [], "the browser dropped the cookie");
+    assert.equal(page.url(), `${base}/`);
+    assert.deepEqual(await context.cookies(base), [], "the browser dropped the cookie");
 
     // The cookie the browser had, replayed from outside it.
-    const replay = await fetch(`${idleDemo}/api/me`, {
+    const replay = await fetch(`${base}/api/me`, {
       headers: { cookie: `${cookie.name}=${cookie.value}` }
     });
     assert.equal(replay.status, 401);
-    const status = await fetch(`${idleDemo}/session/status`, {
+    const status = await fetch(`${base}/session/status`, {
       headers: { cookie: `${cookie.name}=${cookie.value}` }
     });
     assert.equal(status.status, 401);
 
-    // The other tab hears of it, asks the server, and says it ended.
-    await visible(otherTab, "ended", 5000);
+    // The other tab hears of it, asks the server, and says it ended, while
+    // the idle deadline is still ahead: it was the logout.
+    await advance(WARNING_MS - 1000 - STEP_MS);
+    await visible(otherTab, "ended");
     await context.close();
   });
 
   for (const sharing of ["BroadcastChannel", "storage events"]) {
     test(`two tabs (${sharing}): activity in tab B keeps tab A from ending at A's original deadline`, async () => {
-      const context = await newContext();
+      const { base, context, advanceTo } = await clocked(IDLE);
       if (sharing === "storage events") {
         // A browser without BroadcastChannel: the script falls back.
         await context.addInitScript(() => { delete window.BroadcastChannel; });
       }
-      const tabA = await signIn(context, idleDemo, `carol-${sharing.length}`);
-      const first = await serverStatus(context, idleDemo);
-      await visible(tabA, "idle", 8000);
+      const tabA = await signIn(context, base, `carol-${sharing.length}`);
+      const first = await serverStatus(context, base);
+      const deadline = first.idle_expires_at * 1000;
+      await advanceTo(deadline - WARNING_MS + 1000);
+      await visible(tabA, "idle");
 
-      // Tab B opens a page: activity, which B's script shares with A.
+      // Tab B opens a page: activity, which B's script shares with A. The
+      // clocks stand still before A's deadline, so no timer of A's can
+      // close its dialog: only what B tells it.
       const tabB = await context.newPage();
-      await tabB.goto(`${idleDemo}/`);
-      await hidden(tabA, 3000);
-      // Told by tab B, not by its own check at its deadline.
-      assert.ok(Date.now() < first.idle_expires_at * 1000, "A's dialog closed before A's deadline");
-      const moved = await serverStatus(context, idleDemo);
-      assert.ok(moved.idle_expires_at > first.idle_expires_at);
+      await tabB.goto(`${base}/`);
+      await hidden(tabA);
+      const moved = await serverStatus(context, base);
+      assert.ok(moved.idle_expires_at > first.idle_expires_at, "B's page was activity");
       assert.equal(await tabA.evaluate(() => typeof window.BroadcastChannel), sharing === "BroadcastChannel" ? "function" : "undefined");
 
       // A's original deadline passes: A does not end the session, and counts
       // down to the moved deadline instead (it may warn of that one).
-      await until(first.idle_expires_at, 1500);
-      const now = await serverStatus(context, idleDemo);
+      await advanceTo(deadline + 1500);
+      const now = await serverStatus(context, base);
       assert.ok(now, "the session lives");
       await knowsDeadline(tabA, now.idle_expires_at);
+      await notEnded(tabA, "A never said the session ended");
       assert.deepEqual(await tabA.evaluate(() => window.dialogKinds), ["idle"], "never ended");
       await context.close();
     });
   }
 
   test("a visitor's page stays quiet", async () => {
-    const context = await newContext();
+    const { base, context, advance } = await clocked(IDLE);
     const page = await context.newPage();
     await page.addInitScript(recordKinds);
-    await page.goto(`${idleDemo}/`);
+    const asked = page.waitForResponse((response) => response.url().endsWith("/session/status"));
+    await page.goto(`${base}/`);
     await page.waitForSelector("h1 >> text=Sign in");
-    await page.waitForFunction(() => window.SessionLifetime);
-    await page.waitForTimeout(2000);
+    assert.equal((await asked).status(), 401, "the script asked, and there is no session");
+    // Longer than any deadline a session could have had.
+    await advance(10000);
+    await notEnded(page, "no ended notice for a visitor");
     assert.equal(await page.evaluate(() => window.SessionLifetime.deadlines()), null);
     assert.deepEqual(await page.evaluate(() => window.dialogKinds), []);
     await context.close();
   });
 
   test("at the deadline a tab asks the server first: activity it did not see keeps the session", async () => {
-    const context = await newContext();
-    const page = await signIn(context, idleDemo, "dave");
-    const first = await serverStatus(context, idleDemo);
-    await visible(page, "idle", 8000);
+    const { base, context, advanceTo } = await clocked(IDLE);
+    const page = await signIn(context, base, "dave");
+    const first = await serverStatus(context, base);
+    const deadline = first.idle_expires_at * 1000;
+    await advanceTo(deadline - WARNING_MS + 1000);
+    await visible(page, "idle");
 
     // A request no tab's script sees (another window of the app, an API
     // client sharing the cookie): activity.
-    const me = await context.request.get(`${idleDemo}/api/me`);
+    const me = await context.request.get(`${base}/api/me`);
     assert.equal(me.status(), 200);
 
-    await until(first.idle_expires_at, 1500);
-    const now = await serverStatus(context, idleDemo);
+    await advanceTo(deadline + 1500);
+    const now = await serverStatus(context, base);
     assert.ok(now, "the session lives");
     assert.ok(now.idle_expires_at > first.idle_expires_at);
     // The tab learned the moved deadline from the server at its deadline.
     await knowsDeadline(page, now.idle_expires_at);
+    await notEnded(page, "the tab never said the session ended");
     assert.deepEqual(await page.evaluate(() => window.dialogKinds), ["idle"], "never ended");
     await context.close();
   });
 
   test("when the idle deadline passes, the session ends and a sign-in link shows", async () => {
-    const context = await newContext();
-    const page = await signIn(context, idleDemo, "erin");
-    const first = await serverStatus(context, idleDemo);
-    await visible(page, "idle", 8000);
+    const { base, context, advanceTo } = await clocked(IDLE);
+    const page = await signIn(context, base, "erin");
+    const first = await serverStatus(context, base);
+    const deadline = first.idle_expires_at * 1000;
+    await advanceTo(deadline - WARNING_MS + 1000);
+    await visible(page, "idle");
 
-    await visible(page, "ended", 10000);
-    assert.ok(Date.now() >= first.idle_expires_at * 1000, "not before the deadline");
-    assert.equal(await serverStatus(context, idleDemo), null, "ended on the server");
+    // Just before the deadline it has not ended; just after, it has.
+    await advanceTo(deadline - STEP_MS);
+    await notEnded(page, "not before the deadline");
+    await advanceTo(deadline + 1000);
+    await visible(page, "ended");
+    assert.equal(await serverStatus(context, base), null, "ended on the server");
     const link = page.locator(`${DIALOG} a[data-action=sign-in]`);
     assert.ok(await link.isVisible());
     assert.equal(await link.getAttribute("href"), "/");
@@ -295,14 +376,15 @@ describe("the session-timeout dialog", { concurrency: true }, () => {
   });
 
   test("the absolute deadline: a notice without Continue, and the session ends on time", async () => {
-    const context = await newContext();
-    const page = await signIn(context, absoluteDemo, "frank");
-    const first = await serverStatus(context, absoluteDemo);
+    const { base, context, advanceTo } = await clocked(ABSOLUTE);
+    const page = await signIn(context, base, "frank");
+    const first = await serverStatus(context, base);
     assert.equal(typeof first.expires_at, "number");
     assert.ok(first.expires_at < first.idle_expires_at, "the absolute deadline comes first");
+    const deadline = first.expires_at * 1000;
 
-    await visible(page, "absolute", 8000);
-    assert.ok(Date.now() < first.expires_at * 1000, "before the absolute deadline");
+    await advanceTo(deadline - WARNING_MS + 1000);
+    await visible(page, "absolute");
     assert.ok(await page.isHidden(`${DIALOG} button[data-action=continue]`));
     assert.ok(await page.isVisible(`${DIALOG} button[data-action=logout]`));
     assert.match(await page.textContent("#session-lifetime-title"), /will end soon/);
@@ -310,12 +392,40 @@ describe("the session-timeout dialog", { concurrency: true }, () => {
 
     // Activity does not move it.
     await page.reload();
-    const after = await serverStatus(context, absoluteDemo);
+    await page.waitForFunction(() => window.SessionLifetime && window.SessionLifetime.deadlines());
+    const after = await serverStatus(context, base);
     assert.equal(after.expires_at, first.expires_at);
 
-    await visible(page, "ended", 10000);
-    assert.ok(Date.now() >= first.expires_at * 1000, "not before the deadline");
-    assert.equal(await serverStatus(context, absoluteDemo), null, "ended on the server");
+    await advanceTo(deadline - STEP_MS);
+    await notEnded(page, "not before the deadline");
+    await advanceTo(deadline + 1000);
+    await visible(page, "ended");
+    assert.equal(await serverStatus(context, base), null, "ended on the server");
+    await context.close();
+  });
+
+  test("on the system clock, end to end: the dialog shows before the deadline, the end comes after it", async () => {
+    const base = await startDemo(IDLE);
+    const context = await newContext();
+    const page = await signIn(context, base, "grace");
+    const asked = Date.now();
+    const first = await serverStatus(context, base);
+    const deadline = first.idle_expires_at * 1000;
+    // Waits allow for this machine's pace: ten times what one status
+    // request just took, and at least SETTLE_MS, beyond the deadline.
+    const slack = Math.max(SETTLE_MS, 10 * (Date.now() - asked));
+
+    await visible(page, "ended", deadline + slack - Date.now());
+    assert.equal(await serverStatus(context, base), null, "ended on the server");
+    // Judged by the page's own record of when it showed what: a test slowed
+    // down by a busy machine only looks later. The server rounds deadlines
+    // down to the second, so the real one is no earlier than `deadline`.
+    const log = await page.evaluate(() => window.dialogLog);
+    const shown = log.find(([, kind]) => kind === "idle");
+    const ended = log.find(([, kind]) => kind === "ended");
+    assert.ok(shown, `warned before the end: ${JSON.stringify(log)}`);
+    assert.ok(shown[0] < deadline, `warned before the deadline: ${shown[0]} vs ${deadline}`);
+    assert.ok(ended[0] >= deadline, `ended not before the deadline: ${ended[0]} vs ${deadline}`);
     await context.close();
   });
 });
