@@ -17,7 +17,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -29,6 +28,7 @@ use tower_session_lifetime::{
     DefaultRejection, ManualClock, MemoryStore, Policy, SessionHandle, SessionLifetime,
     SessionLifetimeLayer, Timestamp,
 };
+use tower_session_lifetime_model_check::explore;
 
 const IDLE: Duration = Duration::from_secs(600);
 const RENEWAL: Duration = Duration::from_secs(60);
@@ -126,26 +126,6 @@ fn login(app: &Service_) -> String {
 fn assert_refused(app: &Service_, cookie: &str, what: &str) {
     let status = send(app, "/page", Some(cookie)).status();
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{what} still admitted");
-}
-
-/// Runs `scenario` under every schedule loom finds and prints how many.
-fn explore(name: &str, scenario: impl Fn() + Send + Sync + 'static) {
-    let schedules = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&schedules);
-    let builder = loom::model::Builder::new();
-    let bound = builder.preemption_bound;
-    builder.check(move || {
-        counted.fetch_add(1, Ordering::Relaxed);
-        scenario();
-    });
-    let explored = schedules.load(Ordering::Relaxed);
-    match bound {
-        None => println!("model check: {name}: {explored} schedules, exhaustive"),
-        Some(bound) => {
-            println!("model check: {name}: {explored} schedules, at most {bound} preemptions each")
-        }
-    }
-    assert!(explored > 1, "{name}: loom explored no interleaving");
 }
 
 /// Schedules in which the other request was given a new ID: the renewal

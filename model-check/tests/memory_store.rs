@@ -20,8 +20,6 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -30,6 +28,7 @@ use tower_session_lifetime::{
     LifetimeStore, ManualClock, MemoryStore, Policy, RenewOutcome, SessionKey, SessionRecord,
     Timestamp, TouchOutcome, UpdateOutcome,
 };
+use tower_session_lifetime_model_check::explore;
 
 /// The start of every scenario, in milliseconds since the epoch.
 const T0: u64 = 1_700_000_000_000;
@@ -110,27 +109,6 @@ fn renewed(old: &SessionRecord) -> SessionRecord {
         expires_at: at(2_000).saturating_add(IDLE),
         ..old.clone()
     }
-}
-
-/// Runs `scenario` under every schedule loom finds and prints how many.
-fn explore(name: &str, scenario: impl Fn() + Send + Sync + 'static) -> usize {
-    let schedules = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&schedules);
-    let builder = loom::model::Builder::new();
-    let bound = builder.preemption_bound;
-    builder.check(move || {
-        counted.fetch_add(1, Ordering::Relaxed);
-        scenario();
-    });
-    let explored = schedules.load(Ordering::Relaxed);
-    match bound {
-        None => println!("model check: {name}: {explored} schedules, exhaustive"),
-        Some(bound) => {
-            println!("model check: {name}: {explored} schedules, at most {bound} preemptions each")
-        }
-    }
-    assert!(explored > 1, "{name}: loom explored no interleaving");
-    explored
 }
 
 #[test]
