@@ -134,6 +134,7 @@ pub async fn logout_racing_touches_sticks(store: impl LifetimeStore, rounds: usi
     for round in 0..rounds {
         let cookie = Arc::new(log_in(&app, "alice").await);
         let logged_out = Arc::new(AtomicBool::new(false));
+        let admitted_before_round = admitted.load(Ordering::SeqCst);
         let users: Vec<_> = (0..4)
             .map(|_| {
                 let (app, clock, cookie) = (app.clone(), clock.clone(), Arc::clone(&cookie));
@@ -159,6 +160,14 @@ pub async fn logout_racing_touches_sticks(store: impl LifetimeStore, rounds: usi
             .collect();
         for _ in 0..round % 7 {
             tokio::task::yield_now().await;
+        }
+        // Every other round the logout waits for a first admission, so that
+        // the race is real even where the scheduler starts the requests late
+        // (a loaded machine); in the others it may come before any.
+        if round % 2 == 1 {
+            while admitted.load(Ordering::SeqCst) == admitted_before_round {
+                tokio::task::yield_now().await;
+            }
         }
         let response = send(&app, "POST", "/logout", Some(&cookie)).await;
         assert_eq!(response.status(), StatusCode::OK);
