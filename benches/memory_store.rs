@@ -32,8 +32,12 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use tower_session_lifetime::{
-    LifetimeStore, ManualClock, MemoryStore, Policy, SessionId, SessionKey, SessionRecord,
-    Timestamp,
+    clock::ManualClock,
+    id::{SessionId, SessionKey},
+    record::SessionRecord,
+    store::LifetimeStore,
+    time::Timestamp,
+    MemoryStore, Policy,
 };
 
 // ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@
 //! - `session_lifetime`: `SessionLifetimeLayer::new(MemoryStore::new())`,
 //!   default policy, a live session; the handler returns the subject;
 //! - `session_lifetime_browser`: the same, with the browser side on
-//!   (`deadline_headers` and a `status_endpoint`): the headers' cost;
+//!   (`with_deadline_headers` and `with_status_endpoint`): the headers' cost;
 //! - `session_lifetime_layer_only`: the same, with the bare handler, which
 //!   never looks at the session: the middleware alone, without the cost of
 //!   an axum extractor;
@@ -41,7 +41,8 @@ use axum::Router;
 use criterion::{criterion_group, Criterion};
 use tower::ServiceExt;
 use tower_session_lifetime::{
-    DeadlineHeaders, MemoryStore, SessionHandle, SessionLifetimeLayer, StatusEndpoint,
+    deadline_headers::DeadlineHeaders, status::StatusEndpoint, MemoryStore, SessionHandle,
+    SessionLifetimeLayer,
 };
 use tower_sessions::cookie::time;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
@@ -165,8 +166,8 @@ fn overhead(c: &mut Criterion) {
         .route("/login", post(lifetime_login))
         .layer(
             SessionLifetimeLayer::new(MemoryStore::new())
-                .deadline_headers(DeadlineHeaders::new())
-                .status_endpoint(StatusEndpoint::at("/session/status").expect("a valid path")),
+                .with_deadline_headers(DeadlineHeaders::new())
+                .with_status_endpoint(StatusEndpoint::at("/session/status").expect("a valid path")),
         )
         .with_state(());
     let browser_cookie = rt.block_on(cookie_from_login(&browser, Method::POST, "/login"));

@@ -49,7 +49,9 @@ use std::time::{Duration, SystemTime};
 use axum::{extract::Query, routing::get, Router};
 use serde::Deserialize;
 use tower_session_lifetime::{
-    Clock, ManualClock, MemoryStore, SessionLifetimeLayer, SystemClock, Timestamp,
+    clock::{Clock, ManualClock, SystemClock},
+    time::Timestamp,
+    MemoryStore, SessionLifetimeLayer,
 };
 
 #[tokio::main]

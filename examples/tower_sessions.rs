@@ -31,7 +31,7 @@ use axum::{
 };
 use serde_json::json;
 use tower_session_lifetime::{
-    MemoryStore, OnInvalidSession, Policy, SessionHandle, SessionLifetimeLayer, Timestamp,
+    time::Timestamp, MemoryStore, OnInvalidSession, Policy, SessionHandle, SessionLifetimeLayer,
 };
 use tower_sessions::{MemoryStore as SessionStore, Session, SessionManagerLayer};
 

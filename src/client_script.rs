@@ -18,7 +18,7 @@
 //!
 //! ```
 //! use axum::{response::Html, routing::get, Router};
-//! use tower_session_lifetime::{client_script, MemoryStore, SessionLifetimeLayer, StatusEndpoint};
+//! use tower_session_lifetime::{client_script, MemoryStore, SessionLifetimeLayer, status::StatusEndpoint};
 //!
 //! let page = r#"<!doctype html><title>App</title>
 //! <script src="/session-lifetime.js" data-status-url="/session/status"
@@ -28,15 +28,15 @@
 //!     .route("/session-lifetime.js", get(client_script::serve))
 //!     .layer(
 //!         SessionLifetimeLayer::new(MemoryStore::new())
-//!             .status_endpoint(StatusEndpoint::at("/session/status")?),
+//!             .with_status_endpoint(StatusEndpoint::at("/session/status")?),
 //!     );
 //! # let _ = app;
-//! # Ok::<(), tower_session_lifetime::StatusEndpointError>(())
+//! # Ok::<(), tower_session_lifetime::status::StatusEndpointError>(())
 //! ```
 //!
 //! The script's own header comment lists its settings (`data-*` attributes
 //! of its tag) and its small API (`SessionLifetime.observe(response)` feeds
-//! it the [deadline headers](crate::DeadlineHeaders) of a response of your
+//! it the [deadline headers](crate::deadline_headers::DeadlineHeaders) of a response of your
 //! own). The dialog is `#session-lifetime-dialog`, styled by classes that
 //! start with `session-lifetime-`.
 

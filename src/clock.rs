@@ -5,7 +5,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use tower_session_lifetime::{Clock, ManualClock, Timestamp};
+//! use tower_session_lifetime::{clock::{Clock, ManualClock}, time::Timestamp};
 //!
 //! let clock = ManualClock::new(Timestamp::from_unix_millis(1_000));
 //! let seen_by_the_layer = clock.clone();

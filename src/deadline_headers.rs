@@ -2,11 +2,11 @@
 //!
 //! ```
 //! use axum::{routing::get, Router};
-//! use tower_session_lifetime::{DeadlineHeaders, MemoryStore, SessionLifetimeLayer};
+//! use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer, deadline_headers::DeadlineHeaders};
 //!
 //! let app: Router = Router::new()
 //!     .route("/", get(|| async { "hello" }))
-//!     .layer(SessionLifetimeLayer::new(MemoryStore::new()).deadline_headers(DeadlineHeaders::new()));
+//!     .layer(SessionLifetimeLayer::new(MemoryStore::new()).with_deadline_headers(DeadlineHeaders::new()));
 //! // Every response to a request with a live session now carries
 //! // `Session-Idle-Expires: <unix seconds>` and, unless the absolute timeout
 //! // is off, `Session-Expires: <unix seconds>`.
@@ -27,7 +27,7 @@ pub const ABSOLUTE_DEADLINE_HEADER: &str = "session-expires";
 
 /// Which headers carry a session's deadlines on the responses of admitted
 /// requests; see
-/// [`SessionLifetimeLayer::deadline_headers`](crate::SessionLifetimeLayer::deadline_headers).
+/// [`SessionLifetimeLayer::with_deadline_headers`](crate::SessionLifetimeLayer::with_deadline_headers).
 ///
 /// - `Session-Idle-Expires`: the idle deadline as enforced (the stored
 ///   activity plus the idle timeout or remember-me period);
@@ -47,13 +47,13 @@ pub const ABSOLUTE_DEADLINE_HEADER: &str = "session-expires";
 ///
 /// ```
 /// use http::HeaderName;
-/// use tower_session_lifetime::DeadlineHeaders;
+/// use tower_session_lifetime::deadline_headers::DeadlineHeaders;
 ///
 /// let headers = DeadlineHeaders::new()
 ///     .names(HeaderName::from_static("x-idle-deadline"), HeaderName::from_static("x-deadline"))?
 ///     .expose_to_cross_origin_scripts();
 /// assert_eq!(headers.idle_name(), "x-idle-deadline");
-/// # Ok::<(), tower_session_lifetime::SameHeaderNameError>(())
+/// # Ok::<(), tower_session_lifetime::deadline_headers::SameHeaderNameError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct DeadlineHeaders {
@@ -85,7 +85,7 @@ impl DeadlineHeaders {
     ///
     /// ```
     /// use http::HeaderName;
-    /// use tower_session_lifetime::DeadlineHeaders;
+    /// use tower_session_lifetime::deadline_headers::DeadlineHeaders;
     ///
     /// let name = HeaderName::from_static("x-deadline");
     /// assert!(DeadlineHeaders::new().names(name.clone(), name).is_err());

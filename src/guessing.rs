@@ -3,14 +3,14 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use tower_session_lifetime::{GuessLimit, MemoryStore, SessionLifetimeLayer};
+//! use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer, guessing::GuessLimit};
 //!
 //! // At most 20 unknown or forged session IDs per client per minute; the
 //! // client is the peer address the server put in the request extensions.
 //! let layer = SessionLifetimeLayer::new(MemoryStore::new())
-//!     .limit_guessing(GuessLimit::new(20, Duration::from_secs(60))?);
+//!     .with_guess_limit(GuessLimit::new(20, Duration::from_secs(60))?);
 //! # let _ = layer;
-//! # Ok::<(), tower_session_lifetime::GuessLimitError>(())
+//! # Ok::<(), tower_session_lifetime::guessing::GuessLimitError>(())
 //! ```
 //!
 //! A session ID has 128 random bits, so guessing one is hopeless; what an
@@ -44,7 +44,7 @@ pub const DEFAULT_MAX_CLIENTS: usize = 65_536;
 /// `tests/bounded_memory.rs` counts the bytes with a million clients.
 ///
 /// ```
-/// use tower_session_lifetime::{DEFAULT_MAX_CLIENTS, GUESS_COUNT_BYTES_PER_CLIENT};
+/// use tower_session_lifetime::guessing::{DEFAULT_MAX_CLIENTS, GUESS_COUNT_BYTES_PER_CLIENT};
 ///
 /// assert!(DEFAULT_MAX_CLIENTS * GUESS_COUNT_BYTES_PER_CLIENT < 8 << 20);
 /// ```
@@ -60,7 +60,7 @@ type ClientOf = dyn Fn(&HeaderMap, &Extensions) -> Option<IpAddr> + Send + Sync;
 
 /// How many unknown or forged session IDs one client may present in a
 /// window of time; see
-/// [`SessionLifetimeLayer::limit_guessing`](crate::SessionLifetimeLayer::limit_guessing).
+/// [`SessionLifetimeLayer::with_guess_limit`](crate::SessionLifetimeLayer::with_guess_limit).
 ///
 /// Counted: cookies naming a session the store does not have (unknown,
 /// logged out, reclaimed), cookies whose signature does not verify, and
@@ -71,14 +71,14 @@ type ClientOf = dyn Fn(&HeaderMap, &Extensions) -> Option<IpAddr> + Send + Sync;
 /// ```
 /// use std::net::IpAddr;
 /// use std::time::Duration;
-/// use tower_session_lifetime::GuessLimit;
+/// use tower_session_lifetime::guessing::GuessLimit;
 ///
 /// // Behind a reverse proxy that sets `X-Real-IP` (and strips a client's own):
 /// let limit = GuessLimit::new(20, Duration::from_secs(60))?.client(|headers, _| {
 ///     headers.get("x-real-ip")?.to_str().ok()?.parse::<IpAddr>().ok()
 /// });
 /// # let _ = limit;
-/// # Ok::<(), tower_session_lifetime::GuessLimitError>(())
+/// # Ok::<(), tower_session_lifetime::guessing::GuessLimitError>(())
 /// ```
 #[derive(Clone)]
 pub struct GuessLimit {
@@ -148,7 +148,7 @@ impl fmt::Debug for GuessLimit {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_session_lifetime::{GuessLimit, GuessLimitError};
+/// use tower_session_lifetime::guessing::{GuessLimit, GuessLimitError};
 ///
 /// let err = GuessLimit::new(0, Duration::from_secs(60)).unwrap_err();
 /// assert_eq!(err, GuessLimitError::NoFailuresAllowed);

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use http::{Extensions, HeaderMap, HeaderValue, Response};
 
-use crate::id::{SessionId, SessionKey};
+pub use crate::own_sessions::SessionInfo;
+
+use crate::config::Config;
+use crate::id::{RandomnessError, SessionId, SessionKey};
 use crate::observe::{self, EndReason};
 use crate::policy::{judge, AtSessionLimit, Deadlines, Policy, PolicyChoice, Verdict};
 use crate::record::{SessionRecord, MAX_LABEL_LEN, MAX_SUBJECT_LEN};
 use crate::rejection::{see_other, RejectReason};
-use crate::session_lifetime::Config;
 use crate::store::{StoreError, UpdateOutcome};
 use crate::time::Timestamp;
 
@@ -242,7 +244,7 @@ impl SessionHandle {
     /// Whether the session's subject authenticated (signed in, or
     /// [re-authenticated](SessionHandle::reauthenticate)) less than
     /// `max_age` ago; `false` without a session. What
-    /// [`RecentLoginLayer`](crate::RecentLoginLayer) checks, for a handler
+    /// [`RecentLoginLayer`](crate::recent_login::RecentLoginLayer) checks, for a handler
     /// that decides by itself.
     pub fn authenticated_within(&self, max_age: Duration) -> bool {
         let Some(at) = self.authenticated_at() else {
@@ -378,7 +380,7 @@ impl SessionHandle {
             let id = SessionId::generate().map_err(SessionError::Randomness)?;
             let key = id.key();
             if config.store.create(&key, &record).await? {
-                observe::started(config, &key);
+                observe::started(config.metrics.as_ref(), &key);
                 let deadlines = Deadlines::of(&record.limits, &record);
                 let admitted_at = record.created_at;
                 let mut state = self.state();
@@ -397,7 +399,7 @@ impl SessionHandle {
         Err(SessionError::IdCollision)
     }
 
-    /// Applies the policy's [session limit](crate::PolicyBuilder::max_sessions_per_subject)
+    /// Applies the policy's [session limit](crate::policy::PolicyBuilder::max_sessions_per_subject)
     /// before `subject` logs in: ends its oldest live sessions, or refuses.
     async fn make_room_for(&self, subject: &str) -> Result<(), SessionError> {
         let config = &self.inner.config;
@@ -423,7 +425,7 @@ impl SessionHandle {
         live.sort_by_key(|(_, record)| record.created_at);
         for (key, _) in &live[..=live.len() - max] {
             if config.store.delete(key).await? {
-                observe::ended(config, key, EndReason::Limit);
+                observe::ended(config.metrics.as_ref(), key, EndReason::Limit);
             }
         }
         Ok(())
@@ -434,11 +436,11 @@ impl SessionHandle {
     /// everywhere" button, or what to do after a password change. Returns
     /// how many sessions ended. A session without a subject only ends
     /// itself. Needs a store that lists a subject's sessions; otherwise a
-    /// store error of kind [`Unsupported`](crate::StoreErrorKind::Unsupported),
+    /// store error of kind [`Unsupported`](crate::store::StoreErrorKind::Unsupported),
     /// and nothing ends.
     ///
     /// The same is available without a request, for an admin action, as
-    /// [`LifetimeStore::delete_sessions_of`](crate::LifetimeStore::delete_sessions_of).
+    /// [`LifetimeStore::delete_sessions_of`](crate::store::LifetimeStore::delete_sessions_of).
     pub async fn logout_everywhere(&self) -> Result<u64, SessionError> {
         let subject = self
             .state()
@@ -458,7 +460,12 @@ impl SessionHandle {
             Err(_) => Vec::new(),
         };
         let ended = config.store.delete_sessions_of(&subject).await?;
-        observe::ended_many(config, &listed, ended, EndReason::LogoutEverywhere);
+        observe::ended_many(
+            config.metrics.as_ref(),
+            &listed,
+            ended,
+            EndReason::LogoutEverywhere,
+        );
         // This session too, under its ID's own key (a renewed ID's pointer);
         // counted above.
         self.end_current_session(None).await?;
@@ -467,7 +474,7 @@ impl SessionHandle {
     }
 
     /// [`logout`](SessionHandle::logout), then a `303 See Other` to
-    /// `return_to` if it is on the layer's [allow-list](crate::LogoutRedirects)
+    /// `return_to` if it is on the layer's [allow-list](crate::logout_redirect::LogoutRedirects)
     /// (set with
     /// [`with_logout_redirects`](crate::SessionLifetimeLayer::with_logout_redirects)),
     /// and to the list's default otherwise. Never to a URL an attacker put
@@ -475,7 +482,7 @@ impl SessionHandle {
     ///
     /// ```
     /// use axum::{extract::Query, response::IntoResponse, routing::post, Router};
-    /// use tower_session_lifetime::{LogoutRedirects, MemoryStore, SessionHandle, SessionLifetimeLayer};
+    /// use tower_session_lifetime::{MemoryStore, SessionHandle, SessionLifetimeLayer, logout_redirect::LogoutRedirects};
     ///
     /// #[derive(serde::Deserialize)]
     /// struct Params { return_to: Option<String> }
@@ -489,7 +496,7 @@ impl SessionHandle {
     ///     .route("/logout", post(logout))
     ///     .layer(SessionLifetimeLayer::new(MemoryStore::new()).with_logout_redirects(redirects));
     /// # let _ = app;
-    /// # Ok::<(), tower_session_lifetime::RedirectConfigError>(())
+    /// # Ok::<(), tower_session_lifetime::logout_redirect::RedirectConfigError>(())
     /// ```
     pub async fn logout_and_redirect(
         &self,
@@ -528,7 +535,7 @@ impl SessionHandle {
         if let Some((id, key)) = ending {
             let ended = self.inner.config.end_session(&id, &key).await?;
             if let (true, Some(reason)) = (ended, reason) {
-                observe::ended(&self.inner.config, &key, reason);
+                observe::ended(self.inner.config.metrics.as_ref(), &key, reason);
             }
             let mut state = self.state();
             state.session = None;
@@ -542,7 +549,7 @@ impl SessionHandle {
     /// becomes the remember-me period (or back), its cookie persistent (or a
     /// browser-session cookie). The absolute deadline never moves later: if
     /// the limit for the new kind of session is shorter (a separate
-    /// [remember-me absolute timeout](crate::PolicyBuilder::remember_me_absolute_timeout)),
+    /// [remember-me absolute timeout](crate::policy::PolicyBuilder::remember_me_absolute_timeout)),
     /// it applies from the session's creation; otherwise the deadline stays
     /// where it was.
     ///
@@ -584,7 +591,7 @@ impl SessionHandle {
 
     /// Records that the subject proved who they are again (a password
     /// asked for before a sensitive action): the
-    /// [recent-login guard](crate::RecentLoginLayer) counts from now. The
+    /// [recent-login guard](crate::recent_login::RecentLoginLayer) counts from now. The
     /// session, its ID and its absolute deadline stay as they are; for a
     /// fresh session (a new ID, a new absolute period), call
     /// [`login`](SessionHandle::login) instead.
@@ -822,7 +829,7 @@ pub enum SessionError {
         max: usize,
     },
     /// The operating system's random number generator failed.
-    Randomness(getrandom::Error),
+    Randomness(RandomnessError),
     /// The store refused every fresh ID as taken: the store is broken.
     IdCollision,
     /// The subject has the most sessions the policy allows and the policy

@@ -4,7 +4,7 @@
 //! sessions the limits identity providers (WSO2 Identity Server, Auth0,
 //! Keycloak, Okta) offer: an **idle timeout**, an **absolute** (maximum)
 //! lifetime that activity never extends, a **remember-me** period, and a
-//! **logout that sticks** — over a pluggable async [`LifetimeStore`].
+//! **logout that sticks** — over a pluggable async [`LifetimeStore`](crate::store::LifetimeStore).
 //!
 //! | setting | meaning |
 //! | --- | --- |
@@ -47,11 +47,11 @@
 //!             .on_invalid_session(OnInvalidSession::PassThrough),
 //!     );
 //! # let _ = app;
-//! # Ok::<(), tower_session_lifetime::PolicyError>(())
+//! # Ok::<(), tower_session_lifetime::policy::PolicyError>(())
 //! ```
 //!
-//! The parts, each in its own module: a pure [`policy`] ([`judge`] decides
-//! every request), a [`Clock`], the [`store`], the [`SessionCookie`], the
+//! The parts, each in its own module: a pure [`policy`] ([`judge`](crate::policy::judge) decides
+//! every request), a [`Clock`](crate::clock::Clock), the [`store`], the [`SessionCookie`], the
 //! [`SessionHandle`] handlers use, and the Tower glue in
 //! [`SessionLifetimeLayer`].
 //!
@@ -65,9 +65,9 @@
 //! Features: `axum` (default) for the [`SessionHandle`] extractor and
 //! `client_script::serve`; `tower-sessions` for the `tower_sessions`
 //! module; `redis`, `postgres`, `sqlite` for those stores; `metrics` to
-//! report [`SessionMetrics`] to the `metrics` facade.
+//! report [`SessionMetrics`](crate::observe::SessionMetrics) to the `metrics` facade.
 //!
-//! Also: [`Policies`] per tenant and route group, the [`RecentLoginLayer`]
+//! Also: [`Policies`] per tenant and route group, the [`RecentLoginLayer`](crate::recent_login::RecentLoginLayer)
 //! for sensitive routes, a user's own [sessions](SessionHandle::sessions),
 //! the [browser side](client_script) (deadline headers, a [status]
 //! endpoint, a timeout dialog), and [events and counters](observe).
@@ -76,68 +76,46 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod bytes;
 pub mod client_script;
-mod clock;
-mod deadline_headers;
+pub mod clock;
+mod config;
+pub mod deadline_headers;
 #[cfg(feature = "axum")]
 mod extract;
-mod guessing;
-mod handle;
-mod id;
-mod logout_redirect;
+pub mod guessing;
+pub mod handle;
+pub mod id;
+mod limits;
+pub mod logout_redirect;
 pub mod observe;
 mod own_sessions;
 pub mod policy;
 pub mod recent_login;
-mod record;
-mod rejection;
-mod session_cookie;
-mod session_lifetime;
+pub mod record;
+pub mod rejection;
+pub mod session_cookie;
+pub mod session_lifetime;
 pub mod status;
 pub mod store;
-mod time;
+pub mod time;
 #[cfg(feature = "tower-sessions")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
 pub mod tower_sessions;
 
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use deadline_headers::{
-    DeadlineHeaders, SameHeaderNameError, ABSOLUTE_DEADLINE_HEADER, IDLE_DEADLINE_HEADER,
-};
-pub use guessing::{
-    GuessLimit, GuessLimitError, DEFAULT_MAX_CLIENTS, GUESS_COUNT_BYTES_PER_CLIENT,
-};
-pub use handle::{LogoutRedirect, MissingSessionLayer, SessionError, SessionHandle};
-pub use id::{SessionId, SessionKey, ShortKey, SESSION_ID_BYTES, SESSION_ID_LEN};
-pub use logout_redirect::{LogoutRedirects, RedirectConfigError};
-pub use observe::{EndReason, MetricsSnapshot, SessionMetrics};
-pub use own_sessions::SessionInfo;
-pub use policy::{
-    judge, Admission, AtSessionLimit, Caps, Deadlines, ExpiryReason, Limits, Policies,
-    PoliciesBuilder, Policy, PolicyBuilder, PolicyError, Renewal, SessionLimit, Setting,
-    TenantFrom, TenantResolver, Tightening, Verdict,
-};
-pub use recent_login::{OnStaleLogin, RecentLoginLayer};
-pub use record::{SessionRecord, MAX_LABEL_LEN, MAX_SUBJECT_LEN};
-pub use rejection::{
-    DefaultRejection, OnInvalidSession, OnStoreError, RejectReason, RejectionResponse,
-};
-pub use session_cookie::{
-    CookieConfigError, SessionCookie, SessionCookieBuilder, DEFAULT_COOKIE_NAME,
-};
-pub use session_lifetime::{ResponseFuture, SessionLifetime, SessionLifetimeLayer};
-pub use status::{SessionStatus, StatusEndpoint, StatusEndpointError, StatusJson};
+// What a typical app names; everything else is reached through its module.
+pub use handle::{SessionError, SessionHandle};
+pub use policy::{Policies, Policy};
+pub use rejection::OnInvalidSession;
+pub use session_cookie::SessionCookie;
+pub use session_lifetime::SessionLifetimeLayer;
+pub use store::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use store::PostgresStore;
 #[cfg(feature = "redis")]
 pub use store::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
-pub use store::{
-    LifetimeStore, LoadedRecord, MemoryStore, RenewOutcome, StoreError, StoreErrorKind,
-    TouchOutcome, UpdateOutcome,
-};
-pub use time::Timestamp;
 #[cfg(feature = "tower-sessions")]
 pub use tower_sessions::TowerSessionsStore;
 

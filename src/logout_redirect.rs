@@ -2,7 +2,7 @@
 //! that a `return_to` in a link cannot turn the logout into an open redirect.
 //!
 //! ```
-//! use tower_session_lifetime::LogoutRedirects;
+//! use tower_session_lifetime::logout_redirect::LogoutRedirects;
 //!
 //! let redirects = LogoutRedirects::new("/")?
 //!     .allow("/goodbye")?
@@ -13,7 +13,7 @@
 //! assert_eq!(redirects.target(Some("https://shop-example.evil/login")), "/");
 //! assert_eq!(redirects.target(Some("//evil.example/goodbye")), "/");
 //! assert_eq!(redirects.target(Some("/goodbye/../admin")), "/");
-//! # Ok::<(), tower_session_lifetime::RedirectConfigError>(())
+//! # Ok::<(), tower_session_lifetime::logout_redirect::RedirectConfigError>(())
 //! ```
 //!
 //! Why: a logout link with a `return_to` parameter is a favourite of
@@ -50,7 +50,7 @@ use http::HeaderValue;
 /// added, so a bad entry is an error at startup, not a surprise at logout.
 ///
 /// ```
-/// use tower_session_lifetime::LogoutRedirects;
+/// use tower_session_lifetime::logout_redirect::LogoutRedirects;
 ///
 /// let redirects = LogoutRedirects::new("/")?
 ///     .allow("/goodbye")?
@@ -62,7 +62,7 @@ use http::HeaderValue;
 ///     "https://shop.example/signed-out"
 /// );
 /// assert!(!redirects.is_allowed("https://shop.example@evil.example/signed-out"));
-/// # Ok::<(), tower_session_lifetime::RedirectConfigError>(())
+/// # Ok::<(), tower_session_lifetime::logout_redirect::RedirectConfigError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct LogoutRedirects {
@@ -78,12 +78,12 @@ impl LogoutRedirects {
     /// by the same rules; it is not itself on the list.
     ///
     /// ```
-    /// use tower_session_lifetime::LogoutRedirects;
+    /// use tower_session_lifetime::logout_redirect::LogoutRedirects;
     ///
     /// let redirects = LogoutRedirects::new("/signed-out")?;
     /// assert_eq!(redirects.target(Some("/anything")), "/signed-out");
     /// assert!(LogoutRedirects::new("signed-out").is_err());
-    /// # Ok::<(), tower_session_lifetime::RedirectConfigError>(())
+    /// # Ok::<(), tower_session_lifetime::logout_redirect::RedirectConfigError>(())
     /// ```
     pub fn new(default: &str) -> Result<Self, RedirectConfigError> {
         Ok(LogoutRedirects {
@@ -99,7 +99,7 @@ impl LogoutRedirects {
     /// what is wrong.
     ///
     /// ```
-    /// use tower_session_lifetime::{LogoutRedirects, RedirectConfigError};
+    /// use tower_session_lifetime::logout_redirect::{LogoutRedirects, RedirectConfigError};
     ///
     /// let redirects = LogoutRedirects::new("/")?.allow("/goodbye")?;
     /// assert!(redirects.is_allowed("/goodbye"));
@@ -119,14 +119,14 @@ impl LogoutRedirects {
     /// Whether `return_to` names exactly one of the allowed targets.
     ///
     /// ```
-    /// use tower_session_lifetime::LogoutRedirects;
+    /// use tower_session_lifetime::logout_redirect::LogoutRedirects;
     ///
     /// let redirects = LogoutRedirects::new("/")?.allow("/goodbye")?;
     /// assert!(redirects.is_allowed("/goodbye"));
     /// assert!(!redirects.is_allowed("/goodbye/"));
     /// assert!(!redirects.is_allowed("/\\evil.example"));
     /// assert!(!redirects.is_allowed("/"), "the default is not on the list");
-    /// # Ok::<(), tower_session_lifetime::RedirectConfigError>(())
+    /// # Ok::<(), tower_session_lifetime::logout_redirect::RedirectConfigError>(())
     /// ```
     pub fn is_allowed(&self, return_to: &str) -> bool {
         self.find(return_to).is_some()
@@ -138,13 +138,13 @@ impl LogoutRedirects {
     /// missing or not allowed.
     ///
     /// ```
-    /// use tower_session_lifetime::LogoutRedirects;
+    /// use tower_session_lifetime::logout_redirect::LogoutRedirects;
     ///
     /// let redirects = LogoutRedirects::new("/")?.allow("http://localhost:3000/bye")?;
     /// assert_eq!(redirects.target(Some("HTTP://LOCALHOST:3000/bye")), "http://localhost:3000/bye");
     /// assert_eq!(redirects.target(Some("javascript:alert(1)")), "/");
     /// assert_eq!(redirects.target(None), "/");
-    /// # Ok::<(), tower_session_lifetime::RedirectConfigError>(())
+    /// # Ok::<(), tower_session_lifetime::logout_redirect::RedirectConfigError>(())
     /// ```
     pub fn target(&self, return_to: Option<&str>) -> &HeaderValue {
         return_to
@@ -156,11 +156,11 @@ impl LogoutRedirects {
     /// canonical form.
     ///
     /// ```
-    /// use tower_session_lifetime::LogoutRedirects;
+    /// use tower_session_lifetime::logout_redirect::LogoutRedirects;
     ///
     /// let redirects = LogoutRedirects::new("HTTPS://App.Example:443")?;
     /// assert_eq!(redirects.default_target(), "https://app.example/");
-    /// # Ok::<(), tower_session_lifetime::RedirectConfigError>(())
+    /// # Ok::<(), tower_session_lifetime::logout_redirect::RedirectConfigError>(())
     /// ```
     pub fn default_target(&self) -> &HeaderValue {
         &self.default
@@ -318,7 +318,7 @@ fn check_path(path: &str) -> Result<(), &'static str> {
 /// A logout redirect target given to [`LogoutRedirects`] that cannot be one.
 ///
 /// ```
-/// use tower_session_lifetime::{LogoutRedirects, RedirectConfigError};
+/// use tower_session_lifetime::logout_redirect::{LogoutRedirects, RedirectConfigError};
 ///
 /// let err = LogoutRedirects::new("/")?.allow("javascript:alert(1)").unwrap_err();
 /// assert!(matches!(

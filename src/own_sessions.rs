@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use axum::{extract::Path, http::StatusCode, routing::{get, post}, Json, Router};
-//! use tower_session_lifetime::{MemoryStore, SessionError, SessionHandle, SessionKey, SessionLifetimeLayer};
+//! use tower_session_lifetime::{MemoryStore, SessionError, SessionHandle, SessionLifetimeLayer, id::SessionKey};
 //!
 //! async fn list(session: SessionHandle) -> Result<Json<Vec<String>>, SessionError> {
 //!     let sessions = session.sessions().await?;
@@ -31,7 +31,7 @@
 //! which is not the session ID and cannot be used as a cookie, so a page
 //! may show it. Listing needs a store with a subject index (every store of
 //! this crate but `TowerSessionsStore`); others answer with a store error
-//! of kind [`Unsupported`](crate::StoreErrorKind::Unsupported).
+//! of kind [`Unsupported`](crate::store::StoreErrorKind::Unsupported).
 
 use crate::handle::{SessionError, SessionHandle};
 use crate::id::SessionKey;
@@ -103,7 +103,7 @@ impl SessionHandle {
     /// `false` if there is no such live session of the subject. Ending the
     /// current session is a [`logout`](SessionHandle::logout).
     ///
-    /// A listed key whose ID was [renewed](crate::PolicyBuilder::renewal_interval)
+    /// A listed key whose ID was [renewed](crate::policy::PolicyBuilder::renewal_interval)
     /// since the list was made still names its session while the old ID's
     /// grace period lasts: the renewal is followed. After that, the key
     /// names nothing and the answer is `false`: list the sessions again
@@ -150,7 +150,7 @@ impl SessionHandle {
         // From the listed key: a renewal racing this follows the pointer.
         let ended = store.delete(key).await? | (at != *key && store.delete(&at).await?);
         if ended {
-            observe::ended(self.config(), &at, EndReason::Revoked);
+            observe::ended(self.config().metrics.as_ref(), &at, EndReason::Revoked);
         }
         Ok(ended)
     }
@@ -166,7 +166,7 @@ const MAX_POINTERS: usize = 8;
 impl SessionInfo {
     fn of(
         key: SessionKey,
-        record: &crate::SessionRecord,
+        record: &crate::record::SessionRecord,
         deadlines: Deadlines,
         current: bool,
     ) -> Self {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::id::SessionKey;
-use crate::policy::Limits;
+use crate::limits::Limits;
 use crate::time::Timestamp;
 
 /// The longest subject, in bytes, a session may carry. Keeps the memory of
@@ -13,10 +13,12 @@ pub const MAX_SUBJECT_LEN: usize = 256;
 /// The longest [label](SessionRecord::label), in bytes.
 pub const MAX_LABEL_LEN: usize = 256;
 
-/// One session as the store keeps it, keyed by a [`SessionKey`](crate::SessionKey).
+/// One session as the store keeps it, keyed by a [`SessionKey`].
 ///
 /// ```
-/// use tower_session_lifetime::{Policy, SessionRecord, Timestamp};
+/// use tower_session_lifetime::record::SessionRecord;
+/// use tower_session_lifetime::time::Timestamp;
+/// use tower_session_lifetime::Policy;
 ///
 /// let login = Timestamp::from_unix_millis(1_700_000_000_000);
 /// let record = SessionRecord::new(&Policy::default(), login, Some("alice".into()), false);
@@ -24,6 +26,7 @@ pub const MAX_LABEL_LEN: usize = 256;
 /// assert_eq!(record.limits, Policy::default().limits());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionRecord {
     /// When the session was created (the login). The absolute deadline counts
     /// from here.
@@ -43,11 +46,11 @@ pub struct SessionRecord {
     pub subject: Option<Arc<str>>,
     /// The policy's limits when the session was created.
     pub limits: Limits,
-    /// Counts replacements of the record ([`LifetimeStore::update`](crate::LifetimeStore::update));
+    /// Counts replacements of the record ([`LifetimeStore::update`](crate::store::LifetimeStore::update));
     /// activity writes do not change it.
     pub version: u64,
     /// When the session's current ID was issued: its creation, or its latest
-    /// [renewal](crate::PolicyBuilder::renewal_interval).
+    /// [renewal](crate::policy::PolicyBuilder::renewal_interval).
     pub id_issued_at: Timestamp,
     /// Set when the session's ID was renewed: this record then only points
     /// to the session's new key, for requests still in flight with the old
@@ -55,7 +58,7 @@ pub struct SessionRecord {
     pub renewed_to: Option<SessionKey>,
     /// When the subject last proved who they are: the login, or a later
     /// [re-authentication](crate::SessionHandle::reauthenticate). The
-    /// [recent-login guard](crate::RecentLoginLayer) counts from here; the
+    /// [recent-login guard](crate::recent_login::RecentLoginLayer) counts from here; the
     /// absolute deadline does not.
     pub authenticated_at: Timestamp,
     /// A label the app chose to show the user in their list of sessions
@@ -64,48 +67,40 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
-    /// A fresh session created at `now` under `policy`.
-    pub fn new(
-        policy: &crate::Policy,
-        now: Timestamp,
-        subject: Option<Arc<str>>,
-        remember_me: bool,
-    ) -> Self {
-        let limits = policy.limits();
-        let mut record = SessionRecord {
-            created_at: now,
-            last_activity: now,
-            expires_at: now,
-            remember_me,
-            subject,
+    /// A record as a store reads it back, to be filled in from what it
+    /// kept: every time at `created_at`, expiring then, with `limits`, no
+    /// subject, no label, version 0, not renewed. A store sets the other
+    /// fields from storage; fields added later start from these values.
+    /// A fresh session is made with [`SessionRecord::new`], which needs a
+    /// [`Policy`](crate::policy::Policy) and lives beside the rule in
+    /// [`policy`](crate::policy).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_session_lifetime::policy::Limits;
+    /// use tower_session_lifetime::record::SessionRecord;
+    /// use tower_session_lifetime::time::Timestamp;
+    ///
+    /// let created = Timestamp::from_unix_millis(1_700_000_000_000);
+    /// let limits = Limits::new(Duration::from_secs(900), None, Duration::from_secs(86_400), None);
+    /// let mut record = SessionRecord::stored(created, limits);
+    /// record.last_activity = Timestamp::from_unix_millis(1_700_000_060_000);
+    /// record.subject = Some("alice".into());
+    /// assert_eq!(record.version, 0);
+    /// ```
+    pub fn stored(created_at: Timestamp, limits: Limits) -> Self {
+        SessionRecord {
+            created_at,
+            last_activity: created_at,
+            expires_at: created_at,
+            remember_me: false,
+            subject: None,
             limits,
             version: 0,
-            id_issued_at: now,
+            id_issued_at: created_at,
             renewed_to: None,
-            authenticated_at: now,
+            authenticated_at: created_at,
             label: None,
-        };
-        record.expires_at = crate::policy::Deadlines::of(&limits, &record).nearest();
-        record
-    }
-
-    /// `Err` when the subject or the label is longer than its bound: what
-    /// every store refuses to write.
-    pub(crate) fn check_bounds(&self) -> Result<(), crate::store::StoreError> {
-        let too_long = |what: &str, len: usize, max: usize| {
-            Err(crate::store::StoreError::new(
-                crate::store::StoreErrorKind::InvalidRecord,
-                format!("{what} of {len} bytes exceeds the {max}-byte bound"),
-            ))
-        };
-        let subject_len = self.subject.as_deref().map_or(0, str::len);
-        if subject_len > MAX_SUBJECT_LEN {
-            return too_long("subject", subject_len, MAX_SUBJECT_LEN);
         }
-        let label_len = self.label.as_deref().map_or(0, str::len);
-        if label_len > MAX_LABEL_LEN {
-            return too_long("label", label_len, MAX_LABEL_LEN);
-        }
-        Ok(())
     }
 }

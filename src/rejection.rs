@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode, Uri};
 
 use crate::policy::ExpiryReason;
@@ -30,19 +31,19 @@ pub enum RejectReason {
     Duplicated,
     /// The store failed, so the session could not be confirmed.
     StoreUnavailable,
-    /// The ID was replaced by a [renewal](crate::PolicyBuilder::renewal_interval)
+    /// The ID was replaced by a [renewal](crate::policy::PolicyBuilder::renewal_interval)
     /// and its grace period is over.
     Renewed,
     /// The request carries no session cookie where a session is required
     /// (a [status request](crate::status)), or no session where the
-    /// [recent-login guard](crate::RecentLoginLayer) wants one.
+    /// [recent-login guard](crate::recent_login::RecentLoginLayer) wants one.
     Missing,
     /// The session's subject authenticated too long ago for the route
-    /// (the [recent-login guard](crate::RecentLoginLayer)).
+    /// (the [recent-login guard](crate::recent_login::RecentLoginLayer)).
     LoginTooOld,
     /// The client presented too many unknown or forged session IDs lately
     /// (`429 Too Many Requests`, without a store lookup); see
-    /// [`SessionLifetimeLayer::limit_guessing`](crate::SessionLifetimeLayer::limit_guessing).
+    /// [`SessionLifetimeLayer::with_guess_limit`](crate::SessionLifetimeLayer::with_guess_limit).
     TooManyGuesses,
 }
 
@@ -165,8 +166,8 @@ pub trait RejectionResponse<B>: Clone + Send + Sync + 'static {
     /// for a responder that builds its own (another body than the JSON),
     /// without the headers the layer adds (`Cache-Control: no-store`, the
     /// deadline headers, a refreshed cookie). `None`, the default, leaves
-    /// it to [`StatusJson`](crate::StatusJson), which
-    /// [`status_endpoint`](crate::SessionLifetimeLayer::status_endpoint)
+    /// it to [`StatusJson`], which
+    /// [`status_endpoint`](crate::SessionLifetimeLayer::with_status_endpoint)
     /// wraps around the responder and which answers with
     /// [`SessionStatus::to_json`].
     fn status(&self, status: &SessionStatus) -> Option<Response<B>> {
@@ -193,5 +194,37 @@ where
 {
     fn respond(&self, reason: RejectReason) -> Response<B> {
         self(reason)
+    }
+}
+
+/// A responder that answers status requests with JSON bodies, around the
+/// responder `R` that builds rejections. What
+/// [`SessionLifetimeLayer::with_status_endpoint`](crate::SessionLifetimeLayer::with_status_endpoint)
+/// wraps the layer's responder in; its body type must be buildable from a
+/// `String` (axum's `Body`, http-body-util's `Full<Bytes>`…).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StatusJson<R>(pub R);
+
+impl<B, R> RejectionResponse<B> for StatusJson<R>
+where
+    B: From<String>,
+    R: RejectionResponse<B>,
+{
+    fn respond(&self, reason: RejectReason) -> Response<B> {
+        self.0.respond(reason)
+    }
+
+    /// The wrapped responder's status answer if it builds one, else the
+    /// JSON of [`SessionStatus::to_json`].
+    fn status(&self, status: &SessionStatus) -> Option<Response<B>> {
+        if let Some(response) = self.0.status(status) {
+            return Some(response);
+        }
+        let mut response = Response::new(B::from(status.to_json()));
+        *response.status_mut() = StatusCode::OK;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Some(response)
     }
 }

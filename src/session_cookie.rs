@@ -10,7 +10,7 @@
 //!     .signing_key(Key::generate())
 //!     .build()?;
 //! assert_eq!(cookie.name(), "__Host-session");
-//! # Ok::<(), tower_session_lifetime::CookieConfigError>(())
+//! # Ok::<(), tower_session_lifetime::session_cookie::CookieConfigError>(())
 //! ```
 
 use std::borrow::Cow;
@@ -26,6 +26,7 @@ use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 
+use crate::bytes::{find_byte, percent_decoded};
 use crate::id::{SessionId, SESSION_ID_LEN};
 use crate::rejection::RejectReason;
 
@@ -258,15 +259,16 @@ struct CookiePair<'a> {
 /// The value of `pair` (one `name=value` of a `Cookie` header) if its name
 /// is `name`, read as the `cookie` crate reads it (and so tower-cookies,
 /// which tower-sessions reads its cookie with): white space around name and
-/// value ignored, surrounding quotes removed from the value, then both
-/// percent-decoded. Reading the same way matters: a name this layer did
-/// not recognise (`%69d` for `id`) would reach an inner layer unchecked.
+/// value ignored (Unicode's too, as [`trimmed`] says), surrounding quotes
+/// removed from the value, then both percent-decoded. Reading the same way
+/// matters: a name this layer did not recognise (`%69d` or `id\u{a0}` for
+/// `id`) would reach an inner layer unchecked.
 fn value_named<'a>(pair: &'a [u8], name: &[u8]) -> Option<Cow<'a, [u8]>> {
     let split = pair.iter().position(|&byte| byte == b'=')?;
-    if !is_named(pair[..split].trim_ascii(), name) {
+    if !is_named(trimmed(&pair[..split]), name) {
         return None;
     }
-    let value = pair[split + 1..].trim_ascii();
+    let value = trimmed(&pair[split + 1..]);
     let value = value
         .strip_prefix(b"\"")
         .and_then(|quoted| quoted.strip_suffix(b"\""))
@@ -274,63 +276,77 @@ fn value_named<'a>(pair: &'a [u8], name: &[u8]) -> Option<Cow<'a, [u8]>> {
     Some(percent_decoded(value))
 }
 
+/// `bytes` without the white space around it that `str::trim` removes,
+/// which the `cookie` crate trims names and values with: ASCII white space
+/// and, in UTF-8, the rest of Unicode's (U+0085, U+00A0, U+1680, U+2000 to
+/// U+200A, U+2028, U+2029, U+202F, U+205F, U+3000). Trimming only ASCII
+/// white space let `id\u{a0}=...` through unread, which tower-cookies reads
+/// as `id`: a way around the lifetime checks for a followed cookie.
+#[inline]
+fn trimmed(bytes: &[u8]) -> &[u8] {
+    // Most names and values end in ASCII other than white space: done
+    // once ASCII white space is off (U+000B, which `trim_ascii` keeps and
+    // `str::trim` does not, takes the slow way).
+    let bytes = bytes.trim_ascii();
+    let plain = |byte: Option<&u8>| byte.is_none_or(|&byte| byte.is_ascii() && byte != 0x0b);
+    if plain(bytes.first()) && plain(bytes.last()) {
+        return bytes;
+    }
+    unicode_trimmed(bytes)
+}
+
+/// [`trimmed`] the slow way, a character at a time from either end.
+#[cold]
+#[inline(never)]
+fn unicode_trimmed(mut bytes: &[u8]) -> &[u8] {
+    while let Some(first) = bytes.first() {
+        let width = match first {
+            0x00..=0x7f => 1,
+            0xc0..=0xdf => 2,
+            _ => 3,
+        };
+        match bytes.get(..width) {
+            Some(char) if is_space(char) => bytes = &bytes[width..],
+            _ => break,
+        }
+    }
+    while let Some(&last) = bytes.last() {
+        let width = if last.is_ascii() {
+            1
+        } else {
+            // Back over the continuation bytes to the character's start
+            // (white space takes at most 3 bytes).
+            let tail = &bytes[bytes.len().saturating_sub(3)..];
+            match tail.iter().rposition(|&byte| byte & 0xc0 != 0x80) {
+                Some(at) => tail.len() - at,
+                None => break,
+            }
+        };
+        let (rest, char) = bytes.split_at(bytes.len().saturating_sub(width));
+        if !is_space(char) {
+            break;
+        }
+        bytes = rest;
+    }
+    bytes
+}
+
+/// Whether `char` is one white space character in UTF-8.
+fn is_space(char: &[u8]) -> bool {
+    match char {
+        [byte] => matches!(byte, b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' | b' '),
+        _ => std::str::from_utf8(char).is_ok_and(|text| {
+            let mut chars = text.chars();
+            chars.next().is_some_and(char::is_whitespace) && chars.next().is_none()
+        }),
+    }
+}
+
 /// Whether a cookie's raw (perhaps percent-encoded) name is `name`. An
 /// encoded name is longer than the name it decodes to, so only a longer one
 /// is worth decoding.
 fn is_named(raw_name: &[u8], name: &[u8]) -> bool {
     raw_name == name || (raw_name.len() > name.len() && *percent_decoded(raw_name) == *name)
-}
-
-/// The index of the first `needle` at or after `from`. Eight bytes at a
-/// time: headers are scanned on every request, and most of their bytes are
-/// not separators.
-pub(crate) fn find_byte(bytes: &[u8], from: usize, needle: u8) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    let pattern = ONES * u64::from(needle);
-    let mut at = from;
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        // Zero bytes of `x` are the needles; the lowest flagged byte is
-        // always a true one (a borrow only flags bytes above it).
-        let x = u64::from_le_bytes(word) ^ pattern;
-        let flagged = x.wrapping_sub(ONES) & !x & HIGHS;
-        if flagged != 0 {
-            return Some(at + (flagged.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    bytes
-        .get(at..)?
-        .iter()
-        .position(|&byte| byte == needle)
-        .map(|offset| at + offset)
-}
-
-/// `bytes` with `%XX` sequences decoded; others (`%` not followed by two hex
-/// digits) kept as they are, as the `percent-encoding` crate does.
-pub(crate) fn percent_decoded(bytes: &[u8]) -> Cow<'_, [u8]> {
-    if find_byte(bytes, 0, b'%').is_none() {
-        return Cow::Borrowed(bytes);
-    }
-    let hex = |byte: Option<&u8>| byte.and_then(|&byte| char::from(byte).to_digit(16));
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while let Some(&byte) = bytes.get(at) {
-        match (byte, hex(bytes.get(at + 1)), hex(bytes.get(at + 2))) {
-            (b'%', Some(high), Some(low)) => {
-                // Two hex digits are at most 0xff.
-                decoded.push(u8::try_from(high * 16 + low).unwrap_or(u8::MAX));
-                at += 3;
-            }
-            _ => {
-                decoded.push(byte);
-                at += 1;
-            }
-        }
-    }
-    Cow::Owned(decoded)
 }
 
 /// The `;`-separated pairs of one `Cookie` header.
@@ -359,10 +375,10 @@ fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = CookiePair<'_>> {
         .iter()
         .flat_map(|header| pairs(header.as_bytes()))
         .filter_map(|pair| {
-            let whole = pair.trim_ascii();
+            let whole = trimmed(pair);
             let split = whole.iter().position(|&byte| byte == b'=')?;
             Some(CookiePair {
-                name: whole[..split].trim_ascii(),
+                name: trimmed(&whole[..split]),
                 whole,
             })
         })
@@ -567,9 +583,54 @@ mod tests {
             HeaderValue::from_static("a=1; session=x; %73ession=y; sessionx=2"),
         );
         headers.append(COOKIE, HeaderValue::from_static("%73%65ssion=z"));
+        // White space `str::trim` removes, as tower-cookies does; U+FEFF
+        // it keeps, so `\u{feff}session` is another cookie.
+        headers.append(
+            COOKIE,
+            HeaderValue::from_bytes("\u{a0}session\u{3000}=w; \u{feff}session=v".as_bytes())
+                .unwrap(),
+        );
         cookie.strip(&mut headers);
         let kept: Vec<_> = headers.get_all(COOKIE).iter().collect();
-        assert_eq!(kept, [HeaderValue::from_static("a=1; sessionx=2")]);
+        assert_eq!(
+            kept,
+            [HeaderValue::from_bytes("a=1; sessionx=2; \u{feff}session=v".as_bytes()).unwrap()]
+        );
+    }
+
+    proptest::proptest! {
+        /// `trimmed` trims what `str::trim` trims, on text made of white
+        /// space of every kind and other characters; and bytes that are not
+        /// UTF-8 never panic it.
+        #[test]
+        fn trimmed_trims_as_str_trim_does(
+            text in "[ \t\n\x0b\x0c\r\u{85}\u{a0}\u{1680}\u{2000}-\u{200a}\u{2028}\u{2029}\u{202f}\u{205f}\u{3000}\u{feff}\u{1c}a=\"é€😀]{0,8}",
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
+        ) {
+            proptest::prop_assert_eq!(trimmed(text.as_bytes()), text.trim().as_bytes());
+            let _ = trimmed(&bytes);
+        }
+    }
+
+    #[test]
+    fn percent_decoded_decodes_escapes_and_keeps_the_rest() {
+        for (raw, decoded) in [
+            (&b"session"[..], &b"session"[..]),
+            (b"%73ession", b"session"),
+            (b"%73%65%73%73%69%6F%6e", b"session"),
+            (b"a%2Fb%2fc", b"a/b/c"),
+            (b"%2573", b"%73"),
+            (b"%", b"%"),
+            (b"%4", b"%4"),
+            (b"%zz%4g%", b"%zz%4g%"),
+            (b"%%41", b"%A"),
+            (b"%ff%00", b"\xff\x00"),
+            (b"", b""),
+        ] {
+            assert_eq!(*percent_decoded(raw), *decoded, "{raw:?}");
+        }
+        assert!(matches!(percent_decoded(b"no-escape"), Cow::Borrowed(_)));
+        assert!(matches!(percent_decoded(b"100%"), Cow::Borrowed(_)));
     }
 
     #[test]

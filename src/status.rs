@@ -25,11 +25,11 @@
 //! (Unix seconds, rounded down; `expires_at` is `null` without an absolute
 //! timeout; `now` is the server's clock, so a script can allow for its own.)
 //! A missing, expired, unknown or unusable session is refused with what
-//! the layer's responder builds for its [`RejectReason`] (by default `401`,
+//! the layer's responder builds for its [`RejectReason`](crate::rejection::RejectReason) (by default `401`,
 //! whatever [`OnInvalidSession`](crate::OnInvalidSession) says for other
 //! paths: a script wants a status, not a redirect), with the stale cookie
 //! cleared and an expired session deleted; a store failure with `503`, and
-//! a client over its [guessing limit](crate::SessionLifetimeLayer::limit_guessing)
+//! a client over its [guessing limit](crate::SessionLifetimeLayer::with_guess_limit)
 //! with `429`.
 //!
 //! With a [followed cookie](crate::SessionLifetimeLayer::follow_tower_sessions)
@@ -39,27 +39,23 @@
 //!
 //! ```
 //! use axum::{routing::get, Router};
-//! use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer, StatusEndpoint};
+//! use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer, status::StatusEndpoint};
 //!
 //! let app: Router = Router::new()
 //!     .route("/", get(|| async { "hello" }))
-//!     .layer(SessionLifetimeLayer::new(MemoryStore::new()).status_endpoint(StatusEndpoint::at("/session/status")?));
+//!     .layer(SessionLifetimeLayer::new(MemoryStore::new()).with_status_endpoint(StatusEndpoint::at("/session/status")?));
 //! # let _ = app;
-//! # Ok::<(), tower_session_lifetime::StatusEndpointError>(())
+//! # Ok::<(), tower_session_lifetime::status::StatusEndpointError>(())
 //! ```
 
 use std::borrow::Cow;
 use std::fmt;
 
-use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Response, StatusCode};
-
 use crate::policy::Deadlines;
-use crate::rejection::{RejectReason, RejectionResponse};
 use crate::time::Timestamp;
 
 /// Where the layer answers status requests; see the [module](self) docs and
-/// [`SessionLifetimeLayer::status_endpoint`](crate::SessionLifetimeLayer::status_endpoint).
+/// [`SessionLifetimeLayer::with_status_endpoint`](crate::SessionLifetimeLayer::with_status_endpoint).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusEndpoint {
     path: Cow<'static, str>,
@@ -72,12 +68,12 @@ impl StatusEndpoint {
     /// a non-ASCII character) is an error naming it.
     ///
     /// ```
-    /// use tower_session_lifetime::StatusEndpoint;
+    /// use tower_session_lifetime::status::StatusEndpoint;
     ///
     /// assert_eq!(StatusEndpoint::at("/session/status")?.path(), "/session/status");
     /// assert!(StatusEndpoint::at("session/status").is_err());
     /// assert!(StatusEndpoint::at("/status?x=1").is_err());
-    /// # Ok::<(), tower_session_lifetime::StatusEndpointError>(())
+    /// # Ok::<(), tower_session_lifetime::status::StatusEndpointError>(())
     /// ```
     pub fn at(path: impl Into<Cow<'static, str>>) -> Result<Self, StatusEndpointError> {
         let path = path.into();
@@ -146,9 +142,9 @@ impl SessionStatus {
     /// The JSON the layer answers with (Unix seconds, rounded down).
     ///
     /// ```
-    /// use tower_session_lifetime::{Deadlines, SessionStatus, Timestamp};
+    /// use tower_session_lifetime::{policy::Deadlines, status::SessionStatus, time::Timestamp};
     ///
-    /// let deadlines = Deadlines { idle: Timestamp::from_unix_millis(1_700_000_900_500), absolute: None };
+    /// let deadlines = Deadlines::new(Timestamp::from_unix_millis(1_700_000_900_500), None);
     /// let status = SessionStatus::new(deadlines, false, Timestamp::from_unix_millis(1_700_000_000_000));
     /// assert_eq!(
     ///     status.to_json(),
@@ -167,37 +163,5 @@ impl SessionStatus {
             self.remember_me,
             self.now.as_unix_secs(),
         )
-    }
-}
-
-/// A responder that answers status requests with JSON bodies, around the
-/// responder `R` that builds rejections. What
-/// [`SessionLifetimeLayer::status_endpoint`](crate::SessionLifetimeLayer::status_endpoint)
-/// wraps the layer's responder in; its body type must be buildable from a
-/// `String` (axum's `Body`, http-body-util's `Full<Bytes>`…).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct StatusJson<R>(pub R);
-
-impl<B, R> RejectionResponse<B> for StatusJson<R>
-where
-    B: From<String>,
-    R: RejectionResponse<B>,
-{
-    fn respond(&self, reason: RejectReason) -> Response<B> {
-        self.0.respond(reason)
-    }
-
-    /// The wrapped responder's status answer if it builds one, else the
-    /// JSON of [`SessionStatus::to_json`].
-    fn status(&self, status: &SessionStatus) -> Option<Response<B>> {
-        if let Some(response) = self.0.status(status) {
-            return Some(response);
-        }
-        let mut response = Response::new(B::from(status.to_json()));
-        *response.status_mut() = StatusCode::OK;
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        Some(response)
     }
 }

@@ -6,13 +6,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// A point in time: whole milliseconds since the Unix epoch (UTC).
 ///
 /// Milliseconds are the resolution of every rule in this crate, so one
-/// millisecond is the "tick" of a [`ManualClock`](crate::ManualClock). The
+/// millisecond is the "tick" of a [`ManualClock`](crate::clock::ManualClock). The
 /// type is what stores keep (Redis `PEXPIREAT`, an SQL `BIGINT`), and it
 /// saturates instead of overflowing.
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_session_lifetime::Timestamp;
+/// use tower_session_lifetime::time::Timestamp;
 ///
 /// let login = Timestamp::from_unix_millis(1_700_000_000_000);
 /// let deadline = login.saturating_add(Duration::from_secs(900));

@@ -30,8 +30,12 @@ use serde::Deserialize;
 use tokio::sync::Notify;
 use tower::ServiceExt;
 use tower_session_lifetime::{
-    Clock, LifetimeStore, ManualClock, MemoryStore, OnInvalidSession, Policies, Policy,
-    RejectReason, SessionHandle, SessionKey, SessionLifetimeLayer, SystemClock, Tightening,
+    clock::{Clock, ManualClock, SystemClock},
+    id::SessionKey,
+    policy::Tightening,
+    rejection::RejectReason,
+    store::LifetimeStore,
+    MemoryStore, OnInvalidSession, Policies, Policy, SessionHandle, SessionLifetimeLayer,
 };
 use tower_sessions::cookie::time;
 use tower_sessions::session::{Id, Record};

@@ -12,6 +12,7 @@
 //! Memory is counted per thread by a counting global allocator, so that the
 //! other tests of this file, running on other threads, do not disturb it.
 #![cfg(all(
+    feature = "conformance",
     feature = "axum",
     feature = "redis",
     feature = "postgres",
@@ -36,10 +37,14 @@ use tokio::sync::Barrier;
 use tower::{Service, ServiceExt};
 use tower_session_lifetime::store::conformance::fresh_key;
 use tower_session_lifetime::{
-    Clock, GuessLimit, LifetimeStore, ManualClock, MemoryStore, Policy, PostgresStore, RedisStore,
-    RenewOutcome, SessionId, SessionKey, SessionLifetimeLayer, SessionRecord, SqliteStore,
-    StoreErrorKind, SystemClock, Timestamp, TouchOutcome, TowerSessionsStore, UpdateOutcome,
-    GUESS_COUNT_BYTES_PER_CLIENT,
+    clock::{Clock, ManualClock, SystemClock},
+    guessing::{GuessLimit, GUESS_COUNT_BYTES_PER_CLIENT},
+    id::{SessionId, SessionKey},
+    record::SessionRecord,
+    store::{LifetimeStore, RenewOutcome, StoreErrorKind, TouchOutcome, UpdateOutcome},
+    time::Timestamp,
+    MemoryStore, Policy, PostgresStore, RedisStore, SessionLifetimeLayer, SqliteStore,
+    TowerSessionsStore,
 };
 
 use common::{routes, set_cookie, DAY, HOUR, MINUTE, SECOND};
@@ -300,11 +305,12 @@ async fn attack_touch_racing_a_remember_me_switch_never_cuts_it_short_on_every_s
             let record = SessionRecord::new(&policy, now, Some(unique("r").into()), false);
             assert!(store.create(&key, &record).await.unwrap(), "{name}: create");
             let long = now.saturating_add(8 * HOUR);
-            let switch = SessionRecord {
-                remember_me: true,
-                expires_at: long,
-                version: record.version + 1,
-                ..record.clone()
+            let switch = {
+                let mut edited = record.clone();
+                edited.remember_me = true;
+                edited.expires_at = long;
+                edited.version = record.version + 1;
+                edited
             };
             let activity = now.saturating_add(millis(1 + (round as u64 % 5)));
             let barrier = Arc::new(Barrier::new(2));
@@ -395,9 +401,10 @@ async fn attack_touch_racing_renew_never_extends_the_pointer_on_every_store() {
             let new = fresh_key();
             let record = SessionRecord::new(&policy, now, Some(unique("n").into()), false);
             assert!(store.create(&old, &record).await.unwrap(), "{name}: create");
-            let moved = SessionRecord {
-                id_issued_at: now.saturating_add(millis(3)),
-                ..record.clone()
+            let moved = {
+                let mut edited = record.clone();
+                edited.id_issued_at = now.saturating_add(millis(3));
+                edited
             };
             let grace_until = now.saturating_add(10 * SECOND);
             let activity = now.saturating_add(millis(1 + (round as u64 % 7)));
@@ -508,11 +515,12 @@ async fn attack_writes_racing_a_delete_never_resurrect_on_every_store() {
             }
             {
                 let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
-                let switch = SessionRecord {
-                    remember_me: true,
-                    expires_at: now.saturating_add(8 * HOUR),
-                    version: record.version + 1,
-                    ..record.clone()
+                let switch = {
+                    let mut edited = record.clone();
+                    edited.remember_me = true;
+                    edited.expires_at = now.saturating_add(8 * HOUR);
+                    edited.version = record.version + 1;
+                    edited
                 };
                 tasks.push(tokio::spawn(async move {
                     barrier.wait().await;
@@ -558,9 +566,10 @@ async fn attack_delete_sessions_of_removes_the_renewed_pointer_on_every_store() 
         let (old, new) = (fresh_key(), fresh_key());
         let record = SessionRecord::new(&policy, now, Some(subject.as_str().into()), false);
         assert!(store.create(&old, &record).await.unwrap());
-        let moved = SessionRecord {
-            id_issued_at: now.saturating_add(millis(1)),
-            ..record.clone()
+        let moved = {
+            let mut edited = record.clone();
+            edited.id_issued_at = now.saturating_add(millis(1));
+            edited
         };
         let grace_until = now.saturating_add(GRACE);
         assert_eq!(
@@ -930,9 +939,10 @@ async fn attack_memory_store_sweeps_records_whose_expiry_moved_earlier() {
             let record = SessionRecord::new(&policy, START, Some(format!("u{n}").into()), true);
             assert!(store.create(&key, &record).await.unwrap());
             if n.is_multiple_of(2) {
-                let moved = SessionRecord {
-                    id_issued_at: START.saturating_add(millis(1)),
-                    ..record.clone()
+                let moved = {
+                    let mut edited = record.clone();
+                    edited.id_issued_at = START.saturating_add(millis(1));
+                    edited
                 };
                 let outcome = store
                     .renew(
@@ -946,11 +956,12 @@ async fn attack_memory_store_sweeps_records_whose_expiry_moved_earlier() {
                     .unwrap();
                 assert_eq!(outcome, RenewOutcome::Renewed);
             } else {
-                let off = SessionRecord {
-                    remember_me: false,
-                    expires_at: START.saturating_add(HOUR),
-                    version: record.version + 1,
-                    ..record.clone()
+                let off = {
+                    let mut edited = record.clone();
+                    edited.remember_me = false;
+                    edited.expires_at = START.saturating_add(HOUR);
+                    edited.version = record.version + 1;
+                    edited
                 };
                 let outcome = store.update(&key, record.version, &off).await.unwrap();
                 assert_eq!(outcome, UpdateOutcome::Updated);
@@ -1072,9 +1083,10 @@ async fn attack_memory_store_gives_back_varied_sessions_once_swept() {
         assert!(store.create(&key, &record).await.unwrap());
         match n % 3 {
             0 => {
-                let moved = SessionRecord {
-                    id_issued_at: START.saturating_add(millis(2)),
-                    ..record.clone()
+                let moved = {
+                    let mut edited = record.clone();
+                    edited.id_issued_at = START.saturating_add(millis(2));
+                    edited
                 };
                 let outcome = store
                     .renew(
@@ -1089,10 +1101,11 @@ async fn attack_memory_store_gives_back_varied_sessions_once_swept() {
                 assert_eq!(outcome, RenewOutcome::Renewed);
             }
             1 => {
-                let switched = SessionRecord {
-                    remember_me: !record.remember_me,
-                    version: record.version + 1,
-                    ..record.clone()
+                let switched = {
+                    let mut edited = record.clone();
+                    edited.remember_me = !record.remember_me;
+                    edited.version = record.version + 1;
+                    edited
                 };
                 let outcome = store.update(&key, record.version, &switched).await.unwrap();
                 assert_eq!(outcome, UpdateOutcome::Updated);
@@ -1160,7 +1173,7 @@ fn guess_app(clock: &ManualClock, max_clients: usize) -> Router {
     Router::new().route("/", get(|| async { "ok" })).layer(
         SessionLifetimeLayer::new(MemoryStore::with_clock(clock.clone()))
             .with_clock(clock.clone())
-            .limit_guessing(limit),
+            .with_guess_limit(limit),
     )
 }
 

@@ -8,7 +8,10 @@ use axum::body::Body;
 use common::*;
 use http::{header, HeaderValue, Request, StatusCode};
 use tower_session_lifetime::cookie::{Cookie, CookieJar, Key};
-use tower_session_lifetime::{CookieConfigError, Policy, RejectReason, SessionCookie, SessionId};
+use tower_session_lifetime::{
+    id::SessionId, rejection::RejectReason, session_cookie::CookieConfigError, Policy,
+    SessionCookie,
+};
 
 /// Sends `cookie_headers` (each a raw `Cookie` header) to `/me`.
 async fn me_with_raw(app: &TestApp, cookie_headers: &[&[u8]]) -> http::Response<Body> {
@@ -294,7 +297,7 @@ async fn host_prefixed_names_work_and_are_checked() {
 #[tokio::test]
 async fn a_subject_longer_than_the_bound_is_refused_at_login() {
     let app = TestApp::new(Policy::default());
-    let long = "a".repeat(tower_session_lifetime::MAX_SUBJECT_LEN + 1);
+    let long = "a".repeat(tower_session_lifetime::record::MAX_SUBJECT_LEN + 1);
     let response = app
         .request("POST", &format!("/login?user={long}"), None)
         .await;

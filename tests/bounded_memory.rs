@@ -20,9 +20,13 @@ use axum::Router;
 use http::{header, Request, StatusCode};
 use tower::{Service, ServiceExt};
 use tower_session_lifetime::{
-    GuessLimit, LifetimeStore, ManualClock, MemoryStore, Policy, SessionId, SessionKey,
-    SessionLifetimeLayer, SessionRecord, Timestamp, DEFAULT_MAX_CLIENTS,
-    GUESS_COUNT_BYTES_PER_CLIENT,
+    clock::ManualClock,
+    guessing::{GuessLimit, DEFAULT_MAX_CLIENTS, GUESS_COUNT_BYTES_PER_CLIENT},
+    id::{SessionId, SessionKey},
+    record::SessionRecord,
+    store::LifetimeStore,
+    time::Timestamp,
+    MemoryStore, Policy, SessionLifetimeLayer,
 };
 
 /// The global allocator, counting per thread the bytes allocated and not
@@ -114,7 +118,7 @@ async fn the_guess_counts_stay_under_their_cap_with_a_million_clients() {
     let mut app = Router::new().route("/", get(|| async { "ok" })).layer(
         SessionLifetimeLayer::new(MemoryStore::with_clock(clock.clone()))
             .with_clock(clock)
-            .limit_guessing(limit),
+            .with_guess_limit(limit),
     );
     let forged = format!("session={}", SessionId::generate().unwrap().encode());
     let request = |client: IpAddr| {

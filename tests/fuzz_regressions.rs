@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use http::Request;
-use tower_session_lifetime::{Policies, Policy, Tightening};
+use tower_session_lifetime::{policy::Tightening, Policies, Policy};
 
 /// `route_path`: a path whose empty segments a router drops without
 /// decoding it (`//admin/%2e%2e` read as `/admin/%2e%2e`, which axum's

@@ -26,8 +26,8 @@ use common::shared_store::{clock_now, log_in, send, Outage};
 use common::{set_cookie, CountingStore, TestApp, HOUR, MINUTE, SECOND};
 use http::{header, Request, StatusCode};
 use tower_session_lifetime::{
-    GuessLimit, LogoutRedirects, MemoryStore, Policy, RejectReason, SessionHandle,
-    SessionLifetimeLayer,
+    guessing::GuessLimit, logout_redirect::LogoutRedirects, rejection::RejectReason, MemoryStore,
+    Policy, SessionHandle, SessionLifetimeLayer,
 };
 
 #[tokio::test]
@@ -98,7 +98,7 @@ fn from(client: &str, cookie: &str) -> Request<Body> {
 #[tokio::test]
 async fn a_client_guessing_ids_gets_429_without_a_store_lookup_until_its_window_ends() {
     let app =
-        TestApp::configured(|layer| layer.limit_guessing(GuessLimit::new(5, MINUTE).unwrap()));
+        TestApp::configured(|layer| layer.with_guess_limit(GuessLimit::new(5, MINUTE).unwrap()));
     let session = app.login("alice", false).await;
     let unknown = "session=AAAAAAAAAAAAAAAAAAAAAA";
     let forged = "session=not-an-id";
@@ -152,7 +152,7 @@ async fn expired_sessions_do_not_count_as_guesses() {
     let app = TestApp::configured(|layer| {
         layer
             .with_policy(common::policy(MINUTE, HOUR))
-            .limit_guessing(GuessLimit::new(1, HOUR).unwrap())
+            .with_guess_limit(GuessLimit::new(1, HOUR).unwrap())
     });
     for _ in 0..3 {
         let cookie = app.login("alice", false).await;

@@ -6,7 +6,7 @@ mod common;
 use axum::body::Body;
 use common::*;
 use http::{header, Response, StatusCode};
-use tower_session_lifetime::{OnInvalidSession, Policy, RejectReason};
+use tower_session_lifetime::{rejection::RejectReason, OnInvalidSession, Policy};
 
 async fn expired_cookie(app: &TestApp) -> String {
     let cookie = app.login("alice", false).await;
@@ -91,7 +91,7 @@ async fn redirect_answers_303_to_the_login_page() {
 
 #[tokio::test]
 async fn pass_through_runs_the_handler_as_a_visitor_without_the_stale_cookie() {
-    let clock = tower_session_lifetime::ManualClock::new(START);
+    let clock = tower_session_lifetime::clock::ManualClock::new(START);
     let layer = tower_session_lifetime::SessionLifetimeLayer::new(
         tower_session_lifetime::MemoryStore::with_clock(clock.clone()),
     )

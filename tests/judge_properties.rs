@@ -3,7 +3,12 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use tower_session_lifetime::{judge, Policy, SessionRecord, Timestamp, Verdict};
+use tower_session_lifetime::{
+    policy::{judge, Verdict},
+    record::SessionRecord,
+    time::Timestamp,
+    Policy,
+};
 
 /// The next request: after a random gap, or one tick before, at or after
 /// the stored idle deadline or the absolute deadline.

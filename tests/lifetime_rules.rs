@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use http::StatusCode;
-use tower_session_lifetime::{Policy, RejectReason};
+use tower_session_lifetime::{rejection::RejectReason, Policy};
 
 #[tokio::test]
 async fn activity_keeps_a_session_alive_past_its_idle_timeout() {
@@ -296,7 +296,11 @@ async fn logout_then_replay_of_the_old_cookie_is_refused() {
 async fn a_request_in_flight_during_logout_cannot_bring_the_session_back() {
     // The store half of an in-flight request: loaded before the logout,
     // writes after it. Its touch must find nothing and create nothing.
-    use tower_session_lifetime::{LifetimeStore, SessionId, SessionRecord, TouchOutcome};
+    use tower_session_lifetime::{
+        id::SessionId,
+        record::SessionRecord,
+        store::{LifetimeStore, TouchOutcome},
+    };
     let app = TestApp::new(Policy::default());
     let id = SessionId::generate().unwrap();
     let record = SessionRecord::new(&Policy::default(), START, Some("alice".into()), false);
@@ -418,7 +422,7 @@ async fn set_remember_me_switches_the_idle_limit_and_the_cookie() {
 #[tokio::test]
 async fn the_handle_reports_the_deadlines() {
     use tower_session_lifetime::{SessionHandle, SessionLifetimeLayer};
-    let clock = tower_session_lifetime::ManualClock::new(START);
+    let clock = tower_session_lifetime::clock::ManualClock::new(START);
     let layer = SessionLifetimeLayer::new(tower_session_lifetime::MemoryStore::new())
         .with_clock(clock.clone())
         .with_policy(policy(10 * MINUTE, HOUR));

@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::Router;
 use http::{Request, StatusCode};
 use tower::ServiceExt;
-use tower_session_lifetime::{MissingSessionLayer, SessionHandle};
+use tower_session_lifetime::{handle::MissingSessionLayer, SessionHandle};
 
 #[tokio::test]
 async fn the_axum_extractor_answers_500_with_a_message() {

@@ -12,7 +12,12 @@ use std::time::Duration;
 
 use common::{set_cookie, TestApp, HOUR, MINUTE, SECOND};
 use http::StatusCode;
-use tower_session_lifetime::{AtSessionLimit, EndReason, Policy, SessionId, SessionMetrics};
+use tower_session_lifetime::{
+    id::SessionId,
+    observe::{EndReason, SessionMetrics},
+    policy::AtSessionLimit,
+    Policy,
+};
 
 /// Every line the test's subscriber wrote.
 #[derive(Clone, Default)]

@@ -101,9 +101,17 @@ use axum::Router;
 use http::{header, Response, StatusCode};
 use tokio::sync::Notify;
 use tower_session_lifetime::{
-    Clock, LifetimeStore, LoadedRecord, ManualClock, MemoryStore, Policy, RejectReason,
-    RenewOutcome, SessionId, SessionKey, SessionLifetimeLayer, SessionRecord, StoreError,
-    StoreErrorKind, SystemClock, Timestamp, TouchOutcome, UpdateOutcome, DEFAULT_COOKIE_NAME,
+    clock::{Clock, ManualClock, SystemClock},
+    id::{SessionId, SessionKey},
+    record::SessionRecord,
+    rejection::RejectReason,
+    session_cookie::DEFAULT_COOKIE_NAME,
+    store::{
+        LifetimeStore, LoadedRecord, RenewOutcome, StoreError, StoreErrorKind, TouchOutcome,
+        UpdateOutcome,
+    },
+    time::Timestamp,
+    MemoryStore, Policy, SessionLifetimeLayer,
 };
 
 use common::shared_store::{clock_now, send};

@@ -13,8 +13,9 @@ use axum::routing::{get, post};
 use common::{set_cookie, TestApp, MINUTE, TICK};
 use http::{header, Request, StatusCode};
 use tower_session_lifetime::{
-    Policies, PoliciesBuilder, Policy, PolicyError, RejectReason, SessionHandle, Setting,
-    TenantFrom, Tightening,
+    policy::{PoliciesBuilder, PolicyError, Setting, TenantFrom, Tightening},
+    rejection::RejectReason,
+    Policies, Policy, SessionHandle,
 };
 
 fn idle(minutes: u32) -> Policy {

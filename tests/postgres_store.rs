@@ -5,7 +5,7 @@
 //! `scripts/test` starts a cluster on a free loopback port and sets
 //! `TSL_POSTGRES_URL`; run through it. Without a server these tests fail,
 //! with a message saying what to do: they never skip.
-#![cfg(all(feature = "postgres", feature = "axum"))]
+#![cfg(all(feature = "conformance", feature = "postgres", feature = "axum"))]
 
 mod common;
 
@@ -20,7 +20,9 @@ use common::shared_store::{
 use common::HOUR;
 use tower_session_lifetime::store::conformance::{fresh_key, insert_live, live_record};
 use tower_session_lifetime::{
-    Clock, LifetimeStore, ManualClock, PostgresStore, SessionRecord, StoreErrorKind, SystemClock,
+    clock::{Clock, ManualClock, SystemClock},
+    store::{LifetimeStore, StoreErrorKind},
+    PostgresStore,
 };
 
 /// The URL of the cluster `scripts/test` started.
@@ -148,9 +150,10 @@ async fn the_purge_deletes_expired_rows_only() {
     store.migrate().await.unwrap();
     let (live, _) = insert_live(&store).await;
     let expiring = fresh_key();
-    let record = SessionRecord {
-        expires_at: clock.now().saturating_add(Duration::from_secs(60)),
-        ..live_record()
+    let record = {
+        let mut edited = live_record();
+        edited.expires_at = clock.now().saturating_add(Duration::from_secs(60));
+        edited
     };
     assert!(store.create(&expiring, &record).await.unwrap());
     assert_eq!(
@@ -255,9 +258,10 @@ async fn a_logout_everywhere_ends_a_session_whose_renewal_is_half_done() {
         .unwrap();
     store.migrate().await.unwrap();
     let subject = format!("racer-{}", &fresh_key().to_hex()[..8]);
-    let record = SessionRecord {
-        subject: Some(subject.as_str().into()),
-        ..live_record()
+    let record = {
+        let mut edited = live_record();
+        edited.subject = Some(subject.as_str().into());
+        edited
     };
     let old = fresh_key();
     assert!(store.create(&old, &record).await.unwrap());
@@ -290,7 +294,10 @@ async fn a_logout_everywhere_ends_a_session_whose_renewal_is_half_done() {
 
     let renewed = renewal.await.unwrap().unwrap();
     let ended = logout.await.unwrap().unwrap();
-    assert_eq!(renewed, tower_session_lifetime::RenewOutcome::Renewed);
+    assert_eq!(
+        renewed,
+        tower_session_lifetime::store::RenewOutcome::Renewed
+    );
     assert_eq!(ended, 1, "the session, under its new key");
     assert_eq!(store.load(&new).await.unwrap(), None, "no live new key");
     assert_eq!(store.load(&old).await.unwrap(), None, "no pointer left");

@@ -10,7 +10,10 @@ use axum::Router;
 use common::{TestApp, HOUR, MINUTE, RECENT_LOGIN, TICK};
 use http::{header, Request, StatusCode};
 use tower::ServiceExt;
-use tower_session_lifetime::{Policy, RecentLoginLayer, RejectReason, IDLE_DEADLINE_HEADER};
+use tower_session_lifetime::{
+    deadline_headers::IDLE_DEADLINE_HEADER, recent_login::RecentLoginLayer,
+    rejection::RejectReason, Policy,
+};
 
 fn reason(response: &http::Response<Body>) -> Option<RejectReason> {
     response.extensions().get::<RejectReason>().copied()
@@ -20,7 +23,7 @@ fn app() -> TestApp {
     TestApp::configured(|layer| {
         layer
             .with_policy(common::policy(3 * HOUR, 8 * HOUR))
-            .deadline_headers(Default::default())
+            .with_deadline_headers(Default::default())
     })
 }
 

@@ -3,7 +3,7 @@
 //! always a listed target or the default, never the caller's string.
 
 use proptest::prelude::*;
-use tower_session_lifetime::LogoutRedirects;
+use tower_session_lifetime::logout_redirect::LogoutRedirects;
 
 /// The relative entries of [`list`].
 const RELATIVE: [&str; 3] = ["/goodbye", "/signed-out/thanks", "/"];

@@ -5,7 +5,7 @@
 //! `scripts/test` starts a server on a free loopback port and sets
 //! `TSL_REDIS_URL`; run through it. Without a server these tests fail, with
 //! a message saying what to do: they never skip.
-#![cfg(all(feature = "redis", feature = "axum"))]
+#![cfg(all(feature = "conformance", feature = "redis", feature = "axum"))]
 
 mod common;
 
@@ -21,7 +21,11 @@ use common::shared_store::{
 };
 use common::{HOUR, MINUTE};
 use tower_session_lifetime::store::conformance::{insert_live, live_record};
-use tower_session_lifetime::{Clock, LifetimeStore, RedisStore, StoreErrorKind, SystemClock};
+use tower_session_lifetime::{
+    clock::{Clock, SystemClock},
+    store::{LifetimeStore, StoreErrorKind},
+    RedisStore,
+};
 
 /// The URL of the server `scripts/test` started.
 fn redis_url() -> String {
@@ -224,7 +228,7 @@ async fn connection_refused_is_a_typed_unavailable_error() {
     assert_eq!(err.kind(), StoreErrorKind::Unavailable);
 }
 
-fn live_key() -> tower_session_lifetime::SessionKey {
+fn live_key() -> tower_session_lifetime::id::SessionKey {
     tower_session_lifetime::store::conformance::fresh_key()
 }
 
@@ -247,14 +251,13 @@ async fn the_subject_index_expires_with_its_sessions_and_drops_expired_members()
         .await
         .unwrap();
     let now = SystemClock.now();
-    let of_subject = |created_at: tower_session_lifetime::Timestamp, expires_at| {
-        tower_session_lifetime::SessionRecord {
-            subject: Some(subject.as_str().into()),
-            created_at,
-            last_activity: created_at,
-            expires_at,
-            ..live_record()
-        }
+    let of_subject = |created_at: tower_session_lifetime::time::Timestamp, expires_at| {
+        let mut edited = live_record();
+        edited.subject = Some(subject.as_str().into());
+        edited.created_at = created_at;
+        edited.last_activity = created_at;
+        edited.expires_at = expires_at;
+        edited
     };
     let live = live_key();
     let older = live_key();

@@ -1,13 +1,16 @@
 //! `SqliteStore` on a database file: the conformance suite every store
 //! runs, the rules through the layer, and two stores on one file.
-#![cfg(all(feature = "sqlite", feature = "axum"))]
+#![cfg(all(feature = "conformance", feature = "sqlite", feature = "axum"))]
 
 mod common;
 
 use common::hardening;
 use common::shared_store::{the_rules_hold_through_the_layer, two_nodes_act_as_one};
 use tower_session_lifetime::store::conformance::{fresh_key, insert_live};
-use tower_session_lifetime::{LifetimeStore, SqliteStore, StoreErrorKind};
+use tower_session_lifetime::{
+    store::{LifetimeStore, StoreErrorKind},
+    SqliteStore,
+};
 
 /// A database file of this test run's own, removed when the process ends
 /// would be nicer; the OS's temporary directory cleans it up instead.

@@ -16,8 +16,12 @@ use common::{
 use http::{header, StatusCode};
 use serde_json::Value;
 use tower_session_lifetime::{
-    DeadlineHeaders, OnInvalidSession, Policy, RejectReason, RejectionResponse, SessionStatus,
-    StatusEndpoint, Timestamp, ABSOLUTE_DEADLINE_HEADER, DEFAULT_COOKIE_NAME, IDLE_DEADLINE_HEADER,
+    deadline_headers::{DeadlineHeaders, ABSOLUTE_DEADLINE_HEADER, IDLE_DEADLINE_HEADER},
+    rejection::{RejectReason, RejectionResponse},
+    session_cookie::DEFAULT_COOKIE_NAME,
+    status::{SessionStatus, StatusEndpoint},
+    time::Timestamp,
+    OnInvalidSession, Policy,
 };
 
 const STATUS: &str = "/session/status";
@@ -41,8 +45,8 @@ fn status_app_with(
     let app = TestApp::routed(|routes, layer| {
         routes.layer(
             configure(layer.with_policy(policy))
-                .deadline_headers(DeadlineHeaders::new())
-                .status_endpoint(StatusEndpoint::at(STATUS).unwrap()),
+                .with_deadline_headers(DeadlineHeaders::new())
+                .with_status_endpoint(StatusEndpoint::at(STATUS).unwrap()),
         )
     });
     app.store.sync_reads.store(sync_reads, Ordering::SeqCst);
@@ -76,7 +80,7 @@ async fn admitted_responses_carry_both_deadlines_as_unix_seconds() {
     let app = TestApp::configured(|layer| {
         layer
             .with_policy(policy(IDLE, ABSOLUTE))
-            .deadline_headers(DeadlineHeaders::new())
+            .with_deadline_headers(DeadlineHeaders::new())
     });
     let login = app
         .request("POST", "/login?user=alice&remember=false", None)
@@ -123,7 +127,7 @@ async fn without_an_absolute_timeout_only_the_idle_header_is_sent_and_headers_ar
     let app = TestApp::configured(|layer| {
         layer
             .with_policy(unbounded)
-            .deadline_headers(DeadlineHeaders::new())
+            .with_deadline_headers(DeadlineHeaders::new())
     });
     let cookie = app.login("alice", false).await;
     let response = app.me(&cookie).await;
@@ -363,12 +367,12 @@ async fn a_responder_given_before_or_after_the_endpoint_keeps_the_json() {
             let endpoint = StatusEndpoint::at(STATUS).unwrap();
             routes.layer(if after {
                 layer
-                    .status_endpoint(endpoint)
+                    .with_status_endpoint(endpoint)
                     .reject_with(custom_rejection)
             } else {
                 layer
                     .reject_with(custom_rejection)
-                    .status_endpoint(endpoint)
+                    .with_status_endpoint(endpoint)
             })
         });
         let cookie = app.login("alice", false).await;
@@ -407,7 +411,7 @@ async fn a_responder_may_build_its_own_status_answer() {
             layer
                 .with_policy(policy(IDLE, ABSOLUTE))
                 .reject_with(OwnStatus)
-                .status_endpoint(StatusEndpoint::at(STATUS).unwrap()),
+                .with_status_endpoint(StatusEndpoint::at(STATUS).unwrap()),
         )
     });
     let cookie = app.login("alice", false).await;

@@ -6,7 +6,10 @@ mod common;
 
 use common::*;
 use http::StatusCode;
-use tower_session_lifetime::{OnStoreError, Policy, RejectReason};
+use tower_session_lifetime::{
+    rejection::{OnStoreError, RejectReason},
+    Policy,
+};
 
 #[tokio::test]
 async fn a_failing_store_gives_503_and_the_handler_is_not_called() {

@@ -9,7 +9,7 @@ mod compose;
 use common::*;
 use compose::*;
 use http::StatusCode;
-use tower_session_lifetime::{Clock, Policy, RejectReason};
+use tower_session_lifetime::{clock::Clock, rejection::RejectReason, Policy};
 
 fn reason(response: &http::Response<axum::body::Body>) -> Option<RejectReason> {
     response.extensions().get::<RejectReason>().copied()
@@ -275,7 +275,7 @@ async fn a_slow_cycle_id_after_a_logout_cannot_bring_the_session_back() {
 
 #[tokio::test]
 async fn a_slow_cycle_id_keeps_the_idle_deadline_of_its_admission() {
-    use tower_session_lifetime::{LifetimeStore, SessionId};
+    use tower_session_lifetime::{id::SessionId, store::LifetimeStore};
     let stack = Stack::new(policy(10 * MINUTE, DAY));
     let cookie = stack.login("alice", false, None).await;
     stack.clock.advance(9 * MINUTE);
@@ -651,6 +651,38 @@ async fn a_percent_encoded_cookie_name_is_no_way_around_a_logout() {
 }
 
 #[tokio::test]
+async fn unicode_white_space_around_the_cookie_is_no_way_around_the_idle_deadline() {
+    let stack = Stack::new(policy(HOUR, DAY));
+    let cookie = stack.login("alice", false, None).await;
+    let id = cookie.strip_prefix("id=").unwrap().to_owned();
+    stack.clock.advance(HOUR);
+    assert!(stack.has_data(&cookie).await, "not presented since");
+    // tower-cookies trims names and values as `str::trim` does, so it reads
+    // each of these as `id`; so must the lifetime layer.
+    for (round, header) in [
+        format!("\u{a0}id={id}"),
+        format!("id\u{3000}={id}"),
+        format!("id=\u{2003}{id}\u{85}"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let response = stack.protected(&header).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{header:?}");
+        let expected = if round == 0 {
+            RejectReason::IdleTimeout
+        } else {
+            RejectReason::Unknown
+        };
+        assert_eq!(reason(&response), Some(expected), "{header:?}");
+    }
+    assert!(
+        !stack.has_data(&cookie).await,
+        "the data went with the lifetime"
+    );
+}
+
+#[tokio::test]
 async fn a_logout_the_lifetime_store_cannot_record_is_a_503() {
     let (stack, store) = Stack::failing(policy(HOUR, DAY));
     let cookie = stack.login("alice", false, None).await;
@@ -666,7 +698,9 @@ async fn a_logout_the_lifetime_store_cannot_record_is_a_503() {
 async fn a_signed_tower_sessions_cookie_is_followed_with_the_same_key() {
     use axum::routing::get;
     use tower::ServiceExt;
-    use tower_session_lifetime::{ManualClock, MemoryStore, SessionCookie, SessionLifetimeLayer};
+    use tower_session_lifetime::{
+        clock::ManualClock, MemoryStore, SessionCookie, SessionLifetimeLayer,
+    };
     use tower_sessions::{MemoryStore as DataStore, Session, SessionManagerLayer};
 
     async fn count(session: Session) -> String {
@@ -676,7 +710,7 @@ async fn a_signed_tower_sessions_cookie_is_followed_with_the_same_key() {
     }
 
     let key = cookie::Key::generate();
-    let clock = ManualClock::new(tower_session_lifetime::Timestamp::from_system_time(
+    let clock = ManualClock::new(tower_session_lifetime::time::Timestamp::from_system_time(
         std::time::SystemTime::now(),
     ));
     let lifetimes = MemoryStore::with_clock(clock.clone());
@@ -734,9 +768,9 @@ async fn a_signed_tower_sessions_cookie_is_followed_with_the_same_key() {
 
 #[tokio::test]
 async fn deadline_headers_follow_the_followed_session_and_leave_a_start_or_an_end_alone() {
-    use tower_session_lifetime::{DeadlineHeaders, IDLE_DEADLINE_HEADER};
+    use tower_session_lifetime::deadline_headers::{DeadlineHeaders, IDLE_DEADLINE_HEADER};
     let stack = Stack::configured(policy(15 * MINUTE, 8 * HOUR), |layer| {
-        layer.deadline_headers(DeadlineHeaders::new())
+        layer.with_deadline_headers(DeadlineHeaders::new())
     });
     // The login's response starts the session through tower-sessions: the
     // handle knows no session yet, so no deadline is reported.
@@ -767,7 +801,7 @@ async fn deadline_headers_follow_the_followed_session_and_leave_a_start_or_an_en
 
 #[tokio::test]
 async fn a_followed_sessions_start_renewal_and_logout_are_counted_with_their_reasons() {
-    use tower_session_lifetime::{EndReason, SessionMetrics};
+    use tower_session_lifetime::observe::{EndReason, SessionMetrics};
     let metrics = SessionMetrics::new();
     let stack = Stack::configured(policy(15 * MINUTE, 8 * HOUR), |layer| {
         layer.with_metrics(metrics.clone())

@@ -2,7 +2,7 @@
 //! passes the conformance suite every store runs and the hardening checks
 //! that need no subject index, and tells a record it cannot read from a
 //! missing one.
-#![cfg(all(feature = "tower-sessions", feature = "axum"))]
+#![cfg(all(feature = "conformance", feature = "tower-sessions", feature = "axum"))]
 
 mod common;
 
@@ -11,7 +11,10 @@ use std::collections::HashMap;
 use common::hardening;
 
 use tower_session_lifetime::store::conformance::{fresh_key, insert_live};
-use tower_session_lifetime::{LifetimeStore, StoreErrorKind, TowerSessionsStore};
+use tower_session_lifetime::{
+    store::{LifetimeStore, StoreErrorKind},
+    TowerSessionsStore,
+};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::{MemoryStore, SessionStore};
 
@@ -54,9 +57,10 @@ async fn a_record_it_cannot_read_is_a_corrupt_error_not_a_missing_session() {
 async fn a_deadline_beyond_the_calendar_is_stored_as_the_last_date() {
     let store = TowerSessionsStore::new(MemoryStore::default());
     let key = fresh_key();
-    let record = tower_session_lifetime::SessionRecord {
-        expires_at: tower_session_lifetime::Timestamp::from_unix_millis(u64::MAX),
-        ..tower_session_lifetime::store::conformance::live_record()
+    let record = {
+        let mut edited = tower_session_lifetime::store::conformance::live_record();
+        edited.expires_at = tower_session_lifetime::time::Timestamp::from_unix_millis(u64::MAX);
+        edited
     };
     assert!(store.create(&key, &record).await.unwrap());
     assert_eq!(store.load(&key).await.unwrap(), Some(record));
@@ -127,7 +131,9 @@ async fn listing_own_sessions_is_a_typed_unsupported_error_on_tower_sessions() {
 async fn an_idle_expired_session_is_refused_with_its_reason_on_a_forgetting_backend() {
     use std::time::Duration;
     use tower_session_lifetime::{
-        Clock, ManualClock, Policy, RejectReason, SessionLifetimeLayer, SystemClock,
+        clock::{Clock, ManualClock, SystemClock},
+        rejection::RejectReason,
+        Policy, SessionLifetimeLayer,
     };
     let minute = Duration::from_secs(60);
     for (margin, expected) in [
@@ -137,7 +143,9 @@ async fn an_idle_expired_session_is_refused_with_its_reason_on_a_forgetting_back
         // The backend judges expiry by the system clock: start the manual
         // one half an hour ago, so the idle deadline has passed for both.
         let start = SystemClock.now().as_unix_millis() - 30 * 60 * 1000;
-        let clock = ManualClock::new(tower_session_lifetime::Timestamp::from_unix_millis(start));
+        let clock = ManualClock::new(tower_session_lifetime::time::Timestamp::from_unix_millis(
+            start,
+        ));
         let mut store = TowerSessionsStore::new(MemoryStore::default());
         if let Some(margin) = margin {
             store = store.keep_past_expiry(margin);

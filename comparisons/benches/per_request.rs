@@ -3,7 +3,7 @@
 //! layer on each store, and tower-sessions on each store.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use tower_session_lifetime::SystemClock;
+use tower_session_lifetime::clock::SystemClock;
 use tower_session_lifetime_comparisons::{app, log_in, me, Servers, Variant};
 
 fn per_request(c: &mut Criterion) {

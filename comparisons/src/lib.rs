@@ -25,9 +25,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tower::ServiceExt;
 use tower_session_lifetime::{
-    Clock, LifetimeStore, LoadedRecord, Policy, PostgresStore, RedisStore, SessionHandle,
-    SessionKey, SessionLifetimeLayer, SessionRecord, StoreError, Timestamp, TouchOutcome,
-    UpdateOutcome,
+    clock::Clock,
+    id::SessionKey,
+    record::SessionRecord,
+    store::{LifetimeStore, LoadedRecord, StoreError, TouchOutcome, UpdateOutcome},
+    time::Timestamp,
+    Policy, PostgresStore, RedisStore, SessionHandle, SessionLifetimeLayer,
 };
 
 /// One app under measurement.

@@ -55,7 +55,7 @@ use axum::Router;
 use serde::Deserialize;
 use tokio::task::JoinSet;
 use tower_session_lifetime::{
-    LifetimeStore, Policy, PostgresStore, RedisStore, SessionError, SessionHandle,
+    store::LifetimeStore, Policy, PostgresStore, RedisStore, SessionError, SessionHandle,
     SessionLifetimeLayer,
 };
 

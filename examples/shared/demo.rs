@@ -2,6 +2,7 @@
 //! layer (the `demo` example on `MemoryStore`, the `redis` one on
 //! `RedisStore`).
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +16,12 @@ use axum::{
 };
 use serde::Deserialize;
 use tower_session_lifetime::{
-    client_script, DeadlineHeaders, LogoutRedirects, OnInvalidSession, Policy, SessionError,
-    SessionHandle, SessionLifetimeLayer, StatusEndpoint,
+    client_script, deadline_headers::DeadlineHeaders, logout_redirect::LogoutRedirects,
+    status::StatusEndpoint, OnInvalidSession, Policy, SessionError, SessionHandle,
+    SessionLifetimeLayer,
 };
 
-use super::{env_seconds, escape, page_with_script, utc, SignIn};
+use super::{document, env_seconds, escape, page_with, utc, Extras, SignIn};
 
 /// Where the layer answers the page's script: `GET` reports the deadlines
 /// without counting as activity, `POST` (the dialog's Continue) counts.
@@ -47,12 +49,11 @@ pub fn app(policy: Policy, layer: SessionLifetimeLayer) -> Result<Router, String
         .with_policy(policy.clone())
         .on_invalid_session(OnInvalidSession::PassThrough)
         .with_logout_redirects(redirects)
-        .deadline_headers(DeadlineHeaders::new())
-        .status_endpoint(status);
+        .with_deadline_headers(DeadlineHeaders::new())
+        .with_status_endpoint(status);
     let state = Arc::new(Demo {
         script: format!(
-            r#"<p class="hint"><a href="/sessions">Where you are signed in</a></p>
-<script src="/session-lifetime.js" data-status-url="{STATUS_PATH}" data-logout-url="/logout" data-login-url="/" data-warn-seconds="{}"></script>"#,
+            r#"<script src="/session-lifetime.js" data-status-url="{STATUS_PATH}" data-logout-url="/logout" data-login-url="/" data-warn-seconds="{}"></script>"#,
             warning.as_secs_f64()
         ),
         policy,
@@ -81,19 +82,27 @@ struct Demo {
 
 type AppState = State<Arc<Demo>>;
 
+/// The page's link to `/sessions`, beside Sign out (for a signed-in user).
+const SESSIONS_LINK: &str =
+    r#"<a class="button-link" href="/sessions">Where you are signed in</a>"#;
+
 fn page(
     status: StatusCode,
     demo: &Demo,
     session: &SessionHandle,
     notice: Option<&str>,
 ) -> Response {
-    page_with_script(
+    let extras = Extras {
+        signed_in: SESSIONS_LINK,
+        script: &demo.script,
+    };
+    page_with(
         status,
         &demo.policy,
         session,
         notice,
         SignIn::Username,
-        &demo.script,
+        extras,
     )
 }
 
@@ -216,32 +225,35 @@ async fn sessions(session: SessionHandle) -> Response {
                 .into_response();
         }
     };
-    let mut rows = String::new();
-    for info in &listed {
+    // This browser's session first, then the others as listed.
+    let (current, others): (Vec<_>, Vec<_>) = listed.iter().partition(|info| info.current);
+    let mut items = String::new();
+    for info in current.into_iter().chain(others) {
         let action = if info.current {
-            "<em>this browser</em>".to_owned()
+            r#"<span class="badge">this browser</span>"#.to_owned()
         } else {
             format!(
                 r#"<form method="post" action="/sessions/end"><input type="hidden" name="key" value="{}"><button type="submit">Sign out</button></form>"#,
                 info.key.to_hex()
             )
         };
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
-            escape(info.label.as_deref().unwrap_or("unnamed")),
-            utc(info.created_at),
-            utc(info.last_activity),
-            if info.remember_me { "yes" } else { "no" },
-        ));
+        let _ = write!(
+            items,
+            r#"
+  <li><div><strong>{label}</strong><small>Signed in {created} &middot; remember me: {remember}</small><small>Last active {active}</small></div>{action}</li>"#,
+            label = escape(info.label.as_deref().unwrap_or("unnamed")),
+            created = utc(info.created_at),
+            active = utc(info.last_activity),
+            remember = if info.remember_me { "yes" } else { "no" },
+        );
     }
-    Html(format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Your sessions</title>
-<style>body {{ font: 16px/1.5 system-ui, sans-serif; margin: 3rem auto; max-width: 52rem; }} td, th {{ padding: .3rem .8rem; text-align: left; }}</style></head>
-<body><h1>Where you are signed in</h1>
-<table><tr><th>Browser</th><th>Signed in</th><th>Last active</th><th>Remember me</th><th></th></tr>{rows}</table>
-<p><a href="/">Back</a></p></body></html>"#
-    ))
-    .into_response()
+    let body = format!(
+        r#"<h1>Where you are signed in</h1>
+<ul class="sessions">{items}
+</ul>
+<div class="actions"><a class="button-link" href="/">Back</a></div>"#
+    );
+    Html(document("Your sessions", &body, "")).into_response()
 }
 
 #[derive(Deserialize)]
@@ -252,7 +264,7 @@ struct EndForm {
 /// `POST /sessions/end`: ends one of the user's sessions (`key` from the
 /// list); `303` back to the list.
 async fn end_session(session: SessionHandle, Form(form): Form<EndForm>) -> Response {
-    let Some(key) = tower_session_lifetime::SessionKey::from_hex(&form.key) else {
+    let Some(key) = tower_session_lifetime::id::SessionKey::from_hex(&form.key) else {
         return (StatusCode::BAD_REQUEST, "No such session.").into_response();
     };
     match session.end_session(&key).await {

@@ -17,7 +17,10 @@ use axum::{
 };
 use serde_json::json;
 use tower_session_lifetime::{
-    Policy, PolicyError, RejectReason, SessionHandle, Setting, Timestamp,
+    policy::{PolicyError, Setting},
+    rejection::RejectReason,
+    time::Timestamp,
+    Policy, SessionHandle,
 };
 
 /// The port the examples listen on unless `PORT` says otherwise.
@@ -205,6 +208,16 @@ pub enum SignIn {
     UsernameAndPassword,
 }
 
+/// What an app adds to [`page`]: see [`page_with`].
+#[derive(Clone, Copy, Default)]
+pub struct Extras<'a> {
+    /// HTML beside the Sign out button, in the card, for a signed-in user
+    /// only (links to more of the app).
+    pub signed_in: &'a str,
+    /// HTML at the end of the body, after the card, on every page.
+    pub script: &'a str,
+}
+
 /// The page: who is signed in and when the session ends, or a sign-in form.
 pub fn page(
     status: StatusCode,
@@ -213,17 +226,17 @@ pub fn page(
     notice: Option<&str>,
     sign_in: SignIn,
 ) -> Response {
-    page_with_script(status, policy, session, notice, sign_in, "")
+    page_with(status, policy, session, notice, sign_in, Extras::default())
 }
 
-/// [`page`], with `script` (HTML) at the end of its body.
-pub fn page_with_script(
+/// [`page`], with `extras`.
+pub fn page_with(
     status: StatusCode,
     policy: &Policy,
     session: &SessionHandle,
     notice: Option<&str>,
     sign_in: SignIn,
-    script: &str,
+    extras: Extras<'_>,
 ) -> Response {
     let mut body = String::new();
     if let Some(notice) = notice {
@@ -264,8 +277,12 @@ pub fn page_with_script(
   <dt>Absolute deadline</dt><dd>{absolute}<br><small>Counted from sign-in; activity never moves it.</small></dd>
 </dl>
 <p class="hint">The session ends at whichever deadline comes first. See it as JSON at <a href="/api/me">/api/me</a>.</p>
-<form method="post" action="/logout"><button type="submit">Sign out</button></form>"#,
+<div class="actions">
+  <form method="post" action="/logout"><button type="submit">Sign out</button></form>
+  {links}
+</div>"#,
                 user = escape(&subject),
+                links = extras.signed_in,
                 idle = deadline(deadlines.idle, now),
                 touch = human(policy.touch_granularity()),
             );
@@ -303,54 +320,78 @@ pub fn page_with_script(
             );
         }
     }
-    let html = format!(
+    let tail = format!("{COUNTDOWN}{}", extras.script);
+    let html = document("tower-session-lifetime demo", &body, &tail);
+    (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+}
+
+/// The stylesheet of every page of the examples: one card (`main`) on a
+/// grey background.
+const STYLE: &str = r#"<style>
+  body { font: 16px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; background: #f3f4f6; color: #1f2937; margin: 0; }
+  main { max-width: 34rem; margin: 4rem auto; background: #fff; padding: 2rem 2.25rem; border-radius: 12px; box-shadow: 0 4px 24px rgb(0 0 0 / .08); }
+  h1 { font-size: 1.4rem; margin: 0 0 1.25rem; }
+  .user { color: #2563eb; }
+  dl { display: grid; grid-template-columns: max-content 1fr; gap: .6rem 1.25rem; margin: 0 0 1.25rem; }
+  dt { font-weight: 600; } dd { margin: 0; }
+  small, .hint { color: #6b7280; }
+  a { color: #2563eb; }
+  label { display: block; margin-bottom: .35rem; }
+  input[name=username], input[name=password] { width: 100%; box-sizing: border-box; padding: .55rem .7rem; font: inherit; border: 1px solid #d1d5db; border-radius: 8px; margin-bottom: 1rem; }
+  .check { margin-bottom: 1.25rem; }
+  button { font: inherit; padding: .55rem 1.2rem; border: 0; border-radius: 8px; background: #2563eb; color: #fff; cursor: pointer; }
+  button:hover { background: #1d4ed8; }
+  .actions { display: flex; flex-wrap: wrap; align-items: center; gap: .75rem 1rem; }
+  .button-link { display: inline-block; padding: calc(.55rem - 1px) 1.2rem; border: 1px solid #2563eb; border-radius: 8px; color: #2563eb; text-decoration: none; }
+  .button-link:hover { background: #eff6ff; }
+  .sessions { list-style: none; padding: 0; margin: 0 0 1.25rem; }
+  .sessions li { display: flex; align-items: center; justify-content: space-between; gap: 1rem; padding: .85rem 0; border-top: 1px solid #e5e7eb; }
+  .sessions li:last-child { border-bottom: 1px solid #e5e7eb; }
+  .sessions strong, .sessions small { display: block; }
+  .sessions form { flex: none; }
+  .sessions button { white-space: nowrap; }
+  .badge { flex: none; white-space: nowrap; font-size: .85rem; padding: .2rem .65rem; border-radius: 999px; background: #dbeafe; color: #1e40af; }
+  .notice { background: #fef3c7; border: 1px solid #fcd34d; padding: .6rem .8rem; border-radius: 8px; }
+  footer { margin-top: 1.5rem; font-size: .85rem; color: #9ca3af; }
+</style>"#;
+
+/// Counts the "in …" next to each deadline down, so an idle timeout can be
+/// watched without reloading (reloading is activity and moves it).
+const COUNTDOWN: &str = r#"<script>
+  const left = s => s <= 0 ? "passed — reload to see the session end"
+    : "in " + [[86400, "d"], [3600, "h"], [60, "m"], [1, "s"]]
+        .filter(([u]) => s >= u || u === 1)
+        .map(([u, n]) => { const v = Math.floor(s / u); s -= v * u; return v + n; })
+        .join(" ");
+  const tick = () => document.querySelectorAll("[data-deadline]").forEach(el => {
+    el.textContent = left(Math.ceil(Number(el.dataset.deadline) - Date.now() / 1000));
+  });
+  tick(); setInterval(tick, 1000);
+</script>
+"#;
+
+/// A whole page of the examples: `body` in the card, under [`STYLE`], and
+/// `tail` (HTML) after the card.
+fn document(title: &str, body: &str, tail: &str) -> String {
+    format!(
         r#"<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>tower-session-lifetime demo</title>
-<style>
-  body {{ font: 16px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; background: #f3f4f6; color: #1f2937; margin: 0; }}
-  main {{ max-width: 34rem; margin: 4rem auto; background: #fff; padding: 2rem 2.25rem; border-radius: 12px; box-shadow: 0 4px 24px rgb(0 0 0 / .08); }}
-  h1 {{ font-size: 1.4rem; margin: 0 0 1.25rem; }}
-  .user {{ color: #2563eb; }}
-  dl {{ display: grid; grid-template-columns: max-content 1fr; gap: .6rem 1.25rem; margin: 0 0 1.25rem; }}
-  dt {{ font-weight: 600; }} dd {{ margin: 0; }}
-  small, .hint {{ color: #6b7280; }}
-  label {{ display: block; margin-bottom: .35rem; }}
-  input[name=username], input[name=password] {{ width: 100%; box-sizing: border-box; padding: .55rem .7rem; font: inherit; border: 1px solid #d1d5db; border-radius: 8px; margin-bottom: 1rem; }}
-  .check {{ margin-bottom: 1.25rem; }}
-  button {{ font: inherit; padding: .55rem 1.2rem; border: 0; border-radius: 8px; background: #2563eb; color: #fff; cursor: pointer; }}
-  button:hover {{ background: #1d4ed8; }}
-  .notice {{ background: #fef3c7; border: 1px solid #fcd34d; padding: .6rem .8rem; border-radius: 8px; }}
-  footer {{ margin-top: 1.5rem; font-size: .85rem; color: #9ca3af; }}
-</style>
+<title>{title}</title>
+{STYLE}
 </head>
 <body>
 <main>
 {body}
 <footer>tower-session-lifetime demo &middot; times in UTC</footer>
 </main>
-<script>
-  // Counts the "in …" next to each deadline down, so an idle timeout can be
-  // watched without reloading (reloading is activity and moves it).
-  const left = s => s <= 0 ? "passed — reload to see the session end"
-    : "in " + [[86400, "d"], [3600, "h"], [60, "m"], [1, "s"]]
-        .filter(([u]) => s >= u || u === 1)
-        .map(([u, n]) => {{ const v = Math.floor(s / u); s -= v * u; return v + n; }})
-        .join(" ");
-  const tick = () => document.querySelectorAll("[data-deadline]").forEach(el => {{
-    el.textContent = left(Math.ceil(Number(el.dataset.deadline) - Date.now() / 1000));
-  }});
-  tick(); setInterval(tick, 1000);
-</script>
-{script}
+{tail}
 </body>
 </html>
 "#
-    );
-    (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+    )
 }
 
 /// A deadline as a UTC time and how far away it is.

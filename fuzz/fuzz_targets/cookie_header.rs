@@ -13,9 +13,7 @@ use libfuzzer_sys::fuzz_target;
 use tower_layer::Layer as _;
 use tower_service::Service;
 use tower_session_lifetime::cookie::Key;
-use tower_session_lifetime::{
-    DefaultRejection, MemoryStore, SessionCookie, SessionLifetime, SessionLifetimeLayer,
-};
+use tower_session_lifetime::{MemoryStore, SessionCookie, SessionLifetimeLayer, rejection::DefaultRejection, session_lifetime::SessionLifetime};
 
 /// The inner service: `200` to whatever reaches it.
 #[derive(Clone)]

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tower_session_lifetime::LogoutRedirects;
+use tower_session_lifetime::logout_redirect::LogoutRedirects;
 
 const LISTED: [&str; 3] = [
     "/goodbye",

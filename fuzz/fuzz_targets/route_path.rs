@@ -28,10 +28,7 @@ use libfuzzer_sys::fuzz_target;
 use percent_encoding::{percent_decode, percent_encode, AsciiSet, CONTROLS};
 use tower_layer::Layer as _;
 use tower_service::Service;
-use tower_session_lifetime::{
-    Clock as _, DefaultRejection, LifetimeStore, ManualClock, MemoryStore, Policies, Policy,
-    SessionId, SessionLifetime, SessionLifetimeLayer, SessionRecord, Tightening, Timestamp,
-};
+use tower_session_lifetime::{MemoryStore, Policies, Policy, SessionLifetimeLayer, clock::{Clock as _, ManualClock}, id::SessionId, policy::Tightening, record::SessionRecord, rejection::DefaultRejection, session_lifetime::SessionLifetime, store::LifetimeStore, time::Timestamp};
 
 const ID: &str = "8vO5vkkXPH-NWjW4-zae_g";
 const DEFAULT_IDLE: Duration = Duration::from_secs(60 * 60);

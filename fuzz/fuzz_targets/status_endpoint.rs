@@ -33,11 +33,7 @@ use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCod
 use libfuzzer_sys::fuzz_target;
 use tower_layer::Layer as _;
 use tower_service::Service;
-use tower_session_lifetime::{
-    DeadlineHeaders, DefaultRejection, GuessLimit, LifetimeStore, ManualClock, MemoryStore, Policy,
-    SessionId, SessionLifetime, SessionLifetimeLayer, SessionRecord, StatusEndpoint, StatusJson,
-    Timestamp,
-};
+use tower_session_lifetime::{MemoryStore, Policy, SessionLifetimeLayer, clock::ManualClock, deadline_headers::DeadlineHeaders, guessing::GuessLimit, id::SessionId, record::SessionRecord, rejection::{DefaultRejection, StatusJson}, session_lifetime::SessionLifetime, status::StatusEndpoint, store::LifetimeStore, time::Timestamp};
 
 const STATUS: &str = "/session/status";
 /// The one session ID the store ever holds (deleted after each input).
@@ -109,12 +105,12 @@ fn fixture() -> &'static Fixture {
             });
         let services = [
             layer()
-                .status_endpoint(StatusEndpoint::at(STATUS).unwrap())
+                .with_status_endpoint(StatusEndpoint::at(STATUS).unwrap())
                 .layer(Inner),
             layer()
-                .limit_guessing(limit)
-                .deadline_headers(DeadlineHeaders::new())
-                .status_endpoint(StatusEndpoint::at(STATUS).unwrap())
+                .with_guess_limit(limit)
+                .with_deadline_headers(DeadlineHeaders::new())
+                .with_status_endpoint(StatusEndpoint::at(STATUS).unwrap())
                 .layer(Inner),
         ];
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -410,7 +406,7 @@ fuzz_target!(|data: &[u8]| {
 
 impl Fixture {
     fn clock_now(&self) -> Timestamp {
-        use tower_session_lifetime::Clock as _;
+        use tower_session_lifetime::clock::Clock as _;
         self.clock.now()
     }
 }

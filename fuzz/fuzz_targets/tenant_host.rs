@@ -29,10 +29,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use libfuzzer_sys::fuzz_target;
 use tower_layer::Layer as _;
 use tower_service::Service;
-use tower_session_lifetime::{
-    Clock as _, DefaultRejection, LifetimeStore, ManualClock, MemoryStore, Policies, Policy,
-    SessionId, SessionLifetime, SessionLifetimeLayer, SessionRecord, TenantFrom, Timestamp,
-};
+use tower_session_lifetime::{MemoryStore, Policies, Policy, SessionLifetimeLayer, clock::{Clock as _, ManualClock}, id::SessionId, policy::TenantFrom, record::SessionRecord, rejection::DefaultRejection, session_lifetime::SessionLifetime, store::LifetimeStore, time::Timestamp};
 
 const ID: &str = "8vO5vkkXPH-NWjW4-zae_g";
 /// The default's idle timeout, in minutes.

@@ -24,10 +24,7 @@ use http::{header, Request, Response, StatusCode};
 use loom::thread;
 use tower_layer::Layer;
 use tower_service::Service;
-use tower_session_lifetime::{
-    DefaultRejection, ManualClock, MemoryStore, Policy, SessionHandle, SessionLifetime,
-    SessionLifetimeLayer, Timestamp,
-};
+use tower_session_lifetime::{MemoryStore, Policy, SessionHandle, SessionLifetimeLayer, clock::ManualClock, rejection::DefaultRejection, session_lifetime::SessionLifetime, time::Timestamp};
 use tower_session_lifetime_model_check::explore;
 
 const IDLE: Duration = Duration::from_secs(600);

@@ -24,10 +24,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use loom::thread;
-use tower_session_lifetime::{
-    LifetimeStore, ManualClock, MemoryStore, Policy, RenewOutcome, SessionKey, SessionRecord,
-    Timestamp, TouchOutcome, UpdateOutcome,
-};
+use tower_session_lifetime::{MemoryStore, Policy, clock::ManualClock, id::SessionKey, record::SessionRecord, store::{LifetimeStore, RenewOutcome, TouchOutcome, UpdateOutcome}, time::Timestamp};
 use tower_session_lifetime_model_check::explore;
 
 /// The start of every scenario, in milliseconds since the epoch.
@@ -102,13 +99,12 @@ fn create(store: &MemoryStore, key: &SessionKey, record: &SessionRecord) {
 
 /// The record a renewal of `old` writes under the new key.
 fn renewed(old: &SessionRecord) -> SessionRecord {
-    SessionRecord {
-        version: 0,
-        id_issued_at: at(2_000),
-        last_activity: at(2_000),
-        expires_at: at(2_000).saturating_add(IDLE),
-        ..old.clone()
-    }
+    let mut renewed = old.clone();
+    renewed.version = 0;
+    renewed.id_issued_at = at(2_000);
+    renewed.last_activity = at(2_000);
+    renewed.expires_at = at(2_000).saturating_add(IDLE);
+    renewed
 }
 
 #[test]
@@ -240,11 +236,12 @@ fn update_vs_touch() {
                 .expect("touch")
         });
         // An update from a copy read before the touch (a remember-me switch).
-        let switched = SessionRecord {
-            remember_me: true,
-            version: loaded.version + 1,
-            expires_at: at(0).saturating_add(IDLE * 2),
-            ..loaded.clone()
+        let switched = {
+            let mut edited = loaded.clone();
+            edited.remember_me = true;
+            edited.version = loaded.version + 1;
+            edited.expires_at = at(0).saturating_add(IDLE * 2);
+            edited
         };
         let updated = block_on(store.update(&session, loaded.version, &switched)).expect("update");
         let touched = touch.join().expect("the touch thread");

@@ -2,7 +2,7 @@
 //! starts, is renewed or ends (with why), and counters an app can read or
 //! export ([`SessionMetrics`]).
 //!
-//! Every event names the session by [`SessionKey::short`](crate::SessionKey::short)
+//! Every event names the session by [`SessionKey::short`](crate::id::SessionKey::short)
 //! (`session=3fa1…`, 12 hex digits of a hash of the ID), never by its ID,
 //! under the target `tower_session_lifetime`:
 //!
@@ -13,11 +13,11 @@
 //! | `session ended` | info | `session`, `reason` ([`EndReason::as_str`]): `idle`, `absolute`, `logout`, `logout_everywhere`, `limit`, `revoked`, `replaced` |
 //!
 //! A request whose session is not admitted gets a `session not admitted`
-//! event with its [`RejectReason`](crate::RejectReason) (no session name:
+//! event with its [`RejectReason`](crate::rejection::RejectReason) (no session name:
 //! the cookie may be a guess); store failures are `warn` events.
 //!
 //! ```
-//! use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer, SessionMetrics};
+//! use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer, observe::SessionMetrics};
 //!
 //! let metrics = SessionMetrics::new();
 //! let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_metrics(metrics.clone());
@@ -36,7 +36,6 @@ pub(crate) use instrumented::InstrumentedStore;
 pub use metrics::{MetricsSnapshot, SessionMetrics};
 
 use crate::id::SessionKey;
-use crate::session_lifetime::Config;
 
 /// Why a session ended, in events and [metrics](SessionMetrics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -51,7 +50,7 @@ pub enum EndReason {
     /// Its user logged out everywhere (every session of the subject).
     LogoutEverywhere,
     /// A login of the same subject went over the
-    /// [session limit](crate::PolicyBuilder::max_sessions_per_subject) and
+    /// [session limit](crate::policy::PolicyBuilder::max_sessions_per_subject) and
     /// ended it, the oldest.
     Limit,
     /// Its user ended it from another session
@@ -119,35 +118,35 @@ impl From<crate::policy::ExpiryReason> for EndReason {
 const TARGET: &str = "tower_session_lifetime";
 
 /// A session started under `key`.
-pub(crate) fn started(config: &Config, key: &SessionKey) {
+pub(crate) fn started(metrics: Option<&SessionMetrics>, key: &SessionKey) {
     tracing::info!(target: TARGET, session = %key.short(), "session started");
-    if let Some(metrics) = &config.metrics {
+    if let Some(metrics) = metrics {
         metrics.started();
     }
 }
 
 /// The session under `old` moved to `new`.
-pub(crate) fn renewed(config: &Config, old: &SessionKey, new: &SessionKey) {
+pub(crate) fn renewed(metrics: Option<&SessionMetrics>, old: &SessionKey, new: &SessionKey) {
     tracing::info!(
         target: TARGET,
         session = %old.short(),
         renewed_to = %new.short(),
         "session renewed"
     );
-    if let Some(metrics) = &config.metrics {
+    if let Some(metrics) = metrics {
         metrics.renewed();
     }
 }
 
 /// The session under `key` ended.
-pub(crate) fn ended(config: &Config, key: &SessionKey, reason: EndReason) {
+pub(crate) fn ended(metrics: Option<&SessionMetrics>, key: &SessionKey, reason: EndReason) {
     tracing::info!(
         target: TARGET,
         session = %key.short(),
         reason = reason.as_str(),
         "session ended"
     );
-    if let Some(metrics) = &config.metrics {
+    if let Some(metrics) = metrics {
         metrics.ended(reason, 1);
     }
 }
@@ -155,7 +154,12 @@ pub(crate) fn ended(config: &Config, key: &SessionKey, reason: EndReason) {
 /// `count` sessions of one subject ended at once: an event for each of
 /// `keys` (the sessions listed just before), counted as `count` (what the
 /// store ended).
-pub(crate) fn ended_many(config: &Config, keys: &[SessionKey], count: u64, reason: EndReason) {
+pub(crate) fn ended_many(
+    metrics: Option<&SessionMetrics>,
+    keys: &[SessionKey],
+    count: u64,
+    reason: EndReason,
+) {
     for key in keys {
         tracing::info!(
             target: TARGET,
@@ -164,14 +168,14 @@ pub(crate) fn ended_many(config: &Config, keys: &[SessionKey], count: u64, reaso
             "session ended"
         );
     }
-    if let Some(metrics) = &config.metrics {
+    if let Some(metrics) = metrics {
         metrics.ended(reason, count);
     }
 }
 
 /// A request's session was admitted.
-pub(crate) fn admitted(config: &Config) {
-    if let Some(metrics) = &config.metrics {
+pub(crate) fn admitted(metrics: Option<&SessionMetrics>) {
+    if let Some(metrics) = metrics {
         metrics.admitted();
     }
 }

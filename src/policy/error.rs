@@ -7,17 +7,17 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Setting {
-    /// [`PolicyBuilder::idle_timeout`](crate::PolicyBuilder::idle_timeout).
+    /// [`PolicyBuilder::idle_timeout`](crate::policy::PolicyBuilder::idle_timeout).
     IdleTimeout,
-    /// [`PolicyBuilder::absolute_timeout`](crate::PolicyBuilder::absolute_timeout).
+    /// [`PolicyBuilder::absolute_timeout`](crate::policy::PolicyBuilder::absolute_timeout).
     AbsoluteTimeout,
-    /// [`PolicyBuilder::remember_me_period`](crate::PolicyBuilder::remember_me_period).
+    /// [`PolicyBuilder::remember_me_period`](crate::policy::PolicyBuilder::remember_me_period).
     RememberMePeriod,
-    /// [`PolicyBuilder::remember_me_absolute_timeout`](crate::PolicyBuilder::remember_me_absolute_timeout).
+    /// [`PolicyBuilder::remember_me_absolute_timeout`](crate::policy::PolicyBuilder::remember_me_absolute_timeout).
     RememberMeAbsoluteTimeout,
-    /// [`PolicyBuilder::touch_granularity`](crate::PolicyBuilder::touch_granularity).
+    /// [`PolicyBuilder::touch_granularity`](crate::policy::PolicyBuilder::touch_granularity).
     TouchGranularity,
-    /// [`PolicyBuilder::renewal_interval`](crate::PolicyBuilder::renewal_interval).
+    /// [`PolicyBuilder::renewal_interval`](crate::policy::PolicyBuilder::renewal_interval).
     RenewalInterval,
 }
 
@@ -34,11 +34,11 @@ impl fmt::Display for Setting {
     }
 }
 
-/// Why [`PolicyBuilder::build`](crate::PolicyBuilder::build) refused a policy.
+/// Why [`PolicyBuilder::build`](crate::policy::PolicyBuilder::build) refused a policy.
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_session_lifetime::{Caps, Policy, PolicyError, Setting};
+/// use tower_session_lifetime::{Policy, policy::{Caps, PolicyError, Setting}};
 ///
 /// let err = Policy::builder()
 ///     .idle_timeout(Duration::from_secs(3600))

@@ -1,13 +1,16 @@
 //! The verdict on one request: a pure function of policy, record and time.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Limits, Policy};
+use super::Policy;
+use crate::limits::Limits;
 use crate::record::SessionRecord;
 use crate::time::Timestamp;
 
 /// The two deadlines of a session. Whichever comes first ends it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Deadlines {
     /// Last activity plus the idle timeout (or remember-me period).
     pub idle: Timestamp,
@@ -16,6 +19,12 @@ pub struct Deadlines {
 }
 
 impl Deadlines {
+    /// Deadlines from their two times: the idle one, and the absolute one
+    /// if there is one.
+    pub fn new(idle: Timestamp, absolute: Option<Timestamp>) -> Self {
+        Deadlines { idle, absolute }
+    }
+
     /// The deadlines of `record` under `limits`, counting from its stored
     /// activity.
     pub fn of(limits: &Limits, record: &SessionRecord) -> Self {
@@ -46,6 +55,25 @@ impl Deadlines {
     }
 }
 
+impl SessionRecord {
+    /// A fresh session created at `now` under `policy`: its limits are the
+    /// policy's, and it expires at its nearest deadline. Defined here,
+    /// beside the rule, because it needs the [`Policy`]; a store reading a
+    /// record back uses [`SessionRecord::stored`].
+    pub fn new(
+        policy: &Policy,
+        now: Timestamp,
+        subject: Option<Arc<str>>,
+        remember_me: bool,
+    ) -> Self {
+        let mut record = SessionRecord::stored(now, policy.limits());
+        record.remember_me = remember_me;
+        record.subject = subject;
+        record.expires_at = Deadlines::of(&record.limits, &record).nearest();
+        record
+    }
+}
+
 /// Why a session is no longer admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -65,7 +93,7 @@ pub struct Admission {
     /// Whether this request's activity must be written to the store: the
     /// stored activity is at least the touch granularity old.
     pub touch: bool,
-    /// Whether the session's ID is due for [renewal](crate::Renewal): it
+    /// Whether the session's ID is due for [renewal](crate::policy::Renewal): it
     /// was issued at least one renewal interval ago.
     pub renew: bool,
 }
@@ -88,7 +116,7 @@ pub enum Verdict {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_session_lifetime::{judge, ExpiryReason, Policy, SessionRecord, Timestamp, Verdict};
+/// use tower_session_lifetime::{Policy, policy::{ExpiryReason, Verdict, judge}, record::SessionRecord, time::Timestamp};
 ///
 /// let policy = Policy::default(); // idle timeout: 15 minutes
 /// let login = Timestamp::from_unix_millis(0);
@@ -100,6 +128,27 @@ pub enum Verdict {
 /// let at_deadline = login.saturating_add(Duration::from_secs(15 * 60));
 /// assert_eq!(judge(&policy, &record, at_deadline), Verdict::Expired(ExpiryReason::Idle));
 /// ```
+///
+/// # The rule's one home, and where it is mirrored
+///
+/// This function is the lifetime rule. The layer judges every record it
+/// loads with it, whatever the store. Two stores also decide in the store
+/// itself, so that a request costs one round trip, and must decide as this
+/// function does whether a touch is due:
+///
+/// - **Redis**: the `LOAD_AND_TOUCH` Lua script (`src/store/redis/scripts.rs`),
+///   run by [`RedisStore`](crate::store::RedisStore)'s `load_and_touch`;
+/// - **PostgreSQL**: the `load_and_touch` statement of
+///   [`PostgresStore`](crate::store::PostgresStore) (`src/store/sql/`).
+///
+/// The default [`LifetimeStore::load_and_touch`](crate::store::LifetimeStore::load_and_touch)
+/// (used by `MemoryStore`, `SqliteStore`, `TowerSessionsStore` and any store
+/// that does not override it) calls this function, so it cannot drift.
+/// The conformance check
+/// [`load_and_touch_agrees_with_judge`](crate::store::conformance::load_and_touch_agrees_with_judge)
+/// (feature `conformance`), run on every store by the crate's tests, keeps
+/// the mirrors equal to this function at and around each deadline. A
+/// change here changes the script and the statement in the same commit.
 pub fn judge(policy: &Policy, record: &SessionRecord, now: Timestamp) -> Verdict {
     let limits = record.limits.tightest(policy.limits);
     let stored = Deadlines::of(&limits, record);

@@ -12,7 +12,7 @@
 //! assert_eq!(policy.idle_timeout(), Duration::from_secs(1800));
 //! // Unless set, activity is written at most once a minute (here: 1/20 of 30 min).
 //! assert_eq!(policy.touch_granularity(), Duration::from_secs(60));
-//! # Ok::<(), tower_session_lifetime::PolicyError>(())
+//! # Ok::<(), tower_session_lifetime::policy::PolicyError>(())
 //! ```
 
 mod error;
@@ -21,6 +21,7 @@ mod set;
 
 use std::time::Duration;
 
+pub use crate::limits::Limits;
 pub use error::{PolicyError, Setting};
 pub use judge::{judge, Admission, Deadlines, ExpiryReason, Verdict};
 pub(crate) use set::PolicyChoice;
@@ -76,93 +77,6 @@ pub struct SessionLimit {
     pub max: u32,
     /// What a login beyond it does.
     pub at_limit: AtSessionLimit,
-}
-
-/// The limits a session lives under.
-///
-/// Every session keeps a snapshot of the policy's limits from its creation;
-/// each request is judged by the [tighter](Limits::tightest) of that snapshot
-/// and the current policy, so a shorter limit bites at a session's next request
-/// and a longer one applies only to sessions created after it.
-///
-/// `None` for an absolute timeout means "no absolute limit".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Limits {
-    /// Inactivity that ends an ordinary session.
-    pub idle_timeout: Duration,
-    /// Maximum lifetime of an ordinary session, counted from its creation.
-    pub absolute_timeout: Option<Duration>,
-    /// Inactivity that ends a remember-me session.
-    pub remember_me_period: Duration,
-    /// Maximum lifetime of a remember-me session, counted from its creation.
-    pub remember_me_absolute_timeout: Option<Duration>,
-}
-
-impl Limits {
-    /// Each limit the shorter of `self`'s and `other`'s.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tower_session_lifetime::Policy;
-    ///
-    /// let at_login = Policy::default().limits();
-    /// let now = Policy::builder()
-    ///     .idle_timeout(Duration::from_secs(60))
-    ///     .no_absolute_timeout()
-    ///     .build()?
-    ///     .limits();
-    /// let effective = at_login.tightest(now);
-    /// assert_eq!(effective.idle_timeout, Duration::from_secs(60));
-    /// assert_eq!(effective.absolute_timeout, at_login.absolute_timeout);
-    /// # Ok::<(), tower_session_lifetime::PolicyError>(())
-    /// ```
-    pub fn tightest(self, other: Limits) -> Limits {
-        Limits {
-            idle_timeout: self.idle_timeout.min(other.idle_timeout),
-            absolute_timeout: shorter_limit(self.absolute_timeout, other.absolute_timeout),
-            remember_me_period: self.remember_me_period.min(other.remember_me_period),
-            remember_me_absolute_timeout: shorter_limit(
-                self.remember_me_absolute_timeout,
-                other.remember_me_absolute_timeout,
-            ),
-        }
-    }
-
-    /// These limits for a session that switches remember-me from `from` to
-    /// `to`: both absolute limits become the shorter of the two that apply
-    /// before and after the switch, so the switch never moves the absolute
-    /// deadline later.
-    pub(crate) fn switching_remember_me(mut self, from: bool, to: bool) -> Limits {
-        let kept = shorter_limit(self.absolute_for(from), self.absolute_for(to));
-        self.absolute_timeout = kept;
-        self.remember_me_absolute_timeout = kept;
-        self
-    }
-
-    /// The inactivity limit for a session with or without remember-me.
-    pub fn idle_for(&self, remember_me: bool) -> Duration {
-        if remember_me {
-            self.remember_me_period
-        } else {
-            self.idle_timeout
-        }
-    }
-
-    /// The absolute limit for a session with or without remember-me.
-    pub fn absolute_for(&self, remember_me: bool) -> Option<Duration> {
-        if remember_me {
-            self.remember_me_absolute_timeout
-        } else {
-            self.absolute_timeout
-        }
-    }
-}
-
-fn shorter_limit(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (one, None) | (None, one) => one,
-    }
 }
 
 /// A validated set of lifetime rules. Build one with [`Policy::builder`].
@@ -239,8 +153,8 @@ impl Policy {
     /// last activity is `activity`.
     pub(crate) fn deadlines(
         &self,
-        record: &crate::SessionRecord,
-        activity: crate::Timestamp,
+        record: &crate::record::SessionRecord,
+        activity: crate::time::Timestamp,
     ) -> Deadlines {
         let limits = record.limits.tightest(self.limits);
         Deadlines::from_activity(&limits, record, activity)
@@ -252,9 +166,9 @@ impl Policy {
     /// judges the requests of its routes.
     pub(crate) fn expiry(
         &self,
-        record: &crate::SessionRecord,
-        activity: crate::Timestamp,
-    ) -> crate::Timestamp {
+        record: &crate::record::SessionRecord,
+        activity: crate::time::Timestamp,
+    ) -> crate::time::Timestamp {
         self.deadlines(record, activity).nearest()
     }
 }
@@ -285,7 +199,7 @@ fn default_touch_granularity(idle_timeout: Duration) -> Duration {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_session_lifetime::{Caps, Policy};
+/// use tower_session_lifetime::{Policy, policy::Caps};
 ///
 /// let caps = Caps::new()
 ///     .idle_timeout(Duration::from_secs(3600))
@@ -438,7 +352,7 @@ impl PolicyBuilder {
     /// says. Needs a store that lists a subject's sessions (every store of
     /// this crate but `TowerSessionsStore`); with
     /// others, the login fails with a store error of kind
-    /// [`Unsupported`](crate::StoreErrorKind::Unsupported). Zero is refused
+    /// [`Unsupported`](crate::store::StoreErrorKind::Unsupported). Zero is refused
     /// by [`build`](PolicyBuilder::build). No limit by default.
     ///
     /// The count is taken at login, so logins of one subject racing each

@@ -1,5 +1,6 @@
-//! [`RecentLoginFuture`]: the inner service's response, or the refusal.
+//! [`ResponseFuture`]: the inner service's response, or the refusal.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,9 +10,21 @@ use pin_project_lite::pin_project;
 
 pin_project! {
     /// The response future of [`RecentLogin`](super::RecentLogin).
-    pub struct RecentLoginFuture<F, B> {
+    pub struct ResponseFuture<F, B> {
         #[pin]
         state: State<F, B>,
+    }
+}
+
+impl<F, B> fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Called { .. } => "calling the inner service",
+            State::Answered { .. } => "answered",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
     }
 }
 
@@ -28,15 +41,15 @@ pin_project! {
     }
 }
 
-impl<F, B> RecentLoginFuture<F, B> {
+impl<F, B> ResponseFuture<F, B> {
     pub(super) fn called(future: F) -> Self {
-        RecentLoginFuture {
+        ResponseFuture {
             state: State::Called { future },
         }
     }
 
     pub(super) fn answered(response: Response<B>) -> Self {
-        RecentLoginFuture {
+        ResponseFuture {
             state: State::Answered {
                 response: Some(response),
             },
@@ -44,7 +57,7 @@ impl<F, B> RecentLoginFuture<F, B> {
     }
 }
 
-impl<F, B, E> Future for RecentLoginFuture<F, B>
+impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
@@ -55,7 +68,7 @@ where
             StateProj::Called { future } => future.poll(cx),
             StateProj::Answered { response } => Poll::Ready(Ok(response
                 .take()
-                .expect("RecentLoginFuture polled after completion"))),
+                .expect("ResponseFuture polled after completion"))),
         }
     }
 }

@@ -3,9 +3,6 @@
 use std::time::Duration;
 
 use http::{HeaderValue, Uri};
-use tower_layer::Layer;
-
-use super::RecentLogin;
 
 /// What a request whose login is too old (or that has no session) gets.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,7 +20,7 @@ pub enum OnStaleLogin {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_session_lifetime::RecentLoginLayer;
+/// use tower_session_lifetime::recent_login::RecentLoginLayer;
 ///
 /// let guard = RecentLoginLayer::within(Duration::from_secs(300));
 /// assert_eq!(guard.max_age(), Duration::from_secs(300));
@@ -60,13 +57,5 @@ impl RecentLoginLayer {
     /// What a refused request gets.
     pub fn on_stale(&self) -> &OnStaleLogin {
         &self.on_stale
-    }
-}
-
-impl<S> Layer<S> for RecentLoginLayer {
-    type Service = RecentLogin<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RecentLogin::new(inner, self.clone())
     }
 }

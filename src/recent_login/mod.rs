@@ -10,14 +10,14 @@
 //! authentication is `max_age` old or older, or a visitor, is refused:
 //! `401` by default, or a `303` to a page that asks for the password again
 //! and calls [`SessionHandle::reauthenticate`](crate::SessionHandle::reauthenticate).
-//! The reason, [`RejectReason::LoginTooOld`](crate::RejectReason::LoginTooOld)
-//! (or [`Missing`](crate::RejectReason::Missing) for a visitor), is in the
+//! The reason, [`RejectReason::LoginTooOld`](crate::rejection::RejectReason::LoginTooOld)
+//! (or [`Missing`](crate::rejection::RejectReason::Missing) for a visitor), is in the
 //! response's extensions.
 //!
 //! ```
 //! use std::time::Duration;
 //! use axum::{routing::{get, post}, Router};
-//! use tower_session_lifetime::{MemoryStore, RecentLoginLayer, SessionLifetimeLayer};
+//! use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer, recent_login::RecentLoginLayer};
 //!
 //! let sensitive: Router = Router::new()
 //!     .route("/account/password", post(|| async { "changed" }))
@@ -35,6 +35,6 @@ mod future;
 mod layer;
 mod service;
 
-pub use future::RecentLoginFuture;
+pub use future::ResponseFuture;
 pub use layer::{OnStaleLogin, RecentLoginLayer};
 pub use service::RecentLogin;

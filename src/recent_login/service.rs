@@ -3,10 +3,11 @@
 use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
+use tower_layer::Layer;
 use tower_service::Service;
 
+use super::future::ResponseFuture;
 use super::layer::{OnStaleLogin, RecentLoginLayer};
-use super::RecentLoginFuture;
 use crate::handle::SessionHandle;
 use crate::rejection::{see_other, RejectReason};
 
@@ -25,6 +26,16 @@ impl<S> RecentLogin<S> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 
     /// The answer to a request whose login is not recent enough.
@@ -49,7 +60,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = RecentLoginFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -62,18 +73,28 @@ where
             tracing::error!("RecentLoginLayer without a SessionLifetimeLayer around it");
             let mut response = Response::new(ResBody::default());
             *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            return RecentLoginFuture::answered(response);
+            return ResponseFuture::answered(response);
         };
         if !handle.is_active() {
-            return RecentLoginFuture::answered(self.refuse(RejectReason::Missing));
+            return ResponseFuture::answered(self.refuse(RejectReason::Missing));
         }
         if !handle.authenticated_within(self.config.max_age) {
             tracing::info!(
                 reason = RejectReason::LoginTooOld.as_str(),
                 "login not recent enough for this route"
             );
-            return RecentLoginFuture::answered(self.refuse(RejectReason::LoginTooOld));
+            return ResponseFuture::answered(self.refuse(RejectReason::LoginTooOld));
         }
-        RecentLoginFuture::called(self.inner.call(request))
+        ResponseFuture::called(self.inner.call(request))
+    }
+}
+
+// Beside the service it builds, so that the layer's module needs nothing
+// from this one.
+impl<S> Layer<S> for RecentLoginLayer {
+    type Service = RecentLogin<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RecentLogin::new(inner, self.clone())
     }
 }

@@ -1,23 +1,26 @@
-//! The store half of a request: load, judge, then delete or touch.
+//! The store half of a request: load, judge, then delete, touch or renew.
+//!
+//! A check is a `SessionCheck` taken through named steps: `load`,
+//! `follow_pointer` for an ID replaced by a renewal, `judge`,
+//! `delete_expired` (reloading when a concurrent request kept the session
+//! alive), `touch` and `renew`. A request that writes nothing and a store
+//! that answers at once skip the future (`check_without_writes`). What the
+//! request then gets is decided in `decide`.
 
 use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use http::header::RETRY_AFTER;
-use http::{HeaderValue, Request, Response};
 use tracing::Instrument as _;
 
-use super::finish::{call_with, Next};
-use super::future::CheckFuture;
-use super::Config;
-use crate::handle::{ActiveSession, SessionHandle};
+use crate::config::Config;
+use crate::handle::ActiveSession;
 use crate::id::{SessionId, SessionKey};
 use crate::observe;
-use crate::policy::{judge, Admission, Policy, PolicyChoice, Verdict};
+use crate::policy::{judge, Admission, ExpiryReason, Policy, PolicyChoice, Verdict};
 use crate::record::SessionRecord;
-use crate::rejection::{
-    see_other, OnInvalidSession, OnStoreError, RejectReason, RejectionResponse,
-};
+use crate::rejection::RejectReason;
 use crate::store::{RenewOutcome, StoreError, StoreErrorKind, TouchOutcome};
 use crate::time::Timestamp;
 
@@ -39,6 +42,9 @@ pub(crate) enum Checked {
     StoreFailed { error: StoreError, id: SessionId },
 }
 
+/// A session check under way: loads, judges and writes.
+pub(crate) type CheckFuture = Pin<Box<dyn Future<Output = Checked> + Send>>;
+
 /// How often a request judged expired reloads a session that concurrent
 /// requests keep touching before it gives up and refuses.
 const STALE_RELOADS: usize = 2;
@@ -57,8 +63,8 @@ pub(crate) enum Activity {
     Ignored,
 }
 
-/// What [`check`] starts from: a load still to do, or what the store
-/// already said.
+/// What [`SessionCheck::run`] starts from: a load still to do, or what the
+/// store already said.
 pub(crate) enum Loaded {
     NotYet,
     /// Boxed: the slow path's record, kept off the fast path's stack.
@@ -67,43 +73,30 @@ pub(crate) enum Loaded {
 }
 
 /// Judges a record the store gave at once. `Err` means the request needs
-/// [`check`], from what the store said: a touch or a delete is due, or an
-/// unknown session's data is to be deleted.
+/// the full [`SessionCheck`], from what the store said: a touch or a delete
+/// is due, or an unknown session's data is to be deleted.
 fn check_without_writes(
-    config: &Config,
-    id: &SessionId,
-    key: SessionKey,
+    check: &SessionCheck<&Config>,
     loaded: Result<Option<SessionRecord>, StoreError>,
-    activity: Activity,
-    choice: PolicyChoice,
 ) -> Result<Checked, Loaded> {
-    let policy = config.policies.policy(choice);
+    let config = check.config;
     let record = match loaded {
         Ok(Some(record)) => record,
         Ok(None) if config.session_data.is_some() => return Err(Loaded::Missing),
-        Ok(None) => {
-            return Ok(Checked::Refused {
-                reason: RejectReason::Unknown,
-                id: id.clone(),
-            })
-        }
-        Err(error) => {
-            return Ok(Checked::StoreFailed {
-                error,
-                id: id.clone(),
-            })
-        }
+        Ok(None) => return Ok(check.refused(RejectReason::Unknown)),
+        Err(error) => return Ok(check.store_failed(error)),
     };
     if record.renewed_to.is_some() {
         return Err(Loaded::Record(Box::new(record)));
     }
+    let policy = check.policy();
     let now = config.clock.now();
     let deadlines = match judge(policy, &record, now) {
-        Verdict::Admitted(_) if activity == Activity::Ignored => {
+        Verdict::Admitted(_) if check.activity == Activity::Ignored => {
             policy.deadlines(&record, record.last_activity)
         }
         Verdict::Admitted(admission)
-            if activity == Activity::Counts
+            if check.activity == Activity::Counts
                 && !admission.touch
                 && !renewal_due(config, &admission) =>
         {
@@ -113,8 +106,8 @@ fn check_without_writes(
     };
     Ok(Checked::Admitted {
         session: ActiveSession {
-            id: id.clone(),
-            key,
+            id: check.id.clone(),
+            key: check.key,
             record,
             deadlines,
             in_grace: false,
@@ -144,21 +137,31 @@ pub(crate) fn start_check(
     choice: PolicyChoice,
 ) -> Started {
     let key = id.key();
+    // Borrowing the configuration: the fast path never touches the `Arc`.
+    let check = SessionCheck {
+        config: &**config,
+        id,
+        key,
+        activity,
+        choice,
+        in_grace: false,
+    };
     let mut loaded = Loaded::NotYet;
     if let Some(now) = config.store.try_load_now(&key) {
-        match check_without_writes(config, &id, key, now, activity, choice) {
+        match check_without_writes(&check, now) {
             Ok(checked) => return Started::Done(checked),
             Err(store_said) => loaded = store_said,
         }
     }
-    Started::Pending(Box::pin(check(
-        Arc::clone(config),
-        id,
+    let check = SessionCheck {
+        config: Arc::clone(config),
+        id: check.id,
         key,
-        loaded,
         activity,
         choice,
-    )))
+        in_grace: false,
+    };
+    Started::Pending(Box::pin(check.run(loaded)))
 }
 
 /// How many renewal pointers a request follows at most: a pointer lives for
@@ -171,180 +174,295 @@ fn renewal_due(config: &Config, admission: &Admission) -> bool {
     admission.renew && !config.followed
 }
 
-/// Loads (unless it is `loaded` already) and judges the session `id`;
-/// deletes it if it has expired; when the request is activity, writes its
-/// activity if the throttle says so and renews its ID when due. An ID
-/// replaced by a renewal is admitted as the session it moved to during the
-/// grace period, and refused after.
-///
-/// Runs in a `session_check` span (target `tower_session_lifetime`, level
-/// debug) that names the session by its short key, so that store calls and
-/// the events of this request can be told apart.
-fn check(
-    config: Arc<Config>,
+/// One request's check of the session its cookie names. Each step either
+/// goes on or ends the check with its [`Checked`] (the `Err` of a step).
+/// `C` is how it holds the configuration: borrowed on the synchronous fast
+/// path, shared by a check that waits for the store.
+struct SessionCheck<C = Arc<Config>> {
+    config: C,
+    /// The ID the cookie named.
     id: SessionId,
+    /// The key the check is at: the ID's, or after a renewal pointer the
+    /// key of the session it moved to.
     key: SessionKey,
-    loaded: Loaded,
     activity: Activity,
     choice: PolicyChoice,
-) -> impl Future<Output = Checked> + Send {
-    let span = tracing::debug_span!(
-        target: "tower_session_lifetime",
-        "session_check",
-        session = %key.short()
-    );
-    check_in_span(config, id, key, loaded, activity, choice).instrument(span)
+    /// Whether the cookie's ID was replaced and the check followed it.
+    in_grace: bool,
 }
 
-async fn check_in_span(
-    config: Arc<Config>,
-    id: SessionId,
-    mut key: SessionKey,
-    mut loaded: Loaded,
-    activity: Activity,
-    choice: PolicyChoice,
-) -> Checked {
-    let policy = config.policies.policy(choice);
-    // The tenant's policy: what the store's expiry follows.
-    let base = config.policies.base(choice);
-    let mut reloads = 0;
-    let mut pointers = 0;
-    let mut in_grace = false;
-    let (mut record, now, admission, mut touched) = loop {
-        let now = config.clock.now();
-        let (found, touched) = match std::mem::replace(&mut loaded, Loaded::NotYet) {
-            Loaded::Record(record) => (Some(*record), None),
-            Loaded::Missing => (None, None),
+/// A record the rule admitted, with what the store's own touch did to it.
+struct Judged {
+    record: SessionRecord,
+    now: Timestamp,
+    admission: Admission,
+    touched: Option<TouchOutcome>,
+}
+
+/// What one load gave: the record, if any, and the touch the store made
+/// while loading, if it made one.
+type LoadResult = (Option<SessionRecord>, Option<TouchOutcome>);
+
+// A step's `Err` is the check's answer, moved out once; boxing it would
+// allocate on every refusal for nothing.
+#[allow(clippy::result_large_err)]
+impl SessionCheck {
+    /// Loads (unless it is `loaded` already) and judges the session;
+    /// deletes it if it has expired; when the request is activity, writes
+    /// its activity if the throttle says so and renews its ID when due. An
+    /// ID replaced by a renewal is admitted as the session it moved to
+    /// during the grace period, and refused after.
+    ///
+    /// Runs in a `session_check` span (target `tower_session_lifetime`,
+    /// level debug) that names the session by its short key, so that store
+    /// calls and the events of this request can be told apart.
+    fn run(self, loaded: Loaded) -> impl Future<Output = Checked> + Send {
+        let span = tracing::debug_span!(
+            target: "tower_session_lifetime",
+            "session_check",
+            session = %self.key.short()
+        );
+        self.steps(loaded).instrument(span)
+    }
+
+    async fn steps(mut self, loaded: Loaded) -> Checked {
+        let judged = match self.load_and_judge(loaded).await {
+            Ok(judged) => judged,
+            Err(checked) => return checked,
+        };
+        if self.activity == Activity::Ignored {
+            return self.admitted_as_is(judged);
+        }
+        let Judged {
+            mut record,
+            now,
+            mut admission,
+            touched,
+        } = judged;
+        if self.activity == Activity::Forced && !admission.touch && now > record.last_activity {
+            admission.touch = true;
+            admission.deadlines = self.policy().deadlines(&record, now);
+        }
+        if let Err(checked) = self.touch(&mut record, now, &admission, touched).await {
+            return checked;
+        }
+        let SessionCheck {
+            config,
+            id,
+            key,
+            choice,
+            in_grace,
+            ..
+        } = self;
+        let session = ActiveSession {
+            id,
+            key,
+            record,
+            deadlines: admission.deadlines,
+            in_grace,
+            admitted_at: now,
+        };
+        if in_grace || !renewal_due(&config, &admission) {
+            return Checked::Admitted {
+                session,
+                touched: admission.touch,
+                renewed: false,
+            };
+        }
+        renew(&config, choice, session, admission.touch).await
+    }
+
+    /// Loads and judges until the rule admits a record: follows a renewal
+    /// pointer, and reloads when an expired record could not be deleted
+    /// because a concurrent request touched it.
+    async fn load_and_judge(&mut self, mut loaded: Loaded) -> Result<Judged, Checked> {
+        let mut reloads = 0;
+        let mut pointers = 0;
+        loop {
+            let now = self.config.clock.now();
+            let loaded = std::mem::replace(&mut loaded, Loaded::NotYet);
+            let (found, touched) = self.load(loaded, now).await?;
+            let Some(record) = found else {
+                // No lifetime, no data: whatever the data store still holds
+                // under this ID (a late write after a logout) goes.
+                self.config.delete_data(&self.id).await;
+                return Err(self.refused(RejectReason::Unknown));
+            };
+            if let Some(moved_to) = record.renewed_to {
+                self.follow_pointer(&record, moved_to, now, &mut pointers)?;
+                continue;
+            }
+            match judge(self.policy(), &record, now) {
+                Verdict::Admitted(admission) => {
+                    return Ok(Judged {
+                        record,
+                        now,
+                        admission,
+                        touched,
+                    })
+                }
+                Verdict::Expired(reason) => {
+                    self.delete_expired(&record, reason, &mut reloads).await?
+                }
+            }
+        }
+    }
+
+    /// The record at the check's key, from `loaded` when the store already
+    /// said, else from the store: touching it in the same round trip when
+    /// the request may write.
+    async fn load(&self, loaded: Loaded, now: Timestamp) -> Result<LoadResult, Checked> {
+        let store = &self.config.store;
+        match loaded {
+            Loaded::Record(record) => Ok((Some(*record), None)),
+            Loaded::Missing => Ok((None, None)),
             // A status GET writes nothing; a request in a route group is
             // judged here by its tighter policy before anything is written.
-            Loaded::NotYet if activity == Activity::Ignored || choice.is_tightened() => {
-                match config.store.load(&key).await {
-                    Ok(found) => (found, None),
-                    Err(error) => return Checked::StoreFailed { error, id },
+            Loaded::NotYet if self.activity == Activity::Ignored || self.choice.is_tightened() => {
+                match store.load(&self.key).await {
+                    Ok(found) => Ok((found, None)),
+                    Err(error) => Err(self.store_failed(error)),
                 }
             }
             // One round trip: the store touches the session itself when a
             // touch is due.
-            Loaded::NotYet => match config.store.load_and_touch(&key, policy, now).await {
-                Ok(Some(found)) => (Some(found.record), found.touch),
-                Ok(None) => (None, None),
-                Err(error) => return Checked::StoreFailed { error, id },
+            Loaded::NotYet => match store.load_and_touch(&self.key, self.policy(), now).await {
+                Ok(Some(found)) => Ok((Some(found.record), found.touch)),
+                Ok(None) => Ok((None, None)),
+                Err(error) => Err(self.store_failed(error)),
             },
-        };
-        let Some(record) = found else {
-            // No lifetime, no data: whatever the data store still holds
-            // under this ID (a late write after a logout) goes.
-            config.delete_data(&id).await;
-            return Checked::Refused {
-                reason: RejectReason::Unknown,
-                id,
-            };
-        };
-        if let Some(moved_to) = record.renewed_to {
-            // A renewed ID: the pointer's expiry is the end of its grace.
-            // Never deleted here: that would end the session it points to.
-            // A followed cookie's old ID is refused at once: the other
-            // layer dropped its data when it changed the ID; its pointer
-            // only lets a logout in flight with it end the session.
-            if now >= record.expires_at || pointers == MAX_POINTERS || config.followed {
-                return Checked::Refused {
-                    reason: RejectReason::Renewed,
-                    id,
-                };
-            }
-            pointers += 1;
-            in_grace = true;
-            key = moved_to;
-            continue;
         }
-        match judge(policy, &record, now) {
-            Verdict::Admitted(admission) => break (record, now, admission, touched),
-            Verdict::Expired(reason) => {
-                // Delete only what was judged: a request that touched the
-                // session since it was loaded may have kept it alive.
-                match config.store.delete_stale(&key, record.last_activity).await {
-                    Ok(false) if reloads < STALE_RELOADS => reloads += 1,
-                    Ok(deleted) => {
-                        if deleted {
-                            observe::ended(&config, &key, reason.into());
-                            config.delete_data(&id).await;
-                        }
-                        return Checked::Refused {
-                            reason: reason.into(),
-                            id,
-                        };
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "could not delete an expired session");
-                        return Checked::Refused {
-                            reason: reason.into(),
-                            id,
-                        };
-                    }
+    }
+
+    /// Moves the check to the session a renewed ID points to, during its
+    /// grace. The pointer's expiry is the end of its grace. It is never
+    /// deleted here: that would end the session it points to. A followed
+    /// cookie's old ID is refused at once: the other layer dropped its data
+    /// when it changed the ID; its pointer only lets a logout in flight
+    /// with it end the session.
+    fn follow_pointer(
+        &mut self,
+        pointer: &SessionRecord,
+        moved_to: SessionKey,
+        now: Timestamp,
+        pointers: &mut usize,
+    ) -> Result<(), Checked> {
+        if now >= pointer.expires_at || *pointers == MAX_POINTERS || self.config.followed {
+            return Err(self.refused(RejectReason::Renewed));
+        }
+        *pointers += 1;
+        self.in_grace = true;
+        self.key = moved_to;
+        Ok(())
+    }
+
+    /// Deletes an expired record, only as it was judged: a request that
+    /// touched the session since it was loaded may have kept it alive, and
+    /// then `Ok` asks for a reload (at most [`STALE_RELOADS`] times).
+    async fn delete_expired(
+        &self,
+        record: &SessionRecord,
+        reason: ExpiryReason,
+        reloads: &mut usize,
+    ) -> Result<(), Checked> {
+        let config = &self.config;
+        match config
+            .store
+            .delete_stale(&self.key, record.last_activity)
+            .await
+        {
+            Ok(false) if *reloads < STALE_RELOADS => {
+                *reloads += 1;
+                Ok(())
+            }
+            Ok(deleted) => {
+                if deleted {
+                    observe::ended(config.metrics.as_ref(), &self.key, reason.into());
+                    config.delete_data(&self.id).await;
                 }
+                Err(self.refused(reason.into()))
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not delete an expired session");
+                Err(self.refused(reason.into()))
             }
         }
-    };
-    if activity == Activity::Ignored {
-        return Checked::Admitted {
+    }
+
+    /// Writes the request's activity when a touch is due and the store did
+    /// not write it while loading (the record came from a synchronous
+    /// load, or the store rounds its limits). A session gone meanwhile is
+    /// refused.
+    async fn touch(
+        &self,
+        record: &mut SessionRecord,
+        now: Timestamp,
+        admission: &Admission,
+        mut touched: Option<TouchOutcome>,
+    ) -> Result<(), Checked> {
+        if admission.touch && touched.is_none() {
+            let expiry = self.base().expiry(record, now);
+            match self.config.store.touch(&self.key, now, expiry).await {
+                Ok(outcome) => touched = Some(outcome),
+                Err(error) => return Err(self.store_failed(error)),
+            }
+        }
+        match touched {
+            Some(TouchOutcome::Missing) => {
+                self.config.delete_data(&self.id).await;
+                Err(self.refused(RejectReason::Unknown))
+            }
+            Some(TouchOutcome::Touched | TouchOutcome::AlreadyRecent) => {
+                record.last_activity = record.last_activity.max(now);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Admits the judged record without writing anything: a status `GET`.
+    fn admitted_as_is(self, judged: Judged) -> Checked {
+        let record = judged.record;
+        Checked::Admitted {
             session: ActiveSession {
-                id,
-                key,
-                deadlines: policy.deadlines(&record, record.last_activity),
+                deadlines: self.policy().deadlines(&record, record.last_activity),
+                id: self.id,
+                key: self.key,
                 record,
-                in_grace,
-                admitted_at: now,
+                in_grace: self.in_grace,
+                admitted_at: judged.now,
             },
             touched: false,
             renewed: false,
-        };
-    }
-    let mut admission = admission;
-    if activity == Activity::Forced && !admission.touch && now > record.last_activity {
-        admission.touch = true;
-        admission.deadlines = policy.deadlines(&record, now);
-    }
-    if admission.touch && touched.is_none() {
-        // Due, and the store did not write it (the record came from a
-        // synchronous load, or the store rounds its limits).
-        match config
-            .store
-            .touch(&key, now, base.expiry(&record, now))
-            .await
-        {
-            Ok(outcome) => touched = Some(outcome),
-            Err(error) => return Checked::StoreFailed { error, id },
         }
     }
-    match touched {
-        Some(TouchOutcome::Missing) => {
-            config.delete_data(&id).await;
-            return Checked::Refused {
-                reason: RejectReason::Unknown,
-                id,
-            };
-        }
-        Some(TouchOutcome::Touched | TouchOutcome::AlreadyRecent) => {
-            record.last_activity = record.last_activity.max(now);
-        }
-        None => {}
+}
+
+#[allow(clippy::result_large_err)]
+impl<C: Deref<Target = Config>> SessionCheck<C> {
+    /// The policy the request is judged by.
+    fn policy(&self) -> &Policy {
+        self.config.policies.policy(self.choice)
     }
-    let session = ActiveSession {
-        id,
-        key,
-        record,
-        deadlines: admission.deadlines,
-        in_grace,
-        admitted_at: now,
-    };
-    if in_grace || !renewal_due(&config, &admission) {
-        return Checked::Admitted {
-            session,
-            touched: admission.touch,
-            renewed: false,
-        };
+
+    /// The tenant's policy: what the store's expiry follows.
+    fn base(&self) -> &Policy {
+        self.config.policies.base(self.choice)
     }
-    renew(&config, policy, base, session, now, admission.touch).await
+
+    fn refused(&self, reason: RejectReason) -> Checked {
+        Checked::Refused {
+            reason,
+            id: self.id.clone(),
+        }
+    }
+
+    fn store_failed(&self, error: StoreError) -> Checked {
+        Checked::StoreFailed {
+            error,
+            id: self.id.clone(),
+        }
+    }
 }
 
 /// Moves an admitted session to a fresh ID. A concurrent request that
@@ -352,12 +470,12 @@ async fn check_in_span(
 /// logout that ended it meanwhile refuses the request.
 async fn renew(
     config: &Config,
-    policy: &Policy,
-    base: &Policy,
+    choice: PolicyChoice,
     session: ActiveSession,
-    now: Timestamp,
     touched: bool,
 ) -> Checked {
+    let (policy, base) = (config.policies.policy(choice), config.policies.base(choice));
+    let now = session.admitted_at;
     let keep = |session| Checked::Admitted {
         session,
         touched,
@@ -390,7 +508,7 @@ async fn renew(
         .await;
     match outcome {
         Ok(RenewOutcome::Renewed) => {
-            observe::renewed(config, &session.key, &new_key);
+            observe::renewed(config.metrics.as_ref(), &session.key, &new_key);
             Checked::Admitted {
                 session: ActiveSession {
                     id: new_id,
@@ -418,143 +536,4 @@ async fn renew(
             id: session.id,
         },
     }
-}
-
-/// Decides what a request gets after its session was checked.
-pub(crate) fn after_check<ReqBody, ResBody, R>(
-    config: &Arc<Config>,
-    responder: &R,
-    request: Request<ReqBody>,
-    checked: Checked,
-    choice: PolicyChoice,
-) -> Next<ReqBody, ResBody, R>
-where
-    ResBody: Default,
-    R: RejectionResponse<ResBody>,
-{
-    match checked {
-        Checked::Admitted {
-            session,
-            touched,
-            renewed,
-        } => {
-            observe::admitted(config);
-            let presented = config.followed.then(|| session.id.clone());
-            let handle =
-                SessionHandle::admitted(Arc::clone(config), choice, session, touched, renewed);
-            call_with(config, responder, request, handle, None, presented, true)
-        }
-        Checked::Refused { reason, id } => {
-            refuse(config, responder, request, reason, Some(id), choice)
-        }
-        Checked::StoreFailed { error, id } => {
-            tracing::warn!(error = %error, "session store failed; session not confirmed");
-            match config.on_store_error {
-                OnStoreError::PassThroughAsVisitor => {
-                    let mut request = request;
-                    config.cookie.strip(request.headers_mut());
-                    let reason = Some(RejectReason::StoreUnavailable);
-                    // A login or logout on this request still ends the
-                    // session the cookie named, once the store is back.
-                    let handle = SessionHandle::visitor(
-                        Arc::clone(config),
-                        choice,
-                        reason,
-                        false,
-                        Some(id.clone()),
-                    );
-                    call_with(config, responder, request, handle, reason, Some(id), false)
-                }
-                _ => {
-                    let mut response = responder.respond(RejectReason::StoreUnavailable);
-                    response
-                        .extensions_mut()
-                        .insert(RejectReason::StoreUnavailable);
-                    Next::Respond(response)
-                }
-            }
-        }
-    }
-}
-
-/// `429 Too Many Requests` if the request's client presented too many
-/// unknown or forged session IDs lately; `None` to go on.
-pub(crate) fn too_many_guesses<ReqBody, ResBody, R>(
-    config: &Config,
-    responder: &R,
-    request: &Request<ReqBody>,
-) -> Option<Response<ResBody>>
-where
-    R: RejectionResponse<ResBody>,
-{
-    let guesses = config.guesses.as_ref()?;
-    let client = guesses.client(request.headers(), request.extensions())?;
-    let wait = guesses.blocked_for(&client, config.clock.now())?;
-    tracing::debug!(%client, "session cookie refused: too many guesses");
-    let reason = RejectReason::TooManyGuesses;
-    let mut response = responder.respond(reason);
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    response
-        .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(seconds));
-    response.extensions_mut().insert(reason);
-    Some(response)
-}
-
-/// Counts a refused cookie against its client when it looks like a guess:
-/// an ID the store does not have, a forged or malformed one.
-pub(crate) fn count_guess<ReqBody>(
-    config: &Config,
-    request: &Request<ReqBody>,
-    reason: RejectReason,
-) {
-    let guess = matches!(
-        reason,
-        RejectReason::Unknown | RejectReason::Forged | RejectReason::Malformed
-    );
-    if let (true, Some(guesses)) = (guess, &config.guesses) {
-        if let Some(client) = guesses.client(request.headers(), request.extensions()) {
-            guesses.record_failure(client, config.clock.now());
-        }
-    }
-}
-
-/// A session cookie that must not be admitted: clear it, then reject,
-/// redirect or pass through as configured. `presented` is the session it
-/// named, if it named one.
-pub(crate) fn refuse<ReqBody, ResBody, R>(
-    config: &Arc<Config>,
-    responder: &R,
-    mut request: Request<ReqBody>,
-    reason: RejectReason,
-    presented: Option<SessionId>,
-    choice: PolicyChoice,
-) -> Next<ReqBody, ResBody, R>
-where
-    ResBody: Default,
-    R: RejectionResponse<ResBody>,
-{
-    tracing::info!(reason = reason.as_str(), "session not admitted");
-    count_guess(config, &request, reason);
-    let mut response = match &config.on_invalid {
-        OnInvalidSession::PassThrough => {
-            config.cookie.strip(request.headers_mut());
-            let handle =
-                SessionHandle::visitor(Arc::clone(config), choice, Some(reason), true, None);
-            return call_with(
-                config,
-                responder,
-                request,
-                handle,
-                Some(reason),
-                presented,
-                false,
-            );
-        }
-        OnInvalidSession::Redirect(location) => see_other(location.clone()),
-        OnInvalidSession::Reject => responder.respond(reason),
-    };
-    config.cookie.append_removal(response.headers_mut());
-    response.extensions_mut().insert(reason);
-    Next::Respond(response)
 }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 
+use super::context::RequestContext;
 use super::follow::{self, CookieEdit, Settle};
-use super::Config;
+use crate::config::Config;
 use crate::handle::SessionHandle;
 use crate::id::SessionId;
 use crate::rejection::{OnStoreError, RejectReason, RejectionResponse};
@@ -88,27 +89,43 @@ impl<R> Finish<R> {
     }
 }
 
-/// Lets the request in with `handle` in its extensions. For a followed
-/// cookie, `presented` is the session the cookie named and `admitted` says
-/// whether the layer admitted it.
+/// How a request goes on to the inner service.
+pub(crate) enum Entry {
+    /// Without a session cookie.
+    Visitor,
+    /// With the session its cookie named, admitted. `followed_id` is that
+    /// session's ID when another layer issues the cookie, else `None`.
+    Admitted { followed_id: Option<SessionId> },
+    /// As a visitor, with a cookie the layer did not admit for `reason`;
+    /// `presented` is the session the cookie named, if it named one.
+    NotAdmitted {
+        reason: RejectReason,
+        presented: Option<SessionId>,
+    },
+}
+
+/// Lets the request in with `handle` in its extensions, as `entry` says.
 pub(crate) fn call_with<ReqBody, ResBody, R: Clone>(
-    config: &Arc<Config>,
-    responder: &R,
+    context: RequestContext<'_, R>,
     mut request: Request<ReqBody>,
     handle: SessionHandle,
-    rejected: Option<RejectReason>,
-    presented: Option<SessionId>,
-    admitted: bool,
+    entry: Entry,
 ) -> Next<ReqBody, ResBody, R> {
     request.extensions_mut().insert(handle.clone());
+    let (rejected, presented, admitted) = match entry {
+        Entry::Visitor => (None, None, false),
+        Entry::Admitted { followed_id } => (None, followed_id, true),
+        Entry::NotAdmitted { reason, presented } => (Some(reason), presented, false),
+    };
     if let Some(reason) = rejected {
         request.extensions_mut().insert(reason);
     }
+    let config = context.config;
     let followed = config.followed.then(|| Followed {
         config: Arc::clone(config),
         presented,
         admitted,
-        responder: responder.clone(),
+        responder: context.responder.clone(),
     });
     Next::Call(
         request,

@@ -32,8 +32,8 @@ use cookie::Cookie;
 use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue};
 
-use super::Config;
 use crate::clock::Clock;
+use crate::config::Config;
 use crate::handle::{CurrentSession, FollowedState, PendingSession, SessionHandle};
 use crate::id::SessionId;
 use crate::policy::{judge, Policy, PolicyChoice, Verdict, DEFAULT_RENEWAL_GRACE};
@@ -206,7 +206,7 @@ async fn begin(
     };
     let mut edit = match config.store.create(&id.key(), &record).await {
         Ok(true) => {
-            observe::started(config, &id.key());
+            observe::started(config.metrics.as_ref(), &id.key());
             lifetime_of(&record, now)
         }
         Ok(false) => {
@@ -221,7 +221,9 @@ async fn begin(
     };
     if let Some(retired) = retired {
         match config.end_session(&retired, &retired.key()).await {
-            Ok(true) => observe::ended(config, &retired.key(), EndReason::Replaced),
+            Ok(true) => {
+                observe::ended(config.metrics.as_ref(), &retired.key(), EndReason::Replaced)
+            }
             Ok(false) => {}
             Err(err) => {
                 tracing::warn!(error = %err, "could not end the session a new ID replaced");
@@ -238,7 +240,7 @@ const MOVE_ATTEMPTS: usize = 3;
 
 /// Moves the live session `current` to `id`, the ID the inner layer
 /// cycled it to, only if it is still live: in one conditional step of the
-/// store ([`renew`](crate::LifetimeStore::renew)), so that a logout, an
+/// store ([`renew`](crate::store::LifetimeStore::renew)), so that a logout, an
 /// expiry or a logout everywhere that ended it meanwhile is never undone.
 /// Then the old ID is refused, but points to the new one for the renewal
 /// grace period: a logout in flight with it ends both.
@@ -293,7 +295,7 @@ async fn move_lifetime(
             .await;
         match outcome {
             Ok(RenewOutcome::Renewed) => {
-                observe::renewed(config, &current.key, &new_key);
+                observe::renewed(config.metrics.as_ref(), &current.key, &new_key);
                 return lifetime_of(&record, now);
             }
             Ok(RenewOutcome::Missing) => return ended_meanwhile(config, &id).await,
@@ -539,7 +541,7 @@ async fn end(
     match config.end_session(&id, &id.key()).await {
         Ok(ended) => {
             if ended {
-                observe::ended(&config, &id.key(), reason);
+                observe::ended(config.metrics.as_ref(), &id.key(), reason);
             }
             edit
         }
@@ -696,7 +698,7 @@ fn attributes(bytes: &[u8], from: usize) -> impl Iterator<Item = (Range<usize>, 
 
 /// The index of the next `;` at or after `from`, or the end.
 fn next_semicolon(bytes: &[u8], from: usize) -> usize {
-    crate::session_cookie::find_byte(bytes, from, b';').unwrap_or(bytes.len())
+    crate::bytes::find_byte(bytes, from, b';').unwrap_or(bytes.len())
 }
 
 /// The value of `attribute` (`Name=value`, spaces allowed around `=`) if
@@ -811,7 +813,7 @@ mod tests {
             store: Arc::new(crate::MemoryStore::new()),
             backend: Arc::new(crate::MemoryStore::new()),
             metrics: None,
-            clock: Arc::new(crate::SystemClock),
+            clock: Arc::new(crate::clock::SystemClock),
             policies: crate::Policies::single(crate::Policy::default()),
             cookie: crate::SessionCookie::tower_sessions(),
             on_invalid: Default::default(),
@@ -819,7 +821,7 @@ mod tests {
             followed: true,
             session_data: None,
             guesses: None,
-            logout_redirects: crate::LogoutRedirects::new("/").unwrap(),
+            logout_redirects: crate::logout_redirect::LogoutRedirects::new("/").unwrap(),
             deadline_headers: None,
             status: None,
         }
@@ -895,7 +897,7 @@ mod tests {
 
     #[test]
     fn tells_a_removal() {
-        let now = crate::ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000));
+        let now = crate::clock::ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000));
         for removal in [
             "id=; Path=/",
             "id=abc; Max-Age=0",

@@ -1,28 +1,27 @@
 //! [`ResponseFuture`]: the store check, then the inner service, then the
 //! cookie.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::check::{after_check, Checked};
+use super::check::CheckFuture;
+use super::context::OwnedContext;
+use super::decide::after_check;
 use super::finish::{Finish, Next};
 use super::follow::{CookieEdit, Settle};
-use super::status;
-use super::Config;
-use crate::policy::PolicyChoice;
+use super::status_request as status;
 use crate::rejection::RejectionResponse;
 
-pub(crate) type CheckFuture = Pin<Box<dyn Future<Output = Checked> + Send>>;
 type SettleFuture = Pin<Box<dyn Future<Output = CookieEdit> + Send>>;
 
 pin_project! {
-    /// The response future of [`SessionLifetime`](crate::SessionLifetime).
+    /// The response future of [`SessionLifetime`](crate::session_lifetime::SessionLifetime).
     pub struct ResponseFuture<S, ReqBody, R>
     where
         S: Service<Request<ReqBody>>,
@@ -70,16 +69,12 @@ pin_project! {
 struct Pending<S, ReqBody, R> {
     inner: S,
     request: Request<ReqBody>,
-    config: Arc<Config>,
-    responder: R,
-    choice: PolicyChoice,
+    context: OwnedContext<R>,
 }
 
 struct PendingStatus<ReqBody, R> {
     request: Request<ReqBody>,
-    config: Arc<Config>,
-    responder: R,
-    choice: PolicyChoice,
+    context: OwnedContext<R>,
 }
 
 impl<S, ReqBody, R> ResponseFuture<S, ReqBody, R>
@@ -99,41 +94,33 @@ where
     pub(crate) fn checking_status(
         check: CheckFuture,
         request: Request<ReqBody>,
-        config: Arc<Config>,
-        responder: R,
-        choice: PolicyChoice,
+        context: OwnedContext<R>,
     ) -> Self {
+        let pending = PendingStatus { request, context };
         ResponseFuture {
             state: State::CheckingStatus {
                 check,
-                pending: Some(Box::new(PendingStatus {
-                    request,
-                    config,
-                    responder,
-                    choice,
-                })),
+                pending: Some(Box::new(pending)),
             },
         }
     }
 
+    /// A request whose session is being checked, then called with `inner`.
     pub(crate) fn checking(
         check: CheckFuture,
         inner: S,
         request: Request<ReqBody>,
-        config: Arc<Config>,
-        responder: R,
-        choice: PolicyChoice,
+        context: OwnedContext<R>,
     ) -> Self {
+        let pending = Pending {
+            inner,
+            request,
+            context,
+        };
         ResponseFuture {
             state: State::Checking {
                 check,
-                pending: Some(Box::new(Pending {
-                    inner,
-                    request,
-                    config,
-                    responder,
-                    choice,
-                })),
+                pending: Some(Box::new(pending)),
             },
         }
     }
@@ -155,6 +142,24 @@ where
     }
 }
 
+impl<S, ReqBody, R> fmt::Debug for ResponseFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Checking { .. } => "checking the session",
+            State::CheckingStatus { .. } => "checking the session for a status request",
+            State::Calling { .. } => "calling the inner service",
+            State::Settling { .. } => "writing a followed session to the store",
+            State::Answered { .. } => "answered",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
 impl<S, ReqBody, ResBody, R> Future for ResponseFuture<S, ReqBody, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -172,27 +177,20 @@ where
                     let Pending {
                         mut inner,
                         request,
-                        config,
-                        responder,
-                        choice,
+                        context,
                     } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let next = after_check(&config, &responder, request, checked, choice);
+                    let next = after_check(context.borrow(), request, checked);
                     let next = ResponseFuture::from_next(next, &mut inner);
                     this.state.set(next.state);
                 }
                 StateProj::CheckingStatus { check, pending } => {
                     let checked = ready!(check.as_mut().poll(cx));
-                    let PendingStatus {
-                        request,
-                        config,
-                        responder,
-                        choice,
-                    } = *pending
+                    let PendingStatus { request, context } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let response = status::answer(&config, &responder, &request, checked, choice);
+                    let response = status::answer(context.borrow(), &request, checked);
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Calling { future, finish } => {

@@ -4,22 +4,24 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::{Config, SessionLifetime};
+use super::service::SessionLifetime;
 use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
 use crate::deadline_headers::DeadlineHeaders;
 use crate::guessing::{GuessCounter, GuessLimit};
 use crate::logout_redirect::LogoutRedirects;
 use crate::observe::{InstrumentedStore, SessionMetrics};
 use crate::policy::{Policies, Policy};
+use crate::rejection::StatusJson;
 use crate::rejection::{DefaultRejection, OnInvalidSession, OnStoreError};
 use crate::session_cookie::SessionCookie;
-use crate::status::{StatusEndpoint, StatusJson};
+use crate::status::StatusEndpoint;
 use crate::store::LifetimeStore;
 
 /// Enforces session lifetimes before the inner service runs.
 ///
 /// For each request: read the session cookie, load the session from the
-/// store, [`judge`](crate::judge) it. A live session is touched (throttled)
+/// store, [`judge`](crate::policy::judge) it. A live session is touched (throttled)
 /// and a [`SessionHandle`](crate::SessionHandle) goes into the request
 /// extensions. An expired, unknown or unusable one is deleted, its cookie
 /// cleared, and the request handled as [`OnInvalidSession`] says. A request
@@ -28,9 +30,7 @@ use crate::store::LifetimeStore;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_session_lifetime::{
-///     MemoryStore, OnInvalidSession, OnStoreError, Policy, SessionCookie, SessionLifetimeLayer,
-/// };
+/// use tower_session_lifetime::{MemoryStore, OnInvalidSession, Policy, SessionCookie, SessionLifetimeLayer, rejection::OnStoreError};
 ///
 /// let layer = SessionLifetimeLayer::new(MemoryStore::new())
 ///     .with_policy(Policy::builder().idle_timeout(Duration::from_secs(600)).build()?)
@@ -85,7 +85,7 @@ impl<R> SessionLifetimeLayer<R> {
     /// Answers `429 Too Many Requests` to a client that presented too many
     /// unknown or forged session IDs, without a store lookup, until its
     /// window ends; see [`GuessLimit`]. Off by default.
-    pub fn limit_guessing(mut self, limit: GuessLimit) -> Self {
+    pub fn with_guess_limit(mut self, limit: GuessLimit) -> Self {
         self.config_mut().guesses = Some(Arc::new(GuessCounter::new(limit)));
         self
     }
@@ -104,12 +104,12 @@ impl<R> SessionLifetimeLayer<R> {
     /// Off by default.
     ///
     /// ```
-    /// use tower_session_lifetime::{DeadlineHeaders, MemoryStore, SessionLifetimeLayer};
+    /// use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer, deadline_headers::DeadlineHeaders};
     ///
-    /// let layer = SessionLifetimeLayer::new(MemoryStore::new()).deadline_headers(DeadlineHeaders::new());
+    /// let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_deadline_headers(DeadlineHeaders::new());
     /// # let _ = layer;
     /// ```
-    pub fn deadline_headers(mut self, headers: DeadlineHeaders) -> Self {
+    pub fn with_deadline_headers(mut self, headers: DeadlineHeaders) -> Self {
         self.config_mut().deadline_headers = Some(headers);
         self
     }
@@ -129,18 +129,18 @@ impl<R> SessionLifetimeLayer<R> {
     ///
     /// ```
     /// use axum::{routing::get, Router};
-    /// use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer, StatusEndpoint};
+    /// use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer, status::StatusEndpoint};
     ///
     /// let app: Router = Router::new()
     ///     .route("/", get(|| async { "hello" }))
     ///     .layer(
     ///         SessionLifetimeLayer::new(MemoryStore::new())
-    ///             .status_endpoint(StatusEndpoint::at("/session/status")?),
+    ///             .with_status_endpoint(StatusEndpoint::at("/session/status")?),
     ///     );
     /// # let _ = app;
-    /// # Ok::<(), tower_session_lifetime::StatusEndpointError>(())
+    /// # Ok::<(), tower_session_lifetime::status::StatusEndpointError>(())
     /// ```
-    pub fn status_endpoint(
+    pub fn with_status_endpoint(
         mut self,
         endpoint: StatusEndpoint,
     ) -> SessionLifetimeLayer<StatusJson<R>> {
@@ -158,7 +158,7 @@ impl<R> SessionLifetimeLayer<R> {
     /// timed.
     ///
     /// ```
-    /// use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer, SessionMetrics};
+    /// use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer, observe::SessionMetrics};
     ///
     /// let metrics = SessionMetrics::new();
     /// let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_metrics(metrics.clone());
@@ -186,7 +186,7 @@ impl<R> SessionLifetimeLayer<R> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_session_lifetime::{MemoryStore, Policies, Policy, SessionLifetimeLayer, Tightening};
+    /// use tower_session_lifetime::{MemoryStore, Policies, Policy, SessionLifetimeLayer, policy::Tightening};
     ///
     /// let policies = Policies::builder(Policy::default())
     ///     .tenant("strict.example", Policy::builder().idle_timeout(Duration::from_secs(300)).build()?)
@@ -194,7 +194,7 @@ impl<R> SessionLifetimeLayer<R> {
     ///     .build()?;
     /// let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policies(policies);
     /// # let _ = layer;
-    /// # Ok::<(), tower_session_lifetime::PolicyError>(())
+    /// # Ok::<(), tower_session_lifetime::policy::PolicyError>(())
     /// ```
     pub fn with_policies(mut self, policies: Policies) -> Self {
         self.config_mut().policies = policies;
@@ -202,7 +202,7 @@ impl<R> SessionLifetimeLayer<R> {
     }
 
     /// The clock. Default: [`SystemClock`]; tests give a
-    /// [`ManualClock`](crate::ManualClock).
+    /// [`ManualClock`](crate::clock::ManualClock).
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.config_mut().clock = Arc::new(clock);
         self
@@ -256,7 +256,7 @@ impl<R> SessionLifetimeLayer<R> {
     ///             .on_invalid_session(OnInvalidSession::PassThrough),
     ///     );
     /// # let _ = app;
-    /// # Ok::<(), tower_session_lifetime::PolicyError>(())
+    /// # Ok::<(), tower_session_lifetime::policy::PolicyError>(())
     /// ```
     pub fn follow_tower_sessions(self) -> Self {
         self.follow_cookie(SessionCookie::tower_sessions())
@@ -295,7 +295,7 @@ impl SessionLifetimeLayer {
     /// ```
     /// use axum::{body::Body, response::Response};
     /// use http::StatusCode;
-    /// use tower_session_lifetime::{MemoryStore, RejectReason, SessionLifetimeLayer};
+    /// use tower_session_lifetime::{MemoryStore, SessionLifetimeLayer, rejection::RejectReason};
     ///
     /// let layer = SessionLifetimeLayer::new(MemoryStore::new()).reject_with(|reason: RejectReason| {
     ///     Response::builder()
@@ -317,7 +317,7 @@ impl SessionLifetimeLayer {
 impl<R> SessionLifetimeLayer<StatusJson<R>> {
     /// Builds rejections with `responder`, as
     /// [`reject_with`](SessionLifetimeLayer::reject_with) does before
-    /// [`status_endpoint`](SessionLifetimeLayer::status_endpoint): status
+    /// [`status_endpoint`](SessionLifetimeLayer::with_status_endpoint): status
     /// requests are still answered with JSON.
     pub fn reject_with<R2>(self, responder: R2) -> SessionLifetimeLayer<StatusJson<R2>> {
         SessionLifetimeLayer {

@@ -1,16 +1,21 @@
 //! [`SessionLifetime`]: the middleware service.
 
+use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::check::{after_check, refuse, start_check, too_many_guesses, Activity, Started};
-use super::finish::{call_with, Next};
-use super::status::{self, method_not_allowed, status_request, StatusRequest};
-use super::{Config, ResponseFuture};
+use super::check::{start_check, Activity, Started};
+use super::context::RequestContext;
+use super::decide::{after_check, refuse, too_many_guesses};
+use super::finish::{call_with, Entry, Next};
+use super::future::ResponseFuture;
+use super::status_request::{self as status, method_not_allowed, status_request, StatusRequest};
+use crate::config::Config;
 use crate::handle::SessionHandle;
+use crate::policy::PolicyChoice;
 use crate::rejection::{RejectReason, RejectionResponse};
 use crate::session_cookie::CookieLookup;
 
@@ -37,9 +42,37 @@ impl<S, R> SessionLifetime<S, R> {
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug, R: fmt::Debug> fmt::Debug for SessionLifetime<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLifetime")
+            .field("inner", &self.inner)
+            .field("responder", &self.responder)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S, R> SessionLifetime<S, R> {
+    /// What every step of a request needs, judged by `choice`.
+    fn context(&self, choice: PolicyChoice) -> RequestContext<'_, R> {
+        RequestContext {
+            config: &self.config,
+            responder: &self.responder,
+            choice,
+        }
+    }
+
     /// Answers a status request: the same check as any request (no writes
     /// to a live session unless `activity` counts), then the layer's own
     /// answer instead of the inner service's.
@@ -53,37 +86,31 @@ impl<S, R> SessionLifetime<S, R> {
         ResBody: Default,
         R: RejectionResponse<ResBody>,
     {
-        let config = &self.config;
-        let responder = &self.responder;
-        let lookup = config.cookie.read(request.headers());
+        let lookup = self.config.cookie.read(request.headers());
+        let context = self.context(self.config.policies.choose(&request));
         if !matches!(lookup, CookieLookup::Absent) {
-            if let Some(response) = too_many_guesses(config, responder, &request) {
+            if let Some(response) = too_many_guesses(context, &request) {
                 return ResponseFuture::answered(response);
             }
         }
         let id = match lookup {
             CookieLookup::Absent => {
-                return ResponseFuture::answered(status::refused(responder, RejectReason::Missing))
+                let response = status::refused(context.responder, RejectReason::Missing);
+                return ResponseFuture::answered(response);
             }
             CookieLookup::Rejected(reason) => {
-                let response = status::refused_cookie(config, responder, &request, reason);
+                let response = status::refused_cookie(context, &request, reason);
                 return ResponseFuture::answered(response);
             }
             CookieLookup::Found(id) => id,
         };
-        let choice = config.policies.choose(&request);
-        match start_check(config, id, activity, choice) {
+        match start_check(context.config, id, activity, context.choice) {
             Started::Done(checked) => {
-                let response = status::answer(config, responder, &request, checked, choice);
-                ResponseFuture::answered(response)
+                ResponseFuture::answered(status::answer(context, &request, checked))
             }
-            Started::Pending(check) => ResponseFuture::checking_status(
-                check,
-                request,
-                Arc::clone(config),
-                responder.clone(),
-                choice,
-            ),
+            Started::Pending(check) => {
+                ResponseFuture::checking_status(check, request, context.to_owned())
+            }
         }
     }
 }
@@ -112,49 +139,38 @@ where
             StatusRequest::CrossSite => return ResponseFuture::answered(status::forbidden()),
         };
         let lookup = self.config.cookie.read(request.headers());
+        let context = RequestContext {
+            config: &self.config,
+            responder: &self.responder,
+            choice: self.config.policies.choose(&request),
+        };
         if !matches!(lookup, CookieLookup::Absent) {
-            if let Some(response) = too_many_guesses(&self.config, &self.responder, &request) {
+            if let Some(response) = too_many_guesses(context, &request) {
                 return ResponseFuture::from_next(Next::Respond(response), &mut self.inner);
             }
         }
-        let choice = self.config.policies.choose(&request);
         let next = match lookup {
             CookieLookup::Absent => {
-                let handle =
-                    SessionHandle::visitor(Arc::clone(&self.config), choice, None, false, None);
-                call_with(
-                    &self.config,
-                    &self.responder,
-                    request,
-                    handle,
-                    None,
-                    None,
-                    false,
-                )
+                let config = Arc::clone(context.config);
+                let handle = SessionHandle::visitor(config, context.choice, None, false, None);
+                call_with(context, request, handle, Entry::Visitor)
             }
-            CookieLookup::Rejected(reason) => {
-                refuse(&self.config, &self.responder, request, reason, None, choice)
+            CookieLookup::Rejected(reason) => refuse(context, request, reason, None),
+            CookieLookup::Found(id) => {
+                match start_check(context.config, id, activity, context.choice) {
+                    Started::Done(checked) => after_check(context, request, checked),
+                    Started::Pending(check) => {
+                        let context = context.to_owned();
+                        // The store is asked before the inner service is
+                        // called, so the service that was driven to
+                        // readiness moves into the future and a clone stays
+                        // here for the next request.
+                        let ready = self.inner.clone();
+                        let ready = std::mem::replace(&mut self.inner, ready);
+                        return ResponseFuture::checking(check, ready, request, context);
+                    }
+                }
             }
-            CookieLookup::Found(id) => match start_check(&self.config, id, activity, choice) {
-                Started::Done(checked) => {
-                    after_check(&self.config, &self.responder, request, checked, choice)
-                }
-                Started::Pending(check) => {
-                    // The store is asked before the inner service is called,
-                    // so the service that was driven to readiness moves into
-                    // the future and a clone stays here for the next request.
-                    let ready = self.inner.clone();
-                    let ready = std::mem::replace(&mut self.inner, ready);
-                    return ResponseFuture::checking(
-                        check,
-                        ready,
-                        request,
-                        Arc::clone(&self.config),
-                        self.responder.clone(),
-                        choice,
-                    );
-                }
-            },
         };
         ResponseFuture::from_next(next, &mut self.inner)
     }

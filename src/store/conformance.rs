@@ -1,8 +1,16 @@
 //! The checks every [`LifetimeStore`] must pass, shared by all backends.
 //!
+//! Behind the `conformance` feature, which a store's crate enables in its
+//! dev-dependencies only:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! tower-session-lifetime = { version = "0.1", features = ["conformance"] }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! ```
+//!
 //! Run them all with [`lifetime_store_conformance!`](crate::lifetime_store_conformance)
-//! from a test file of the crate that has the store (it needs `tokio` with
-//! the `macros` and `rt-multi-thread` features among its dev-dependencies):
+//! from a test file of that crate:
 //!
 //! ```no_run
 //! // tests/memory_store.rs
@@ -472,7 +480,7 @@ pub async fn subjects_are_listed_and_deleted(store: &dyn LifetimeStore) {
         .await
         .expect("create"));
 
-    let listed = |found: Vec<(crate::SessionKey, SessionRecord)>| {
+    let listed = |found: Vec<(crate::id::SessionKey, SessionRecord)>| {
         let mut keys: Vec<_> = found
             .into_iter()
             .map(|(key, record)| {
@@ -769,7 +777,7 @@ macro_rules! lifetime_store_conformance {
             use ::std::sync::Arc;
             use ::std::time::Duration;
             use $crate::store::conformance as checks;
-            use $crate::{LifetimeStore, RenewOutcome, StoreErrorKind, TouchOutcome};
+            use $crate::store::{LifetimeStore, RenewOutcome, StoreErrorKind, TouchOutcome};
 
             async fn store() -> Arc<dyn LifetimeStore> {
                 Arc::new($make_store.await)

@@ -16,7 +16,7 @@ pub enum StoreErrorKind {
     /// A stored record could not be decoded.
     Corrupt,
     /// The record given to the store breaks a documented bound (for example
-    /// a subject over [`MAX_SUBJECT_LEN`](crate::MAX_SUBJECT_LEN) bytes).
+    /// a subject over [`MAX_SUBJECT_LEN`](crate::record::MAX_SUBJECT_LEN) bytes).
     InvalidRecord,
     /// The store cannot do this operation at all (for example listing the
     /// sessions of a subject in a store without a subject index).
@@ -28,7 +28,7 @@ pub enum StoreErrorKind {
 ///
 /// ```
 /// use std::error::Error as _;
-/// use tower_session_lifetime::{StoreError, StoreErrorKind};
+/// use tower_session_lifetime::store::{StoreError, StoreErrorKind};
 ///
 /// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
 /// let err = StoreError::unavailable(refused);
@@ -92,5 +92,28 @@ impl fmt::Display for StoreError {
 impl Error for StoreError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         Some(&*self.source)
+    }
+}
+
+impl crate::record::SessionRecord {
+    /// `Err` when the subject or the label is longer than its bound: what
+    /// every store refuses to write.
+    pub(crate) fn check_bounds(&self) -> Result<(), StoreError> {
+        use crate::record::{MAX_LABEL_LEN, MAX_SUBJECT_LEN};
+        let too_long = |what: &str, len: usize, max: usize| {
+            Err(StoreError::new(
+                StoreErrorKind::InvalidRecord,
+                format!("{what} of {len} bytes exceeds the {max}-byte bound"),
+            ))
+        };
+        let subject_len = self.subject.as_deref().map_or(0, str::len);
+        if subject_len > MAX_SUBJECT_LEN {
+            return too_long("subject", subject_len, MAX_SUBJECT_LEN);
+        }
+        let label_len = self.label.as_deref().map_or(0, str::len);
+        if label_len > MAX_LABEL_LEN {
+            return too_long("label", label_len, MAX_LABEL_LEN);
+        }
+        Ok(())
     }
 }

@@ -60,10 +60,10 @@ pub const MAX_DISTINCT_LIMITS: usize = 1024;
 /// - **Concurrent**: the map is split into 1024 shards, each behind its own
 ///   read-write lock; a request locks one shard, never the whole store, and
 ///   a shard grows by itself, so there is no stop-the-world resize.
-/// - **Compact**: a session costs well under 256 bytes (see the README's
-///   benchmark): limits are shared through a table of at most
+/// - **Compact**: a session costs well under 256 bytes (see the benchmark in
+///   BENCHMARKS.md): limits are shared through a table of at most
 ///   [`MAX_DISTINCT_LIMITS`] entries, subjects are bounded by
-///   [`MAX_SUBJECT_LEN`](crate::MAX_SUBJECT_LEN), labels by [`MAX_LABEL_LEN`](crate::MAX_LABEL_LEN).
+///   [`MAX_SUBJECT_LEN`](crate::record::MAX_SUBJECT_LEN), labels by [`MAX_LABEL_LEN`](crate::record::MAX_LABEL_LEN).
 /// - **Reclaims without pauses**: every [`create`](LifetimeStore::create)
 ///   also sweeps the next shard in turn, so the whole store is swept once
 ///   every 1024 logins, one small lock at a time; a shard whose earliest
@@ -179,7 +179,7 @@ impl MemoryStore {
     }
 
     /// An empty store that decides what has expired by `clock`: give it the
-    /// layer's [`ManualClock`](crate::ManualClock) in tests.
+    /// layer's [`ManualClock`](crate::clock::ManualClock) in tests.
     pub fn with_clock(clock: impl Clock) -> Self {
         MemoryStore {
             inner: Arc::new(Inner {
@@ -578,7 +578,7 @@ impl LifetimeStore for MemoryStore {
 
     /// Scans every shard, one read lock at a time: the store keeps no
     /// subject index, so this costs time in proportion to all sessions
-    /// (see the README's benchmark), not memory on every session.
+    /// (see BENCHMARKS.md), not memory on every session.
     async fn sessions_of(
         &self,
         subject: &str,

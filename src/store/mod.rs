@@ -1,6 +1,169 @@
 //! Where session lifetimes are kept: the [`LifetimeStore`] trait and
 //! [`MemoryStore`].
 //!
+//! # Choosing a store
+//!
+//! | store | feature | for | survives a restart | several app nodes | a subject's sessions (`sessions_of`, `delete_sessions_of`) |
+//! | --- | --- | --- | --- | --- | --- |
+//! | [`MemoryStore`] | — | one process, tests | no | no | a scan of every shard |
+//! | `RedisStore` | `redis` | several nodes, the fastest shared store | as your Redis persists | yes | a sorted set per subject |
+//! | `PostgresStore` | `postgres` | several nodes, on the database you already run | yes | yes | an SQL index |
+//! | `SqliteStore` | `sqlite` | one node, sessions that survive restarts, no server | yes | no (one file) | an SQL index |
+//! | `TowerSessionsStore<S>` | `tower-sessions` | reusing a tower-sessions store you already have | as `S` does | no: its locks are per process | no ([`Unsupported`](StoreErrorKind::Unsupported)) |
+//!
+//! Every store keys its records by a hash of the session ID (a
+//! [`SessionKey`]), never by the ID itself, and every
+//! store passes the same
+//! [`lifetime_store_conformance!`](crate::lifetime_store_conformance) suite:
+//! create, load, touch, conditional update, delete, a touch never moving
+//! activity backwards or bringing back a deleted record, 64 concurrent
+//! touches, touches racing a delete, `load_and_touch` agreeing with the
+//! policy's [`judge`] over ordinary and remember-me
+//! sessions and tightened policies, listing and deleting a subject's
+//! sessions, and expiry. The shared stores are also tested through the
+//! layer against a real server: the lifetime rules, two app nodes on one
+//! server, and a server that goes away (`503`, never a panic) and comes
+//! back.
+//!
+//! # How each store keeps its records
+//!
+//! ## `MemoryStore`
+//!
+//! - The map is split into 1024 shards, each behind its own read-write
+//!   lock: a request locks one shard, never the whole store.
+//! - Records are compact: times in milliseconds, the limits snapshot as an
+//!   index into a shared table of at most [`MAX_DISTINCT_LIMITS`] entries,
+//!   and the label, the renewal pointer and the re-authentication time in
+//!   one boxed part that only sessions that have one of them allocate.
+//! - Every [`create`](LifetimeStore::create) also sweeps the next shard in
+//!   turn, so the whole store is swept once every 1024 logins, one small
+//!   lock at a time; a shard whose earliest expiry is still ahead is skipped
+//!   without locking it, and the records a sweep removes are freed after
+//!   its lock is released. [`reclaim_expired`](LifetimeStore::reclaim_expired)
+//!   sweeps every shard, one at a time, for an app that wants a timer.
+//! - It answers [`try_load_now`](LifetimeStore::try_load_now), so the layer
+//!   admits a request without allocating a future.
+//! - It keeps no subject index, to keep each session small:
+//!   [`sessions_of`](LifetimeStore::sessions_of) scans every shard, one read
+//!   lock at a time, and [`delete_sessions_of`](LifetimeStore::delete_sessions_of)
+//!   one write lock at a time while renewals of that subject's sessions
+//!   wait (subjects are gated in 64 stripes). That is fine for a page that
+//!   lists a user's sessions or a logout everywhere, not for a hot path.
+//!
+//! ## `RedisStore` (feature `redis`)
+//!
+//! Redis 7 or Valkey, on the `redis` crate, chosen over fred for its
+//! connection manager (it connects at the first use and reconnects by
+//! itself) and its scripts (`EVALSHA`, loading the script again when Redis
+//! has forgotten it).
+//!
+//! - Each session is one hash under `<prefix><key in hex>` (the prefix is
+//!   `tsl:` unless `with_prefix` changes it), with the fields `a` (last
+//!   activity), `e` (expiry), `c` (creation), `v` (version), `r`
+//!   (remember-me), `l` (the limits snapshot in ms, `-` for none), `i` (when
+//!   the ID was issued), `t` (when the subject last authenticated), and `s`
+//!   (subject), `n` (label) and `m` (the key a renewed session moved to)
+//!   when there are. Times are Unix ms. The hash expires at the record's
+//!   `expires_at` (`PEXPIREAT`), so Redis reclaims it and `reclaim_expired`
+//!   returns `0`.
+//! - Every write is one Lua script, atomic on the server: create (only if
+//!   the key is free), touch (only forward, only on a live record that was
+//!   not renewed), update (only at the expected version), delete (following
+//!   a renewal pointer), delete of an expired session (only if no touch came
+//!   in between), and renew.
+//! - The layer's hot path, [`load_and_touch`](LifetimeStore::load_and_touch),
+//!   is one script: it loads the session and, when its activity is due to
+//!   be written (once per touch granularity), writes it, judging exactly as
+//!   [`judge`] does. One round trip per request.
+//! - A subject's sessions are a sorted set under `<prefix>s:<subject>`,
+//!   scored by each session's expiry. The set expires with its latest
+//!   session and drops members that expired whenever the subject logs in or
+//!   is listed, so it never grows past the subject's live sessions.
+//! - A script writes both a session and its subject's set, which Redis
+//!   Cluster would put in different slots: use one primary (with replicas
+//!   or Sentinel), not a Cluster.
+//! - While Redis cannot be reached, operations fail with
+//!   [`StoreErrorKind::Unavailable`] within two seconds and the layer
+//!   answers as configured (`503` by default); the connection is made again
+//!   after a failure, and the layer recovers when Redis is back.
+//!
+//! ## `PostgresStore` and `SqliteStore` (features `postgres`, `sqlite`)
+//!
+//! On sqlx 0.8, the version tower-sessions' sqlx stores use, so an app can
+//! share one pool. One row per session in the table `session_lifetimes`
+//! (or the one given to `with_table`: letters, digits and `_`, at most 48
+//! bytes):
+//!
+//! | column | type | |
+//! | --- | --- | --- |
+//! | `key` | bytes, primary key | the `SessionKey` |
+//! | `created_at`, `last_activity`, `expires_at` | 64-bit integer | Unix ms |
+//! | `remember_me` | boolean | |
+//! | `subject` | text, nullable, indexed | |
+//! | `version` | 64-bit integer | |
+//! | `idle_timeout_ms`, `absolute_timeout_ms`, `remember_me_period_ms`, `remember_me_absolute_timeout_ms` | 64-bit integer (the absolute ones nullable: no limit) | the limits snapshot |
+//! | `id_issued_at` | 64-bit integer | Unix ms |
+//! | `renewed_to` | bytes, nullable | the key a renewed session moved to |
+//! | `authenticated_at` | 64-bit integer | Unix ms |
+//! | `label` | text, nullable | |
+//!
+//! - `migrate()` creates the table and a partial index on `subject` if they
+//!   are missing, and changes nothing otherwise. On PostgreSQL it runs under
+//!   an advisory lock, so nodes starting together do not race, and the
+//!   table has `fillfactor = 80`; on SQLite it is a `WITHOUT ROWID` table.
+//! - Every conditional write is one statement: `UPDATE … WHERE
+//!   last_activity < $now` (and the record live and not renewed) for a
+//!   touch, `WHERE version = $expected` for an update, `DELETE … WHERE
+//!   last_activity <= $judged` for an expired session. On PostgreSQL the
+//!   load and a due touch are one statement too; on SQLite, which runs in
+//!   the process, they are two statements on a local file.
+//! - A renewal is one transaction (insert the new row, turn the old one
+//!   into a pointer, carry over activity written meanwhile). On PostgreSQL
+//!   it holds a per-subject advisory lock (shared) that a logout everywhere
+//!   takes exclusively, so the two never interleave; SQLite has one writer
+//!   at a time.
+//! - Databases do not expire rows: `purge_expired()` deletes the rows past
+//!   their deadline, and `spawn_purge(every)` runs it on a tokio interval
+//!   (a failed run is logged and retried at the next tick). There is
+//!   deliberately no index on `expires_at`: touches then stay heap-only
+//!   (HOT) updates on PostgreSQL, and the purge, a scan, runs every few
+//!   minutes, not per request.
+//! - `PostgresStore::open(url)` makes a pool of up to 10 connections that
+//!   gives up on an unreachable database after two seconds and does not
+//!   ping a connection before each use (sqlx's default would add a round
+//!   trip per request). `SqliteStore::open(url)` creates the file if
+//!   missing, in WAL mode, with a pool of 4 and a busy timeout of five
+//!   seconds. `new(pool)` uses your pool.
+//!
+//! ## `TowerSessionsStore` (feature `tower-sessions`)
+//!
+//! Keeps each lifetime record as one record of any tower-sessions
+//! `SessionStore` (memory, Redis via fred, sqlx, MongoDB, …), under an ID
+//! made of the `SessionKey`. Such a store has no conditional write, so the
+//! adapter runs the operations on a key under a lock (striped over 256),
+//! which gives the full contract within one process. Across processes, a
+//! touch that races a logout on another node can bring the record back
+//! within one round trip: use `MemoryStore` on one node, or the Redis or
+//! SQL stores, when that matters. It cannot list a subject's sessions
+//! ([`Unsupported`](StoreErrorKind::Unsupported)). Most
+//! tower-sessions backends stop returning a record at its expiry date, so
+//! the adapter has them keep lifetime records an hour past their deadline
+//! (`keep_past_expiry` changes it): a request that late is still refused
+//! with its reason (`idle`, `absolute`) rather than as unknown.
+//!
+//! # Several app nodes
+//!
+//! Point every node at the same Redis or PostgreSQL and give them the same
+//! policy and cookie settings (and the same signing key, if cookies are
+//! signed). Nothing else is shared: a session's record holds its own limits
+//! and deadlines, and every write is conditional on the server. The tests
+//! show, with two layers each on its own client, that a session started on
+//! node A is admitted on node B; activity on B keeps it alive for A; a
+//! logout on A is refused on B at the next request (there is no cache to
+//! expire); and while the store is unreachable every node answers `503`
+//! for sessions it cannot confirm, then admits them again, data intact,
+//! when it is back.
+//!
 //! # Implementing your own store
 //!
 //! A store keeps one [`SessionRecord`] per [`SessionKey`]. It never judges a
@@ -22,15 +185,22 @@
 //!
 //! A record may be forgotten from its [`expires_at`](SessionRecord::expires_at)
 //! on, and must be gone after [`reclaim_expired`](LifetimeStore::reclaim_expired).
+//!
+//! Only `create`, `load`, `touch`, `update`, `delete`, `delete_stale` and
+//! `reclaim_expired` are required.
+//! [`load_and_touch`](LifetimeStore::load_and_touch) has a default (load,
+//! judge, then touch) that a networked store should replace with one round
+//! trip; [`renew`](LifetimeStore::renew),
+//! [`sessions_of`](LifetimeStore::sessions_of) and
+//! [`delete_sessions_of`](LifetimeStore::delete_sessions_of) default to
+//! [`Unsupported`](StoreErrorKind::Unsupported).
+//!
 //! Run the [`lifetime_store_conformance!`](crate::lifetime_store_conformance)
 //! suite against your store in its tests:
 //!
 //! ```
 //! use async_trait::async_trait;
-//! use tower_session_lifetime::{
-//!     LifetimeStore, MemoryStore, SessionKey, SessionRecord, StoreError, Timestamp,
-//!     TouchOutcome, UpdateOutcome,
-//! };
+//! use tower_session_lifetime::{MemoryStore, id::SessionKey, record::SessionRecord, store::{LifetimeStore, StoreError, TouchOutcome, UpdateOutcome}, time::Timestamp};
 //!
 //! /// A store that logs every deletion, backed by a `MemoryStore`.
 //! #[derive(Debug, Default)]
@@ -73,6 +243,8 @@
 //! }
 //! ```
 
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod error;
 mod memory;
@@ -295,9 +467,19 @@ pub trait LifetimeStore: Send + Sync + 'static {
 
 /// What [`load_and_touch`](LifetimeStore::load_and_touch) found.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LoadedRecord {
     /// The record as loaded, before any touch.
     pub record: SessionRecord,
     /// What the touch did, if the store made one.
     pub touch: Option<TouchOutcome>,
+}
+
+impl LoadedRecord {
+    /// What a store's [`load_and_touch`](LifetimeStore::load_and_touch)
+    /// returns: `record` as loaded, and what its touch did (`None` when it
+    /// made none).
+    pub fn new(record: SessionRecord, touch: Option<TouchOutcome>) -> Self {
+        LoadedRecord { record, touch }
+    }
 }

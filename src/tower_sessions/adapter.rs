@@ -78,8 +78,8 @@ const LOCK_STRIPES: usize = 256;
 /// (its own `MemoryStore`, `tower-sessions-sqlx-store`). A lifetime record
 /// that the backend no longer returns is an unknown session to the layer,
 /// so a request just past the idle deadline would be refused as
-/// [`Unknown`](crate::RejectReason::Unknown), not
-/// [`IdleTimeout`](crate::RejectReason::IdleTimeout), and no `session
+/// [`Unknown`](crate::rejection::RejectReason::Unknown), not
+/// [`IdleTimeout`](crate::rejection::RejectReason::IdleTimeout), and no `session
 /// ended` event would say why. So the backend is told to keep each record
 /// for [`DEFAULT_KEPT_PAST_EXPIRY`] past its deadline
 /// ([`keep_past_expiry`](TowerSessionsStore::keep_past_expiry) changes it):

@@ -28,8 +28,8 @@ use tower_sessions_core::{session_store, SessionStore};
 
 pub use adapter::{TowerSessionsStore, DEFAULT_KEPT_PAST_EXPIRY};
 
+use crate::config::SessionData;
 use crate::id::SessionId;
-use crate::session_lifetime::SessionData;
 use crate::store::{StoreError, StoreErrorKind};
 use crate::time::Timestamp;
 use crate::SessionLifetimeLayer;

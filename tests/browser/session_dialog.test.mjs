@@ -12,6 +12,10 @@
 // only be caused by what the test did. One test keeps the system clock on
 // both sides, end to end, and judges the script by the times the page
 // itself recorded, not by when the test got to look.
+//
+// The demo's pages themselves are checked too: the link to /sessions in
+// the main page's card, and /sessions in the same card. Screenshots go to
+// BROWSER_TEST_OUTPUT (under target/).
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -33,6 +37,11 @@ const IDLE = { IDLE_TIMEOUT: "8", SESSION_WARNING: "4" };
 // activity; the notice shows 4 s before.
 const ABSOLUTE = { IDLE_TIMEOUT: "60", ABSOLUTE_TIMEOUT: "8", SESSION_WARNING: "4" };
 const WARNING_MS = 4000;
+// For the pages: no deadline comes near while a test looks at them.
+const LONG = { IDLE_TIMEOUT: "600" };
+// The labels /sessions gives other browsers, by their User-Agent.
+const FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0";
+const SAFARI = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
 
 const DIALOG = "#session-lifetime-dialog";
 // How long a test waits for what must follow from its own step while the
@@ -64,9 +73,12 @@ function startDemo(env) {
   });
 }
 
-/** A new browser context (its own cookies: another browser profile). */
-async function newContext() {
-  return browser.newContext({ viewport: { width: 900, height: 640 } });
+/**
+ * A new browser context (its own cookies: another browser profile), with
+ * Playwright's context `options`.
+ */
+async function newContext(options = {}) {
+  return browser.newContext({ viewport: { width: 900, height: 640 }, ...options });
 }
 
 /**
@@ -427,5 +439,155 @@ describe("the session-timeout dialog", { concurrency: true }, () => {
     assert.ok(shown[0] < deadline, `warned before the deadline: ${shown[0]} vs ${deadline}`);
     assert.ok(ended[0] >= deadline, `ended not before the deadline: ${ended[0]} vs ${deadline}`);
     await context.close();
+  });
+});
+
+/**
+ * The page's stylesheet (the first in its head: the dialog's script adds
+ * its own after it) and the computed look of its card and body.
+ */
+async function look(page) {
+  return page.evaluate(() => {
+    const pick = (element, names) => {
+      const style = getComputedStyle(element);
+      return Object.fromEntries(names.map((name) => [name, style.getPropertyValue(name)]));
+    };
+    return {
+      stylesheet: document.querySelector("head > style").textContent,
+      cards: document.querySelectorAll("body > main").length,
+      card: pick(document.querySelector("body > main"), [
+        "max-width", "margin-top", "background-color", "padding-left", "border-radius", "box-shadow"
+      ]),
+      body: pick(document.body, ["font-family", "font-size", "background-color", "color"])
+    };
+  });
+}
+
+/** Asserts that `inner`'s box lies within `outer`'s (locators). */
+async function inside(inner, outer, what) {
+  const a = await inner.boundingBox();
+  const b = await outer.boundingBox();
+  assert.ok(a && b, `${what}: both are laid out`);
+  assert.ok(
+    a.x >= b.x && a.y >= b.y && a.x + a.width <= b.x + b.width && a.y + a.height <= b.y + b.height,
+    `${what}: ${JSON.stringify(a)} within ${JSON.stringify(b)}`
+  );
+}
+
+describe("the demo's pages", { concurrency: true }, () => {
+  test("the link to /sessions is in the card, styled like its button, for a signed-in user only", async () => {
+    const base = await startDemo(LONG);
+    const context = await newContext();
+    const SESSIONS = 'a[href="/sessions"]';
+
+    // A visitor: the sign-in form, and no link.
+    const visitor = await context.newPage();
+    await visitor.goto(`${base}/`);
+    await visitor.waitForSelector("h1 >> text=Sign in");
+    assert.equal(await visitor.locator(SESSIONS).count(), 0, "no link for a visitor");
+    // Nor on the form again after an empty username.
+    const refused = await context.request.post(`${base}/login`, { form: { username: "" } });
+    assert.equal(refused.status(), 400);
+    assert.ok(!(await refused.text()).includes('href="/sessions"'), "no link on the refused form");
+    await visitor.close();
+
+    const page = await signIn(context, base, "ida");
+    const link = page.locator(SESSIONS);
+    assert.equal(await link.count(), 1);
+    assert.equal(await page.locator(`body > main ${SESSIONS}`).count(), 1, "the link is in the card");
+    assert.ok(await link.isVisible());
+    assert.equal(await link.textContent(), "Where you are signed in");
+    await inside(link, page.locator("body > main"), "the link");
+    // Beside Sign out, in the card's colours and shape.
+    const signOut = page.locator('form[action="/logout"] button');
+    await inside(signOut, page.locator("body > main"), "Sign out");
+    const [linkBox, buttonBox] = [await link.boundingBox(), await signOut.boundingBox()];
+    assert.ok(Math.abs(linkBox.y + linkBox.height / 2 - (buttonBox.y + buttonBox.height / 2)) <= 2, "on Sign out's line");
+    const styles = await page.evaluate(() => {
+      const of = (selector) => getComputedStyle(document.querySelector(selector));
+      const link = of('a[href="/sessions"]');
+      const button = of('form[action="/logout"] button');
+      return {
+        link: [link.color, link.borderRadius, link.fontFamily, link.textDecorationLine],
+        button: [button.backgroundColor, button.borderRadius, button.fontFamily, "none"]
+      };
+    });
+    assert.deepEqual(styles.link, styles.button);
+    await page.screenshot({ path: join(outputDir, "demo-signed-in.png"), fullPage: true });
+
+    await link.click();
+    await page.waitForURL(`${base}/sessions`);
+    await page.waitForSelector("h1 >> text=Where you are signed in");
+
+    // Signed out, a visitor again: no link.
+    await page.goto(`${base}/`);
+    await Promise.all([page.waitForSelector("h1 >> text=Sign in"), page.click('form[action="/logout"] button')]);
+    assert.equal(await page.locator(SESSIONS).count(), 0, "no link once signed out");
+    await context.close();
+  });
+
+  test("/sessions has the main page's stylesheet and card, and a Sign out button for each other session", async () => {
+    const base = await startDemo(LONG);
+    const mine = await newContext();
+    const firefox = await newContext({ userAgent: FIREFOX });
+    const safari = await newContext({ userAgent: SAFARI });
+    const page = await signIn(mine, base, "jo");
+    const main = await look(page);
+    const buttonHeight = (await page.locator('form[action="/logout"] button').boundingBox()).height;
+    await signIn(firefox, base, "jo");
+    await signIn(safari, base, "jo");
+
+    await page.goto(`${base}/sessions`);
+    await page.waitForSelector("h1 >> text=Where you are signed in");
+    const sessions = await look(page);
+    assert.equal(main.cards, 1);
+    assert.equal(sessions.cards, 1, "one card");
+    assert.equal(sessions.stylesheet, main.stylesheet, "the same stylesheet");
+    assert.deepEqual(sessions.card, main.card, "the same card");
+    assert.deepEqual(sessions.body, main.body, "the same page around it");
+    assert.equal(await page.title(), "Your sessions");
+
+    // Three sessions: this one, marked and without a button, first; a
+    // Sign out button (with the session's key) for each of the others.
+    const rows = page.locator("body > main ul.sessions > li");
+    assert.equal(await rows.count(), 3);
+    assert.match(await rows.nth(0).textContent(), /this browser/);
+    assert.equal(await rows.nth(0).locator("button").count(), 0, "no button for this session");
+    const ends = page.locator('body > main form[action="/sessions/end"]');
+    assert.equal(await ends.count(), 2, "one form for each other session");
+    const keys = new Set();
+    for (let i = 0; i < 2; i++) {
+      const form = ends.nth(i);
+      assert.equal((await form.getAttribute("method")).toLowerCase(), "post");
+      assert.ok(await form.locator('button[type=submit]').isVisible());
+      assert.equal(await form.locator("button").textContent(), "Sign out");
+      keys.add(await form.locator('input[type=hidden][name=key]').getAttribute("value"));
+      await inside(form.locator("button"), page.locator("body > main"), `button ${i}`);
+      const { height } = await form.locator("button").boundingBox();
+      assert.ok(Math.abs(height - buttonHeight) <= 1, `button ${i} on one line, as on the main page: ${height} vs ${buttonHeight}`);
+    }
+    assert.equal(keys.size, 2, "each form ends its own session");
+    for (const label of ["Firefox on Windows", "Safari on iPhone"]) {
+      const row = rows.filter({ hasText: label });
+      assert.equal(await row.count(), 1, label);
+      assert.equal(await row.locator('form[action="/sessions/end"] button').count(), 1, label);
+    }
+
+    // Signing Safari out leaves two sessions: the list comes back without it.
+    await rows.filter({ hasText: "Safari on iPhone" }).locator("button").click();
+    await page.waitForFunction(() => document.querySelectorAll("body > main ul.sessions > li").length === 2);
+    assert.equal(page.url(), `${base}/sessions`);
+    assert.equal(await rows.count(), 2);
+    assert.equal(await ends.count(), 1);
+    assert.equal(await rows.filter({ hasText: "Safari on iPhone" }).count(), 0);
+    assert.equal(await serverStatus(safari, base), null, "Safari's session ended");
+    assert.ok(await serverStatus(firefox, base), "Firefox's lives");
+    await page.screenshot({ path: join(outputDir, "demo-sessions.png"), fullPage: true });
+
+    await Promise.all([page.waitForURL(`${base}/`), page.click("body > main a >> text=Back")]);
+    await page.waitForSelector("h1 >> text=Signed in as");
+    for (const context of [mine, firefox, safari]) {
+      await context.close();
+    }
   });
 });

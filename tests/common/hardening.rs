@@ -10,8 +10,8 @@ use std::time::Duration;
 use axum::Router;
 use http::StatusCode;
 use tower_session_lifetime::{
-    AtSessionLimit, LifetimeStore, ManualClock, Policy, RejectReason, SessionId,
-    SessionLifetimeLayer,
+    clock::ManualClock, id::SessionId, policy::AtSessionLimit, rejection::RejectReason,
+    store::LifetimeStore, Policy, SessionLifetimeLayer,
 };
 
 use super::shared_store::{clock_now, log_in, send, Outage};

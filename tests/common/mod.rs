@@ -16,9 +16,13 @@ use http::{header, Request, Response, StatusCode};
 use serde::Deserialize;
 use tower::ServiceExt;
 use tower_session_lifetime::{
-    LifetimeStore, ManualClock, MemoryStore, Policy, RecentLoginLayer, RenewOutcome, SessionError,
-    SessionHandle, SessionKey, SessionLifetimeLayer, SessionRecord, StoreError, StoreErrorKind,
-    Timestamp, TouchOutcome, UpdateOutcome,
+    clock::ManualClock,
+    id::SessionKey,
+    recent_login::RecentLoginLayer,
+    record::SessionRecord,
+    store::{LifetimeStore, RenewOutcome, StoreError, StoreErrorKind, TouchOutcome, UpdateOutcome},
+    time::Timestamp,
+    MemoryStore, Policy, SessionError, SessionHandle, SessionLifetimeLayer,
 };
 
 pub mod hardening;
@@ -474,7 +478,10 @@ async fn remember(session: SessionHandle, Query(params): Query<RememberParams>) 
 
 /// The session cookie the response sets or clears, if any.
 pub fn set_cookie(response: &Response<Body>) -> Option<cookie::Cookie<'static>> {
-    set_cookie_named(response, tower_session_lifetime::DEFAULT_COOKIE_NAME)
+    set_cookie_named(
+        response,
+        tower_session_lifetime::session_cookie::DEFAULT_COOKIE_NAME,
+    )
 }
 
 /// The cookie called `name` that the response sets or clears, if any; at

@@ -9,7 +9,10 @@ use axum::Router;
 use http::{header, Request, Response, StatusCode};
 use tower::ServiceExt;
 use tower_session_lifetime::{
-    Clock, LifetimeStore, ManualClock, Policy, RejectReason, SessionLifetimeLayer, SystemClock,
+    clock::{Clock, ManualClock, SystemClock},
+    rejection::RejectReason,
+    store::LifetimeStore,
+    Policy, SessionLifetimeLayer,
 };
 
 use super::{body_text, routes, set_cookie, HOUR, MINUTE};

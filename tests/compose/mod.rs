@@ -31,8 +31,10 @@ use serde::Deserialize;
 use tokio::sync::Notify;
 use tower::ServiceExt;
 use tower_session_lifetime::{
-    Clock, LifetimeStore, ManualClock, MemoryStore, OnInvalidSession, Policy, SessionError,
-    SessionHandle, SessionLifetimeLayer, SystemClock, TowerSessionsStore,
+    clock::{Clock, ManualClock, SystemClock},
+    store::LifetimeStore,
+    MemoryStore, OnInvalidSession, Policy, SessionError, SessionHandle, SessionLifetimeLayer,
+    TowerSessionsStore,
 };
 use tower_sessions::cookie::time;
 use tower_sessions::session::Id;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use tower_session_lifetime::{Clock, ManualClock, SystemClock};
+use tower_session_lifetime::clock::{Clock, ManualClock, SystemClock};
 use tower_session_lifetime_comparisons::round_trips::{
     address_of, through, CountingProxy, PostgresStatements, RedisCommands,
 };

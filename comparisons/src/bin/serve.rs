@@ -2,7 +2,7 @@
 //! `serve <variant> <port>`; variants: bare, lifetime-redis,
 //! lifetime-postgres, tower-sessions-redis, tower-sessions-postgres.
 
-use tower_session_lifetime::SystemClock;
+use tower_session_lifetime::clock::SystemClock;
 use tower_session_lifetime_comparisons::{app, Servers, Variant};
 
 #[tokio::main]

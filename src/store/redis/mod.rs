@@ -33,7 +33,7 @@ pub const DEFAULT_REDIS_PREFIX: &str = "tsl:";
 /// let store = RedisStore::open("redis://127.0.0.1:6379")?;
 /// let layer = SessionLifetimeLayer::new(store);
 /// # let _ = layer;
-/// # Ok::<(), tower_session_lifetime::StoreError>(())
+/// # Ok::<(), tower_session_lifetime::store::StoreError>(())
 /// ```
 ///
 /// - **One round trip per request.** The layer's load, and the touch when

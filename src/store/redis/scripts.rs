@@ -62,7 +62,9 @@ return 2
 /// `fields` is the record as loaded (empty when missing) and `touch` is
 /// 0 when no touch was made, 2 when the record was touched at `ARGV[3]`.
 ///
-/// It judges as `judge` does: the limits are the tighter of the record's
+/// It mirrors `policy::judge`, the rule's one home (whose docs list every
+/// mirror), and the conformance check `load_and_touch_agrees_with_judge`
+/// keeps the two equal: the limits are the tighter of the record's
 /// snapshot (`l`) and the policy's (`ARGV` 4 idle, 5 absolute, 6 remember-me
 /// period, 7 remember-me absolute, in ms, `-` for none); the session is
 /// live while `now` is before both deadlines; a touch is due once the stored

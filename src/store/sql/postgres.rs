@@ -28,7 +28,7 @@ use crate::time::Timestamp;
 /// use std::time::Duration;
 /// use tower_session_lifetime::{PostgresStore, SessionLifetimeLayer};
 ///
-/// # async fn run() -> Result<(), tower_session_lifetime::StoreError> {
+/// # async fn run() -> Result<(), tower_session_lifetime::store::StoreError> {
 /// let store = PostgresStore::open("postgres://app@127.0.0.1/app")?;
 /// store.migrate().await?; // creates the table and its index, if missing
 /// let _purge = store.spawn_purge(Duration::from_secs(300));
@@ -56,7 +56,7 @@ use crate::time::Timestamp;
 ///   on `expires_at`, so that touches stay heap-only (HOT) updates: a purge
 ///   scans the table, which is why it runs every few minutes, not per request.
 /// - **Outages.** Operations fail with
-///   [`StoreErrorKind::Unavailable`](crate::StoreErrorKind::Unavailable)
+///   [`StoreErrorKind::Unavailable`](crate::store::StoreErrorKind::Unavailable)
 ///   while the database cannot be reached (within two seconds with
 ///   [`open`](PostgresStore::open); within the pool's acquire timeout with
 ///   [`new`](PostgresStore::new)), and the layer answers as configured
@@ -224,7 +224,7 @@ impl PostgresStore {
     /// The pool does not ping a connection before each use (sqlx's
     /// `test_before_acquire`), which would cost a second round trip per
     /// request; a connection the server dropped fails one operation
-    /// ([`Unavailable`](crate::StoreErrorKind::Unavailable)) and is replaced.
+    /// ([`Unavailable`](crate::store::StoreErrorKind::Unavailable)) and is replaced.
     ///
     /// # Panics
     ///

@@ -28,7 +28,7 @@ use crate::time::Timestamp;
 /// use std::time::Duration;
 /// use tower_session_lifetime::{SessionLifetimeLayer, SqliteStore};
 ///
-/// # async fn run() -> Result<(), tower_session_lifetime::StoreError> {
+/// # async fn run() -> Result<(), tower_session_lifetime::store::StoreError> {
 /// let store = SqliteStore::open("sqlite://sessions.db")?; // created if missing
 /// store.migrate().await?;
 /// let _purge = store.spawn_purge(Duration::from_secs(300));

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use http::header::ALLOW;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 
-use super::check::{count_guess, Activity, Checked};
-use super::Config;
+use super::check::{Activity, Checked};
+use super::context::RequestContext;
+use super::decide::count_guess;
+use crate::config::Config;
 use crate::deadline_headers::DeadlineHeaders;
 use crate::handle::SessionHandle;
 use crate::observe;
-use crate::policy::PolicyChoice;
 use crate::rejection::{RejectReason, RejectionResponse};
 use crate::session_cookie::forbid_caching;
 use crate::status::SessionStatus;
@@ -79,31 +80,28 @@ pub(crate) fn method_not_allowed<B: Default>() -> Response<B> {
 /// The answer to a status request whose session was checked: the status
 /// of a live session, or the refusal.
 pub(crate) fn answer<ReqBody, ResBody, R>(
-    config: &Arc<Config>,
-    responder: &R,
+    context: RequestContext<'_, R>,
     request: &Request<ReqBody>,
     checked: Checked,
-    choice: PolicyChoice,
 ) -> Response<ResBody>
 where
     ResBody: Default,
     R: RejectionResponse<ResBody>,
 {
+    let (config, responder) = (context.config, context.responder);
     let (session, touched, renewed) = match checked {
         Checked::Admitted {
             session,
             touched,
             renewed,
         } => (session, touched, renewed),
-        Checked::Refused { reason, .. } => {
-            return refused_cookie(config, responder, request, reason)
-        }
+        Checked::Refused { reason, .. } => return refused_cookie(context, request, reason),
         Checked::StoreFailed { error, .. } => {
             tracing::warn!(error = %error, "session store failed; status not known");
             return refused(responder, RejectReason::StoreUnavailable);
         }
     };
-    observe::admitted(config);
+    observe::admitted(config.metrics.as_ref());
     let status = SessionStatus::new(
         session.deadlines,
         session.record.remember_me,
@@ -120,8 +118,14 @@ where
         (None, false) => {}
     }
     // A `POST` may have renewed the ID or refreshed a remember-me cookie.
-    SessionHandle::admitted(Arc::clone(config), choice, session, touched, renewed)
-        .write_cookie(headers);
+    SessionHandle::admitted(
+        Arc::clone(config),
+        context.choice,
+        session,
+        touched,
+        renewed,
+    )
+    .write_cookie(headers);
     forbid_caching(headers);
     response
 }
@@ -129,17 +133,17 @@ where
 /// A status request whose session cookie was not admitted: the cookie is
 /// cleared, and counted as a guess where it looks like one.
 pub(crate) fn refused_cookie<ReqBody, ResBody, R: RejectionResponse<ResBody>>(
-    config: &Config,
-    responder: &R,
+    context: RequestContext<'_, R>,
     request: &Request<ReqBody>,
     reason: RejectReason,
 ) -> Response<ResBody> {
+    let config = context.config;
     tracing::info!(
         reason = reason.as_str(),
         "status request: session not admitted"
     );
     count_guess(config, request, reason);
-    let mut response = refused(responder, reason);
+    let mut response = refused(context.responder, reason);
     config.cookie.append_removal(response.headers_mut());
     response
 }
