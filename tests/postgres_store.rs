@@ -311,3 +311,8 @@ async fn a_logout_everywhere_ends_a_session_whose_renewal_is_half_done() {
 async fn a_listed_session_is_ended_after_its_id_renewed_on_postgres() {
     hardening::a_listed_session_is_ended_after_its_id_renewed(migrated_store().await).await;
 }
+
+#[tokio::test]
+async fn the_api_shared_with_sqlite_works_on_postgres() {
+    common::sql_store::the_shared_sql_api_works(migrated_store().await, "tsl_shared_api").await;
+}

@@ -96,3 +96,12 @@ async fn a_listed_session_is_ended_after_its_id_renewed_on_sqlite() {
     let store = store_at(&database_url("listed-renewed")).await;
     hardening::a_listed_session_is_ended_after_its_id_renewed(store).await;
 }
+
+#[tokio::test]
+async fn the_api_shared_with_postgres_works_on_sqlite() {
+    common::sql_store::the_shared_sql_api_works(
+        store_at(&database_url("shared")).await,
+        "tsl_shared_api",
+    )
+    .await;
+}

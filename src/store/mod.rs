@@ -90,7 +90,11 @@
 //! ## `PostgresStore` and `SqliteStore` (features `postgres`, `sqlite`)
 //!
 //! On sqlx 0.8, the version tower-sessions' sqlx stores use, so an app can
-//! share one pool. One row per session in the table `session_lifetimes`
+//! share one pool. Both are one type, [`SqlStore`], over the [`Dialect`]
+//! (`sqlx::Postgres`, `sqlx::Sqlite`): what they share (`with_table`,
+//! `with_clock`, `migrate`, `purge_expired`, `spawn_purge`, `pool`) is
+//! written once, and each dialect adds its own `open` and `new` and its
+//! statements. One row per session in the table `session_lifetimes`
 //! (or the one given to `with_table`: letters, digits and `_`, at most 48
 //! bytes):
 //!
@@ -261,6 +265,8 @@ pub use self::redis::{RedisStore, DEFAULT_REDIS_PREFIX};
 pub use self::sql::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use self::sql::sqlite::SqliteStore;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use self::sql::store::{Dialect, SqlStore};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use self::sql::DEFAULT_TABLE;
 pub use error::{StoreError, StoreErrorKind};

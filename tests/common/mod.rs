@@ -28,6 +28,8 @@ use tower_session_lifetime::{
 pub mod hardening;
 pub mod proxy;
 pub mod shared_store;
+#[cfg(all(feature = "conformance", any(feature = "postgres", feature = "sqlite")))]
+pub mod sql_store;
 
 pub const SECOND: Duration = Duration::from_secs(1);
 pub const MINUTE: Duration = Duration::from_secs(60);

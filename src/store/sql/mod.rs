@@ -23,6 +23,7 @@
 pub(super) mod postgres;
 #[cfg(feature = "sqlite")]
 pub(super) mod sqlite;
+pub(super) mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +31,7 @@ use std::time::Duration;
 use crate::id::SessionKey;
 use crate::policy::Limits;
 use crate::record::{SessionRecord, MAX_LABEL_LEN, MAX_SUBJECT_LEN};
-use crate::store::{LifetimeStore, StoreError, StoreErrorKind};
+use crate::store::{StoreError, StoreErrorKind};
 use crate::time::Timestamp;
 
 /// The default name of the table.
@@ -226,7 +227,7 @@ macro_rules! bind_columns {
 }
 use bind_columns;
 
-/// [`delete`](LifetimeStore::delete) on `$store` (its `pool` and its
+/// [`delete`](crate::store::LifetimeStore::delete) on `$store` (its `pool` and its
 /// `queries.delete`, a `DELETE … RETURNING renewed_to`): deletes the row
 /// and follows its renewal pointer, one statement per row. A renewal that
 /// committed before a row's deletion left a pointer this follows (the
@@ -261,7 +262,7 @@ macro_rules! delete_following_pointers {
 }
 use delete_following_pointers;
 
-/// [`renew`](LifetimeStore::renew) on `$store` in one transaction: insert
+/// [`renew`](crate::store::LifetimeStore::renew) on `$store` in one transaction: insert
 /// the new row (`queries.create`), lock and read the old one's expiry
 /// (`queries.renew_read_old`), turn it into a pointer if it is as expected
 /// (`queries.renew_point`, returning its activity), carry a later activity
@@ -360,24 +361,4 @@ fn store_error(err: sqlx::Error) -> StoreError {
         _ => StoreErrorKind::Backend,
     };
     StoreError::new(kind, err)
-}
-
-/// Runs [`reclaim_expired`](LifetimeStore::reclaim_expired) on `store`
-/// every `every`, on the current tokio runtime, until the returned handle
-/// is aborted; a failed run is logged and the next one tried on time.
-fn spawn_purge<S>(store: S, every: Duration) -> tokio::task::JoinHandle<()>
-where
-    S: LifetimeStore,
-{
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(every.max(Duration::from_millis(1)));
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            match store.reclaim_expired().await {
-                Ok(purged) => tracing::debug!(purged, "purged expired sessions"),
-                Err(err) => tracing::warn!(error = %err, "could not purge expired sessions"),
-            }
-        }
-    })
 }

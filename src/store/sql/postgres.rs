@@ -1,19 +1,18 @@
 //! [`PostgresStore`]: lifetimes in PostgreSQL (feature `postgres`).
 
-use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row as _;
 
+use sqlx::{Pool, Postgres};
+
+use super::store::{dialect::Statements, Dialect, SqlStore};
 use super::{
-    bind_columns, checked_table, clamped, columns_from_row, delete_following_pointers, key_bytes,
-    key_from, limit, renew_in_transaction, spawn_purge, store_error, time, Columns, COLUMNS,
-    DEFAULT_TABLE, LATEST,
+    bind_columns, clamped, columns_from_row, delete_following_pointers, key_bytes, key_from, limit,
+    renew_in_transaction, store_error, time, Columns, COLUMNS, LATEST,
 };
-use crate::clock::{Clock, SystemClock};
 use crate::id::SessionKey;
 use crate::policy::Policy;
 use crate::record::SessionRecord;
@@ -39,8 +38,8 @@ use crate::time::Timestamp;
 /// ```
 ///
 /// - **One row per session** in `session_lifetimes` (or the table given to
-///   [`with_table`](PostgresStore::with_table)), keyed by the
-///   [`SessionKey`], with an index on the subject. [`migrate`](PostgresStore::migrate)
+///   [`with_table`](SqlStore::with_table)), keyed by the
+///   [`SessionKey`], with an index on the subject. [`migrate`](SqlStore::migrate)
 ///   creates both, idempotently, under an advisory lock, so every node may
 ///   run it at startup.
 /// - **One round trip per request.** The layer's load and, when one is due,
@@ -51,8 +50,8 @@ use crate::time::Timestamp;
 ///   session is deleted only if no touch came in between: each is one
 ///   statement, atomic in PostgreSQL.
 /// - **Purging.** PostgreSQL does not expire rows: call
-///   [`purge_expired`](PostgresStore::purge_expired) on an interval, or let
-///   [`spawn_purge`](PostgresStore::spawn_purge) do it. There is no index
+///   [`purge_expired`](SqlStore::purge_expired) on an interval, or let
+///   [`spawn_purge`](SqlStore::spawn_purge) do it. There is no index
 ///   on `expires_at`, so that touches stay heap-only (HOT) updates: a purge
 ///   scans the table, which is why it runs every few minutes, not per request.
 /// - **Outages.** Operations fail with
@@ -62,16 +61,14 @@ use crate::time::Timestamp;
 ///   [`new`](PostgresStore::new)), and the layer answers as configured
 ///   (`503` by default).
 ///
-/// Cloning gives another handle on the same pool.
-#[derive(Clone)]
-pub struct PostgresStore {
-    pool: PgPool,
-    queries: Arc<Queries>,
-    clock: Arc<dyn Clock>,
-}
+/// Cloning gives another handle on the same pool. What it shares with
+/// [`SqliteStore`](crate::SqliteStore) ([`with_table`](SqlStore::with_table),
+/// [`migrate`](SqlStore::migrate), [`spawn_purge`](SqlStore::spawn_purge) …)
+/// is documented on [`SqlStore`].
+pub type PostgresStore = SqlStore<Postgres>;
 
 /// The statements, written once for the table's name.
-struct Queries {
+pub struct Queries {
     table: String,
     create: String,
     load: String,
@@ -215,7 +212,50 @@ impl Queries {
     }
 }
 
-impl PostgresStore {
+impl Dialect for Postgres {}
+
+impl Statements for Postgres {
+    type Queries = Queries;
+
+    fn queries(table: String) -> Queries {
+        Queries::new(table)
+    }
+
+    fn table(queries: &Queries) -> &str {
+        &queries.table
+    }
+
+    async fn migrate(pool: &Pool<Postgres>, queries: &Queries) -> Result<(), StoreError> {
+        sqlx::raw_sql(&queries.migration())
+            .execute(pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn purge(pool: &Pool<Postgres>, queries: &Queries, now: i64) -> Result<u64, StoreError> {
+        let result = sqlx::query(&queries.purge)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(store_error)?;
+        Ok(result.rows_affected())
+    }
+
+    async fn exists(
+        pool: &Pool<Postgres>,
+        queries: &Queries,
+        key: &SessionKey,
+    ) -> Result<bool, StoreError> {
+        sqlx::query_scalar(&queries.exists)
+            .bind(key_bytes(key))
+            .fetch_one(pool)
+            .await
+            .map_err(store_error)
+    }
+}
+
+impl SqlStore<Postgres> {
     /// A store on the database at `url` (`postgres://user:password@host:port/db`),
     /// with a pool of up to 10 connections that gives up on an unreachable
     /// database after two seconds. It connects at the first use; only a
@@ -244,74 +284,7 @@ impl PostgresStore {
     /// was built with `test_before_acquire(false)`, each operation costs a
     /// ping round trip as well.
     pub fn new(pool: PgPool) -> Self {
-        PostgresStore {
-            pool,
-            queries: Arc::new(Queries::new(DEFAULT_TABLE.to_owned())),
-            clock: Arc::new(SystemClock),
-        }
-    }
-
-    /// Keeps the sessions in the table `name` instead of
-    /// `session_lifetimes`. Fails unless `name` is letters, digits and `_`
-    /// (not starting with a digit, at most 48 bytes).
-    pub fn with_table(mut self, name: &str) -> Result<Self, StoreError> {
-        self.queries = Arc::new(Queries::new(checked_table(name)?));
-        Ok(self)
-    }
-
-    /// Decides what has expired (for the purge) by `clock` instead of the
-    /// system clock.
-    pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// Creates the table and its subject index unless they exist. Safe to
-    /// run on every start of every node: it changes nothing when they
-    /// exist, and concurrent runs wait for each other.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::raw_sql(&self.queries.migration())
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(())
-    }
-
-    /// Deletes every session whose `expires_at` has passed; returns how many.
-    /// The same as [`reclaim_expired`](LifetimeStore::reclaim_expired).
-    pub async fn purge_expired(&self) -> Result<u64, StoreError> {
-        let result = sqlx::query(&self.queries.purge)
-            .bind(time(self.clock.now()))
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(result.rows_affected())
-    }
-
-    /// Runs [`purge_expired`](PostgresStore::purge_expired) every `every`
-    /// on the current tokio runtime until the handle is aborted (or the
-    /// runtime ends); a failed run is logged and retried at the next tick.
-    ///
-    /// # Panics
-    ///
-    /// Outside a tokio runtime.
-    pub fn spawn_purge(&self, every: Duration) -> tokio::task::JoinHandle<()> {
-        spawn_purge(self.clone(), every)
-    }
-
-    /// The pool the store runs on.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// Whether a row for `key` exists: what a conditional write that wrote
-    /// nothing found.
-    async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        sqlx::query_scalar(&self.queries.exists)
-            .bind(key_bytes(key))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)
+        SqlStore::on_pool(pool)
     }
 
     /// Reads whether a conditional statement found the row and wrote it.
@@ -495,13 +468,5 @@ impl LifetimeStore for PostgresStore {
             .iter()
             .filter(|renewed_to| renewed_to.is_none())
             .count() as u64)
-    }
-}
-
-impl fmt::Debug for PostgresStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresStore")
-            .field("table", &self.queries.table)
-            .finish_non_exhaustive()
     }
 }

@@ -1,8 +1,6 @@
 //! [`SqliteStore`]: lifetimes in SQLite (feature `sqlite`).
 
-use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,11 +9,13 @@ use sqlx::sqlite::{
 };
 use sqlx::Row as _;
 
+use sqlx::{Pool, Sqlite};
+
+use super::store::{dialect::Statements, Dialect, SqlStore};
 use super::{
-    bind_columns, checked_table, columns_from_row, delete_following_pointers, key_bytes, key_from,
-    renew_in_transaction, spawn_purge, store_error, time, Columns, COLUMNS, DEFAULT_TABLE,
+    bind_columns, columns_from_row, delete_following_pointers, key_bytes, key_from,
+    renew_in_transaction, store_error, time, Columns, COLUMNS,
 };
-use crate::clock::{Clock, SystemClock};
 use crate::id::SessionKey;
 use crate::record::SessionRecord;
 use crate::store::{LifetimeStore, RenewOutcome, StoreError, TouchOutcome, UpdateOutcome};
@@ -40,20 +40,16 @@ use crate::time::Timestamp;
 ///
 /// The same table as [`PostgresStore`](crate::PostgresStore) (one row per
 /// session, an index on the subject, created by
-/// [`migrate`](SqliteStore::migrate)), the same conditional statements, and
+/// [`migrate`](SqlStore::migrate)), the same conditional statements, and
 /// the same purge. SQLite is in the process, so a load and a touch are two
 /// statements on a local file, not two network round trips.
 ///
-/// Cloning gives another handle on the same pool.
-#[derive(Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-    queries: Arc<Queries>,
-    clock: Arc<dyn Clock>,
-}
+/// Cloning gives another handle on the same pool. What it shares with
+/// [`PostgresStore`](crate::PostgresStore) is documented on [`SqlStore`].
+pub type SqliteStore = SqlStore<Sqlite>;
 
 /// The statements, written once for the table's name.
-struct Queries {
+pub struct Queries {
     table: String,
     create: String,
     load: String,
@@ -152,7 +148,50 @@ impl Queries {
     }
 }
 
-impl SqliteStore {
+impl Dialect for Sqlite {}
+
+impl Statements for Sqlite {
+    type Queries = Queries;
+
+    fn queries(table: String) -> Queries {
+        Queries::new(table)
+    }
+
+    fn table(queries: &Queries) -> &str {
+        &queries.table
+    }
+
+    async fn migrate(pool: &Pool<Sqlite>, queries: &Queries) -> Result<(), StoreError> {
+        sqlx::raw_sql(&queries.migration())
+            .execute(pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn purge(pool: &Pool<Sqlite>, queries: &Queries, now: i64) -> Result<u64, StoreError> {
+        let result = sqlx::query(&queries.purge)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(store_error)?;
+        Ok(result.rows_affected())
+    }
+
+    async fn exists(
+        pool: &Pool<Sqlite>,
+        queries: &Queries,
+        key: &SessionKey,
+    ) -> Result<bool, StoreError> {
+        sqlx::query_scalar(&queries.exists)
+            .bind(key_bytes(key))
+            .fetch_one(pool)
+            .await
+            .map_err(store_error)
+    }
+}
+
+impl SqlStore<Sqlite> {
     /// A store on the database at `url` (`sqlite://path/to/file.db`),
     /// created if missing, in WAL mode, waiting up to five seconds for a
     /// lock. It opens the file at the first use; only a malformed URL fails
@@ -179,73 +218,7 @@ impl SqliteStore {
     /// `sqlite::memory:` gives each connection of a pool a database of its
     /// own: use a file, or a pool of one connection.
     pub fn new(pool: SqlitePool) -> Self {
-        SqliteStore {
-            pool,
-            queries: Arc::new(Queries::new(DEFAULT_TABLE.to_owned())),
-            clock: Arc::new(SystemClock),
-        }
-    }
-
-    /// Keeps the sessions in the table `name` instead of
-    /// `session_lifetimes`. Fails unless `name` is letters, digits and `_`
-    /// (not starting with a digit, at most 48 bytes).
-    pub fn with_table(mut self, name: &str) -> Result<Self, StoreError> {
-        self.queries = Arc::new(Queries::new(checked_table(name)?));
-        Ok(self)
-    }
-
-    /// Decides what has expired (for the purge) by `clock` instead of the
-    /// system clock.
-    pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// Creates the table and its subject index unless they exist; changes
-    /// nothing when they do, so it is safe to run on every start.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::raw_sql(&self.queries.migration())
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(())
-    }
-
-    /// Deletes every session whose `expires_at` has passed; returns how many.
-    /// The same as [`reclaim_expired`](LifetimeStore::reclaim_expired).
-    pub async fn purge_expired(&self) -> Result<u64, StoreError> {
-        let result = sqlx::query(&self.queries.purge)
-            .bind(time(self.clock.now()))
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(result.rows_affected())
-    }
-
-    /// Runs [`purge_expired`](SqliteStore::purge_expired) every `every` on
-    /// the current tokio runtime until the handle is aborted (or the runtime
-    /// ends); a failed run is logged and retried at the next tick.
-    ///
-    /// # Panics
-    ///
-    /// Outside a tokio runtime.
-    pub fn spawn_purge(&self, every: Duration) -> tokio::task::JoinHandle<()> {
-        spawn_purge(self.clone(), every)
-    }
-
-    /// The pool the store runs on.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// Whether a row for `key` exists: what a conditional write that wrote
-    /// nothing found.
-    async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        sqlx::query_scalar(&self.queries.exists)
-            .bind(key_bytes(key))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)
+        SqlStore::on_pool(pool)
     }
 
     async fn execute<'q>(
@@ -385,13 +358,5 @@ impl LifetimeStore for SqliteStore {
             .iter()
             .filter(|renewed_to| renewed_to.is_none())
             .count() as u64)
-    }
-}
-
-impl fmt::Debug for SqliteStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("table", &self.queries.table)
-            .finish_non_exhaustive()
     }
 }
