@@ -65,7 +65,9 @@
 //! Features: `axum` (default) for the [`SessionHandle`] extractor and
 //! `client_script::serve`; `tower-sessions` for the `tower_sessions`
 //! module; `redis`, `postgres`, `sqlite` for those stores; `metrics` to
-//! report [`SessionMetrics`](crate::observe::SessionMetrics) to the `metrics` facade.
+//! report [`SessionMetrics`](crate::observe::SessionMetrics) to the `metrics` facade;
+//! `conformance` for the checks every store must pass (`store::conformance`),
+//! in a store author's dev-dependencies.
 //!
 //! Also: [`Policies`] per tenant and route group, the [`RecentLoginLayer`](crate::recent_login::RecentLoginLayer)
 //! for sensitive routes, a user's own [sessions](SessionHandle::sessions),
@@ -124,7 +126,7 @@ pub use tower_sessions::TowerSessionsStore;
 pub use cookie;
 
 /// The README's examples, compiled and run as doc tests.
-// The README's snippets use the `tower-sessions`, `redis` and `postgres` features.
-#[cfg(all(doctest, feature = "tower-sessions", feature = "postgres"))]
+// The README's example uses axum (a default feature).
+#[cfg(all(doctest, feature = "axum"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
