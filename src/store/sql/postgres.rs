@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row as _;
 
-use sqlx::{Pool, Postgres};
+use sqlx::Postgres;
 
-use super::store::{dialect::Statements, Dialect, SqlStore};
+use super::store::{dialect_statements, Dialect, SqlStore};
 use super::{
     bind_columns, clamped, columns_from_row, delete_following_pointers, key_bytes, key_from, limit,
     renew_in_transaction, store_error, time, Columns, COLUMNS, LATEST,
@@ -214,46 +214,7 @@ impl Queries {
 
 impl Dialect for Postgres {}
 
-impl Statements for Postgres {
-    type Queries = Queries;
-
-    fn queries(table: String) -> Queries {
-        Queries::new(table)
-    }
-
-    fn table(queries: &Queries) -> &str {
-        &queries.table
-    }
-
-    async fn migrate(pool: &Pool<Postgres>, queries: &Queries) -> Result<(), StoreError> {
-        sqlx::raw_sql(&queries.migration())
-            .execute(pool)
-            .await
-            .map_err(store_error)?;
-        Ok(())
-    }
-
-    async fn purge(pool: &Pool<Postgres>, queries: &Queries, now: i64) -> Result<u64, StoreError> {
-        let result = sqlx::query(&queries.purge)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map_err(store_error)?;
-        Ok(result.rows_affected())
-    }
-
-    async fn exists(
-        pool: &Pool<Postgres>,
-        queries: &Queries,
-        key: &SessionKey,
-    ) -> Result<bool, StoreError> {
-        sqlx::query_scalar(&queries.exists)
-            .bind(key_bytes(key))
-            .fetch_one(pool)
-            .await
-            .map_err(store_error)
-    }
-}
+dialect_statements!(Postgres);
 
 impl SqlStore<Postgres> {
     /// A store on the database at `url` (`postgres://user:password@host:port/db`),

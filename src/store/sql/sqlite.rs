@@ -9,9 +9,9 @@ use sqlx::sqlite::{
 };
 use sqlx::Row as _;
 
-use sqlx::{Pool, Sqlite};
+use sqlx::Sqlite;
 
-use super::store::{dialect::Statements, Dialect, SqlStore};
+use super::store::{dialect_statements, Dialect, SqlStore};
 use super::{
     bind_columns, columns_from_row, delete_following_pointers, key_bytes, key_from,
     renew_in_transaction, store_error, time, Columns, COLUMNS,
@@ -150,46 +150,7 @@ impl Queries {
 
 impl Dialect for Sqlite {}
 
-impl Statements for Sqlite {
-    type Queries = Queries;
-
-    fn queries(table: String) -> Queries {
-        Queries::new(table)
-    }
-
-    fn table(queries: &Queries) -> &str {
-        &queries.table
-    }
-
-    async fn migrate(pool: &Pool<Sqlite>, queries: &Queries) -> Result<(), StoreError> {
-        sqlx::raw_sql(&queries.migration())
-            .execute(pool)
-            .await
-            .map_err(store_error)?;
-        Ok(())
-    }
-
-    async fn purge(pool: &Pool<Sqlite>, queries: &Queries, now: i64) -> Result<u64, StoreError> {
-        let result = sqlx::query(&queries.purge)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map_err(store_error)?;
-        Ok(result.rows_affected())
-    }
-
-    async fn exists(
-        pool: &Pool<Sqlite>,
-        queries: &Queries,
-        key: &SessionKey,
-    ) -> Result<bool, StoreError> {
-        sqlx::query_scalar(&queries.exists)
-            .bind(key_bytes(key))
-            .fetch_one(pool)
-            .await
-            .map_err(store_error)
-    }
-}
+dialect_statements!(Sqlite);
 
 impl SqlStore<Sqlite> {
     /// A store on the database at `url` (`sqlite://path/to/file.db`),

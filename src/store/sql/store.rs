@@ -89,6 +89,63 @@ pub(super) mod dialect {
     }
 }
 
+/// Implements [`dialect::Statements`] for `$db`, whose `Queries` (in the
+/// dialect's module) has `table`, `migration()`, `purge` and `exists`:
+/// the same calls on every dialect, which sqlx's traits would only let
+/// generic code make under a page of bounds.
+macro_rules! dialect_statements {
+    ($db:ty) => {
+        impl $crate::store::sql::store::dialect::Statements for $db {
+            type Queries = Queries;
+
+            fn queries(table: String) -> Queries {
+                Queries::new(table)
+            }
+
+            fn table(queries: &Queries) -> &str {
+                &queries.table
+            }
+
+            async fn migrate(
+                pool: &::sqlx::Pool<$db>,
+                queries: &Queries,
+            ) -> Result<(), StoreError> {
+                ::sqlx::raw_sql(&queries.migration())
+                    .execute(pool)
+                    .await
+                    .map_err($crate::store::sql::store_error)?;
+                Ok(())
+            }
+
+            async fn purge(
+                pool: &::sqlx::Pool<$db>,
+                queries: &Queries,
+                now: i64,
+            ) -> Result<u64, StoreError> {
+                let result = ::sqlx::query(&queries.purge)
+                    .bind(now)
+                    .execute(pool)
+                    .await
+                    .map_err($crate::store::sql::store_error)?;
+                Ok(result.rows_affected())
+            }
+
+            async fn exists(
+                pool: &::sqlx::Pool<$db>,
+                queries: &Queries,
+                key: &SessionKey,
+            ) -> Result<bool, StoreError> {
+                ::sqlx::query_scalar(&queries.exists)
+                    .bind($crate::store::sql::key_bytes(key))
+                    .fetch_one(pool)
+                    .await
+                    .map_err($crate::store::sql::store_error)
+            }
+        }
+    };
+}
+pub(super) use dialect_statements;
+
 impl<DB: Dialect> SqlStore<DB> {
     /// A store on `pool`, in the table `session_lifetimes`, by the system
     /// clock.
