@@ -16,7 +16,9 @@
 //!
 //! Mount it, turn on the status endpoint, and include it on your pages:
 //!
-//! ```
+#![cfg_attr(feature = "axum", doc = "```")]
+// Needs the axum extractor: not compiled without the `axum` feature.
+#![cfg_attr(not(feature = "axum"), doc = "```ignore")]
 //! use axum::{response::Html, routing::get, Router};
 //! use tower_session_lifetime::{client_script, MemoryStore, SessionLifetimeLayer, status::StatusEndpoint};
 //!

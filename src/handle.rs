@@ -480,7 +480,9 @@ impl SessionHandle {
     /// and to the list's default otherwise. Never to a URL an attacker put
     /// in a link: that would be an open redirect, a phishing aid.
     ///
-    /// ```
+    #[cfg_attr(feature = "axum", doc = "```")]
+    // Needs the axum extractor: not compiled without the `axum` feature.
+    #[cfg_attr(not(feature = "axum"), doc = "```ignore")]
     /// use axum::{extract::Query, response::IntoResponse, routing::post, Router};
     /// use tower_session_lifetime::{MemoryStore, SessionHandle, SessionLifetimeLayer, logout_redirect::LogoutRedirects};
     ///

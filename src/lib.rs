@@ -18,7 +18,9 @@
 //! is judged by the tighter of those and the current [`Policy`]: a shorter
 //! limit bites at the next request, a longer one only for new sessions.
 //!
-//! ```
+#![cfg_attr(feature = "axum", doc = "```")]
+// Needs the axum extractor: not compiled without the `axum` feature.
+#![cfg_attr(not(feature = "axum"), doc = "```ignore")]
 //! use std::time::Duration;
 //! use axum::{routing::{get, post}, Router};
 //! use tower_session_lifetime::{MemoryStore, OnInvalidSession, Policy, SessionHandle, SessionLifetimeLayer};

@@ -1,7 +1,9 @@
 //! A user's own sessions: the "where you're signed in" page, listed and
 //! ended through the [`SessionHandle`].
 //!
-//! ```
+#![cfg_attr(feature = "axum", doc = "```")]
+// Needs the axum extractor: not compiled without the `axum` feature.
+#![cfg_attr(not(feature = "axum"), doc = "```ignore")]
 //! use axum::{extract::Path, http::StatusCode, routing::{get, post}, Json, Router};
 //! use tower_session_lifetime::{MemoryStore, SessionError, SessionHandle, SessionLifetimeLayer, id::SessionKey};
 //!

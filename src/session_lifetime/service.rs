@@ -22,6 +22,34 @@ use crate::session_cookie::CookieLookup;
 /// The service [`SessionLifetimeLayer`](crate::SessionLifetimeLayer) wraps
 /// around an inner service. Its error type is the inner service's: store
 /// failures become responses, never errors.
+///
+/// It is `Debug` when the inner service is, whatever the rejection
+/// responder (a closure shows as its type's name), and gives the inner
+/// service back with [`get_ref`](Self::get_ref),
+/// [`get_mut`](Self::get_mut) and [`into_inner`](Self::into_inner).
+///
+/// ```
+/// use http::{Response, StatusCode};
+/// use tower_layer::Layer;
+/// use tower_session_lifetime::{rejection::RejectReason, MemoryStore, SessionLifetimeLayer};
+///
+/// #[derive(Debug)]
+/// struct Inner {
+///     served: u32,
+/// }
+///
+/// let layer = SessionLifetimeLayer::new(MemoryStore::new()).reject_with(|_reason: RejectReason| {
+///     Response::builder()
+///         .status(StatusCode::UNAUTHORIZED)
+///         .body(String::new())
+///         .unwrap()
+/// });
+/// let mut service = layer.layer(Inner { served: 0 });
+/// assert!(format!("{service:?}").contains("served: 0"));
+/// service.get_mut().served += 1;
+/// assert_eq!(service.get_ref().served, 1);
+/// assert_eq!(service.into_inner().served, 1);
+/// ```
 #[derive(Clone)]
 pub struct SessionLifetime<S, R> {
     inner: S,
@@ -54,11 +82,14 @@ impl<S, R> SessionLifetime<S, R> {
     }
 }
 
-impl<S: fmt::Debug, R: fmt::Debug> fmt::Debug for SessionLifetime<S, R> {
+/// `Debug` whatever the responder is: a `reject_with` closure has no
+/// `Debug` of its own, so the responder shows as its type's name.
+impl<S: fmt::Debug, R> fmt::Debug for SessionLifetime<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionLifetime")
             .field("inner", &self.inner)
-            .field("responder", &self.responder)
+            .field("responder", &std::any::type_name::<R>())
+            .field("policies", &self.config.policies)
             .finish_non_exhaustive()
     }
 }

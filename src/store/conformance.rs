@@ -744,7 +744,10 @@ pub async fn run_sequential_checks(store: &dyn LifetimeStore) {
 /// Runs the conformance suite against a store as `#[tokio::test]`s.
 ///
 /// Takes an expression that evaluates to a future of the store (so stores
-/// can connect asynchronously). Invoke it at module level of a test file.
+/// can connect asynchronously). Invoke it at module level of a test file,
+/// once per module: it defines a module named `lifetime_store_conformance`.
+/// To check several stores in one file, give each call a module of its
+/// own (`mod on_disk { use super::*; lifetime_store_conformance!(…); }`).
 ///
 /// ```no_run
 /// tower_session_lifetime::lifetime_store_conformance!(async {

@@ -245,6 +245,15 @@
 //!         self.0.reclaim_expired().await
 //!     }
 //! }
+//!
+//! // In the store's tests, with the `conformance` feature in its
+//! // dev-dependencies. It keeps no subject index (no `sessions_of`):
+//! # #[cfg(feature = "conformance")]
+//! tower_session_lifetime::lifetime_store_conformance!(
+//!     async { AuditedStore::default() },
+//!     subjects = unsupported
+//! );
+//! # fn main() {}
 //! ```
 
 #[cfg(feature = "conformance")]

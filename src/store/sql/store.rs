@@ -34,6 +34,12 @@ use crate::store::StoreError;
 /// # }
 /// ```
 ///
+/// [`LifetimeStore`](crate::store::LifetimeStore) is implemented for each
+/// dialect's store; code generic over the dialect that hands the store to
+/// the layer says so with `where SqlStore<D>: LifetimeStore`. The dialects
+/// are named as sqlx names them (`sqlx::Postgres`, `sqlx::Sqlite`), which
+/// needs sqlx 0.8 among your dependencies; the aliases do not.
+///
 /// Cloning gives another handle on the same pool.
 pub struct SqlStore<DB: Dialect> {
     pub(super) pool: Pool<DB>,
