@@ -33,119 +33,30 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use axum::body::Body;
-use axum::http::header::{COOKIE, SET_COOKIE};
-use axum::http::{HeaderValue, Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use criterion::{criterion_group, Criterion};
 use tower::ServiceExt;
 use tower_session_lifetime::{
-    deadline_headers::DeadlineHeaders, status::StatusEndpoint, MemoryStore, SessionHandle,
-    SessionLifetimeLayer,
+    deadline_headers::DeadlineHeaders, status::StatusEndpoint, MemoryStore, SessionLifetimeLayer,
 };
-use tower_sessions::cookie::time;
-use tower_sessions::{Expiry, Session, SessionManagerLayer};
+use tower_sessions::SessionManagerLayer;
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{
+    bare_router, cookie_from_login, current_thread_runtime, layer_only_router, lifetime_login,
+    lifetime_me, probe, request, tower_sessions_router, ts_login, ts_me, SUBJECT,
+};
 
 const GROUP: &str = "overhead";
-const SUBJECT: &str = "bench-user";
-const BODY_LIMIT: usize = 64 * 1024;
-
-/// The measured request; built the same way in every variant.
-fn request(cookie: &HeaderValue) -> Request<Body> {
-    Request::builder()
-        .method(Method::GET)
-        .uri("/")
-        .header(COOKIE, cookie.clone())
-        .body(Body::empty())
-        .expect("a valid request")
-}
-
-fn current_thread_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
-/// Sends one request to `uri` and returns the `name=value` part of its
-/// `Set-Cookie` header, as a `Cookie` header value.
-async fn cookie_from_login(router: &Router, method: Method, uri: &str) -> HeaderValue {
-    let login = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Body::empty())
-        .expect("a valid login request");
-    let response = router
-        .clone()
-        .oneshot(login)
-        .await
-        .expect("infallible router");
-    assert_eq!(response.status(), StatusCode::OK, "login failed");
-    let set_cookie = response
-        .headers()
-        .get(SET_COOKIE)
-        .expect("the login response sets a cookie")
-        .to_str()
-        .expect("an ASCII Set-Cookie header");
-    let pair = set_cookie.split(';').next().unwrap_or_default().trim();
-    assert!(pair.contains('='), "unexpected Set-Cookie: {set_cookie}");
-    HeaderValue::from_str(pair).expect("a valid Cookie header")
-}
-
-/// Sends the measured request once and returns its status and body.
-async fn probe(router: &Router, cookie: &HeaderValue) -> (StatusCode, String) {
-    let response = router
-        .clone()
-        .oneshot(request(cookie))
-        .await
-        .expect("infallible router");
-    let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), BODY_LIMIT)
-        .await
-        .expect("a readable body");
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-async fn bare_handler() -> &'static str {
-    "hello"
-}
-
-async fn lifetime_login(handle: SessionHandle) -> &'static str {
-    handle
-        .login(SUBJECT, false)
-        .await
-        .expect("login through the layer");
-    "logged in"
-}
-
-async fn lifetime_me(handle: SessionHandle) -> String {
-    handle.subject().unwrap_or_default()
-}
-
-async fn ts_login(session: Session) -> &'static str {
-    session
-        .insert("k", 1usize)
-        .await
-        .expect("tower-sessions insert");
-    "logged in"
-}
-
-async fn ts_me(session: Session) -> String {
-    match session.get::<usize>("k").await {
-        Ok(Some(value)) => value.to_string(),
-        Ok(None) => "missing".to_owned(),
-        Err(err) => format!("error: {err}"),
-    }
-}
-
 fn overhead(c: &mut Criterion) {
     let rt = current_thread_runtime();
 
     // Every router is finished with `.with_state(())`, as `axum::serve` does
-    // (through `into_make_service`): without it, axum turns each handler
-    // into a route and applies the layers anew on every request, which
-    // would be charged to the layer here but never happens in a server.
+    // (see `benches/support`).
 
     // session_lifetime: log in once, then every measured request is admitted.
     let lifetime: Router = Router::new()
@@ -187,11 +98,7 @@ fn overhead(c: &mut Criterion) {
     // without the cost of an axum extractor in the handler. The default
     // `OnInvalidSession::Reject` answers 401 to a cookie it does not admit,
     // so a 200 here is the admitted path.
-    let layer_only: Router = Router::new()
-        .route("/", get(bare_handler))
-        .route("/login", post(lifetime_login))
-        .layer(SessionLifetimeLayer::new(MemoryStore::new()))
-        .with_state(());
+    let layer_only = layer_only_router();
     let layer_only_cookie = rt.block_on(cookie_from_login(&layer_only, Method::POST, "/login"));
     let (status, body) = rt.block_on(probe(&layer_only, &layer_only_cookie));
     assert_eq!(
@@ -202,15 +109,7 @@ fn overhead(c: &mut Criterion) {
     assert_eq!(body, "hello");
 
     // tower-sessions: insert a value once, then every measured request reads it.
-    let ts_layer = SessionManagerLayer::new(tower_sessions::MemoryStore::default())
-        .with_secure(false)
-        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(15)))
-        .with_always_save(true);
-    let ts: Router = Router::new()
-        .route("/", get(ts_me))
-        .route("/login", post(ts_login))
-        .layer(ts_layer)
-        .with_state(());
+    let ts = tower_sessions_router(false);
     let ts_cookie = rt.block_on(cookie_from_login(&ts, Method::POST, "/login"));
     let (status, body) = rt.block_on(probe(&ts, &ts_cookie));
     assert_eq!(status, StatusCode::OK, "tower_sessions: request failed");
@@ -218,16 +117,7 @@ fn overhead(c: &mut Criterion) {
 
     // tower_sessions_with_lifetime: the same tower-sessions stack, with the
     // lifetime layer following its cookie.
-    let ts_layer = SessionManagerLayer::new(tower_sessions::MemoryStore::default())
-        .with_secure(false)
-        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(15)))
-        .with_always_save(true);
-    let followed: Router = Router::new()
-        .route("/", get(ts_me))
-        .route("/login", post(ts_login))
-        .layer(ts_layer)
-        .layer(SessionLifetimeLayer::new(MemoryStore::new()).follow_tower_sessions())
-        .with_state(());
+    let followed = tower_sessions_router(true);
     let followed_cookie = rt.block_on(cookie_from_login(&followed, Method::POST, "/login"));
     let (status, body) = rt.block_on(probe(&followed, &followed_cookie));
     assert_eq!(
@@ -255,7 +145,7 @@ fn overhead(c: &mut Criterion) {
     assert_eq!(body, "1", "tower_sessions_lean_with_lifetime: not admitted");
 
     // bare: same request shape (a cookie header of the same kind, ignored).
-    let bare: Router = Router::new().route("/", get(bare_handler)).with_state(());
+    let bare = bare_router();
     let (status, body) = rt.block_on(probe(&bare, &lifetime_cookie));
     assert_eq!(status, StatusCode::OK, "bare: request failed");
     assert_eq!(body, "hello");

@@ -1,0 +1,85 @@
+//! Sends N admitted requests through one variant and exits: the program
+//! `scripts/instructions` runs under callgrind, once with N = 0 and once
+//! with N = 2,000, so that the difference is the requests alone.
+//!
+//! ```text
+//! cargo bench --bench instructions -- VARIANT N
+//! ```
+//!
+//! Variants (the routers of `benches/support`, as `overhead` measures them):
+//! `bare`, `layer` (the layer alone, bare handler), `tower_sessions`,
+//! `tower_sessions_with_lifetime`, and `sha256`: N SHA-256 digests of a
+//! session ID (`SessionId::key`), which the layer computes once per request.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::hint::black_box;
+
+use axum::http::Method;
+use axum::Router;
+use tower::ServiceExt;
+use tower_session_lifetime::id::SessionId;
+
+use support::{
+    bare_router, cookie_from_login, current_thread_runtime, layer_only_router, probe, request,
+    tower_sessions_router,
+};
+
+fn main() {
+    // `cargo bench` passes `--bench`; the variant and N follow.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let [variant, n] = args.as_slice() else {
+        eprintln!("usage: instructions VARIANT N");
+        std::process::exit(2);
+    };
+    let n: u32 = n.parse().expect("N is a number of requests");
+
+    if variant == "sha256" {
+        let id = SessionId::generate().expect("the OS random number generator works");
+        for _ in 0..n {
+            black_box(black_box(&id).key());
+        }
+        return;
+    }
+
+    let rt = current_thread_runtime();
+    let (router, cookie_source): (Router, Option<Router>) = match variant.as_str() {
+        "bare" => (bare_router(), Some(layer_only_router())),
+        "layer" => (layer_only_router(), None),
+        "tower_sessions" => (tower_sessions_router(false), None),
+        "tower_sessions_with_lifetime" => (tower_sessions_router(true), None),
+        other => {
+            eprintln!("unknown variant `{other}`");
+            std::process::exit(2);
+        }
+    };
+    // The bare router ignores the cookie; it gets one of the same shape.
+    let login_router = cookie_source.as_ref().unwrap_or(&router);
+    let cookie = rt.block_on(cookie_from_login(login_router, Method::POST, "/login"));
+    let (status, _) = rt.block_on(probe(&router, &cookie));
+    assert!(
+        status.is_success(),
+        "{variant}: the request is not admitted"
+    );
+
+    rt.block_on(async {
+        for _ in 0..n {
+            let response = router
+                .clone()
+                .oneshot(request(&cookie))
+                .await
+                .expect("infallible router");
+            black_box(response);
+        }
+    });
+
+    let (status, _) = rt.block_on(probe(&router, &cookie));
+    assert!(
+        status.is_success(),
+        "{variant}: no longer admitted after the run"
+    );
+}

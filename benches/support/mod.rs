@@ -1,0 +1,145 @@
+//! The routers and the request that `overhead` (criterion) and
+//! `instructions` (callgrind) both measure, built once here so that both
+//! measure the same thing.
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::{HeaderValue, Method, Request, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use tower::ServiceExt;
+use tower_session_lifetime::{MemoryStore, SessionHandle, SessionLifetimeLayer};
+use tower_sessions::cookie::time;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+
+pub const SUBJECT: &str = "bench-user";
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// The measured request; built the same way in every variant.
+pub fn request(cookie: &HeaderValue) -> Request<Body> {
+    Request::builder()
+        .method(Method::GET)
+        .uri("/")
+        .header(COOKIE, cookie.clone())
+        .body(Body::empty())
+        .expect("a valid request")
+}
+
+pub fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Sends one request to `uri` and returns the `name=value` part of its
+/// `Set-Cookie` header, as a `Cookie` header value.
+pub async fn cookie_from_login(router: &Router, method: Method, uri: &str) -> HeaderValue {
+    let login = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .expect("a valid login request");
+    let response = router
+        .clone()
+        .oneshot(login)
+        .await
+        .expect("infallible router");
+    assert_eq!(response.status(), StatusCode::OK, "login failed");
+    let set_cookie = response
+        .headers()
+        .get(SET_COOKIE)
+        .expect("the login response sets a cookie")
+        .to_str()
+        .expect("an ASCII Set-Cookie header");
+    let pair = set_cookie.split(';').next().unwrap_or_default().trim();
+    assert!(pair.contains('='), "unexpected Set-Cookie: {set_cookie}");
+    HeaderValue::from_str(pair).expect("a valid Cookie header")
+}
+
+/// Sends the measured request once and returns its status and body.
+pub async fn probe(router: &Router, cookie: &HeaderValue) -> (StatusCode, String) {
+    let response = router
+        .clone()
+        .oneshot(request(cookie))
+        .await
+        .expect("infallible router");
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), BODY_LIMIT)
+        .await
+        .expect("a readable body");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+pub async fn bare_handler() -> &'static str {
+    "hello"
+}
+
+pub async fn lifetime_login(handle: SessionHandle) -> &'static str {
+    handle
+        .login(SUBJECT, false)
+        .await
+        .expect("login through the layer");
+    "logged in"
+}
+
+pub async fn lifetime_me(handle: SessionHandle) -> String {
+    handle.subject().unwrap_or_default()
+}
+
+pub async fn ts_login(session: Session) -> &'static str {
+    session
+        .insert("k", 1usize)
+        .await
+        .expect("tower-sessions insert");
+    "logged in"
+}
+
+pub async fn ts_me(session: Session) -> String {
+    match session.get::<usize>("k").await {
+        Ok(Some(value)) => value.to_string(),
+        Ok(None) => "missing".to_owned(),
+        Err(err) => format!("error: {err}"),
+    }
+}
+
+// Every router is finished with `.with_state(())`, as `axum::serve` does
+// (through `into_make_service`): without it, axum turns each handler into a
+// route and applies the layers anew on every request, which would be
+// charged to the layer here but never happens in a server.
+
+/// The router alone: the bare handler, no layer.
+pub fn bare_router() -> Router {
+    Router::new().route("/", get(bare_handler)).with_state(())
+}
+
+/// The layer over `MemoryStore` with the default policy, in front of the
+/// bare handler, which never looks at the session: the middleware alone.
+pub fn layer_only_router() -> Router {
+    Router::new()
+        .route("/", get(bare_handler))
+        .route("/login", post(lifetime_login))
+        .layer(SessionLifetimeLayer::new(MemoryStore::new()))
+        .with_state(())
+}
+
+/// tower-sessions 0.14 over its `MemoryStore`, expiry on inactivity,
+/// `always_save`; the handler reads one value. With `with_lifetime`, the
+/// layer follows its cookie over our `MemoryStore`.
+pub fn tower_sessions_router(with_lifetime: bool) -> Router {
+    let sessions = SessionManagerLayer::new(tower_sessions::MemoryStore::default())
+        .with_secure(false)
+        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(15)))
+        .with_always_save(true);
+    let router = Router::new()
+        .route("/", get(ts_me))
+        .route("/login", post(ts_login))
+        .layer(sessions);
+    let router = if with_lifetime {
+        router.layer(SessionLifetimeLayer::new(MemoryStore::new()).follow_tower_sessions())
+    } else {
+        router
+    };
+    router.with_state(())
+}
