@@ -115,6 +115,7 @@ impl SessionHandle {
             .ok_or(MissingSessionLayer)
     }
 
+    #[inline]
     pub(crate) fn admitted(
         config: Arc<Config>,
         choice: PolicyChoice,
@@ -171,6 +172,7 @@ impl SessionHandle {
         )
     }
 
+    #[inline]
     fn with_state(config: Arc<Config>, choice: PolicyChoice, state: HandleState) -> Self {
         SessionHandle {
             inner: Arc::new(HandleInner {

@@ -1,6 +1,7 @@
 //! Time per admitted `GET /api/me`, in process, against the local Redis and
 //! PostgreSQL that scripts/bench-stores starts: the bare route, the lifetime
-//! layer on each store, and tower-sessions on each store.
+//! layer on each store, and tower-sessions on each store (in-process memory
+//! stores included).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tower_session_lifetime::clock::SystemClock;

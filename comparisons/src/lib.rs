@@ -5,6 +5,9 @@
 //! session and `401` otherwise.
 //!
 //! - `bare`: the routes with no session layer (`/api/me` always answers);
+//! - `lifetime-memory`, `tower-sessions-memory`: the same two layers as
+//!   below, each on its own in-process `MemoryStore`: what each costs the
+//!   process, without a server;
 //! - `lifetime-redis`, `lifetime-postgres`: behind `SessionLifetimeLayer`
 //!   on `RedisStore` / `PostgresStore`, with the default policy;
 //! - `tower-sessions-redis`, `tower-sessions-postgres`: behind
@@ -30,13 +33,15 @@ use tower_session_lifetime::{
     record::SessionRecord,
     store::{LifetimeStore, LoadedRecord, StoreError, TouchOutcome, UpdateOutcome},
     time::Timestamp,
-    Policy, PostgresStore, RedisStore, SessionHandle, SessionLifetimeLayer,
+    MemoryStore, Policy, PostgresStore, RedisStore, SessionHandle, SessionLifetimeLayer,
 };
 
 /// One app under measurement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
     Bare,
+    LifetimeMemory,
+    TowerSessionsMemory,
     LifetimeRedis,
     LifetimePostgres,
     TowerSessionsRedis,
@@ -44,8 +49,10 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 7] = [
         Variant::Bare,
+        Variant::LifetimeMemory,
+        Variant::TowerSessionsMemory,
         Variant::LifetimeRedis,
         Variant::TowerSessionsRedis,
         Variant::LifetimePostgres,
@@ -55,6 +62,8 @@ impl Variant {
     pub fn name(self) -> &'static str {
         match self {
             Variant::Bare => "bare",
+            Variant::LifetimeMemory => "lifetime-memory",
+            Variant::TowerSessionsMemory => "tower-sessions-memory",
             Variant::LifetimeRedis => "lifetime-redis",
             Variant::LifetimePostgres => "lifetime-postgres",
             Variant::TowerSessionsRedis => "tower-sessions-redis",
@@ -66,6 +75,14 @@ impl Variant {
         Variant::ALL
             .into_iter()
             .find(|variant| variant.name() == name)
+    }
+
+    /// Whether its store is in the process (no server, no round trips).
+    pub fn is_in_process(self) -> bool {
+        matches!(
+            self,
+            Variant::Bare | Variant::LifetimeMemory | Variant::TowerSessionsMemory
+        )
     }
 
     pub fn is_redis(self) -> bool {
@@ -187,6 +204,10 @@ pub async fn app(variant: Variant, servers: &Servers, clock: impl Clock) -> (Rou
                 "/api/me",
                 get(|| async { Json(serde_json::json!({"subject": "alice"})) }),
             ),
+        Variant::LifetimeMemory => lifetime_routes(MemoryStore::new(), writes.clone(), clock),
+        Variant::TowerSessionsMemory => {
+            tower_sessions_routes(tower_sessions::MemoryStore::default())
+        }
         Variant::LifetimeRedis => {
             let store = RedisStore::open(&servers.redis_url).expect("a Redis URL");
             lifetime_routes(store, writes.clone(), clock)

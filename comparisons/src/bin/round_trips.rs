@@ -22,7 +22,7 @@ async fn main() {
         "| app | requests | round trips / request (wire) | commands / request (the server's count) | store writes / request |"
     );
     println!("|---|---:|---:|---|---:|");
-    for variant in Variant::ALL.into_iter().filter(|v| *v != Variant::Bare) {
+    for variant in Variant::ALL.into_iter().filter(|v| !v.is_in_process()) {
         let url = if variant.is_redis() {
             &servers.redis_url
         } else {
