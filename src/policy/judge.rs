@@ -137,7 +137,9 @@ pub enum Verdict {
 /// function does whether a touch is due:
 ///
 /// - **Redis**: the `LOAD_AND_TOUCH` Lua script (`src/store/redis/scripts.rs`),
-///   run by [`RedisStore`](crate::store::RedisStore)'s `load_and_touch`;
+///   run by [`RedisStore`](crate::store::RedisStore)'s `load_and_touch`
+///   when a touch may be due (when it may is this module's
+///   `first_touch_due`, not a copy);
 /// - **PostgreSQL**: the `load_and_touch` statement of
 ///   [`PostgresStore`](crate::store::PostgresStore) (`src/store/sql/`).
 ///
@@ -147,8 +149,10 @@ pub enum Verdict {
 /// The conformance check
 /// [`load_and_touch_agrees_with_judge`](crate::store::conformance::load_and_touch_agrees_with_judge)
 /// (feature `conformance`), run on every store by the crate's tests, keeps
-/// the mirrors equal to this function at and around each deadline. A
-/// change here changes the script and the statement in the same commit.
+/// the mirrors equal to this function at and around each deadline, and
+/// [`repeated_loads_agree_with_judge`](crate::store::conformance::repeated_loads_agree_with_judge)
+/// over one session's many requests. A change here changes the script and
+/// the statement in the same commit.
 pub fn judge(policy: &Policy, record: &SessionRecord, now: Timestamp) -> Verdict {
     let limits = record.limits.tightest(policy.limits);
     let stored = Deadlines::of(&limits, record);
@@ -165,9 +169,7 @@ pub fn judge(policy: &Policy, record: &SessionRecord, now: Timestamp) -> Verdict
             return Verdict::Expired(ExpiryReason::Absolute);
         }
     }
-    let granularity = policy
-        .touch_granularity
-        .min(limits.idle_for(record.remember_me) / 2);
+    let granularity = touch_granularity(policy, &limits, record);
     let since_stored = now.saturating_duration_since(record.last_activity);
     let touch = since_stored > Duration::ZERO && since_stored >= granularity;
     let deadlines = if touch {
@@ -183,6 +185,29 @@ pub fn judge(policy: &Policy, record: &SessionRecord, now: Timestamp) -> Verdict
         touch,
         renew,
     })
+}
+
+/// How stale the stored activity may get before a request writes it: the
+/// policy's touch granularity, never more than half the idle limit.
+fn touch_granularity(policy: &Policy, limits: &Limits, record: &SessionRecord) -> Duration {
+    policy
+        .touch_granularity
+        .min(limits.idle_for(record.remember_me) / 2)
+}
+
+/// The first time at which [`judge`] finds a touch of `record` (as stored)
+/// due under `policy`: before it, a request admitted on `record`, or on any
+/// later state of it (stored activity only moves forward), writes nothing.
+/// A store may load without its touch machinery until then.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn first_touch_due(policy: &Policy, record: &SessionRecord) -> Timestamp {
+    let limits = record.limits.tightest(policy.limits);
+    let granularity = touch_granularity(policy, &limits, record);
+    // `judge` compares whole milliseconds with the granularity: round up.
+    let millis = granularity.as_nanos().div_ceil(1_000_000).max(1);
+    record.last_activity.saturating_add(Duration::from_millis(
+        u64::try_from(millis).unwrap_or(u64::MAX),
+    ))
 }
 
 #[cfg(test)]
@@ -273,6 +298,37 @@ mod tests {
         };
         assert!(due.touch);
         assert_eq!(due.deadlines.idle, at(0).saturating_add(11 * MIN));
+    }
+
+    #[test]
+    fn first_touch_due_is_the_first_millisecond_judge_touches() {
+        let touches = |policy: &Policy, record: &SessionRecord, now: Timestamp| matches!(judge(policy, record, now), Verdict::Admitted(a) if a.touch);
+        // Granularities in whole and in odd milliseconds (half of an odd
+        // idle limit), with and without remember-me.
+        for (idle_ms, granularity_ms) in [(600_000, 60_000), (45_001, 30_000), (3, 1), (10_001, 1)]
+        {
+            let policy = Policy::builder()
+                .idle_timeout(Duration::from_millis(idle_ms))
+                .remember_me_period(Duration::from_millis(idle_ms * 3 + 1))
+                .touch_granularity(Duration::from_millis(granularity_ms))
+                .build()
+                .unwrap();
+            for remember_me in [false, true] {
+                let mut record = SessionRecord::new(&policy, at(0), None, remember_me);
+                record.last_activity = at(7);
+                let first = first_touch_due(&policy, &record);
+                assert!(first > record.last_activity, "{idle_ms} {granularity_ms}");
+                let before = Timestamp::from_unix_millis(first.as_unix_millis() - 1);
+                assert!(
+                    !touches(&policy, &record, before),
+                    "{idle_ms} {granularity_ms}: before"
+                );
+                assert!(
+                    touches(&policy, &record, first),
+                    "{idle_ms} {granularity_ms}: at"
+                );
+            }
+        }
     }
 
     #[test]

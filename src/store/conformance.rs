@@ -342,6 +342,65 @@ pub async fn reclaim_removes_only_expired(store: &dyn LifetimeStore) {
     );
 }
 
+/// One session loaded again and again, as its requests come, while the
+/// policy it is judged by changes between a loose and a tighter touch
+/// granularity: every [`load_and_touch`](LifetimeStore::load_and_touch)
+/// returns the record as stored and touches exactly when [`judge`] says a
+/// touch is due. A store that remembers anything between loads (the Redis
+/// store remembers when a touch can next be due) must stay right when the
+/// policy tightens.
+pub async fn repeated_loads_agree_with_judge(store: &dyn LifetimeStore) {
+    const MIN: Duration = Duration::from_secs(60);
+    let loose = Policy::builder()
+        .idle_timeout(30 * MIN)
+        .touch_granularity(5 * MIN)
+        .build()
+        .expect("valid policy");
+    let tight = Policy::builder()
+        .idle_timeout(30 * MIN)
+        .touch_granularity(MIN)
+        .build()
+        .expect("valid policy");
+    let created = SystemClock.now();
+    let key = fresh_key();
+    let record = SessionRecord::new(&loose, created, None, false);
+    assert!(store.create(&key, &record).await.expect("create"));
+    let steps = [
+        (2 * MIN, &loose),
+        (MIN, &tight),
+        (MIN / 2, &tight),
+        (MIN, &loose),
+        (MIN * 9 / 2, &loose),
+        (MIN / 2, &loose),
+        (MIN / 2, &tight),
+        (MIN, &tight),
+    ];
+    let mut now = created;
+    for (step, (elapsed, policy)) in steps.into_iter().enumerate() {
+        now = now.saturating_add(elapsed);
+        let stored = store.load(&key).await.expect("load").expect("live");
+        let due =
+            matches!(judge(policy, &stored, now), Verdict::Admitted(admission) if admission.touch);
+        let loaded = store
+            .load_and_touch(&key, policy, now)
+            .await
+            .expect("load_and_touch")
+            .expect("live");
+        assert_eq!(loaded.record, stored, "step {step}: the record as stored");
+        assert_eq!(
+            loaded.touch == Some(TouchOutcome::Touched),
+            due,
+            "step {step}: touched when judge says a touch is due"
+        );
+        let after = store.load(&key).await.expect("load").expect("live");
+        let activity = if due { now } else { stored.last_activity };
+        assert_eq!(
+            after.last_activity, activity,
+            "step {step}: stored activity"
+        );
+    }
+}
+
 /// `load_and_touch` returns the record as loaded and touches exactly when
 /// [`judge`] says a touch is due, to the deadline it computes; it never
 /// touches an expired or missing session. Checked over ordinary and
@@ -738,6 +797,7 @@ pub async fn run_sequential_checks(store: &dyn LifetimeStore) {
     delete_stale_spares_touched_records(store).await;
     reclaim_removes_only_expired(store).await;
     load_and_touch_agrees_with_judge(store).await;
+    repeated_loads_agree_with_judge(store).await;
     renew_moves_the_session(store).await;
 }
 
@@ -834,6 +894,11 @@ macro_rules! lifetime_store_conformance {
             #[::tokio::test]
             async fn load_and_touch_agrees_with_judge() {
                 checks::load_and_touch_agrees_with_judge(&*store().await).await;
+            }
+
+            #[::tokio::test]
+            async fn repeated_loads_agree_with_judge() {
+                checks::repeated_loads_agree_with_judge(&*store().await).await;
             }
 
             #[::tokio::test]

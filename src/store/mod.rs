@@ -72,9 +72,14 @@
 //!   a renewal pointer), delete of an expired session (only if no touch came
 //!   in between), and renew.
 //! - The layer's hot path, [`load_and_touch`](LifetimeStore::load_and_touch),
-//!   is one script: it loads the session and, when its activity is due to
-//!   be written (once per touch granularity), writes it, judging exactly as
-//!   [`judge`] does. One round trip per request.
+//!   is one round trip per request. When its activity may be due to be
+//!   written, it is one script that loads the session and writes the
+//!   activity if due, judging exactly as [`judge`] does. Otherwise it is a
+//!   plain `HGETALL`: the store remembers, per session it loaded lately
+//!   (at most 65,536), the first time a touch can be due, which stored
+//!   activity, moving only forward, can only postpone. The script carries
+//!   every field into Lua and back and costs Redis about nine times an
+//!   `HGETALL`; it now runs about once per touch granularity per session.
 //! - A subject's sessions are a sorted set under `<prefix>s:<subject>`,
 //!   scored by each session's expiry. The set expires with its latest
 //!   session and drops members that expired whenever the subject logs in or
@@ -341,7 +346,8 @@ pub trait LifetimeStore: Send + Sync + 'static {
     /// activity as [`touch`](LifetimeStore::touch) would, with the nearest
     /// deadline counted from `now` as the expiry. This is the layer's hot
     /// path: a networked store should do both in one round trip (RedisStore
-    /// runs one script). The default loads, judges, then touches.
+    /// runs one script, or a plain load when it knows no touch can be due).
+    /// The default loads, judges, then touches.
     ///
     /// Returns the record as it was *before* the touch. A store may decide
     /// with limits rounded to milliseconds, so it may skip a touch the layer

@@ -90,16 +90,69 @@ pub(super) fn fields(record: &SessionRecord) -> Vec<String> {
     fields
 }
 
-pub(super) fn record_from(stored: &HashMap<String, String>) -> Result<SessionRecord, StoreError> {
+/// A stored hash's fields, by name.
+pub(super) trait StoredFields {
+    fn field(&self, name: &str) -> Option<&str>;
+}
+
+impl StoredFields for HashMap<String, String> {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+}
+
+/// The name-value pairs of an `HGETALL` reply, borrowed from it: no map
+/// and no copy of each field on the hot path. A field that is not UTF-8 is
+/// left out (and reported missing, hence corrupt, if the record needs it).
+pub(super) struct FieldPairs<'a>(Vec<(&'a str, &'a str)>);
+
+impl<'a> FieldPairs<'a> {
+    /// The pairs of `reply`, an array of names and values (RESP2) or a map
+    /// (RESP3); `None` for any other reply.
+    pub(super) fn of(reply: &'a redis::Value) -> Option<Self> {
+        let text = |value: &'a redis::Value| match value {
+            redis::Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+            redis::Value::SimpleString(text) => Some(text.as_str()),
+            _ => None,
+        };
+        let pairs = match reply {
+            redis::Value::Array(items) => items
+                .chunks_exact(2)
+                .filter_map(|pair| Some((text(&pair[0])?, text(&pair[1])?)))
+                .collect(),
+            redis::Value::Map(pairs) => pairs
+                .iter()
+                .filter_map(|(name, value)| Some((text(name)?, text(value)?)))
+                .collect(),
+            _ => return None,
+        };
+        Some(FieldPairs(pairs))
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl StoredFields for FieldPairs<'_> {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(field, _)| *field == name)
+            .map(|(_, value)| *value)
+    }
+}
+
+pub(super) fn record_from(stored: &impl StoredFields) -> Result<SessionRecord, StoreError> {
     let corrupt = |field: &str| StoreError::corrupt(format!("bad or missing field `{field}`"));
     let number = |field: &str| -> Result<u64, StoreError> {
         stored
-            .get(field)
+            .field(field)
             .and_then(|value| value.parse().ok())
             .ok_or_else(|| corrupt(field))
     };
     let limits: Vec<&str> = stored
-        .get("l")
+        .field("l")
         .ok_or_else(|| corrupt("l"))?
         .split(',')
         .collect();
@@ -118,14 +171,14 @@ pub(super) fn record_from(stored: &HashMap<String, String>) -> Result<SessionRec
             value => duration(value).map(Some),
         }
     };
-    let subject = match stored.get("s") {
+    let subject = match stored.field("s") {
         Some(subject) if subject.len() > MAX_SUBJECT_LEN => return Err(corrupt("s")),
-        Some(subject) => Some(subject.as_str().into()),
+        Some(subject) => Some(subject.into()),
         None => None,
     };
-    let label = match stored.get("n") {
+    let label = match stored.field("n") {
         Some(label) if label.len() > MAX_LABEL_LEN => return Err(corrupt("n")),
-        Some(label) => Some(label.as_str().into()),
+        Some(label) => Some(label.into()),
         None => None,
     };
     let created_at = Timestamp::from_unix_millis(number("c")?);
@@ -133,7 +186,7 @@ pub(super) fn record_from(stored: &HashMap<String, String>) -> Result<SessionRec
         created_at,
         last_activity: Timestamp::from_unix_millis(number("a")?),
         expires_at: Timestamp::from_unix_millis(number("e")?),
-        remember_me: match stored.get("r").map(String::as_str) {
+        remember_me: match stored.field("r") {
             Some("1") => true,
             Some("0") => false,
             _ => return Err(corrupt("r")),
@@ -143,7 +196,7 @@ pub(super) fn record_from(stored: &HashMap<String, String>) -> Result<SessionRec
         id_issued_at: Timestamp::from_unix_millis(number("i")?),
         authenticated_at: Timestamp::from_unix_millis(number("t")?),
         label,
-        renewed_to: match stored.get("m") {
+        renewed_to: match stored.field("m") {
             Some(hex) => Some(SessionKey::from_hex(hex).ok_or_else(|| corrupt("m"))?),
             None => None,
         },

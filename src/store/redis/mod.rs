@@ -1,6 +1,7 @@
 //! [`RedisStore`]: lifetimes in Redis or Valkey (feature `redis`).
 
 mod fields;
+mod hints;
 mod scripts;
 
 use std::collections::HashMap;
@@ -11,16 +12,23 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, ScriptInvocation};
 
-use self::fields::{expiry_millis, fields, policy_args, record_from, LATEST_EXPIRY};
+use self::fields::{expiry_millis, fields, policy_args, record_from, FieldPairs, LATEST_EXPIRY};
+use self::hints::TouchHints;
 use self::scripts::Scripts;
 use super::{
     LifetimeStore, LoadedRecord, RenewOutcome, StoreError, StoreErrorKind, TouchOutcome,
     UpdateOutcome,
 };
 use crate::id::SessionKey;
-use crate::policy::Policy;
+use crate::policy::{first_touch_due, judge, Policy, Verdict};
 use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
 use crate::time::Timestamp;
+
+/// The fields of a hash as `HGETALL` (or a script passing its reply on)
+/// returned them.
+fn stored_fields(reply: &redis::Value) -> Result<FieldPairs<'_>, StoreError> {
+    FieldPairs::of(reply).ok_or_else(|| StoreError::corrupt("a record that is not a hash"))
+}
 
 /// The default prefix of the store's keys.
 pub const DEFAULT_REDIS_PREFIX: &str = "tsl:";
@@ -38,8 +46,15 @@ pub const DEFAULT_REDIS_PREFIX: &str = "tsl:";
 ///
 /// - **One round trip per request.** The layer's load, and the touch when
 ///   one is due, are one Lua script
-///   ([`load_and_touch`](LifetimeStore::load_and_touch)); a request costs
-///   one round trip, never two.
+///   ([`load_and_touch`](LifetimeStore::load_and_touch)). The store
+///   remembers, for the sessions this process loaded lately (at most
+///   65,536, about 3 MB), when a touch can next be due; until then it
+///   loads with a plain `HGETALL`, which costs Redis about a ninth of the
+///   script (0.9 µs against 8.4 µs a call in `INFO commandstats`), and the
+///   script runs about once per touch granularity per session. Stored
+///   activity only moves forward, so the remembered time can only be early:
+///   should a tighter policy make a touch due sooner, the store sees it in
+///   what it loaded and touches then, with a second round trip, once.
 /// - **Atomic conditional writes.** A touch only moves forward and never
 ///   re-creates a record, an update checks the version, an expired session
 ///   is deleted only if no touch came in between: each is one script.
@@ -64,6 +79,7 @@ pub struct RedisStore {
     connection: ConnectionManager,
     prefix: String,
     scripts: Scripts,
+    hints: TouchHints,
 }
 
 impl RedisStore {
@@ -83,6 +99,7 @@ impl RedisStore {
             connection,
             prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             scripts: Scripts::new(),
+            hints: TouchHints::new(),
         })
     }
 
@@ -112,6 +129,56 @@ impl RedisStore {
         invocation
     }
 
+    /// [`load_and_touch`](LifetimeStore::load_and_touch) when the hints
+    /// say no touch can be due: one plain `HGETALL`, cheaper for Redis than
+    /// the script, which must carry every field into Lua and back. Should
+    /// the hint be stale (a policy tightened since) and a touch be due
+    /// after all, it is made: a second round trip, once.
+    async fn load_before_touch_due(
+        &self,
+        key: &SessionKey,
+        policy: &Policy,
+        now: Timestamp,
+    ) -> Result<Option<LoadedRecord>, StoreError> {
+        let Some(record) = self.load(key).await? else {
+            self.hints.forget(key);
+            return Ok(None);
+        };
+        let touch = match judge(policy, &record, now) {
+            Verdict::Admitted(admission) if admission.touch && record.renewed_to.is_none() => {
+                Some(self.touch(key, now, admission.deadlines.nearest()).await?)
+            }
+            _ => None,
+        };
+        let touched_at = (touch == Some(TouchOutcome::Touched)).then_some(now);
+        self.remember_hint(key, policy, &record, touched_at);
+        Ok(Some(LoadedRecord::new(record, touch)))
+    }
+
+    /// Remembers when a touch of `record` can next be due: from `touched_at`
+    /// if this request touched it, else from its stored activity.
+    fn remember_hint(
+        &self,
+        key: &SessionKey,
+        policy: &Policy,
+        record: &SessionRecord,
+        touched_at: Option<Timestamp>,
+    ) {
+        if record.renewed_to.is_some() {
+            self.hints.forget(key);
+            return;
+        }
+        let first_due = match touched_at {
+            Some(at) => {
+                let mut touched = record.clone();
+                touched.last_activity = at;
+                first_touch_due(policy, &touched)
+            }
+            None => first_touch_due(policy, record),
+        };
+        self.hints.remember(key, first_due);
+    }
+
     fn index_key(&self, subject: &str) -> String {
         format!("{}s:{subject}", self.prefix)
     }
@@ -130,11 +197,12 @@ impl LifetimeStore for RedisStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
-        let stored: HashMap<String, String> = redis::cmd("HGETALL")
+        let reply: redis::Value = redis::cmd("HGETALL")
             .arg(format!("{}{}", self.prefix, key.to_hex()))
             .query_async(&mut self.connection.clone())
             .await
             .map_err(store_error)?;
+        let stored = stored_fields(&reply)?;
         if stored.is_empty() {
             return Ok(None);
         }
@@ -147,19 +215,24 @@ impl LifetimeStore for RedisStore {
         policy: &Policy,
         now: Timestamp,
     ) -> Result<Option<LoadedRecord>, StoreError> {
+        if self.hints.no_touch_due(key, now) {
+            return self.load_before_touch_due(key, policy, now).await;
+        }
         let mut invocation = self.on_session(&self.scripts.load_and_touch, key);
         invocation
             .arg(now.as_unix_millis())
             .arg(&policy_args(policy)[..])
             .arg(LATEST_EXPIRY);
-        let (touched, stored): (i64, HashMap<String, String>) = self.run(&mut invocation).await?;
+        let (touched, reply): (i64, redis::Value) = self.run(&mut invocation).await?;
+        let stored = stored_fields(&reply)?;
         if stored.is_empty() {
+            self.hints.forget(key);
             return Ok(None);
         }
-        Ok(Some(LoadedRecord {
-            record: record_from(&stored)?,
-            touch: (touched == 2).then_some(TouchOutcome::Touched),
-        }))
+        let record = record_from(&stored)?;
+        let touch = (touched == 2).then_some(TouchOutcome::Touched);
+        self.remember_hint(key, policy, &record, touch.map(|_| now));
+        Ok(Some(LoadedRecord::new(record, touch)))
     }
 
     async fn touch(
