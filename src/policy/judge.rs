@@ -138,8 +138,8 @@ pub enum Verdict {
 ///
 /// - **Redis**: the `LOAD_AND_TOUCH` Lua script (`src/store/redis/scripts.rs`),
 ///   run by [`RedisStore`](crate::store::RedisStore)'s `load_and_touch`
-///   when a touch may be due (when it may is this module's
-///   `first_touch_due`, not a copy);
+///   when a touch may be due (when it may is this module's `TouchBasis`,
+///   not a copy);
 /// - **PostgreSQL**: the `load_and_touch` statement of
 ///   [`PostgresStore`](crate::store::PostgresStore) (`src/store/sql/`).
 ///
@@ -169,7 +169,11 @@ pub fn judge(policy: &Policy, record: &SessionRecord, now: Timestamp) -> Verdict
             return Verdict::Expired(ExpiryReason::Absolute);
         }
     }
-    let granularity = touch_granularity(policy, &limits, record);
+    let granularity = touch_granularity(
+        policy,
+        record.limits.idle_for(record.remember_me),
+        record.remember_me,
+    );
     let since_stored = now.saturating_duration_since(record.last_activity);
     let touch = since_stored > Duration::ZERO && since_stored >= granularity;
     let deadlines = if touch {
@@ -188,26 +192,51 @@ pub fn judge(policy: &Policy, record: &SessionRecord, now: Timestamp) -> Verdict
 }
 
 /// How stale the stored activity may get before a request writes it: the
-/// policy's touch granularity, never more than half the idle limit.
-fn touch_granularity(policy: &Policy, limits: &Limits, record: &SessionRecord) -> Duration {
-    policy
-        .touch_granularity
-        .min(limits.idle_for(record.remember_me) / 2)
+/// policy's touch granularity, never more than half the idle limit (the
+/// tighter of the record's, `record_idle`, and the policy's).
+fn touch_granularity(policy: &Policy, record_idle: Duration, remember_me: bool) -> Duration {
+    let idle = record_idle.min(policy.limits.idle_for(remember_me));
+    policy.touch_granularity.min(idle / 2)
 }
 
-/// The first time at which [`judge`] finds a touch of `record` (as stored)
-/// due under `policy`: before it, a request admitted on `record`, or on any
-/// later state of it (stored activity only moves forward), writes nothing.
-/// A store may load without its touch machinery until then.
+/// What decides when a touch of a record falls due, kept by a store that
+/// remembers it between loads: the stored activity, remember-me and the
+/// record's own idle limit for it.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-pub(crate) fn first_touch_due(policy: &Policy, record: &SessionRecord) -> Timestamp {
-    let limits = record.limits.tightest(policy.limits);
-    let granularity = touch_granularity(policy, &limits, record);
-    // `judge` compares whole milliseconds with the granularity: round up.
-    let millis = granularity.as_nanos().div_ceil(1_000_000).max(1);
-    record.last_activity.saturating_add(Duration::from_millis(
-        u64::try_from(millis).unwrap_or(u64::MAX),
-    ))
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TouchBasis {
+    activity: Timestamp,
+    remember_me: bool,
+    record_idle: Duration,
+}
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl TouchBasis {
+    pub(crate) fn of(record: &SessionRecord) -> Self {
+        TouchBasis {
+            activity: record.last_activity,
+            remember_me: record.remember_me,
+            record_idle: record.limits.idle_for(record.remember_me),
+        }
+    }
+
+    /// The same, with the activity a touch just wrote.
+    pub(crate) fn touched_at(self, activity: Timestamp) -> Self {
+        TouchBasis { activity, ..self }
+    }
+
+    /// The first time at which [`judge`] finds a touch due under `policy`
+    /// for a record with this basis: before it, a request admitted on the
+    /// record, or on any later state of it (stored activity only moves
+    /// forward), writes nothing.
+    pub(crate) fn first_touch_due(&self, policy: &Policy) -> Timestamp {
+        let granularity = touch_granularity(policy, self.record_idle, self.remember_me);
+        // `judge` compares whole milliseconds with the granularity: round up.
+        let millis = granularity.as_nanos().div_ceil(1_000_000).max(1);
+        self.activity.saturating_add(Duration::from_millis(
+            u64::try_from(millis).unwrap_or(u64::MAX),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -302,31 +331,33 @@ mod tests {
 
     #[test]
     fn first_touch_due_is_the_first_millisecond_judge_touches() {
-        let touches = |policy: &Policy, record: &SessionRecord, now: Timestamp| matches!(judge(policy, record, now), Verdict::Admitted(a) if a.touch);
+        let touches = |policy: &Policy, record: &SessionRecord, now: Timestamp| matches!(judge(policy, record, now), Verdict::Admitted(admission) if admission.touch);
         // Granularities in whole and in odd milliseconds (half of an odd
-        // idle limit), with and without remember-me.
-        for (idle_ms, granularity_ms) in [(600_000, 60_000), (45_001, 30_000), (3, 1), (10_001, 1)]
-        {
-            let policy = Policy::builder()
-                .idle_timeout(Duration::from_millis(idle_ms))
-                .remember_me_period(Duration::from_millis(idle_ms * 3 + 1))
-                .touch_granularity(Duration::from_millis(granularity_ms))
-                .build()
-                .unwrap();
-            for remember_me in [false, true] {
-                let mut record = SessionRecord::new(&policy, at(0), None, remember_me);
-                record.last_activity = at(7);
-                let first = first_touch_due(&policy, &record);
-                assert!(first > record.last_activity, "{idle_ms} {granularity_ms}");
-                let before = Timestamp::from_unix_millis(first.as_unix_millis() - 1);
-                assert!(
-                    !touches(&policy, &record, before),
-                    "{idle_ms} {granularity_ms}: before"
-                );
-                assert!(
-                    touches(&policy, &record, first),
-                    "{idle_ms} {granularity_ms}: at"
-                );
+        // idle limit); records made under one policy and judged by each,
+        // with and without remember-me.
+        let policies: Vec<Policy> = [(600_000, 60_000), (45_001, 30_000), (3, 1), (10_001, 1)]
+            .into_iter()
+            .map(|(idle_ms, granularity_ms)| {
+                Policy::builder()
+                    .idle_timeout(Duration::from_millis(idle_ms))
+                    .remember_me_period(Duration::from_millis(idle_ms * 3 + 1))
+                    .touch_granularity(Duration::from_millis(granularity_ms))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        for (made, snapshot) in policies.iter().enumerate() {
+            for (judged, policy) in policies.iter().enumerate() {
+                for remember_me in [false, true] {
+                    let mut record = SessionRecord::new(snapshot, at(0), None, remember_me);
+                    record.last_activity = at(7);
+                    let first = TouchBasis::of(&record).first_touch_due(policy);
+                    let case = format!("made {made}, judged {judged}, remember-me {remember_me}");
+                    assert!(first > record.last_activity, "{case}");
+                    let before = Timestamp::from_unix_millis(first.as_unix_millis() - 1);
+                    assert!(!touches(policy, &record, before), "{case}: before");
+                    assert!(touches(policy, &record, first), "{case}: at");
+                }
             }
         }
     }

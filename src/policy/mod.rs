@@ -24,7 +24,7 @@ use std::time::Duration;
 pub use crate::limits::Limits;
 pub use error::{PolicyError, Setting};
 #[cfg(feature = "redis")]
-pub(crate) use judge::first_touch_due;
+pub(crate) use judge::TouchBasis;
 pub use judge::{judge, Admission, Deadlines, ExpiryReason, Verdict};
 pub(crate) use set::PolicyChoice;
 pub use set::{Policies, PoliciesBuilder, TenantFrom, TenantResolver, Tightening};

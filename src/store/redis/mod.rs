@@ -20,7 +20,7 @@ use super::{
     UpdateOutcome,
 };
 use crate::id::SessionKey;
-use crate::policy::{first_touch_due, judge, Policy, Verdict};
+use crate::policy::{judge, Policy, TouchBasis, Verdict};
 use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
 use crate::time::Timestamp;
 
@@ -48,13 +48,16 @@ pub const DEFAULT_REDIS_PREFIX: &str = "tsl:";
 ///   one is due, are one Lua script
 ///   ([`load_and_touch`](LifetimeStore::load_and_touch)). The store
 ///   remembers, for the sessions this process loaded lately (at most
-///   65,536, about 3 MB), when a touch can next be due; until then it
-///   loads with a plain `HGETALL`, which costs Redis about a ninth of the
-///   script (0.9 µs against 8.4 µs a call in `INFO commandstats`), and the
-///   script runs about once per touch granularity per session. Stored
-///   activity only moves forward, so the remembered time can only be early:
-///   should a tighter policy make a touch due sooner, the store sees it in
-///   what it loaded and touches then, with a second round trip, once.
+///   65,536, about 4 MB), what decides when a touch falls due (the stored
+///   activity, remember-me, the record's idle limit), and judges it against
+///   each request's policy; while no touch can be due it loads with a
+///   plain `HGETALL`, which costs Redis about a ninth of the script (0.9 µs
+///   against 8.4 µs a call in `INFO commandstats`), so the script runs
+///   about once per touch granularity per session. Stored activity only
+///   moves forward, so what another node wrote can only postpone a touch;
+///   should a touch be due after all (a remember-me switch since), the
+///   store sees it in what it loaded and touches then, with a second round
+///   trip, once.
 /// - **Atomic conditional writes.** A touch only moves forward and never
 ///   re-creates a record, an update checks the version, an expired session
 ///   is deleted only if no touch came in between: each is one script.
@@ -151,16 +154,15 @@ impl RedisStore {
             _ => None,
         };
         let touched_at = (touch == Some(TouchOutcome::Touched)).then_some(now);
-        self.remember_hint(key, policy, &record, touched_at);
+        self.remember_hint(key, &record, touched_at);
         Ok(Some(LoadedRecord::new(record, touch)))
     }
 
-    /// Remembers when a touch of `record` can next be due: from `touched_at`
-    /// if this request touched it, else from its stored activity.
+    /// Remembers what decides when a touch of `record` next falls due: its
+    /// stored activity, or `touched_at` if this request touched it.
     fn remember_hint(
         &self,
         key: &SessionKey,
-        policy: &Policy,
         record: &SessionRecord,
         touched_at: Option<Timestamp>,
     ) {
@@ -168,15 +170,9 @@ impl RedisStore {
             self.hints.forget(key);
             return;
         }
-        let first_due = match touched_at {
-            Some(at) => {
-                let mut touched = record.clone();
-                touched.last_activity = at;
-                first_touch_due(policy, &touched)
-            }
-            None => first_touch_due(policy, record),
-        };
-        self.hints.remember(key, first_due);
+        let basis = TouchBasis::of(record);
+        self.hints
+            .remember(key, touched_at.map_or(basis, |at| basis.touched_at(at)));
     }
 
     fn index_key(&self, subject: &str) -> String {
@@ -215,7 +211,7 @@ impl LifetimeStore for RedisStore {
         policy: &Policy,
         now: Timestamp,
     ) -> Result<Option<LoadedRecord>, StoreError> {
-        if self.hints.no_touch_due(key, now) {
+        if self.hints.no_touch_due(key, policy, now) {
             return self.load_before_touch_due(key, policy, now).await;
         }
         let mut invocation = self.on_session(&self.scripts.load_and_touch, key);
@@ -231,7 +227,7 @@ impl LifetimeStore for RedisStore {
         }
         let record = record_from(&stored)?;
         let touch = (touched == 2).then_some(TouchOutcome::Touched);
-        self.remember_hint(key, policy, &record, touch.map(|_| now));
+        self.remember_hint(key, &record, touch.map(|_| now));
         Ok(Some(LoadedRecord::new(record, touch)))
     }
 
