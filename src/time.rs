@@ -71,6 +71,14 @@ impl fmt::Debug for Timestamp {
     }
 }
 
+/// `duration` in whole milliseconds, rounded up (saturating): since
+/// activity is kept in whole milliseconds, "at least `duration` old" is "at
+/// least this many milliseconds old".
+#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+pub(crate) fn duration_to_millis_ceil(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
 /// Whole milliseconds in `duration`, saturating at `u64::MAX`.
 pub(crate) fn duration_to_millis(duration: Duration) -> u64 {
     duration

@@ -370,3 +370,94 @@ async fn a_listed_session_is_ended_after_its_id_renewed_on_redis() {
     )
     .await;
 }
+
+/// A store that remembers when each session's next touch can be due (and so
+/// loads with a plain `HGETALL` until then) writes exactly what a store
+/// with nothing remembered writes, step after step: under a loose and a
+/// tight policy, after another node switched remember-me off, and with a
+/// granularity finer than the millisecond. Two sessions with the same
+/// record; the first always through one store, the second through a new
+/// store each time.
+#[tokio::test]
+async fn a_store_that_remembers_writes_what_a_store_that_does_not_writes() {
+    use tower_session_lifetime::policy::Policy;
+    use tower_session_lifetime::record::SessionRecord;
+    use tower_session_lifetime::store::conformance::fresh_key;
+
+    let prefix = format!("tsl-hints-{}:", &fresh_key().to_hex()[..12]);
+    let fresh_store = || {
+        RedisStore::open(&redis_url())
+            .unwrap()
+            .with_prefix(prefix.clone())
+    };
+    let remembering = fresh_store();
+    let policy = |idle: Duration, granularity: Duration| {
+        Policy::builder()
+            .idle_timeout(idle)
+            .remember_me_period(24 * HOUR)
+            .touch_granularity(granularity)
+            .build()
+            .unwrap()
+    };
+    // The sessions start under a short idle limit, then are judged by
+    // looser and tighter policies: the tighter of the two limits decides.
+    let short = policy(4 * MINUTE, MINUTE);
+    let loose = policy(30 * MINUTE, 5 * MINUTE);
+    let tight = policy(10 * MINUTE, MINUTE);
+    let fine = policy(10 * MINUTE, Duration::from_micros(1_500));
+
+    let created = SystemClock.now();
+    let record = SessionRecord::new(&short, created, Some("hints".into()), true);
+    let (warm, cold) = (fresh_key(), fresh_key());
+    assert!(remembering.create(&warm, &record).await.unwrap());
+    assert!(remembering.create(&cold, &record).await.unwrap());
+
+    let ms = Duration::from_millis(1);
+    let steps: [(Duration, &Policy, bool); 11] = [
+        (MINUTE, &loose, false),
+        (2 * MINUTE, &loose, true),
+        (MINUTE, &loose, false),
+        (MINUTE, &tight, false),
+        (MINUTE / 2, &tight, false),
+        (MINUTE, &loose, false),
+        (MINUTE, &short, false),
+        (ms, &fine, false),
+        (ms, &fine, false),
+        (ms, &fine, false),
+        (MINUTE / 2, &tight, false),
+    ];
+    let mut now = created;
+    for (step, (elapsed, policy, remember_me_off)) in steps.into_iter().enumerate() {
+        now = now.saturating_add(elapsed);
+        if remember_me_off {
+            // Another node switches remember-me off on both sessions.
+            let other = fresh_store();
+            for key in [&warm, &cold] {
+                let stored = other.load(key).await.unwrap().unwrap();
+                let mut edited = stored.clone();
+                edited.remember_me = false;
+                edited.version += 1;
+                other.update(key, stored.version, &edited).await.unwrap();
+            }
+        }
+        let warm_loaded = remembering
+            .load_and_touch(&warm, policy, now)
+            .await
+            .unwrap();
+        let cold_loaded = fresh_store()
+            .load_and_touch(&cold, policy, now)
+            .await
+            .unwrap();
+        let (warm_loaded, cold_loaded) = (warm_loaded.unwrap(), cold_loaded.unwrap());
+        assert_eq!(warm_loaded.touch, cold_loaded.touch, "step {step}: touch");
+        let warm_after = remembering.load(&warm).await.unwrap().unwrap();
+        let cold_after = remembering.load(&cold).await.unwrap().unwrap();
+        assert_eq!(
+            (warm_after.last_activity, warm_after.expires_at),
+            (cold_after.last_activity, cold_after.expires_at),
+            "step {step}: stored activity and expiry"
+        );
+    }
+    remembering.delete(&warm).await.unwrap();
+    remembering.delete(&cold).await.unwrap();
+}

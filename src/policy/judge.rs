@@ -139,7 +139,7 @@ pub enum Verdict {
 /// - **Redis**: the `LOAD_AND_TOUCH` Lua script (`src/store/redis/scripts.rs`),
 ///   run by [`RedisStore`](crate::store::RedisStore)'s `load_and_touch`
 ///   when a touch may be due (when it may is this module's `TouchBasis`,
-///   not a copy);
+///   never later than this function);
 /// - **PostgreSQL**: the `load_and_touch` statement of
 ///   [`PostgresStore`](crate::store::PostgresStore) (`src/store/sql/`).
 ///
@@ -169,11 +169,9 @@ pub fn judge(policy: &Policy, record: &SessionRecord, now: Timestamp) -> Verdict
             return Verdict::Expired(ExpiryReason::Absolute);
         }
     }
-    let granularity = touch_granularity(
-        policy,
-        record.limits.idle_for(record.remember_me),
-        record.remember_me,
-    );
+    let granularity = policy
+        .touch_granularity
+        .min(limits.idle_for(record.remember_me) / 2);
     let since_stored = now.saturating_duration_since(record.last_activity);
     let touch = since_stored > Duration::ZERO && since_stored >= granularity;
     let deadlines = if touch {
@@ -191,32 +189,24 @@ pub fn judge(policy: &Policy, record: &SessionRecord, now: Timestamp) -> Verdict
     })
 }
 
-/// How stale the stored activity may get before a request writes it: the
-/// policy's touch granularity, never more than half the idle limit (the
-/// tighter of the record's, `record_idle`, and the policy's).
-fn touch_granularity(policy: &Policy, record_idle: Duration, remember_me: bool) -> Duration {
-    let idle = record_idle.min(policy.limits.idle_for(remember_me));
-    policy.touch_granularity.min(idle / 2)
-}
-
-/// What decides when a touch of a record falls due, kept by a store that
-/// remembers it between loads: the stored activity, remember-me and the
-/// record's own idle limit for it.
+/// What decides when a touch of a record can fall due, kept by a store that
+/// remembers it between loads: the stored activity and the shorter of the
+/// record's two idle limits (plain and remember-me), so that a remember-me
+/// switch made since cannot make it late.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TouchBasis {
     activity: Timestamp,
-    remember_me: bool,
-    record_idle: Duration,
+    shortest_idle: Duration,
 }
 
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 impl TouchBasis {
     pub(crate) fn of(record: &SessionRecord) -> Self {
+        let limits = &record.limits;
         TouchBasis {
             activity: record.last_activity,
-            remember_me: record.remember_me,
-            record_idle: record.limits.idle_for(record.remember_me),
+            shortest_idle: limits.idle_timeout.min(limits.remember_me_period),
         }
     }
 
@@ -225,17 +215,23 @@ impl TouchBasis {
         TouchBasis { activity, ..self }
     }
 
-    /// The first time at which [`judge`] finds a touch due under `policy`
-    /// for a record with this basis: before it, a request admitted on the
-    /// record, or on any later state of it (stored activity only moves
-    /// forward), writes nothing.
-    pub(crate) fn first_touch_due(&self, policy: &Policy) -> Timestamp {
-        let granularity = touch_granularity(policy, self.record_idle, self.remember_me);
+    /// A time no later than the first at which [`judge`] finds a touch due
+    /// under `policy` for a record with this basis, whichever its
+    /// remember-me: before it, a request admitted on the record, or on any
+    /// later state of it (stored activity only moves forward), writes
+    /// nothing. It is that first time exactly when the shorter idle limit
+    /// is the one the record is judged by.
+    pub(crate) fn no_touch_before(&self, policy: &Policy) -> Timestamp {
+        let policy_idle = policy
+            .limits
+            .idle_timeout
+            .min(policy.limits.remember_me_period);
+        let granularity = policy
+            .touch_granularity
+            .min(self.shortest_idle.min(policy_idle) / 2);
         // `judge` compares whole milliseconds with the granularity: round up.
-        let millis = granularity.as_nanos().div_ceil(1_000_000).max(1);
-        self.activity.saturating_add(Duration::from_millis(
-            u64::try_from(millis).unwrap_or(u64::MAX),
-        ))
+        let millis = crate::time::duration_to_millis_ceil(granularity).max(1);
+        self.activity.saturating_add(Duration::from_millis(millis))
     }
 }
 
@@ -330,11 +326,12 @@ mod tests {
     }
 
     #[test]
-    fn first_touch_due_is_the_first_millisecond_judge_touches() {
+    fn no_touch_is_due_before_a_touch_basis_says() {
         let touches = |policy: &Policy, record: &SessionRecord, now: Timestamp| matches!(judge(policy, record, now), Verdict::Admitted(admission) if admission.touch);
         // Granularities in whole and in odd milliseconds (half of an odd
         // idle limit); records made under one policy and judged by each,
-        // with and without remember-me.
+        // with and without remember-me, switched or not since the basis
+        // was taken.
         let policies: Vec<Policy> = [(600_000, 60_000), (45_001, 30_000), (3, 1), (10_001, 1)]
             .into_iter()
             .map(|(idle_ms, granularity_ms)| {
@@ -348,15 +345,22 @@ mod tests {
             .collect();
         for (made, snapshot) in policies.iter().enumerate() {
             for (judged, policy) in policies.iter().enumerate() {
-                for remember_me in [false, true] {
+                for (remember_me, switched) in [(false, false), (true, false), (true, true)] {
                     let mut record = SessionRecord::new(snapshot, at(0), None, remember_me);
                     record.last_activity = at(7);
-                    let first = TouchBasis::of(&record).first_touch_due(policy);
+                    let first = TouchBasis::of(&record).no_touch_before(policy);
+                    record.remember_me ^= switched;
                     let case = format!("made {made}, judged {judged}, remember-me {remember_me}");
                     assert!(first > record.last_activity, "{case}");
                     let before = Timestamp::from_unix_millis(first.as_unix_millis() - 1);
-                    assert!(!touches(policy, &record, before), "{case}: before");
-                    assert!(touches(policy, &record, first), "{case}: at");
+                    assert!(
+                        !touches(policy, &record, before),
+                        "{case}: a touch due before"
+                    );
+                    if !record.remember_me {
+                        // Judged by the shorter limit: exactly the first.
+                        assert!(touches(policy, &record, first), "{case}: none due at");
+                    }
                 }
             }
         }

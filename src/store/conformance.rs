@@ -348,7 +348,7 @@ pub async fn reclaim_removes_only_expired(store: &dyn LifetimeStore) {
 /// returns the record as stored and touches exactly when [`judge`] says a
 /// touch is due. A store that remembers anything between loads (the Redis
 /// store remembers when a touch can next be due) must stay right when the
-/// policy tightens.
+/// policy tightens. Then a granularity with a part below the millisecond.
 pub async fn repeated_loads_agree_with_judge(store: &dyn LifetimeStore) {
     const MIN: Duration = Duration::from_secs(60);
     let loose = Policy::builder()
@@ -397,6 +397,34 @@ pub async fn repeated_loads_agree_with_judge(store: &dyn LifetimeStore) {
         assert_eq!(
             after.last_activity, activity,
             "step {step}: stored activity"
+        );
+    }
+
+    // A granularity with a part below the millisecond: activity is kept in
+    // whole milliseconds, and a touch is due once it is at least that old.
+    let fine = Policy::builder()
+        .idle_timeout(Duration::from_secs(10))
+        .touch_granularity(Duration::from_micros(1_500))
+        .build()
+        .expect("valid policy");
+    let key = fresh_key();
+    let record = SessionRecord::new(&fine, created, None, false);
+    assert!(store.create(&key, &record).await.expect("create"));
+    let mut now = created;
+    for step in 0..4 {
+        now = now.saturating_add(Duration::from_millis(1));
+        let stored = store.load(&key).await.expect("load").expect("live");
+        let due =
+            matches!(judge(&fine, &stored, now), Verdict::Admitted(admission) if admission.touch);
+        let loaded = store
+            .load_and_touch(&key, &fine, now)
+            .await
+            .expect("load_and_touch")
+            .expect("live");
+        assert_eq!(
+            loaded.touch == Some(TouchOutcome::Touched),
+            due,
+            "fine granularity, step {step}: touched when judge says a touch is due"
         );
     }
 }

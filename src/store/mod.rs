@@ -76,8 +76,8 @@
 //!   written, it is one script that loads the session and writes the
 //!   activity if due, judging exactly as [`judge`] does. Otherwise it is a
 //!   plain `HGETALL`: the store remembers, per session it loaded lately
-//!   (at most 65,536), what decides when a touch falls due (activity,
-//!   remember-me, idle limit) and judges it by each request's policy;
+//!   (at most 65,536), what decides when a touch can fall due (activity,
+//!   the shorter idle limit) and judges it by each request's policy;
 //!   stored activity, moving only forward, can only postpone it. The script carries
 //!   every field into Lua and back and costs Redis about nine times an
 //!   `HGETALL`; it now runs about once per touch granularity per session.

@@ -13,7 +13,7 @@ use crate::id::SessionKey;
 use crate::policy::{Limits, Policy};
 use crate::record::{SessionRecord, MAX_LABEL_LEN, MAX_SUBJECT_LEN};
 use crate::store::StoreError;
-use crate::time::Timestamp;
+use crate::time::{duration_to_millis_ceil, Timestamp};
 
 /// The latest expiry written to Redis: 2^53 ms (some 285,000 years), where
 /// Lua's numbers stop being exact. Later deadlines (a policy of centuries)
@@ -34,7 +34,9 @@ pub(super) fn policy_args(policy: &Policy) -> [String; 5] {
         optional_millis(limits.absolute_timeout),
         millis(limits.remember_me_period).to_string(),
         optional_millis(limits.remember_me_absolute_timeout),
-        millis(policy.touch_granularity()).to_string(),
+        // Rounded up: activity is in whole milliseconds, so a touch is due
+        // (as `judge` says) once it is this many old.
+        duration_to_millis_ceil(policy.touch_granularity()).to_string(),
     ]
 }
 

@@ -15,14 +15,13 @@ const SHARDS: usize = 64;
 const PER_SHARD: usize = 1024;
 
 /// For each session this process loaded lately, what decides when a touch
-/// of it falls due ([`TouchBasis`]: its stored activity, remember-me and
-/// idle limit), judged against the policy of each request as it comes, so
-/// that requests under different policies (tenants, route groups) all get
-/// the same answer as [`judge`](crate::policy::judge). Stored activity only
-/// moves forward, so whatever another node wrote meanwhile can only
-/// postpone a touch; a hint that is missing, forgotten or stale (a
-/// remember-me switch) only costs the script (or, if a touch turns out due
-/// after all, a second round trip), never a wrong answer.
+/// of it can fall due ([`TouchBasis`]: its stored activity and shorter idle
+/// limit), judged against the policy of each request as it comes, so that
+/// requests under different policies (tenants, route groups) never take
+/// the plain load when [`judge`](crate::policy::judge) would touch. Stored
+/// activity only moves forward, so whatever another node wrote meanwhile
+/// (a touch, a remember-me switch) can only postpone a touch; a hint that
+/// is missing or forgotten only costs the script.
 pub(super) struct TouchHints {
     shards: Vec<Mutex<HashMap<SessionKey, TouchBasis>>>,
 }
@@ -47,7 +46,7 @@ impl TouchHints {
     pub(super) fn no_touch_due(&self, key: &SessionKey, policy: &Policy, now: Timestamp) -> bool {
         self.shard(key)
             .get(key)
-            .is_some_and(|basis| now < basis.first_touch_due(policy))
+            .is_some_and(|basis| now < basis.no_touch_before(policy))
     }
 
     /// Remembers what decides when a touch of `key` falls due.

@@ -48,16 +48,17 @@ pub const DEFAULT_REDIS_PREFIX: &str = "tsl:";
 ///   one is due, are one Lua script
 ///   ([`load_and_touch`](LifetimeStore::load_and_touch)). The store
 ///   remembers, for the sessions this process loaded lately (at most
-///   65,536, about 4 MB), what decides when a touch falls due (the stored
-///   activity, remember-me, the record's idle limit), and judges it against
-///   each request's policy; while no touch can be due it loads with a
-///   plain `HGETALL`, which costs Redis about a ninth of the script (0.9 µs
-///   against 8.4 µs a call in `INFO commandstats`), so the script runs
-///   about once per touch granularity per session. Stored activity only
-///   moves forward, so what another node wrote can only postpone a touch;
-///   should a touch be due after all (a remember-me switch since), the
-///   store sees it in what it loaded and touches then, with a second round
-///   trip, once.
+///   65,536, about 4 MB), what decides when a touch can fall due (the
+///   stored activity and the shorter of the record's idle limits), and
+///   judges it against each request's policy; while no touch can be due it
+///   loads with a plain `HGETALL`, which costs Redis about a ninth of the
+///   script (0.9 µs against 8.4 µs a call in `INFO commandstats`), so the
+///   script runs about once per touch granularity per session. Stored
+///   activity only moves forward, and the shorter idle limit holds whatever
+///   remember-me becomes, so what another node wrote can only postpone a
+///   touch; should one be due after all, the store runs the script then
+///   (a second round trip), so that the load and the touch stay one
+///   atomic step.
 /// - **Atomic conditional writes.** A touch only moves forward and never
 ///   re-creates a record, an update checks the version, an expired session
 ///   is deleted only if no touch came in between: each is one script.
@@ -135,8 +136,9 @@ impl RedisStore {
     /// [`load_and_touch`](LifetimeStore::load_and_touch) when the hints
     /// say no touch can be due: one plain `HGETALL`, cheaper for Redis than
     /// the script, which must carry every field into Lua and back. Should
-    /// the hint be stale (a policy tightened since) and a touch be due
-    /// after all, it is made: a second round trip, once.
+    /// a touch be due after all, the script runs as if there had been no
+    /// hint (a second round trip), so that the load and the touch stay one
+    /// atomic step.
     async fn load_before_touch_due(
         &self,
         key: &SessionKey,
@@ -147,14 +149,37 @@ impl RedisStore {
             self.hints.forget(key);
             return Ok(None);
         };
-        let touch = match judge(policy, &record, now) {
-            Verdict::Admitted(admission) if admission.touch && record.renewed_to.is_none() => {
-                Some(self.touch(key, now, admission.deadlines.nearest()).await?)
-            }
-            _ => None,
-        };
-        let touched_at = (touch == Some(TouchOutcome::Touched)).then_some(now);
-        self.remember_hint(key, &record, touched_at);
+        if record.renewed_to.is_none()
+            && matches!(judge(policy, &record, now), Verdict::Admitted(admission) if admission.touch)
+        {
+            return self.load_and_touch_in_script(key, policy, now).await;
+        }
+        self.remember_hint(key, &record, None);
+        Ok(Some(LoadedRecord::new(record, None)))
+    }
+
+    /// The `LOAD_AND_TOUCH` script: loads the session and, if a touch is
+    /// due, touches it, in one atomic step.
+    async fn load_and_touch_in_script(
+        &self,
+        key: &SessionKey,
+        policy: &Policy,
+        now: Timestamp,
+    ) -> Result<Option<LoadedRecord>, StoreError> {
+        let mut invocation = self.on_session(&self.scripts.load_and_touch, key);
+        invocation
+            .arg(now.as_unix_millis())
+            .arg(&policy_args(policy)[..])
+            .arg(LATEST_EXPIRY);
+        let (touched, reply): (i64, redis::Value) = self.run(&mut invocation).await?;
+        let stored = stored_fields(&reply)?;
+        if stored.is_empty() {
+            self.hints.forget(key);
+            return Ok(None);
+        }
+        let record = record_from(&stored)?;
+        let touch = (touched == 2).then_some(TouchOutcome::Touched);
+        self.remember_hint(key, &record, touch.map(|_| now));
         Ok(Some(LoadedRecord::new(record, touch)))
     }
 
@@ -214,21 +239,7 @@ impl LifetimeStore for RedisStore {
         if self.hints.no_touch_due(key, policy, now) {
             return self.load_before_touch_due(key, policy, now).await;
         }
-        let mut invocation = self.on_session(&self.scripts.load_and_touch, key);
-        invocation
-            .arg(now.as_unix_millis())
-            .arg(&policy_args(policy)[..])
-            .arg(LATEST_EXPIRY);
-        let (touched, reply): (i64, redis::Value) = self.run(&mut invocation).await?;
-        let stored = stored_fields(&reply)?;
-        if stored.is_empty() {
-            self.hints.forget(key);
-            return Ok(None);
-        }
-        let record = record_from(&stored)?;
-        let touch = (touched == 2).then_some(TouchOutcome::Touched);
-        self.remember_hint(key, &record, touch.map(|_| now));
-        Ok(Some(LoadedRecord::new(record, touch)))
+        self.load_and_touch_in_script(key, policy, now).await
     }
 
     async fn touch(
@@ -271,6 +282,7 @@ impl LifetimeStore for RedisStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        self.hints.forget(key);
         let deleted: i64 = self
             .run(&mut self.on_session(&self.scripts.delete, key))
             .await?;
@@ -288,6 +300,7 @@ impl LifetimeStore for RedisStore {
         grace_until: Timestamp,
     ) -> Result<RenewOutcome, StoreError> {
         check_subject(record)?;
+        self.hints.forget(old);
         let new_member = new.to_hex();
         let mut invocation = self.on_session(&self.scripts.renew, old);
         invocation

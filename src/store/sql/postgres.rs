@@ -19,7 +19,7 @@ use crate::record::SessionRecord;
 use crate::store::{
     LifetimeStore, LoadedRecord, RenewOutcome, StoreError, TouchOutcome, UpdateOutcome,
 };
-use crate::time::Timestamp;
+use crate::time::{duration_to_millis_ceil, Timestamp};
 
 /// Keeps session lifetimes in a PostgreSQL table.
 ///
@@ -297,7 +297,8 @@ impl LifetimeStore for PostgresStore {
             .bind(limits.absolute_timeout.map(limit))
             .bind(limit(limits.remember_me_period))
             .bind(limits.remember_me_absolute_timeout.map(limit))
-            .bind(limit(policy.touch_granularity()))
+            // Rounded up, as `judge` compares whole milliseconds of activity.
+            .bind(clamped(duration_to_millis_ceil(policy.touch_granularity())))
             .bind(time(now))
             .bind(clamped(LATEST))
             .fetch_optional(&self.pool)
