@@ -169,9 +169,7 @@ pub fn judge(policy: &Policy, record: &SessionRecord, now: Timestamp) -> Verdict
             return Verdict::Expired(ExpiryReason::Absolute);
         }
     }
-    let granularity = policy
-        .touch_granularity
-        .min(limits.idle_for(record.remember_me) / 2);
+    let granularity = touch_granularity(policy, limits.idle_for(record.remember_me));
     let since_stored = now.saturating_duration_since(record.last_activity);
     let touch = since_stored > Duration::ZERO && since_stored >= granularity;
     let deadlines = if touch {
@@ -187,6 +185,13 @@ pub fn judge(policy: &Policy, record: &SessionRecord, now: Timestamp) -> Verdict
         touch,
         renew,
     })
+}
+
+/// How stale the stored activity may get before a request writes it, for
+/// a session judged by the idle limit `idle`: the policy's touch
+/// granularity, never more than half that limit.
+fn touch_granularity(policy: &Policy, idle: Duration) -> Duration {
+    policy.touch_granularity.min(idle / 2)
 }
 
 /// What decides when a touch of a record can fall due, kept by a store that
@@ -226,9 +231,7 @@ impl TouchBasis {
             .limits
             .idle_timeout
             .min(policy.limits.remember_me_period);
-        let granularity = policy
-            .touch_granularity
-            .min(self.shortest_idle.min(policy_idle) / 2);
+        let granularity = touch_granularity(policy, self.shortest_idle.min(policy_idle));
         // `judge` compares whole milliseconds with the granularity: round up.
         let millis = crate::time::duration_to_millis_ceil(granularity).max(1);
         self.activity.saturating_add(Duration::from_millis(millis))
