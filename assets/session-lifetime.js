@@ -59,7 +59,8 @@
   // its way while a newer request went out does not undo what that one
   // learned.
   var known = null;
-  // This tab's clock minus the server's (ms), from the last status answer.
+  // This tab's clock minus the server's (ms), from the last status answer,
+  // at its smallest.
   var clockOffset = 0;
   // Whether this page has seen a live session: a visitor's page stays quiet.
   var seenLive = false;
@@ -97,7 +98,10 @@
     if (!body || typeof body.idle_expires_at !== "number" || typeof body.now !== "number") {
       return null;
     }
-    clockOffset = Date.now() - body.now * 1000;
+    // `now` is rounded down to the second: the server's clock was up to a
+    // second later. Taking the latest it can have been puts this tab's
+    // deadlines early rather than late, as the rounded-down deadlines are.
+    clockOffset = Date.now() - (body.now + 1) * 1000;
     var absolute = typeof body.expires_at === "number" ? body.expires_at : null;
     return observation(body.idle_expires_at, absolute, sentAt);
   }
