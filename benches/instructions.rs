@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Variants (the routers of `benches/support`, as `overhead` measures them):
-//! `bare`, `layer` (the layer alone, bare handler), `tower_sessions`,
+//! `bare`, `layer` (the layer alone, bare handler, by `Router::layer`),
+//! `layer_around_router` (the same, the layer around the router),
+//! `tower_sessions`,
 //! `tower_sessions_with_lifetime`, and `sha256`: N SHA-256 digests of a
 //! session ID (`SessionId::key`), which the layer computes once per request.
 
@@ -22,8 +24,8 @@ use tower::ServiceExt;
 use tower_session_lifetime::id::SessionId;
 
 use support::{
-    bare_router, cookie_from_login, current_thread_runtime, layer_only_router, probe, request,
-    tower_sessions_router,
+    bare_router, cookie_from_login, current_thread_runtime, layer_around_router, layer_only_router,
+    probe, request, tower_sessions_router, Measured,
 };
 
 fn main() {
@@ -47,20 +49,34 @@ fn main() {
     }
 
     let rt = current_thread_runtime();
-    let (router, cookie_source): (Router, Option<Router>) = match variant.as_str() {
-        "bare" => (bare_router(), Some(layer_only_router())),
-        "layer" => (layer_only_router(), None),
-        "tower_sessions" => (tower_sessions_router(false), None),
-        "tower_sessions_with_lifetime" => (tower_sessions_router(true), None),
+    match variant.as_str() {
+        "bare" => run(&rt, variant, bare_router(), Some(layer_only_router()), n),
+        "layer" => run(&rt, variant, layer_only_router(), None, n),
+        "layer_around_router" => run(&rt, variant, layer_around_router(), None, n),
+        "tower_sessions" => run(&rt, variant, tower_sessions_router(false), None, n),
+        "tower_sessions_with_lifetime" => run(&rt, variant, tower_sessions_router(true), None, n),
         other => {
             eprintln!("unknown variant `{other}`");
             std::process::exit(2);
         }
-    };
+    }
+}
+
+/// Logs in (through `cookie_source` when `service` cannot), checks that
+/// the measured request is admitted, sends it `n` times, and checks again.
+fn run<S: Measured>(
+    rt: &tokio::runtime::Runtime,
+    variant: &str,
+    service: S,
+    cookie_source: Option<Router>,
+    n: u32,
+) {
     // The bare router ignores the cookie; it gets one of the same shape.
-    let login_router = cookie_source.as_ref().unwrap_or(&router);
-    let cookie = rt.block_on(cookie_from_login(login_router, Method::POST, "/login"));
-    let (status, _) = rt.block_on(probe(&router, &cookie));
+    let cookie = match &cookie_source {
+        Some(source) => rt.block_on(cookie_from_login(source, Method::POST, "/login")),
+        None => rt.block_on(cookie_from_login(&service, Method::POST, "/login")),
+    };
+    let (status, _) = rt.block_on(probe(&service, &cookie));
     assert!(
         status.is_success(),
         "{variant}: the request is not admitted"
@@ -68,16 +84,16 @@ fn main() {
 
     rt.block_on(async {
         for _ in 0..n {
-            let response = router
+            let response = service
                 .clone()
                 .oneshot(request(&cookie))
                 .await
-                .expect("infallible router");
+                .expect("infallible service");
             black_box(response);
         }
     });
 
-    let (status, _) = rt.block_on(probe(&router, &cookie));
+    let (status, _) = rt.block_on(probe(&service, &cookie));
     assert!(
         status.is_success(),
         "{variant}: no longer admitted after the run"

@@ -8,10 +8,26 @@ use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{HeaderValue, Method, Request, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
-use tower::ServiceExt;
+use std::convert::Infallible;
+
+use axum::response::Response;
+use tower::{Layer, Service, ServiceExt};
+use tower_session_lifetime::rejection::DefaultRejection;
+use tower_session_lifetime::session_lifetime::SessionLifetime;
 use tower_session_lifetime::{MemoryStore, SessionHandle, SessionLifetimeLayer};
 use tower_sessions::cookie::time;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
+
+/// What a measured variant is: a router, or the layer around one.
+pub trait Measured:
+    Service<Request<Body>, Response = Response, Error = Infallible> + Clone
+{
+}
+
+impl<S> Measured for S where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone
+{
+}
 
 pub const SUBJECT: &str = "bench-user";
 const BODY_LIMIT: usize = 64 * 1024;
@@ -35,7 +51,7 @@ pub fn current_thread_runtime() -> tokio::runtime::Runtime {
 
 /// Sends one request to `uri` and returns the `name=value` part of its
 /// `Set-Cookie` header, as a `Cookie` header value.
-pub async fn cookie_from_login(router: &Router, method: Method, uri: &str) -> HeaderValue {
+pub async fn cookie_from_login<S: Measured>(router: &S, method: Method, uri: &str) -> HeaderValue {
     let login = Request::builder()
         .method(method)
         .uri(uri)
@@ -59,7 +75,7 @@ pub async fn cookie_from_login(router: &Router, method: Method, uri: &str) -> He
 }
 
 /// Sends the measured request once and returns its status and body.
-pub async fn probe(router: &Router, cookie: &HeaderValue) -> (StatusCode, String) {
+pub async fn probe<S: Measured>(router: &S, cookie: &HeaderValue) -> (StatusCode, String) {
     let response = router
         .clone()
         .oneshot(request(cookie))
@@ -122,6 +138,18 @@ pub fn layer_only_router() -> Router {
         .route("/login", post(lifetime_login))
         .layer(SessionLifetimeLayer::new(MemoryStore::new()))
         .with_state(())
+}
+
+/// The layer around the whole router, as `axum::serve(listener,
+/// layer.layer(router))` has it, rather than on its routes: the same
+/// handlers as [`layer_only_router`], without the per-route wrapping that
+/// `Router::layer` adds.
+pub fn layer_around_router() -> SessionLifetime<Router, DefaultRejection> {
+    let routes = Router::new()
+        .route("/", get(bare_handler))
+        .route("/login", post(lifetime_login))
+        .with_state(());
+    SessionLifetimeLayer::new(MemoryStore::new()).layer(routes)
 }
 
 /// tower-sessions 0.14 over its `MemoryStore`, expiry on inactivity,

@@ -20,9 +20,9 @@ use crate::rejection::{
 /// Decides what a request gets after its session was checked.
 pub(crate) fn after_check<ReqBody, ResBody, R>(
     context: RequestContext<'_, R>,
-    request: Request<ReqBody>,
+    request: &mut Request<ReqBody>,
     checked: Checked,
-) -> Next<ReqBody, ResBody, R>
+) -> Next<ResBody, R>
 where
     ResBody: Default,
     R: RejectionResponse<ResBody>,
@@ -54,7 +54,6 @@ where
                 response.extensions_mut().insert(reason);
                 return Next::Respond(response);
             }
-            let mut request = request;
             config.cookie.strip(request.headers_mut());
             let reason = RejectReason::StoreUnavailable;
             // A login or logout on this request still ends the session the
@@ -122,17 +121,17 @@ pub(crate) fn count_guess<ReqBody>(
 /// named, if it named one.
 pub(crate) fn refuse<ReqBody, ResBody, R>(
     context: RequestContext<'_, R>,
-    mut request: Request<ReqBody>,
+    request: &mut Request<ReqBody>,
     reason: RejectReason,
     presented: Option<SessionId>,
-) -> Next<ReqBody, ResBody, R>
+) -> Next<ResBody, R>
 where
     ResBody: Default,
     R: RejectionResponse<ResBody>,
 {
     let config = context.config;
     tracing::info!(reason = reason.as_str(), "session not admitted");
-    count_guess(config, &request, reason);
+    count_guess(config, request, reason);
     let mut response = match &config.on_invalid {
         OnInvalidSession::PassThrough => {
             config.cookie.strip(request.headers_mut());

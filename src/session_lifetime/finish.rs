@@ -13,8 +13,10 @@ use crate::id::SessionId;
 use crate::rejection::{OnStoreError, RejectReason, RejectionResponse};
 
 /// What happens next to a request: the inner service, or an answer now.
-pub(crate) enum Next<ReqBody, ResBody, R> {
-    Call(Request<ReqBody>, Finish<R>),
+/// The request itself stays with the caller, which moves it once, into the
+/// inner service (a request is a few hundred bytes: every move is a copy).
+pub(crate) enum Next<ResBody, R> {
+    Call(Finish<R>),
     Respond(Response<ResBody>),
 }
 
@@ -107,10 +109,10 @@ pub(crate) enum Entry {
 /// Lets the request in with `handle` in its extensions, as `entry` says.
 pub(crate) fn call_with<ReqBody, ResBody, R: Clone>(
     context: RequestContext<'_, R>,
-    mut request: Request<ReqBody>,
+    request: &mut Request<ReqBody>,
     handle: SessionHandle,
     entry: Entry,
-) -> Next<ReqBody, ResBody, R> {
+) -> Next<ResBody, R> {
     request.extensions_mut().insert(handle.clone());
     let (rejected, presented, admitted) = match entry {
         Entry::Visitor => (None, None, false),
@@ -127,12 +129,9 @@ pub(crate) fn call_with<ReqBody, ResBody, R: Clone>(
         admitted,
         responder: context.responder.clone(),
     });
-    Next::Call(
-        request,
-        Finish {
-            handle,
-            rejected,
-            followed,
-        },
-    )
+    Next::Call(Finish {
+        handle,
+        rejected,
+        followed,
+    })
 }

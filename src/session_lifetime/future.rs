@@ -125,12 +125,18 @@ where
         }
     }
 
-    pub(crate) fn from_next<ResBody>(next: Next<ReqBody, ResBody, R>, inner: &mut S) -> Self
+    /// The inner service called with `request`, or the layer's answer, as
+    /// `next` says.
+    pub(crate) fn from_next<ResBody>(
+        next: Next<ResBody, R>,
+        inner: &mut S,
+        request: Request<ReqBody>,
+    ) -> Self
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     {
         let state = match next {
-            Next::Call(request, finish) => State::Calling {
+            Next::Call(finish) => State::Calling {
                 future: inner.call(request),
                 finish: Some(finish),
             },
@@ -176,13 +182,13 @@ where
                     let checked = ready!(check.as_mut().poll(cx));
                     let Pending {
                         mut inner,
-                        request,
+                        mut request,
                         context,
                     } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let next = after_check(context.borrow(), request, checked);
-                    let next = ResponseFuture::from_next(next, &mut inner);
+                    let next = after_check(context.borrow(), &mut request, checked);
+                    let next = ResponseFuture::from_next(next, &mut inner, request);
                     this.state.set(next.state);
                 }
                 StateProj::CheckingStatus { check, pending } => {

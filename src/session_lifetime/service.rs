@@ -10,7 +10,7 @@ use tower_service::Service;
 use super::check::{start_check, Activity, Started};
 use super::context::RequestContext;
 use super::decide::{after_check, refuse, too_many_guesses};
-use super::finish::{call_with, Entry, Next};
+use super::finish::{call_with, Entry};
 use super::future::ResponseFuture;
 use super::status_request::{self as status, method_not_allowed, status_request, StatusRequest};
 use crate::config::Config;
@@ -160,7 +160,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let activity = match status_request(&self.config, &request) {
             StatusRequest::No => Activity::Counts,
             StatusRequest::Report(activity) => return self.status(request, activity),
@@ -177,19 +177,19 @@ where
         };
         if !matches!(lookup, CookieLookup::Absent) {
             if let Some(response) = too_many_guesses(context, &request) {
-                return ResponseFuture::from_next(Next::Respond(response), &mut self.inner);
+                return ResponseFuture::answered(response);
             }
         }
         let next = match lookup {
             CookieLookup::Absent => {
                 let config = Arc::clone(context.config);
                 let handle = SessionHandle::visitor(config, context.choice, None, false, None);
-                call_with(context, request, handle, Entry::Visitor)
+                call_with(context, &mut request, handle, Entry::Visitor)
             }
-            CookieLookup::Rejected(reason) => refuse(context, request, reason, None),
+            CookieLookup::Rejected(reason) => refuse(context, &mut request, reason, None),
             CookieLookup::Found(id) => {
                 match start_check(context.config, id, activity, context.choice) {
-                    Started::Done(checked) => after_check(context, request, checked),
+                    Started::Done(checked) => after_check(context, &mut request, checked),
                     Started::Pending(check) => {
                         let context = context.to_owned();
                         // The store is asked before the inner service is
@@ -203,6 +203,6 @@ where
                 }
             }
         };
-        ResponseFuture::from_next(next, &mut self.inner)
+        ResponseFuture::from_next(next, &mut self.inner, request)
     }
 }
