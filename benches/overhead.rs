@@ -16,6 +16,9 @@
 //! - `session_lifetime_layer_only`: the same, with the bare handler, which
 //!   never looks at the session: the middleware alone, without the cost of
 //!   an axum extractor;
+//! - `session_lifetime_around_router`: the same layer and handlers, the
+//!   layer around the router (`layer.layer(router)`) instead of given to
+//!   `Router::layer`, which wraps and boxes the route anew per request;
 //! - `tower_sessions`: tower-sessions 0.14 over its `MemoryStore`, expiry on
 //!   inactivity, `always_save`; the handler reads one value;
 //! - `tower_sessions_with_lifetime`: the same tower-sessions router, with
@@ -47,8 +50,8 @@ use tower_sessions::SessionManagerLayer;
 mod support;
 
 use support::{
-    bare_router, cookie_from_login, current_thread_runtime, layer_only_router, lifetime_login,
-    lifetime_me, probe, request, tower_sessions_router, ts_login, ts_me, SUBJECT,
+    bare_router, cookie_from_login, current_thread_runtime, layer_around_router, layer_only_router,
+    lifetime_login, lifetime_me, probe, request, tower_sessions_router, ts_login, ts_me, SUBJECT,
 };
 
 const GROUP: &str = "overhead";
@@ -176,7 +179,35 @@ fn overhead(c: &mut Criterion) {
             })
         });
     }
+    // session_lifetime_around_router: the layer-only handlers, the layer
+    // around the router (`layer.layer(router)`) rather than given to
+    // `Router::layer`, which wraps and boxes each route anew per request.
+    let around = layer_around_router();
+    let around_cookie = rt.block_on(cookie_from_login(&around, Method::POST, "/login"));
+    let (status, body) = rt.block_on(probe(&around, &around_cookie));
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "session_lifetime_around_router: not admitted"
+    );
+    assert_eq!(body, "hello");
+    group.bench_function("session_lifetime_around_router", |b| {
+        b.to_async(&rt).iter(|| async {
+            let response = around
+                .clone()
+                .oneshot(request(&around_cookie))
+                .await
+                .expect("infallible service");
+            std::hint::black_box(response)
+        })
+    });
     group.finish();
+    let (status, _) = rt.block_on(probe(&around, &around_cookie));
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "session_lifetime_around_router: not admitted"
+    );
 
     // The session must still be admitted after the run: the numbers above
     // are the admitted path, not a rejection.
@@ -296,6 +327,13 @@ fn print_summary(run_started: SystemTime) {
             "| + `SessionLifetimeLayer`, handler as bare (no extractor) | {} | {:.0} ns |",
             layer_only.cell(),
             layer_only.point - bare.point
+        );
+    }
+    if let Some(around) = estimate_ns(&dir, "session_lifetime_around_router", run_started) {
+        println!(
+            "| `SessionLifetimeLayer` around the router, handler as bare | {} | {:.0} ns |",
+            around.cell(),
+            around.point - bare.point
         );
     }
     println!(

@@ -729,45 +729,55 @@ fn expired(header: &HeaderValue, now: Timestamp) -> bool {
     })
 }
 
-/// Applies `edit` to the followed cookie's `Set-Cookie` headers.
+/// Applies `edit` to the followed cookie's `Set-Cookie` headers. A response
+/// that still sets the session cookie afterwards must not be cached.
 pub(crate) fn edit_cookies(config: &Config, edit: CookieEdit, headers: &mut HeaderMap) {
-    edit_followed_cookie(config, edit, headers);
-    // The inner layer's own Set-Cookie of the session, kept or rewritten.
-    let sets_session = headers
-        .get_all(SET_COOKIE)
-        .iter()
-        .any(|header| SetCookie::read(config.cookie.name(), header).is_some());
-    if sets_session {
-        forbid_caching(headers);
-    }
-}
-
-fn edit_followed_cookie(config: &Config, edit: CookieEdit, headers: &mut HeaderMap) {
-    match edit {
-        CookieEdit::FromHandle | CookieEdit::Keep => {}
+    // Whether the inner layer's own `Set-Cookie` of the session is left,
+    // kept or rewritten: known from the edit, except when it is kept as is.
+    let inner_cookie_left = match edit {
+        CookieEdit::FromHandle | CookieEdit::Keep => headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .any(|header| SetCookie::read(config.cookie.name(), header).is_some()),
         // `settle` saw the followed cookie, so it is there.
-        CookieEdit::Drop => drop_followed(config, headers, true),
+        CookieEdit::Drop => {
+            drop_followed(config, headers, true);
+            false
+        }
+        // The cookies appended here forbid caching themselves.
         CookieEdit::Clear | CookieEdit::StoreFailed => {
             drop_followed(config, headers, false);
             config.cookie.append_removal(headers);
+            false
         }
-        CookieEdit::StoreFailedKeptId => drop_followed(config, headers, false),
+        CookieEdit::StoreFailedKeptId => {
+            drop_followed(config, headers, false);
+            false
+        }
         CookieEdit::Reissue { id, max_age } => {
             drop_followed(config, headers, false);
             config.cookie.append_set(headers, &id, max_age);
+            false
         }
         CookieEdit::Lifetime(max_age) => {
             let http::header::Entry::Occupied(mut entry) = headers.entry(SET_COOKIE) else {
                 return;
             };
+            let mut left = false;
             for header in entry.iter_mut() {
-                let rewritten = SetCookie::read(config.cookie.name(), header)
-                    .and_then(|set| set.with_lifetime(max_age));
-                if let Some(rewritten) = rewritten {
+                let Some(set) = SetCookie::read(config.cookie.name(), header) else {
+                    continue;
+                };
+                left = true;
+                if let Some(rewritten) = set.with_lifetime(max_age) {
                     *header = rewritten;
                 }
             }
+            left
         }
+    };
+    if inner_cookie_left {
+        forbid_caching(headers);
     }
 }
 
