@@ -4,6 +4,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+mod spare;
+
 use http::{Extensions, HeaderMap, HeaderValue, Response};
 
 pub use crate::own_sessions::SessionInfo;
@@ -47,11 +49,14 @@ const LOGIN_ATTEMPTS: usize = 3;
 /// ```
 #[derive(Clone)]
 pub struct SessionHandle {
+    config: Arc<Config>,
+    /// What the handler and the layer share for this request. Kept apart
+    /// from the configuration so that the layer can reuse it for the next
+    /// request on the thread (see [`spare`]).
     inner: Arc<HandleInner>,
 }
 
 struct HandleInner {
-    config: Arc<Config>,
     /// The policies of the request's tenant and route group.
     choice: PolicyChoice,
     state: Mutex<HandleState>,
@@ -175,24 +180,28 @@ impl SessionHandle {
     #[inline]
     fn with_state(config: Arc<Config>, choice: PolicyChoice, state: HandleState) -> Self {
         SessionHandle {
-            inner: Arc::new(HandleInner {
-                config,
-                choice,
-                state: Mutex::new(state),
-            }),
+            config,
+            inner: spare::fill(choice, state),
         }
+    }
+
+    /// Ends the layer's part in the request: the handle's shared state goes
+    /// back to this thread's spare when no clone of it is left (the handler
+    /// kept none), so that the next request needs no allocation for it.
+    pub(crate) fn finished(self) {
+        spare::keep(self.inner);
     }
 
     /// The policy the request is judged by: its tenant's, tightened for its
     /// route group.
     pub(crate) fn policy(&self) -> &Policy {
-        self.inner.config.policies.policy(self.inner.choice)
+        self.config.policies.policy(self.inner.choice)
     }
 
     /// The policy a session started in this request is snapshotted with:
     /// its tenant's.
     pub(crate) fn base_policy(&self) -> &Policy {
-        self.inner.config.policies.base(self.inner.choice)
+        self.config.policies.base(self.inner.choice)
     }
 
     fn state(&self) -> MutexGuard<'_, HandleState> {
@@ -252,7 +261,7 @@ impl SessionHandle {
         let Some(at) = self.authenticated_at() else {
             return false;
         };
-        self.inner.config.clock.now() < at.saturating_add(max_age)
+        self.config.clock.now() < at.saturating_add(max_age)
     }
 
     /// The session's [label](SessionHandle::login_labelled), if it has one.
@@ -349,7 +358,7 @@ impl SessionHandle {
             });
         }
         let label: Option<Arc<str>> = label.map(Into::into);
-        let config = &self.inner.config;
+        let config = &self.config;
         if config.followed && config.session_data.is_none() && self.state().signed_in {
             // The other layer may keep the signed-in ID (axum-login does),
             // and without its store the layer cannot give the session
@@ -404,7 +413,7 @@ impl SessionHandle {
     /// Applies the policy's [session limit](crate::policy::PolicyBuilder::max_sessions_per_subject)
     /// before `subject` logs in: ends its oldest live sessions, or refuses.
     async fn make_room_for(&self, subject: &str) -> Result<(), SessionError> {
-        let config = &self.inner.config;
+        let config = &self.config;
         let policy = self.base_policy();
         let Some(limit) = policy.session_limit() else {
             return Ok(());
@@ -454,7 +463,7 @@ impl SessionHandle {
             self.logout().await?;
             return Ok(u64::from(had_session));
         };
-        let config = &self.inner.config;
+        let config = &self.config;
         // Listed first, for an event naming each; a store that cannot list
         // cannot delete them all either, and says so below.
         let listed: Vec<SessionKey> = match config.store.sessions_of(&subject).await {
@@ -507,7 +516,7 @@ impl SessionHandle {
         return_to: Option<&str>,
     ) -> Result<LogoutRedirect, SessionError> {
         self.logout().await?;
-        let location = self.inner.config.logout_redirects.target(return_to).clone();
+        let location = self.config.logout_redirects.target(return_to).clone();
         Ok(LogoutRedirect { location })
     }
 
@@ -537,9 +546,9 @@ impl SessionHandle {
             }
         };
         if let Some((id, key)) = ending {
-            let ended = self.inner.config.end_session(&id, &key).await?;
+            let ended = self.config.end_session(&id, &key).await?;
             if let (true, Some(reason)) = (ended, reason) {
-                observe::ended(self.inner.config.metrics.as_ref(), &key, reason);
+                observe::ended(self.config.metrics.as_ref(), &key, reason);
             }
             let mut state = self.state();
             state.session = None;
@@ -563,7 +572,7 @@ impl SessionHandle {
     pub async fn set_remember_me(&self, remember_me: bool) -> Result<(), SessionError> {
         let current = {
             let mut state = self.state();
-            if self.inner.config.followed {
+            if self.config.followed {
                 state
                     .pending
                     .get_or_insert_with(Default::default)
@@ -576,7 +585,7 @@ impl SessionHandle {
         };
         let (key, mut record) = match current {
             Some(current) => current,
-            None if self.inner.config.followed => return Ok(()),
+            None if self.config.followed => return Ok(()),
             None => return Err(SessionError::NoSession),
         };
         if record.remember_me == remember_me {
@@ -616,7 +625,7 @@ impl SessionHandle {
         let Some((key, mut record)) = self.current_record() else {
             return Err(SessionError::NoSession);
         };
-        record.authenticated_at = self.inner.config.clock.now();
+        record.authenticated_at = self.config.clock.now();
         self.replace_record(key, record).await
     }
 
@@ -633,7 +642,6 @@ impl SessionHandle {
         let deadlines = self.policy().deadlines(&record, record.last_activity);
         record.expires_at = self.base_policy().expiry(&record, record.last_activity);
         let outcome = self
-            .inner
             .config
             .store
             .update(&key, expected_version, &record)
@@ -658,7 +666,7 @@ impl SessionHandle {
 
     /// The layer's configuration.
     pub(crate) fn config(&self) -> &Config {
-        &self.inner.config
+        &self.config
     }
 
     /// The session's key and record, as this request knows them.
@@ -671,7 +679,7 @@ impl SessionHandle {
 
     /// Writes the cookie change this request made onto the response headers.
     pub(crate) fn write_cookie(&self, headers: &mut HeaderMap) {
-        let config = &self.inner.config;
+        let config = &self.config;
         let state = self.state();
         match (state.cookie, &state.session) {
             (CookieChange::Keep, _) => {}
@@ -689,7 +697,7 @@ impl SessionHandle {
     /// Writes the session's deadlines into the response headers, when the
     /// layer is configured to and the session is still live.
     pub(crate) fn write_deadline_headers(&self, headers: &mut HeaderMap) {
-        let Some(names) = &self.inner.config.deadline_headers else {
+        let Some(names) = &self.config.deadline_headers else {
             return;
         };
         if let Some(session) = &self.state().session {
@@ -711,7 +719,7 @@ impl SessionHandle {
     /// For a followed cookie: what the response needs to know of this
     /// request's session.
     pub(crate) fn followed_state(&self) -> FollowedState {
-        let now = self.inner.config.clock.now();
+        let now = self.config.clock.now();
         let state = self.state();
         FollowedState {
             current: state.session.as_ref().map(|session| CurrentSession {

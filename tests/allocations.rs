@@ -3,13 +3,15 @@
 //! nothing, the request built before counting starts, the response future
 //! polled by hand on this thread.
 //!
-//! An admitted request that needs no store write makes four: the shared
-//! state of its `SessionHandle` (one `Arc`), the box `http::Extensions`
-//! keeps each value in, and the extension map itself (its box and its
-//! table), which an axum router has already made before the layer runs, so
-//! that in an axum app the layer adds two. A request without a session
-//! cookie makes the same four. A test, not a benchmark: a new allocation on
-//! this path fails it.
+//! An admitted request that needs no store write makes one allocation of
+//! the layer's own: the box `http::Extensions` keeps the `SessionHandle`
+//! in. The handle's shared state is reused from the previous request on
+//! the thread (none of it is kept by the handler). On a request whose
+//! extension map is still empty, `http` allocates the map too (its box and
+//! its table): three in all. An axum router has made the map before a
+//! layer given to `Router::layer` runs, so there the layer adds one. A
+//! request without a session cookie makes the same. A test, not a
+//! benchmark: a new allocation on this path fails it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -100,8 +102,9 @@ where
     (response, allocations() - before)
 }
 
-#[test]
-fn an_admitted_request_and_a_visitor_make_four_allocations() {
+/// The layer over an inner service that allocates nothing and logs in on
+/// `/login`, and the `Cookie` header of a session it started.
+fn layer_with_session() -> (impl LayerService, String) {
     let layer = SessionLifetimeLayer::new(MemoryStore::new());
     let mut service = layer.layer(tower::service_fn(|request: Request<()>| {
         let login = request.uri().path() == "/login";
@@ -122,23 +125,96 @@ fn an_admitted_request_and_a_visitor_make_four_allocations() {
         .next()
         .unwrap()
         .to_owned();
+    (service, cookie)
+}
 
+trait LayerService:
+    Service<Request<()>, Response = Response<()>, Error = std::convert::Infallible>
+{
+}
+
+impl<S> LayerService for S where
+    S: Service<Request<()>, Response = Response<()>, Error = std::convert::Infallible>
+{
+}
+
+/// An extension a router puts into every request before the layer runs.
+#[derive(Clone)]
+struct FromTheRouter;
+
+/// A request for `/`, with `cookie` if given, and with its extension map
+/// already made (as a router leaves it) if `routed`.
+fn request(cookie: Option<&str>, routed: bool) -> Request<()> {
+    let mut request = Request::get("/");
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let mut request = request.body(()).unwrap();
+    if routed {
+        request.extensions_mut().insert(FromTheRouter);
+    }
+    request
+}
+
+#[test]
+fn an_admitted_request_and_a_visitor_make_three_allocations() {
+    let (mut service, cookie) = layer_with_session();
     for _ in 0..3 {
-        let request = Request::get("/")
-            .header(header::COOKIE, &cookie)
-            .body(())
-            .unwrap();
-        let (response, made) = send(&mut service, request);
+        let (response, made) = send(&mut service, request(Some(&cookie), false));
         assert_eq!(response.status(), 200, "not admitted");
-        assert_eq!(made, EXPECTED, "allocations of an admitted request");
+        assert_eq!(made, 3, "allocations of an admitted request");
         drop(response);
 
-        let (response, made) = send(&mut service, Request::get("/").body(()).unwrap());
+        let (response, made) = send(&mut service, request(None, false));
         assert_eq!(response.status(), 204, "a visitor was admitted");
-        assert_eq!(made, EXPECTED, "allocations of a request without a cookie");
+        assert_eq!(made, 3, "allocations of a request without a cookie");
     }
 }
 
-/// The handle's `Arc`, the extension's box, and the extension map's box
-/// and table.
-const EXPECTED: u64 = 4;
+#[test]
+fn behind_a_router_the_layer_makes_one_allocation() {
+    let (mut service, cookie) = layer_with_session();
+    for _ in 0..3 {
+        let (response, made) = send(&mut service, request(Some(&cookie), true));
+        assert_eq!(response.status(), 200, "not admitted");
+        assert_eq!(made, 1, "allocations of an admitted request");
+        drop(response);
+
+        let (response, made) = send(&mut service, request(None, true));
+        assert_eq!(response.status(), 204, "a visitor was admitted");
+        assert_eq!(made, 1, "allocations of a request without a cookie");
+    }
+}
+
+#[test]
+fn a_handle_the_handler_keeps_is_not_reused() {
+    let layer = SessionLifetimeLayer::new(MemoryStore::new());
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::with_capacity(16)));
+    let store = std::sync::Arc::clone(&kept);
+    let mut service = layer.layer(tower::service_fn(move |request: Request<()>| {
+        let login = request.uri().path() == "/login";
+        let handle: SessionHandle = request.extensions().get().cloned().expect("a handle");
+        store.lock().unwrap().push(handle.clone());
+        async move {
+            if login {
+                handle.login("alice", false).await.expect("login");
+            }
+            inner(request).await
+        }
+    }));
+    let (response, _) = send(&mut service, Request::get("/login").body(()).unwrap());
+    let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+
+    // Each request's handle stays with the handler, so each needs its own
+    // state (one more allocation: its `Arc`), and none changes another's.
+    for _ in 0..3 {
+        let (response, made) = send(&mut service, request(None, true));
+        assert_eq!((response.status().as_u16(), made), (204, 2), "a visitor");
+        let (response, made) = send(&mut service, request(Some(&cookie), true));
+        assert_eq!((response.status().as_u16(), made), (200, 2), "admitted");
+    }
+    let kept = kept.lock().unwrap();
+    let active: Vec<bool> = kept.iter().map(SessionHandle::is_active).collect();
+    assert_eq!(active, [true, false, true, false, true, false, true]);
+}

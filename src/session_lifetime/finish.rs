@@ -88,6 +88,7 @@ impl<R> Finish<R> {
         if let Some(reason) = self.rejected {
             response.extensions_mut().insert(reason);
         }
+        self.handle.finished();
     }
 }
 
