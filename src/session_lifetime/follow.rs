@@ -609,10 +609,10 @@ impl<'a> SetCookie<'a> {
             if !matches!(attribute.first(), Some(b'M' | b'm' | b'E' | b'e')) {
                 continue;
             }
-            if let Some(max_age) = attribute_value(attribute, b"max-age") {
+            if let Some(max_age) = attribute_value(attribute, MAX_AGE) {
                 set.max_age = Some(max_age);
                 set.lifetime_attributes += 1;
-            } else if attribute_value(attribute, b"expires").is_some() {
+            } else if attribute_value(attribute, EXPIRES).is_some() {
                 set.expires = true;
                 set.lifetime_attributes += 1;
             }
@@ -657,8 +657,8 @@ impl<'a> SetCookie<'a> {
         let mut rewritten = Vec::with_capacity(bytes.len() + 24);
         let mut copied = 0;
         for (span, attribute) in attributes(bytes, 0) {
-            let lifetime = attribute_value(attribute, b"max-age").is_some()
-                || attribute_value(attribute, b"expires").is_some();
+            let lifetime = attribute_value(attribute, MAX_AGE).is_some()
+                || attribute_value(attribute, EXPIRES).is_some();
             if lifetime {
                 rewritten.extend_from_slice(&bytes[copied..span.start]);
                 copied = span.end;
@@ -701,16 +701,59 @@ fn next_semicolon(bytes: &[u8], from: usize) -> usize {
     crate::bytes::find_byte(bytes, from, b';').unwrap_or(bytes.len())
 }
 
+/// A lifetime attribute's name, as one 64-bit word: both are seven bytes
+/// long, so a name is compared in one step, in any case, instead of a byte
+/// at a time (this runs on every response that sets the followed cookie).
+#[derive(Clone, Copy)]
+struct AttributeName {
+    /// The name in lower case, in the low seven bytes.
+    lower: u64,
+    /// `0x20` in the bytes that are letters: setting it folds `A`–`Z` to
+    /// `a`–`z` and leaves a lower-case letter as it is.
+    letters: u64,
+}
+
+impl AttributeName {
+    const fn new(name: &[u8; 7]) -> Self {
+        let mut lower = [0u8; 8];
+        let mut letters = [0u8; 8];
+        let mut index = 0;
+        while index < 7 {
+            lower[index] = name[index];
+            if name[index].is_ascii_lowercase() {
+                letters[index] = 0x20;
+            }
+            index += 1;
+        }
+        AttributeName {
+            lower: u64::from_le_bytes(lower),
+            letters: u64::from_le_bytes(letters),
+        }
+    }
+
+    /// Whether `bytes` starts with this name, in any case.
+    fn starts(self, bytes: &[u8]) -> bool {
+        let Some(found) = bytes.get(..7) else {
+            return false;
+        };
+        let mut word = [0u8; 8];
+        word[..7].copy_from_slice(found);
+        // Only `A`–`Z` and `a`–`z` become a lower-case letter when bit
+        // 0x20 is set, and the other bytes are compared exactly.
+        u64::from_le_bytes(word) | self.letters == self.lower
+    }
+}
+
+const MAX_AGE: AttributeName = AttributeName::new(b"max-age");
+const EXPIRES: AttributeName = AttributeName::new(b"expires");
+
 /// The value of `attribute` (`Name=value`, spaces allowed around `=`) if
 /// its name is `name`, in any case.
-fn attribute_value<'a>(attribute: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let found = attribute.get(..name.len())?;
-    if !found.eq_ignore_ascii_case(name) {
+fn attribute_value(attribute: &[u8], name: AttributeName) -> Option<&[u8]> {
+    if !name.starts(attribute) {
         return None;
     }
-    let value = attribute[name.len()..]
-        .trim_ascii_start()
-        .strip_prefix(b"=")?;
+    let value = attribute[7..].trim_ascii_start().strip_prefix(b"=")?;
     Some(value.trim_ascii())
 }
 
@@ -813,6 +856,39 @@ fn drop_followed(config: &Config, headers: &mut HeaderMap, known_present: bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn an_attribute_name_matches_as_eq_ignore_ascii_case_does(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..10),
+            spelled in "(?i:max-age|expires)[= ;a-z]{0,3}",
+        ) {
+            for (name, text) in [(MAX_AGE, &b"max-age"[..]), (EXPIRES, &b"expires"[..])] {
+                for candidate in [&bytes[..], spelled.as_bytes()] {
+                    let expected = candidate.get(..7).is_some_and(|found| found.eq_ignore_ascii_case(text));
+                    proptest::prop_assert_eq!(name.starts(candidate), expected, "{:?}", candidate);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_attribute_name_folds_letters_only() {
+        assert!(MAX_AGE.starts(b"MAX-AGE=1") && MAX_AGE.starts(b"mAx-aGe"));
+        assert!(EXPIRES.starts(b"Expires=Thu"));
+        // `\r` with bit 0x20 set is `-`, `M` with it cleared is `m`'s
+        // partner, and `@` with it set is a backtick: none is the name.
+        for near in [
+            &b"max\rage"[..],
+            b"max-ag",
+            b"max_age",
+            b"@ax-age",
+            b"expire",
+            b"expire\x13",
+        ] {
+            assert!(!MAX_AGE.starts(near) && !EXPIRES.starts(near), "{near:?}");
+        }
+    }
 
     fn set_cookie(text: &'static str) -> HeaderValue {
         HeaderValue::from_static(text)
