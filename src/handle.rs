@@ -1,10 +1,14 @@
 //! What a handler sees: the session's deadlines, and login / logout.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::Duration;
 
 mod spare;
+mod state;
+
+pub(crate) use self::state::{ActiveSession, PendingSession};
+use self::state::{CookieChange, HandleInner, HandleState};
 
 use http::{Extensions, HeaderMap, HeaderValue, Response};
 
@@ -54,60 +58,6 @@ pub struct SessionHandle {
     /// from the configuration so that the layer can reuse it for the next
     /// request on the thread (see [`spare`]).
     inner: Arc<HandleInner>,
-}
-
-struct HandleInner {
-    /// The policies of the request's tenant and route group.
-    choice: PolicyChoice,
-    state: Mutex<HandleState>,
-}
-
-struct HandleState {
-    session: Option<ActiveSession>,
-    cookie: CookieChange,
-    rejected: Option<RejectReason>,
-    /// The session a cookie named that the store could not confirm (it was
-    /// down): login and logout end it too.
-    unconfirmed: Option<SessionId>,
-    /// With a followed cookie: the session the inner layer is to start in
-    /// this request.
-    pending: Option<PendingSession>,
-    /// Whether the request came with a live session that has a subject (a
-    /// login through the handle named it).
-    signed_in: bool,
-}
-
-/// What a handler asked for the session that another layer starts (a
-/// followed cookie): its subject and remember-me, and whether the request
-/// is a login (so the inner layer must give it a new ID).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct PendingSession {
-    pub(crate) subject: Option<Arc<str>>,
-    pub(crate) remember_me: bool,
-    pub(crate) login: bool,
-    pub(crate) label: Option<Arc<str>>,
-}
-
-/// An admitted (or just started) session.
-pub(crate) struct ActiveSession {
-    pub(crate) id: SessionId,
-    pub(crate) key: SessionKey,
-    pub(crate) record: SessionRecord,
-    pub(crate) deadlines: Deadlines,
-    /// Admitted on an ID that a renewal replaced, within its grace period:
-    /// the browser holds the new ID already, so this request's cookie is
-    /// left alone.
-    pub(crate) in_grace: bool,
-    /// When the layer admitted the request (or the login started the
-    /// session): the request's activity, whenever its response leaves.
-    pub(crate) admitted_at: Timestamp,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum CookieChange {
-    Keep,
-    Write,
-    Clear,
 }
 
 impl SessionHandle {
@@ -770,19 +720,6 @@ pub(crate) struct CurrentSession {
     pub(crate) cookie_max_age: Option<Duration>,
     /// When the layer admitted the request.
     pub(crate) admitted_at: Timestamp,
-}
-
-impl ActiveSession {
-    /// The `Max-Age` of the session's cookie at `now`: up to its nearest
-    /// deadline under the tenant's policy `base` for a remember-me session
-    /// (a route group's tighter deadline must not drop the cookie for the
-    /// rest of the app), none (a browser-session cookie) otherwise.
-    pub(crate) fn cookie_max_age(&self, now: Timestamp, base: &Policy) -> Option<Duration> {
-        self.record.remember_me.then(|| {
-            base.expiry(&self.record, self.record.last_activity)
-                .saturating_duration_since(now)
-        })
-    }
 }
 
 impl fmt::Debug for SessionHandle {

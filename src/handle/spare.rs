@@ -16,7 +16,7 @@
 use std::cell::Cell;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{CookieChange, HandleInner, HandleState};
+use super::state::{HandleInner, HandleState};
 use crate::policy::PolicyChoice;
 
 thread_local! {
@@ -24,14 +24,7 @@ thread_local! {
 }
 
 /// A handle's state as the spare keeps it: nothing of any request.
-const EMPTY: HandleState = HandleState {
-    session: None,
-    cookie: CookieChange::Keep,
-    rejected: None,
-    unconfirmed: None,
-    pending: None,
-    signed_in: false,
-};
+const EMPTY: HandleState = HandleState::EMPTY;
 
 /// The shared state of a new handle: the thread's spare, filled, or a new
 /// allocation when there is none.
