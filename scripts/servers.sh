@@ -59,6 +59,11 @@ if [[ "$tsl_servers" == *" redis "* ]]; then
 if ! command -v redis-server >/dev/null 2>&1; then
     apt_install redis-server
 fi
+# tests/redis_replication.rs pauses a replica with the kill program (not
+# the shell's builtin): procps has it.
+if ! type -P kill >/dev/null 2>&1; then
+    apt_install procps
+fi
 redis_port=$(free_port)
 redis_args=(--port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no
     --dir "$work_dir" --logfile "$work_dir/redis.log")

@@ -10,11 +10,11 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::hardening;
 use common::proxy::Proxy;
+use common::redis_server::OwnServer;
 use common::shared_store::{
     an_outage_gives_503_and_the_store_recovers, the_rules_hold_through_the_layer,
     two_nodes_act_as_one, Outage,
@@ -113,70 +113,6 @@ async fn a_record_expires_in_redis_at_its_deadline() {
         .await
         .unwrap();
     assert_eq!(expires_at as u64, later.as_unix_millis(), "a touch kept it");
-}
-
-/// A `redis-server` of this test's own, on a free loopback port.
-struct OwnServer {
-    port: u16,
-    dir: std::path::PathBuf,
-    process: Option<Child>,
-}
-
-impl OwnServer {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("tsl-redis-{port}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut server = OwnServer {
-            port,
-            dir,
-            process: None,
-        };
-        server.restart();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self) {
-        let binary = std::env::var("TSL_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let process = Command::new(binary)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/test installs it)");
-        self.process = Some(process);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server did not start on port {}", self.port);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            let _ = process.kill();
-            let _ = process.wait();
-        }
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 #[async_trait::async_trait]

@@ -21,6 +21,10 @@ pub enum StoreErrorKind {
     /// The store cannot do this operation at all (for example listing the
     /// sessions of a subject in a store without a subject index).
     Unsupported,
+    /// The change was made on the primary, but fewer replicas than the store
+    /// was told to wait for acknowledged it in time: a failover now could
+    /// undo it (see `RedisStore::with_replica_acknowledgement`).
+    NotReplicated,
 }
 
 /// A store operation failed. Keeps the backend's error as its
@@ -85,6 +89,9 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Corrupt => "session store returned a corrupt record",
             StoreErrorKind::InvalidRecord => "session record refused by the store",
             StoreErrorKind::Unsupported => "operation not supported by this session store",
+            StoreErrorKind::NotReplicated => {
+                "session store change not acknowledged by enough replicas"
+            }
         })
     }
 }

@@ -275,7 +275,9 @@ mod sql;
 use async_trait::async_trait;
 
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisStore, DEFAULT_REDIS_PREFIX};
+pub use self::redis::{
+    InvalidReplicaAcknowledgement, RedisStore, DEFAULT_REDIS_PREFIX, MAX_REPLICA_WAIT,
+};
 #[cfg(feature = "postgres")]
 pub use self::sql::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]

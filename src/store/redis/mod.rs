@@ -1,7 +1,9 @@
 //! [`RedisStore`]: lifetimes in Redis or Valkey (feature `redis`).
 
+mod error;
 mod fields;
 mod hints;
+mod replicas;
 mod scripts;
 
 use std::collections::HashMap;
@@ -10,10 +12,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, ScriptInvocation};
+use redis::{Client, ScriptInvocation};
 
+use self::error::store_error;
 use self::fields::{expiry_millis, fields, policy_args, record_from, FieldPairs, LATEST_EXPIRY};
 use self::hints::TouchHints;
+pub use self::replicas::{InvalidReplicaAcknowledgement, MAX_REPLICA_WAIT};
+use self::replicas::{ReplicaAcknowledgement, Wait};
 use self::scripts::Scripts;
 use super::{
     LifetimeStore, LoadedRecord, RenewOutcome, StoreError, StoreErrorKind, TouchOutcome,
@@ -80,10 +85,13 @@ pub const DEFAULT_REDIS_PREFIX: &str = "tsl:";
 /// Redis Cluster would put in different slots: use one primary (with
 /// replicas or Sentinel), not a Cluster.
 pub struct RedisStore {
+    client: Client,
     connection: ConnectionManager,
     prefix: String,
     scripts: Scripts,
     hints: TouchHints,
+    /// Set by [`with_replica_acknowledgement`](Self::with_replica_acknowledgement).
+    acknowledgement: Option<ReplicaAcknowledgement>,
 }
 
 impl RedisStore {
@@ -93,18 +101,60 @@ impl RedisStore {
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let client =
             Client::open(url).map_err(|err| StoreError::new(StoreErrorKind::Backend, err))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|err| StoreError::new(StoreErrorKind::Backend, err))?;
+        let connection = connect(&client, Duration::from_secs(2))?;
         Ok(RedisStore {
+            client,
             connection,
             prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             scripts: Scripts::new(),
             hints: TouchHints::new(),
+            acknowledgement: None,
         })
+    }
+
+    /// Ends sessions so that a failover cannot bring them back: a logout
+    /// ([`delete`](LifetimeStore::delete)) and a logout everywhere
+    /// ([`delete_sessions_of`](LifetimeStore::delete_sessions_of)) succeed
+    /// only once at least `replicas` replicas have the deletion, waiting at
+    /// most `timeout` (Redis `WAIT`). If fewer acknowledge it in time, the
+    /// operation fails with [`StoreErrorKind::NotReplicated`]: the session
+    /// is gone from the primary, but a failover now could bring it back,
+    /// so the handler's [`logout`](crate::SessionHandle::logout) reports an
+    /// error rather than a logout it cannot promise (asking again is safe).
+    ///
+    /// Without it (the default), Redis's asynchronous replication applies:
+    /// a logout acknowledged by a primary that dies before its replicas have
+    /// it is undone by the failover. See `SECURITY.md`.
+    ///
+    /// The deletions and their `WAIT` use a connection of their own, so a
+    /// replica that is slow or down holds up logouts (each for at most
+    /// `timeout`), never the requests that only load. Only use it with
+    /// replicas: a primary without them acknowledges nothing, and every
+    /// logout would fail after `timeout`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tower_session_lifetime::RedisStore;
+    ///
+    /// let store = RedisStore::open("redis://127.0.0.1:6379")?
+    ///     .with_replica_acknowledgement(1, Duration::from_millis(500))?;
+    /// # let _ = store;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Refused with [`InvalidReplicaAcknowledgement`] for zero replicas, or
+    /// a `timeout` under a millisecond or over [`MAX_REPLICA_WAIT`].
+    pub fn with_replica_acknowledgement(
+        mut self,
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<Self, InvalidReplicaAcknowledgement> {
+        let wait = Wait::new(replicas, timeout)?;
+        // The reply may take the whole wait: the connection allows for it.
+        let connection = connect(&self.client, timeout.saturating_add(Duration::from_secs(2)))
+            .map_err(|_| InvalidReplicaAcknowledgement::unusable_client())?;
+        self.acknowledgement = Some(ReplicaAcknowledgement::new(connection, wait));
+        Ok(self)
     }
 
     /// Keys under `prefix` instead of [`DEFAULT_REDIS_PREFIX`], for apps that
@@ -283,9 +333,11 @@ impl LifetimeStore for RedisStore {
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         self.hints.forget(key);
-        let deleted: i64 = self
-            .run(&mut self.on_session(&self.scripts.delete, key))
-            .await?;
+        let mut invocation = self.on_session(&self.scripts.delete, key);
+        let deleted: i64 = match &self.acknowledgement {
+            Some(acknowledgement) => acknowledgement.run(&invocation).await?,
+            None => self.run(&mut invocation).await?,
+        };
         Ok(deleted == 1)
     }
 
@@ -357,7 +409,10 @@ impl LifetimeStore for RedisStore {
     async fn delete_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
         let mut invocation = self.scripts.delete_sessions_of.key(self.index_key(subject));
         invocation.arg(&self.prefix);
-        let deleted: u64 = self.run(&mut invocation).await?;
+        let deleted: u64 = match &self.acknowledgement {
+            Some(acknowledgement) => acknowledgement.run(&invocation).await?,
+            None => self.run(&mut invocation).await?,
+        };
         Ok(deleted)
     }
 }
@@ -381,17 +436,13 @@ fn check_subject(record: &SessionRecord) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A Redis error, kept as the source of ours: one that says the server
-/// cannot be reached is [`StoreErrorKind::Unavailable`].
-fn store_error(err: RedisError) -> StoreError {
-    let kind = if err.is_io_error()
-        || err.is_connection_refusal()
-        || err.is_timeout()
-        || err.is_connection_dropped()
-    {
-        StoreErrorKind::Unavailable
-    } else {
-        StoreErrorKind::Backend
-    };
-    StoreError::new(kind, err)
+/// A connection to `client`'s server, made at the first use and re-made
+/// after a failure, whose replies may take up to `response_timeout`.
+fn connect(client: &Client, response_timeout: Duration) -> Result<ConnectionManager, StoreError> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(response_timeout))
+        .set_number_of_retries(1);
+    ConnectionManager::new_lazy_with_config(client.clone(), config)
+        .map_err(|err| StoreError::new(StoreErrorKind::Backend, err))
 }

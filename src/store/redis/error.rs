@@ -1,0 +1,20 @@
+//! Redis errors as [`StoreError`]s.
+
+use redis::RedisError;
+
+use crate::store::{StoreError, StoreErrorKind};
+
+/// A Redis error, kept as the source of ours: one that says the server
+/// cannot be reached is [`StoreErrorKind::Unavailable`].
+pub(super) fn store_error(err: RedisError) -> StoreError {
+    let kind = if err.is_io_error()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+    {
+        StoreErrorKind::Unavailable
+    } else {
+        StoreErrorKind::Backend
+    };
+    StoreError::new(kind, err)
+}
