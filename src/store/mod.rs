@@ -87,7 +87,10 @@
 //!   is listed, so it never grows past the subject's live sessions.
 //! - A script writes both a session and its subject's set, which Redis
 //!   Cluster would put in different slots: use one primary (with replicas
-//!   or Sentinel), not a Cluster.
+//!   or Sentinel), not a Cluster. With the `redis-sentinel` feature,
+//!   `RedisStore::open_sentinel` follows the primary Sentinel names through
+//!   a failover; `RedisStore::with_replica_acknowledgement` makes logouts
+//!   wait for replicas so that a failover cannot undo them.
 //! - While Redis cannot be reached, operations fail with
 //!   [`StoreErrorKind::Unavailable`] within two seconds and the layer
 //!   answers as configured (`503` by default); the connection is made again

@@ -10,6 +10,8 @@ pub struct OwnServer {
     port: u16,
     dir: std::path::PathBuf,
     extra: Vec<String>,
+    /// A Sentinel's configuration file (Sentinel rewrites it as it learns).
+    sentinel_config: Option<std::path::PathBuf>,
     process: Option<Child>,
 }
 
@@ -21,6 +23,31 @@ impl OwnServer {
 
     /// A server with `extra` arguments (for example `--replicaof`).
     pub fn start_with(extra: &[&str]) -> Self {
+        let mut server = OwnServer::new(extra);
+        server.restart();
+        server
+    }
+
+    /// A Sentinel watching the primary on `primary_port` as `service`,
+    /// with a quorum of `quorum`, quick to call it down (500 ms).
+    pub fn start_sentinel(service: &str, primary_port: u16, quorum: u32) -> Self {
+        let mut server = OwnServer::new(&[]);
+        let config = server.dir.join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "sentinel monitor {service} 127.0.0.1 {primary_port} {quorum}\n\
+                 sentinel down-after-milliseconds {service} 500\n\
+                 sentinel failover-timeout {service} 5000\n"
+            ),
+        )
+        .unwrap();
+        server.sentinel_config = Some(config);
+        server.restart();
+        server
+    }
+
+    fn new(extra: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -28,14 +55,13 @@ impl OwnServer {
             .port();
         let dir = std::env::temp_dir().join(format!("tsl-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = OwnServer {
+        OwnServer {
             port,
             dir,
             extra: extra.iter().map(|arg| (*arg).to_owned()).collect(),
+            sentinel_config: None,
             process: None,
-        };
-        server.restart();
-        server
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -48,9 +74,14 @@ impl OwnServer {
 
     pub fn restart(&mut self) {
         let binary = std::env::var("TSL_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let process = Command::new(binary)
+        let mut command = Command::new(binary);
+        match &self.sentinel_config {
+            // The configuration file comes first; Sentinel keeps no data.
+            Some(config) => command.arg(config).arg("--sentinel"),
+            None => command.args(["--save", "", "--appendonly", "no"]),
+        };
+        let process = command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra)

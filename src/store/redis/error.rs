@@ -1,16 +1,18 @@
 //! Redis errors as [`StoreError`]s.
 
-use redis::RedisError;
+use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use crate::store::{StoreError, StoreErrorKind};
 
 /// A Redis error, kept as the source of ours: one that says the server
-/// cannot be reached is [`StoreErrorKind::Unavailable`].
+/// cannot be reached, or is no longer a primary (`READONLY`: a demoted
+/// primary that came back as a replica), is [`StoreErrorKind::Unavailable`].
 pub(super) fn store_error(err: RedisError) -> StoreError {
     let kind = if err.is_io_error()
         || err.is_connection_refusal()
         || err.is_timeout()
         || err.is_connection_dropped()
+        || err.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
     {
         StoreErrorKind::Unavailable
     } else {

@@ -1,24 +1,28 @@
 //! [`RedisStore`]: lifetimes in Redis or Valkey (feature `redis`).
 
+mod connections;
 mod error;
 mod fields;
 mod hints;
+mod primary;
 mod replicas;
 mod scripts;
+#[cfg(feature = "redis-sentinel")]
+mod sentinel;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, ScriptInvocation};
+use redis::ScriptInvocation;
 
 use self::error::store_error;
 use self::fields::{expiry_millis, fields, policy_args, record_from, FieldPairs, LATEST_EXPIRY};
 use self::hints::TouchHints;
+use self::primary::Primary;
+use self::replicas::Wait;
 pub use self::replicas::{InvalidReplicaAcknowledgement, MAX_REPLICA_WAIT};
-use self::replicas::{ReplicaAcknowledgement, Wait};
 use self::scripts::Scripts;
 use super::{
     LifetimeStore, LoadedRecord, RenewOutcome, StoreError, StoreErrorKind, TouchOutcome,
@@ -81,17 +85,23 @@ pub const DEFAULT_REDIS_PREFIX: &str = "tsl:";
 ///   [`StoreErrorKind::Unavailable`] within two seconds, and the layer
 ///   answers as configured (`503` by default).
 ///
+/// - **Failovers.** With the `redis-sentinel` feature,
+///   [`open_sentinel`](Self::open_sentinel) follows the primary that Redis
+///   Sentinel names: requests get `503` while it fails over, and the store
+///   goes to the promoted replica by itself.
+///   [`with_replica_acknowledgement`](Self::with_replica_acknowledgement)
+///   makes a logout wait for replicas, so that a failover cannot undo it.
+///
 /// A script writes both a session's key and its subject's index, which
 /// Redis Cluster would put in different slots: use one primary (with
-/// replicas or Sentinel), not a Cluster.
+/// replicas, and Sentinel), not a Cluster.
 pub struct RedisStore {
-    client: Client,
-    connection: ConnectionManager,
+    primary: Primary,
     prefix: String,
     scripts: Scripts,
     hints: TouchHints,
     /// Set by [`with_replica_acknowledgement`](Self::with_replica_acknowledgement).
-    acknowledgement: Option<ReplicaAcknowledgement>,
+    acknowledgement: Option<Wait>,
 }
 
 impl RedisStore {
@@ -99,17 +109,43 @@ impl RedisStore {
     /// under [`DEFAULT_REDIS_PREFIX`]. It connects at the first use; only a
     /// malformed URL fails here.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let client =
-            Client::open(url).map_err(|err| StoreError::new(StoreErrorKind::Backend, err))?;
-        let connection = connect(&client, Duration::from_secs(2))?;
-        Ok(RedisStore {
-            client,
-            connection,
+        Ok(RedisStore::on(Primary::fixed(url)?))
+    }
+
+    fn on(primary: Primary) -> Self {
+        RedisStore {
+            primary,
             prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             scripts: Scripts::new(),
             hints: TouchHints::new(),
             acknowledgement: None,
-        })
+        }
+    }
+
+    /// A store on the primary that the Redis Sentinels at `sentinels`
+    /// (`redis://host:port` URLs) name for `service` (feature
+    /// `redis-sentinel`). It asks them now, and fails if none names a
+    /// primary; afterwards it asks again whenever an operation finds its
+    /// primary gone or demoted, and follows a failover by itself:
+    /// operations fail as [`StoreErrorKind::Unavailable`] (the layer
+    /// answers `503`) until the Sentinels have promoted a replica, then go
+    /// to it. What a failover can lose, and how not to lose a logout, is in
+    /// [`with_replica_acknowledgement`](Self::with_replica_acknowledgement).
+    ///
+    /// ```no_run
+    /// use tower_session_lifetime::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), tower_session_lifetime::store::StoreError> {
+    /// let sentinels = ["redis://127.0.0.1:26379", "redis://127.0.0.1:26380"];
+    /// let store = RedisStore::open_sentinel(&sentinels, "sessions").await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "redis-sentinel")]
+    pub async fn open_sentinel(sentinels: &[&str], service: &str) -> Result<Self, StoreError> {
+        let followed = sentinel::Followed::new(sentinels, service).await?;
+        Ok(RedisStore::on(Primary::Sentinel(followed)))
     }
 
     /// Ends sessions so that a failover cannot bring them back: a logout
@@ -151,9 +187,10 @@ impl RedisStore {
     ) -> Result<Self, InvalidReplicaAcknowledgement> {
         let wait = Wait::new(replicas, timeout)?;
         // The reply may take the whole wait: the connection allows for it.
-        let connection = connect(&self.client, timeout.saturating_add(Duration::from_secs(2)))
+        self.primary
+            .allow_wait(wait.timeout())
             .map_err(|_| InvalidReplicaAcknowledgement::unusable_client())?;
-        self.acknowledgement = Some(ReplicaAcknowledgement::new(connection, wait));
+        self.acknowledgement = Some(wait);
         Ok(self)
     }
 
@@ -170,10 +207,27 @@ impl RedisStore {
         &self,
         invocation: &mut ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        invocation
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(store_error)
+        let mut connection = self.primary.connections().shared;
+        match invocation.invoke_async(&mut connection).await {
+            Ok(value) => Ok(value),
+            Err(err) => Err(self.primary.failed(store_error(err)).await),
+        }
+    }
+
+    /// Runs `invocation` as [`run`](Self::run) does, or, with a replica
+    /// acknowledgement, on its connection and waiting for the replicas.
+    async fn run_acknowledged<T: redis::FromRedisValue>(
+        &self,
+        invocation: &mut ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let Some(wait) = self.acknowledgement else {
+            return self.run(invocation).await;
+        };
+        let connection = self.primary.connections().acknowledged;
+        match wait.run(connection, invocation).await {
+            Ok(value) => Ok(value),
+            Err(err) => Err(self.primary.failed(err).await),
+        }
     }
 
     fn on_session<'a>(&self, script: &'a redis::Script, key: &SessionKey) -> ScriptInvocation<'a> {
@@ -268,11 +322,14 @@ impl LifetimeStore for RedisStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
-        let reply: redis::Value = redis::cmd("HGETALL")
+        let reply: redis::Value = match redis::cmd("HGETALL")
             .arg(format!("{}{}", self.prefix, key.to_hex()))
-            .query_async(&mut self.connection.clone())
+            .query_async(&mut self.primary.connections().shared)
             .await
-            .map_err(store_error)?;
+        {
+            Ok(reply) => reply,
+            Err(err) => return Err(self.primary.failed(store_error(err)).await),
+        };
         let stored = stored_fields(&reply)?;
         if stored.is_empty() {
             return Ok(None);
@@ -334,10 +391,7 @@ impl LifetimeStore for RedisStore {
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         self.hints.forget(key);
         let mut invocation = self.on_session(&self.scripts.delete, key);
-        let deleted: i64 = match &self.acknowledgement {
-            Some(acknowledgement) => acknowledgement.run(&invocation).await?,
-            None => self.run(&mut invocation).await?,
-        };
+        let deleted: i64 = self.run_acknowledged(&mut invocation).await?;
         Ok(deleted == 1)
     }
 
@@ -409,10 +463,7 @@ impl LifetimeStore for RedisStore {
     async fn delete_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
         let mut invocation = self.scripts.delete_sessions_of.key(self.index_key(subject));
         invocation.arg(&self.prefix);
-        let deleted: u64 = match &self.acknowledgement {
-            Some(acknowledgement) => acknowledgement.run(&invocation).await?,
-            None => self.run(&mut invocation).await?,
-        };
+        let deleted: u64 = self.run_acknowledged(&mut invocation).await?;
         Ok(deleted)
     }
 }
@@ -434,15 +485,4 @@ fn check_subject(record: &SessionRecord) -> Result<(), StoreError> {
         ));
     }
     Ok(())
-}
-
-/// A connection to `client`'s server, made at the first use and re-made
-/// after a failure, whose replies may take up to `response_timeout`.
-fn connect(client: &Client, response_timeout: Duration) -> Result<ConnectionManager, StoreError> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(response_timeout))
-        .set_number_of_retries(1);
-    ConnectionManager::new_lazy_with_config(client.clone(), config)
-        .map_err(|err| StoreError::new(StoreErrorKind::Backend, err))
 }

@@ -67,14 +67,7 @@ impl std::error::Error for InvalidReplicaAcknowledgement {}
 
 /// How many replicas must have a session's end before the store says it
 /// ended, and how long it waits for them.
-#[derive(Clone)]
-pub(super) struct ReplicaAcknowledgement {
-    connection: ConnectionManager,
-    replicas: u32,
-    timeout_millis: u64,
-}
-
-/// A checked [`ReplicaAcknowledgement`]: how many replicas, how long.
+#[derive(Clone, Copy)]
 pub(super) struct Wait {
     replicas: u32,
     timeout_millis: u64,
@@ -103,16 +96,11 @@ impl Wait {
             timeout_millis: timeout.as_millis().try_into().unwrap_or(u64::MAX),
         })
     }
-}
 
-impl ReplicaAcknowledgement {
-    /// `wait` on `connection`, a connection of its own.
-    pub(super) fn new(connection: ConnectionManager, wait: Wait) -> Self {
-        ReplicaAcknowledgement {
-            connection,
-            replicas: wait.replicas,
-            timeout_millis: wait.timeout_millis,
-        }
+    /// The wait for the replicas, for the acknowledged connection's
+    /// replies.
+    pub(super) fn timeout(self) -> Duration {
+        Duration::from_millis(self.timeout_millis)
     }
 
     /// Runs `invocation`, then waits until the replicas have it: its
@@ -120,10 +108,10 @@ impl ReplicaAcknowledgement {
     /// fewer acknowledge it in time (the change stays made on the
     /// primary).
     pub(super) async fn run<T: FromRedisValue>(
-        &self,
+        self,
+        mut connection: ConnectionManager,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut connection = self.connection.clone();
         // A server that does not have the script yet answers `NOSCRIPT`
         // (and runs nothing): it is loaded, and the pipeline sent again.
         let mut loaded = false;
