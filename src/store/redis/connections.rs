@@ -10,25 +10,39 @@ use crate::store::{StoreError, StoreErrorKind};
 /// How long a connection may take to open, and a reply to come.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The connections to a primary: one for every operation, and one of its
-/// own for the writes that wait for replicas (`WAIT` blocks the connection
-/// it is sent on). Each is made at its first use and re-made after a
-/// failure.
+/// The connections to a primary: one for every operation, made at its
+/// first use and re-made after a failure; and the client that opens a
+/// connection of its own for each write that waits for replicas (`WAIT`
+/// blocks the connection it is sent on, so two logouts sharing one would
+/// wait one after the other).
 #[derive(Clone)]
 pub(super) struct Connections {
     pub(super) shared: ConnectionManager,
-    pub(super) acknowledged: ConnectionManager,
+    pub(super) acknowledged: Client,
 }
 
 impl Connections {
-    /// Connections to `client`'s server; a reply on the acknowledged one may
-    /// take `wait` longer.
-    pub(super) fn to(client: &Client, wait: Duration) -> Result<Self, StoreError> {
+    /// Connections to `client`'s server.
+    pub(super) fn to(client: &Client) -> Result<Self, StoreError> {
         Ok(Connections {
             shared: connect(client, TIMEOUT)?,
-            acknowledged: connect(client, TIMEOUT.saturating_add(wait))?,
+            acknowledged: client.clone(),
         })
     }
+}
+
+/// A connection of its own to `client`'s server, whose replies may take
+/// `wait` longer than others'.
+pub(super) async fn connect_alone(
+    client: &Client,
+    wait: Duration,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_response_timeout(Some(TIMEOUT.saturating_add(wait)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
 }
 
 /// A client for the server at `url`; only a malformed URL fails.

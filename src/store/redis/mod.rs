@@ -145,7 +145,7 @@ impl RedisStore {
     #[cfg(feature = "redis-sentinel")]
     pub async fn open_sentinel(sentinels: &[&str], service: &str) -> Result<Self, StoreError> {
         let followed = sentinel::Followed::new(sentinels, service).await?;
-        Ok(RedisStore::on(Primary::Sentinel(followed)))
+        Ok(RedisStore::on(Primary::Sentinel(Box::new(followed))))
     }
 
     /// Ends sessions so that a failover cannot bring them back: a logout
@@ -162,9 +162,10 @@ impl RedisStore {
     /// a logout acknowledged by a primary that dies before its replicas have
     /// it is undone by the failover. See `SECURITY.md`.
     ///
-    /// The deletions and their `WAIT` use a connection of their own, so a
-    /// replica that is slow or down holds up logouts (each for at most
-    /// `timeout`), never the requests that only load. Only use it with
+    /// Each deletion and its `WAIT` use a connection of their own, so a
+    /// replica that is slow or down holds up each logout for at most
+    /// `timeout` (concurrent logouts wait side by side), never the requests
+    /// that only load. Only use it with
     /// replicas: a primary without them acknowledges nothing, and every
     /// logout would fail after `timeout`.
     ///
@@ -185,12 +186,7 @@ impl RedisStore {
         replicas: u32,
         timeout: Duration,
     ) -> Result<Self, InvalidReplicaAcknowledgement> {
-        let wait = Wait::new(replicas, timeout)?;
-        // The reply may take the whole wait: the connection allows for it.
-        self.primary
-            .allow_wait(wait.timeout())
-            .map_err(|_| InvalidReplicaAcknowledgement::unusable_client())?;
-        self.acknowledgement = Some(wait);
+        self.acknowledgement = Some(Wait::new(replicas, timeout)?);
         Ok(self)
     }
 
@@ -223,8 +219,8 @@ impl RedisStore {
         let Some(wait) = self.acknowledgement else {
             return self.run(invocation).await;
         };
-        let connection = self.primary.connections().acknowledged;
-        match wait.run(connection, invocation).await {
+        let client = self.primary.connections().acknowledged;
+        match wait.run(&client, invocation).await {
             Ok(value) => Ok(value),
             Err(err) => Err(self.primary.failed(err).await),
         }

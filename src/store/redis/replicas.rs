@@ -9,17 +9,17 @@
 //! and the logout succeeds only once that many replicas have it.
 //!
 //! `WAIT` counts the writes of the connection it is sent on, and blocks
-//! that connection until it answers: so these writes go on a connection of
-//! their own, never on the one every request's load shares, and the script
-//! and its `WAIT` go out as one pipeline, so that a reconnection cannot come
-//! between them.
+//! that connection until it answers: so each such write opens a connection
+//! of its own (never the one every request's load shares, nor one another
+//! logout waits on), and the script and its `WAIT` go out as one pipeline
+//! on it.
 
 use std::fmt;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-use redis::{ErrorKind, FromRedisValue, ScriptInvocation, ServerErrorKind};
+use redis::{Client, ErrorKind, FromRedisValue, ScriptInvocation, ServerErrorKind};
 
+use super::connections::connect_alone;
 use super::error::store_error;
 use crate::store::{StoreError, StoreErrorKind};
 
@@ -46,15 +46,6 @@ pub const MAX_REPLICA_WAIT: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InvalidReplicaAcknowledgement {
     reason: &'static str,
-}
-
-impl InvalidReplicaAcknowledgement {
-    /// The store's client cannot make another connection (it made one).
-    pub(super) fn unusable_client() -> Self {
-        InvalidReplicaAcknowledgement {
-            reason: "the store's client cannot make the acknowledged connection",
-        }
-    }
 }
 
 impl fmt::Display for InvalidReplicaAcknowledgement {
@@ -97,21 +88,17 @@ impl Wait {
         })
     }
 
-    /// The wait for the replicas, for the acknowledged connection's
-    /// replies.
-    pub(super) fn timeout(self) -> Duration {
-        Duration::from_millis(self.timeout_millis)
-    }
-
     /// Runs `invocation`, then waits until the replicas have it: its
     /// result once they do, a [`StoreErrorKind::NotReplicated`] error if
     /// fewer acknowledge it in time (the change stays made on the
     /// primary).
     pub(super) async fn run<T: FromRedisValue>(
         self,
-        mut connection: ConnectionManager,
+        client: &Client,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
+        let wait = Duration::from_millis(self.timeout_millis);
+        let mut connection = connect_alone(client, wait).await.map_err(store_error)?;
         // A server that does not have the script yet answers `NOSCRIPT`
         // (and runs nothing): it is loaded, and the pipeline sent again.
         let mut loaded = false;

@@ -12,7 +12,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, RwLock};
-use std::time::Duration;
 
 use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::Client;
@@ -25,8 +24,6 @@ use crate::store::{StoreError, StoreErrorKind};
 pub(super) struct Followed {
     sentinels: Vec<String>,
     service: String,
-    /// How much longer a reply on the acknowledged connection may take.
-    wait: Duration,
     current: RwLock<(Client, Connections)>,
     asking: AtomicBool,
 }
@@ -43,11 +40,10 @@ impl Followed {
         }
         let sentinels: Vec<String> = sentinels.iter().map(|url| (*url).to_owned()).collect();
         let primary = ask(&sentinels, service).await?;
-        let connections = Connections::to(&primary, Duration::ZERO)?;
+        let connections = Connections::to(&primary)?;
         Ok(Followed {
             sentinels,
             service: service.to_owned(),
-            wait: Duration::ZERO,
             current: RwLock::new((primary, connections)),
             asking: AtomicBool::new(false),
         })
@@ -60,17 +56,6 @@ impl Followed {
             .unwrap_or_else(PoisonError::into_inner)
             .1
             .clone()
-    }
-
-    /// Lets the acknowledged connection's replies take `wait` longer.
-    pub(super) fn allow_wait(&mut self, wait: Duration) -> Result<(), StoreError> {
-        self.wait = wait;
-        let current = self
-            .current
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        current.1 = Connections::to(&current.0, wait)?;
-        Ok(())
     }
 
     /// After an operation failed with `error`: if the server is gone or no
@@ -105,7 +90,7 @@ impl Followed {
         if !moved {
             return;
         }
-        match Connections::to(&primary, self.wait) {
+        match Connections::to(&primary) {
             Ok(connections) => {
                 tracing::warn!(
                     primary = %primary.get_connection_info().addr(),
