@@ -18,7 +18,7 @@ mod redis_server;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use redis_server::OwnServer;
+use redis_server::primary_and_replica;
 use tower_session_lifetime::store::conformance::{fresh_key, live_record};
 use tower_session_lifetime::store::LifetimeStore;
 use tower_session_lifetime::RedisStore;
@@ -28,17 +28,14 @@ fn logout(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let primary = OwnServer::start();
-    let port = primary.port().to_string();
-    let replica = OwnServer::start_with(&["--replicaof", "127.0.0.1", &port]);
-    let (plain, acknowledged) = rt.block_on(async {
-        wait_for_sync(&replica).await;
+    let (plain, acknowledged, primary, replica) = rt.block_on(async {
+        let (primary, replica) = primary_and_replica().await;
         let plain = RedisStore::open(&primary.url()).expect("a store");
         let acknowledged = RedisStore::open(&primary.url())
             .expect("a store")
             .with_replica_acknowledgement(1, Duration::from_secs(2))
             .expect("a valid acknowledgement");
-        (plain, acknowledged)
+        (plain, acknowledged, primary, replica)
     });
 
     let mut group = c.benchmark_group("redis_logout");
@@ -57,26 +54,6 @@ fn logout(c: &mut Criterion) {
     group.finish();
     drop(replica);
     drop(primary);
-}
-
-async fn wait_for_sync(replica: &OwnServer) {
-    let mut connection = redis::Client::open(replica.url().as_str())
-        .expect("a client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("the replica answers");
-    for _ in 0..500 {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut connection)
-            .await
-            .expect("INFO");
-        if info.contains("master_link_status:up") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the replica did not sync");
 }
 
 criterion_group! {

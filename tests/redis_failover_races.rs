@@ -14,83 +14,20 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
-use common::redis_server::OwnServer;
+use common::redis_server::{primary_and_replica, OwnServer, SentinelSetup, PATIENCE};
 use common::shared_store::{app, clock_now, log_in, send};
 use tower_session_lifetime::id::SessionKey;
 use tower_session_lifetime::store::conformance::{fresh_key, live_record};
 use tower_session_lifetime::store::{LifetimeStore, StoreErrorKind, MAX_REPLICA_WAIT};
 use tower_session_lifetime::RedisStore;
 
-/// A bound for what must happen, only reached when it does not.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-async fn connection(server: &OwnServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url().as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
-async fn role(server: &OwnServer) -> Option<String> {
-    let mut connection = redis::Client::open(server.url().as_str())
-        .ok()?
-        .get_multiplexed_async_connection()
-        .await
-        .ok()?;
-    let info: String = redis::cmd("INFO")
-        .arg("replication")
-        .query_async(&mut connection)
-        .await
-        .ok()?;
-    Some(info)
-}
-
-async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !done().await {
-        assert!(start.elapsed() < PATIENCE, "gave up waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until `replica` reports its link to its primary up.
-async fn linked(replica: &OwnServer) {
-    until("the replica syncs with its primary", async || {
-        role(replica)
-            .await
-            .is_some_and(|info| info.contains("master_link_status:up"))
-    })
-    .await;
-}
-
-/// Waits until every replica of `primary` has all its writes so far.
-async fn replicated(primary: &OwnServer, replicas: u32) {
-    let acknowledged: u32 = redis::cmd("WAIT")
-        .arg(replicas)
-        .arg(10_000)
-        .query_async(&mut connection(primary).await)
-        .await
-        .unwrap();
-    assert_eq!(acknowledged, replicas, "the replicas are in sync");
-}
-
 async fn exists_on(server: &OwnServer, key: &SessionKey) -> bool {
     let found: u32 = redis::cmd("EXISTS")
         .arg(format!("tsl:{}", key.to_hex()))
-        .query_async(&mut connection(server).await)
+        .query_async(&mut server.connection().await)
         .await
         .unwrap();
     found == 1
-}
-
-/// A primary and its replica, in sync.
-async fn pair() -> (OwnServer, OwnServer) {
-    let primary = OwnServer::start();
-    let port = primary.port().to_string();
-    let replica = OwnServer::start_with(&["--replicaof", "127.0.0.1", &port]);
-    linked(&replica).await;
-    (primary, replica)
 }
 
 fn acknowledged(server: &OwnServer, timeout: Duration) -> RedisStore {
@@ -156,7 +93,7 @@ async fn replica_acknowledgements_that_make_no_sense_are_refused_and_the_edges_a
 /// replicated (within the wait), never succeeds, and the session is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_replicas_than_exist_never_acknowledge_a_logout() {
-    let (primary, _replica) = pair().await;
+    let (primary, _replica) = primary_and_replica().await;
     let store = RedisStore::open(&primary.url())
         .unwrap()
         .with_replica_acknowledgement(2, Duration::from_millis(200))
@@ -186,14 +123,14 @@ async fn more_replicas_than_exist_never_acknowledge_a_logout() {
 async fn concurrent_logouts_with_a_stopped_replica_each_wait_at_most_the_timeout() {
     const WAIT: Duration = Duration::from_millis(500);
     const LOGOUTS: usize = 8;
-    let (primary, replica) = pair().await;
+    let (primary, replica) = primary_and_replica().await;
     let store = Arc::new(acknowledged(&primary, WAIT));
     let mut keys = Vec::new();
     for _ in 0..LOGOUTS + 1 {
         keys.push(create(&store, None).await);
     }
     let reader = create(&store, None).await;
-    replicated(&primary, 1).await;
+    primary.replicated(1).await;
 
     replica.signal("STOP");
     let done = Arc::new(AtomicBool::new(false));
@@ -285,7 +222,7 @@ async fn concurrent_logouts_with_a_stopped_replica_each_wait_at_most_the_timeout
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_logouts_through_the_layer_with_a_stopped_replica() {
     const WAIT: Duration = Duration::from_secs(1);
-    let (primary, replica) = pair().await;
+    let (primary, replica) = primary_and_replica().await;
     let clock = clock_now();
     let app = app(acknowledged(&primary, WAIT), &clock);
     let reader = log_in(&app, "reader").await;
@@ -293,7 +230,7 @@ async fn concurrent_logouts_through_the_layer_with_a_stopped_replica() {
     for n in 0..4 {
         leaving.push(log_in(&app, &format!("leaving{n}")).await);
     }
-    replicated(&primary, 1).await;
+    primary.replicated(1).await;
 
     replica.signal("STOP");
     let done = Arc::new(AtomicBool::new(false));
@@ -374,7 +311,7 @@ async fn concurrent_logouts_through_the_layer_with_a_stopped_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_retried_on_another_node_is_not_done_before_the_replica_has_it() {
     const WAIT: Duration = Duration::from_millis(300);
-    let (mut primary, replica) = pair().await;
+    let (mut primary, replica) = primary_and_replica().await;
     let node_a = acknowledged(&primary, WAIT);
     let node_b = acknowledged(&primary, WAIT);
     let key = create(&node_a, Some("erin")).await;
@@ -385,13 +322,13 @@ async fn a_logout_retried_on_another_node_is_not_done_before_the_replica_has_it(
     // B has written before (its connection is warm, as a busy node's is).
     let warm = create(&node_b, None).await;
     assert!(node_b.delete(&warm).await.unwrap());
-    replicated(&primary, 1).await;
+    primary.replicated(1).await;
 
     // The replica is cut off (as by a partition): it gets nothing more.
     let () = redis::cmd("REPLICAOF")
         .arg("NO")
         .arg("ONE")
-        .query_async(&mut connection(&replica).await)
+        .query_async(&mut replica.connection().await)
         .await
         .unwrap();
     let err = node_a.delete(&key).await.unwrap_err();
@@ -437,7 +374,7 @@ async fn a_logout_retried_on_another_node_is_not_done_before_the_replica_has_it(
 /// logins ended, none is left, on the primary or on the replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_everywhere_racing_logins_loses_and_double_counts_nothing() {
-    let (primary, replica) = pair().await;
+    let (primary, replica) = primary_and_replica().await;
     let store = Arc::new(acknowledged(&primary, Duration::from_secs(5)));
     let creators: Vec<_> = (0..4)
         .map(|_| {
@@ -496,77 +433,15 @@ async fn logout_everywhere_racing_logins_loses_and_double_counts_nothing() {
 
 const SERVICE: &str = "tsl-attack";
 
-struct Cluster {
-    primary: OwnServer,
-    replica: OwnServer,
-    sentinels: Vec<OwnServer>,
-}
-
-async fn master_fields(sentinel: &OwnServer) -> Vec<(String, String)> {
-    let Ok(fields) = redis::cmd("SENTINEL")
-        .arg("MASTER")
-        .arg(SERVICE)
-        .query_async::<Vec<String>>(&mut connection(sentinel).await)
+/// A store on `cluster`'s Sentinels, waiting for one replica on logouts.
+async fn store(cluster: &SentinelSetup) -> RedisStore {
+    let urls = cluster.urls();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    RedisStore::open_sentinel(&urls, SERVICE)
         .await
-    else {
-        return Vec::new();
-    };
-    fields
-        .chunks(2)
-        .map(|pair| (pair[0].clone(), pair.get(1).cloned().unwrap_or_default()))
-        .collect()
-}
-
-fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
-    fields
-        .iter()
-        .find(|(key, _)| key == name)
-        .map_or("", |(_, value)| value.as_str())
-}
-
-impl Cluster {
-    async fn start() -> Cluster {
-        let (primary, replica) = pair().await;
-        let sentinels: Vec<OwnServer> = (0..3)
-            .map(|_| OwnServer::start_sentinel(SERVICE, primary.port(), 2))
-            .collect();
-        for sentinel in &sentinels {
-            until(
-                "the Sentinels know each other and the replica",
-                async || {
-                    let fields = master_fields(sentinel).await;
-                    field(&fields, "num-slaves") == "1"
-                        && field(&fields, "num-other-sentinels") == "2"
-                },
-            )
-            .await;
-        }
-        Cluster {
-            primary,
-            replica,
-            sentinels,
-        }
-    }
-
-    async fn store(&self) -> RedisStore {
-        let urls: Vec<String> = self.sentinels.iter().map(OwnServer::url).collect();
-        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
-        RedisStore::open_sentinel(&urls, SERVICE)
-            .await
-            .unwrap()
-            .with_replica_acknowledgement(1, Duration::from_secs(2))
-            .unwrap()
-    }
-
-    /// Waits until every Sentinel names the server on `port` the primary.
-    async fn named(&self, port: u16) {
-        for sentinel in &self.sentinels {
-            until("the Sentinels name the new primary", async || {
-                field(&master_fields(sentinel).await, "port") == port.to_string()
-            })
-            .await;
-        }
-    }
+        .unwrap()
+        .with_replica_acknowledgement(1, Duration::from_secs(2))
+        .unwrap()
 }
 
 /// Checks one request's answer: a live session 200 or 503, a logged-out
@@ -656,9 +531,9 @@ async fn hammer_until_recovered(
 /// the promoted replica by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_and_logouts_racing_a_sentinel_failover_never_misadmit() {
-    let mut cluster = Cluster::start().await;
+    let mut cluster = SentinelSetup::start(SERVICE).await;
     let clock = clock_now();
-    let app = app(cluster.store().await, &clock);
+    let app = app(store(&cluster).await, &clock);
     let mut sessions = Vec::new();
     for n in 0..6 {
         let user = format!("live{n}");
@@ -678,7 +553,7 @@ async fn requests_and_logouts_racing_a_sentinel_failover_never_misadmit() {
         let user = format!("racing{n}");
         racing.push((user.clone(), log_in(&app, &user).await));
     }
-    replicated(&cluster.primary, 1).await;
+    cluster.primary.replicated(1).await;
 
     // Logouts in flight as the primary is killed.
     let logouts: Vec<_> = racing
@@ -745,16 +620,16 @@ async fn requests_and_logouts_racing_a_sentinel_failover_never_misadmit() {
 /// ended between the failovers hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_failover_back_to_the_restarted_old_primary_is_followed() {
-    let mut cluster = Cluster::start().await;
+    let mut cluster = SentinelSetup::start(SERVICE).await;
     let clock = clock_now();
-    let app = app(cluster.store().await, &clock);
+    let app = app(store(&cluster).await, &clock);
     let alice = log_in(&app, "alice").await;
     let bob = log_in(&app, "bob").await;
     assert_eq!(
         send(&app, "POST", "/logout", Some(&bob)).await.status(),
         StatusCode::OK
     );
-    replicated(&cluster.primary, 1).await;
+    cluster.primary.replicated(1).await;
     let mut sessions = vec![
         ("alice".to_owned(), alice.clone(), true),
         ("bob".to_owned(), bob.clone(), false),
@@ -788,7 +663,7 @@ async fn a_second_failover_back_to_the_restarted_old_primary_is_followed() {
             let set = common::set_cookie(&response).unwrap();
             logged_in_meanwhile.push(format!("{}={}", set.name(), set.value()));
         }
-        let info = role(&cluster.primary).await.unwrap_or_default();
+        let info = cluster.primary.replication_info().await.unwrap_or_default();
         if info.contains("role:slave") && info.contains("master_link_status:up") {
             break;
         }
@@ -806,7 +681,7 @@ async fn a_second_failover_back_to_the_restarted_old_primary_is_followed() {
         send(&app, "POST", "/logout", Some(&erin)).await.status(),
         StatusCode::OK
     );
-    replicated(&cluster.replica, 1).await;
+    cluster.replica.replicated(1).await;
     for (n, cookie) in logged_in_meanwhile.iter().enumerate() {
         sessions.push((format!("carol{n}"), cookie.clone(), true));
     }
@@ -836,7 +711,7 @@ async fn a_second_failover_back_to_the_restarted_old_primary_is_followed() {
     // And it is on the old primary, the primary again.
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("tsl:s:frank")
-        .query_async(&mut connection(&cluster.primary).await)
+        .query_async(&mut cluster.primary.connection().await)
         .await
         .unwrap();
     assert_eq!(
@@ -851,16 +726,16 @@ async fn a_second_failover_back_to_the_restarted_old_primary_is_followed() {
 /// the store must still follow by itself, no request hanging.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_sentinel_does_not_keep_the_store_from_following() {
-    let mut cluster = Cluster::start().await;
+    let mut cluster = SentinelSetup::start(SERVICE).await;
     let clock = clock_now();
-    let app = app(cluster.store().await, &clock);
+    let app = app(store(&cluster).await, &clock);
     let alice = log_in(&app, "alice").await;
     let bob = log_in(&app, "bob").await;
     assert_eq!(
         send(&app, "POST", "/logout", Some(&bob)).await.status(),
         StatusCode::OK
     );
-    replicated(&cluster.primary, 1).await;
+    cluster.primary.replicated(1).await;
 
     cluster.sentinels[0].signal("STOP");
     cluster.primary.stop();

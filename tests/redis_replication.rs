@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::redis_server::OwnServer;
+use common::redis_server::{primary_and_replica, OwnServer};
 use tower_session_lifetime::id::SessionKey;
 use tower_session_lifetime::store::conformance::{fresh_key, live_record};
 use tower_session_lifetime::store::{LifetimeStore, StoreErrorKind, MAX_REPLICA_WAIT};
@@ -28,54 +28,18 @@ struct Pair {
 
 impl Pair {
     async fn start() -> Pair {
-        let primary = OwnServer::start();
-        let port = primary.port().to_string();
-        let replica = OwnServer::start_with(&["--replicaof", "127.0.0.1", &port]);
-        let pair = Pair { primary, replica };
-        let mut replica = pair.connection(&pair.replica).await;
-        for _ in 0..500 {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query_async(&mut replica)
-                .await
-                .unwrap();
-            if info.contains("master_link_status:up") {
-                return pair;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the replica did not sync with its primary");
-    }
-
-    async fn connection(&self, server: &OwnServer) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(server.url().as_str())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
+        let (primary, replica) = primary_and_replica().await;
+        Pair { primary, replica }
     }
 
     /// Waits until the replica has every write the primary made so far.
     async fn replicated(&self) {
-        let mut primary = self.connection(&self.primary).await;
-        let acknowledged: u32 = redis::cmd("WAIT")
-            .arg(1)
-            .arg(10_000)
-            .query_async(&mut primary)
-            .await
-            .unwrap();
-        assert_eq!(acknowledged, 1, "the replica is in sync");
+        self.primary.replicated(1).await;
     }
 
     /// Cuts the replica off its primary, as a partition would.
     async fn detach_replica(&self) {
-        let mut replica = self.connection(&self.replica).await;
-        let () = redis::cmd("REPLICAOF")
-            .arg("NO")
-            .arg("ONE")
-            .query_async(&mut replica)
-            .await
-            .unwrap();
+        self.replica.detach().await;
     }
 
     /// The primary dies (`SIGKILL`) and its replica is promoted, as

@@ -9,79 +9,23 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::StatusCode;
 
-use common::redis_server::OwnServer;
+use common::redis_server::{field, until, OwnServer, SentinelSetup};
 use common::shared_store::{app, clock_now, log_in, send};
 use tower_session_lifetime::RedisStore;
 
 const SERVICE: &str = "tsl-sessions";
-/// A bound for what must happen, only reached when it does not (a loaded
-/// machine included): Sentinel calls a primary down after 500 ms.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-async fn connection(server: &OwnServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url().as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
-/// What `sentinel` knows of the service: `SENTINEL MASTER`'s fields.
-async fn master_fields(sentinel: &OwnServer) -> Vec<(String, String)> {
-    let fields: Vec<String> = redis::cmd("SENTINEL")
-        .arg("MASTER")
-        .arg(SERVICE)
-        .query_async(&mut connection(sentinel).await)
-        .await
-        .unwrap();
-    fields
-        .chunks(2)
-        .map(|pair| (pair[0].clone(), pair.get(1).cloned().unwrap_or_default()))
-        .collect()
-}
-
-fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
-    fields
-        .iter()
-        .find(|(key, _)| key == name)
-        .map_or("", |(_, value)| value.as_str())
-}
-
-/// Waits until `done` holds, checking every 100 ms, for at most
-/// [`PATIENCE`].
-async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !done().await {
-        assert!(start.elapsed() < PATIENCE, "gave up waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_gives_503_then_the_store_follows_the_new_primary() {
-    let mut primary = OwnServer::start();
-    let port = primary.port().to_string();
-    let replica = OwnServer::start_with(&["--replicaof", "127.0.0.1", &port]);
-    let sentinels: Vec<OwnServer> = (0..3)
-        .map(|_| OwnServer::start_sentinel(SERVICE, primary.port(), 2))
-        .collect();
-    // Every Sentinel sees the replica and the other two: a failover needs
-    // a majority of them to agree.
-    for sentinel in &sentinels {
-        until(
-            "the Sentinels know each other and the replica",
-            async || {
-                let fields = master_fields(sentinel).await;
-                field(&fields, "num-slaves") == "1" && field(&fields, "num-other-sentinels") == "2"
-            },
-        )
-        .await;
-    }
-
+    let SentinelSetup {
+        mut primary,
+        replica,
+        sentinels,
+        ..
+    } = SentinelSetup::start(SERVICE).await;
     let urls: Vec<String> = sentinels.iter().map(OwnServer::url).collect();
     let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
     let store = RedisStore::open_sentinel(&urls, SERVICE)
@@ -103,7 +47,7 @@ async fn a_failover_gives_503_then_the_store_follows_the_new_primary() {
         StatusCode::UNAUTHORIZED
     );
     // Alice's session reaches the replica too, before the primary dies.
-    let mut on_replica = connection(&replica).await;
+    let mut on_replica = replica.connection().await;
     until("alice's session is on the replica", async || {
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg("tsl:*")
@@ -138,7 +82,7 @@ async fn a_failover_gives_503_then_the_store_follows_the_new_primary() {
 
     // The replica is the primary now, as the Sentinels say, and bob stays
     // logged out.
-    let fields = master_fields(&sentinels[0]).await;
+    let fields = sentinels[0].master_fields(SERVICE).await;
     assert_eq!(field(&fields, "port"), replica.port().to_string());
     let response = send(&app, "GET", "/me", Some(&alice)).await;
     assert_eq!(response.status(), StatusCode::OK);

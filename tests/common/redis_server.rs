@@ -125,3 +125,155 @@ impl Drop for OwnServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A bound for what must happen while servers start, sync and fail over,
+/// only reached when it does not (a loaded machine included).
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Waits until `done` holds, checking every 100 ms, for at most
+/// [`PATIENCE`].
+pub async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < PATIENCE, "gave up waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl OwnServer {
+    /// A connection to this server.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url().as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// `INFO replication`, or `None` while the server does not answer.
+    pub async fn replication_info(&self) -> Option<String> {
+        let mut connection = redis::Client::open(self.url().as_str())
+            .ok()?
+            .get_multiplexed_async_connection()
+            .await
+            .ok()?;
+        redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut connection)
+            .await
+            .ok()
+    }
+
+    /// Waits until `replicas` replicas have every write made here so far.
+    pub async fn replicated(&self, replicas: u32) {
+        let acknowledged: u32 = redis::cmd("WAIT")
+            .arg(replicas)
+            .arg(10_000)
+            .query_async(&mut self.connection().await)
+            .await
+            .unwrap();
+        assert_eq!(acknowledged, replicas, "the replicas are in sync");
+    }
+
+    /// Cuts this replica off its primary (`REPLICAOF NO ONE`): as a
+    /// partition would, or as a promotion does.
+    pub async fn detach(&self) {
+        let () = redis::cmd("REPLICAOF")
+            .arg("NO")
+            .arg("ONE")
+            .query_async(&mut self.connection().await)
+            .await
+            .unwrap();
+    }
+
+    /// What this Sentinel knows of `service`: `SENTINEL MASTER`'s fields,
+    /// none while it does not answer.
+    pub async fn master_fields(&self, service: &str) -> Vec<(String, String)> {
+        let Ok(fields) = redis::cmd("SENTINEL")
+            .arg("MASTER")
+            .arg(service)
+            .query_async::<Vec<String>>(&mut self.connection().await)
+            .await
+        else {
+            return Vec::new();
+        };
+        fields
+            .chunks(2)
+            .map(|pair| (pair[0].clone(), pair.get(1).cloned().unwrap_or_default()))
+            .collect()
+    }
+}
+
+/// The value of `name` among `fields` (`SENTINEL MASTER`'s), or "".
+pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(key, _)| key == name)
+        .map_or("", |(_, value)| value.as_str())
+}
+
+/// A primary and its replica, the replica linked to it.
+pub async fn primary_and_replica() -> (OwnServer, OwnServer) {
+    let primary = OwnServer::start();
+    let port = primary.port().to_string();
+    let replica = OwnServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    until("the replica syncs with its primary", async || {
+        replica
+            .replication_info()
+            .await
+            .is_some_and(|info| info.contains("master_link_status:up"))
+    })
+    .await;
+    (primary, replica)
+}
+
+/// A primary, its replica and three Sentinels watching it as `service`
+/// (quorum 2), each Sentinel seeing the replica and the other two: a
+/// failover needs a majority of them to agree.
+pub struct SentinelSetup {
+    pub service: &'static str,
+    pub primary: OwnServer,
+    pub replica: OwnServer,
+    pub sentinels: Vec<OwnServer>,
+}
+
+impl SentinelSetup {
+    pub async fn start(service: &'static str) -> Self {
+        let (primary, replica) = primary_and_replica().await;
+        let sentinels: Vec<OwnServer> = (0..3)
+            .map(|_| OwnServer::start_sentinel(service, primary.port(), 2))
+            .collect();
+        for sentinel in &sentinels {
+            until(
+                "the Sentinels know each other and the replica",
+                async || {
+                    let fields = sentinel.master_fields(service).await;
+                    field(&fields, "num-slaves") == "1"
+                        && field(&fields, "num-other-sentinels") == "2"
+                },
+            )
+            .await;
+        }
+        SentinelSetup {
+            service,
+            primary,
+            replica,
+            sentinels,
+        }
+    }
+
+    /// The Sentinels' URLs, for `RedisStore::open_sentinel`.
+    pub fn urls(&self) -> Vec<String> {
+        self.sentinels.iter().map(OwnServer::url).collect()
+    }
+
+    /// Waits until every Sentinel names the server on `port` the primary.
+    pub async fn named(&self, port: u16) {
+        for sentinel in &self.sentinels {
+            until("the Sentinels name the new primary", async || {
+                field(&sentinel.master_fields(self.service).await, "port") == port.to_string()
+            })
+            .await;
+        }
+    }
+}
