@@ -1,10 +1,11 @@
 # Sourced by scripts/test, scripts/bench-stores and scripts/chaos: starts
 # redis-server and a PostgreSQL cluster on free loopback ports, in temporary
 # directories, and stops them when the sourcing script exits; installs them
-# from Debian's packages when missing. Exports TSL_REDIS_URL, TSL_REDIS_SERVER
-# and TSL_POSTGRES_URL. TSL_SERVERS (default "redis postgres") names the
-# servers to start; redis_args and pg_options are their command lines, for a
-# script that restarts one.
+# from Debian's packages when missing. Exports TSL_REDIS_URL, TSL_REDIS_SERVER,
+# TSL_REDIS_CLUSTER_NODES (three primaries of a Redis Cluster, comma-separated)
+# and TSL_POSTGRES_URL. TSL_SERVERS (default "redis redis-cluster postgres")
+# names the servers to start; redis_args and pg_options are their command
+# lines, for a script that restarts one.
 
 # shellcheck source=scripts/install.sh
 . "$(dirname "${BASH_SOURCE[0]}")/install.sh"
@@ -38,12 +39,14 @@ postgres_bin() {
 
 work_dir=$(mktemp -d "${TMPDIR:-/tmp}/tower-session-lifetime-test.XXXXXX")
 redis_pid=""
+cluster_pids=()
 pg_dir=""
 cleanup() {
-    if [ -n "$redis_pid" ]; then
-        kill "$redis_pid" 2>/dev/null || true
-        wait "$redis_pid" 2>/dev/null || true
-    fi
+    local pid
+    for pid in $redis_pid "${cluster_pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     if [ -n "$pg_dir" ]; then
         as_postgres "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
         rm -rf "$pg_dir"
@@ -52,7 +55,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-tsl_servers=" ${TSL_SERVERS:-redis postgres} "
+tsl_servers=" ${TSL_SERVERS:-redis redis-cluster postgres} "
+
+# Waits until something listens on the loopback port $1.
+await_port() {
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            return
+        fi
+        sleep 0.05
+    done
+}
 
 # Redis (or Valkey) for `RedisStore`.
 if [[ "$tsl_servers" == *" redis "* ]]; then
@@ -69,15 +82,42 @@ redis_args=(--port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no
     --dir "$work_dir" --logfile "$work_dir/redis.log")
 redis-server "${redis_args[@]}" &
 redis_pid=$!
-for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null; then
-        break
-    fi
-    sleep 0.05
-done
+await_port "$redis_port"
 export TSL_REDIS_URL="redis://127.0.0.1:$redis_port"
 TSL_REDIS_SERVER=$(command -v redis-server)
 export TSL_REDIS_SERVER
+fi
+
+# A Redis Cluster of three primaries for `RedisStore::open_cluster`, each
+# with its own directory (a node keeps its cluster state in nodes.conf).
+if [[ "$tsl_servers" == *" redis-cluster "* ]]; then
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    apt_install redis-server redis-tools
+fi
+cluster_nodes=()
+for node in 1 2 3; do
+    port=$(free_port)
+    bus_port=$(free_port)
+    mkdir -p "$work_dir/cluster-$node"
+    redis-server --port "$port" --cluster-port "$bus_port" --bind 127.0.0.1 \
+        --cluster-enabled yes --cluster-config-file nodes.conf --save "" \
+        --appendonly no --dir "$work_dir/cluster-$node" \
+        --logfile "$work_dir/cluster-$node/redis.log" &
+    cluster_pids+=($!)
+    await_port "$port"
+    cluster_nodes+=("127.0.0.1:$port")
+done
+redis-cli --cluster create "${cluster_nodes[@]}" --cluster-yes >"$work_dir/cluster-create.log"
+for node in "${cluster_nodes[@]}"; do
+    for _ in $(seq 200); do
+        if redis-cli -h 127.0.0.1 -p "${node#*:}" cluster info | grep -q 'cluster_state:ok'; then
+            break
+        fi
+        sleep 0.05
+    done
+done
+TSL_REDIS_CLUSTER_NODES=$(printf 'redis://%s,' "${cluster_nodes[@]}")
+export TSL_REDIS_CLUSTER_NODES="${TSL_REDIS_CLUSTER_NODES%,}"
 fi
 
 # PostgreSQL for `PostgresStore`: a cluster of its own. PostgreSQL refuses

@@ -5,10 +5,11 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Client;
 
+use super::shared::Shared;
 use crate::store::{StoreError, StoreErrorKind};
 
 /// How long a connection may take to open, and a reply to come.
-const TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The connections to a primary: one for every operation, made at its
 /// first use and re-made after a failure; and the client that opens a
@@ -17,7 +18,7 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 /// wait one after the other).
 #[derive(Clone)]
 pub(super) struct Connections {
-    pub(super) shared: ConnectionManager,
+    pub(super) shared: Shared,
     pub(super) acknowledged: Client,
 }
 
@@ -25,7 +26,7 @@ impl Connections {
     /// Connections to `client`'s server.
     pub(super) fn to(client: &Client) -> Result<Self, StoreError> {
         Ok(Connections {
-            shared: connect(client, TIMEOUT)?,
+            shared: Shared::Server(connect(client, TIMEOUT)?),
             acknowledged: client.clone(),
         })
     }
@@ -57,4 +58,28 @@ fn connect(client: &Client, response_timeout: Duration) -> Result<ConnectionMana
         .set_number_of_retries(1);
     ConnectionManager::new_lazy_with_config(client.clone(), config)
         .map_err(|err| StoreError::new(StoreErrorKind::Backend, err))
+}
+
+/// A connection to the cluster that the nodes at `nodes` belong to,
+/// made now: a cluster's connection learns its slots when it connects.
+#[cfg(feature = "redis-cluster")]
+pub(super) async fn cluster(
+    nodes: &[&str],
+) -> Result<redis::cluster_async::ClusterConnection, StoreError> {
+    if nodes.is_empty() {
+        return Err(StoreError::new(
+            StoreErrorKind::Backend,
+            "a cluster store needs at least one node",
+        ));
+    }
+    let client = redis::cluster::ClusterClient::builder(nodes.iter().copied())
+        .connection_timeout(TIMEOUT)
+        .response_timeout(TIMEOUT)
+        .retries(1)
+        .build()
+        .map_err(|err| StoreError::new(StoreErrorKind::Backend, err))?;
+    client
+        .get_async_connection()
+        .await
+        .map_err(super::error::store_error)
 }

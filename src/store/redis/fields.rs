@@ -24,6 +24,21 @@ pub(super) fn expiry_millis(at: Timestamp) -> u64 {
     at.as_unix_millis().min(LATEST_EXPIRY)
 }
 
+/// The latest `record` can end, in Unix ms: its absolute deadline (the
+/// remember-me one when it is remembered), never before its expiry; the
+/// latest expiry when it has no absolute deadline. No touch moves it.
+pub(super) fn latest_end_millis(record: &SessionRecord) -> u64 {
+    let absolute = if record.remember_me {
+        record.limits.remember_me_absolute_timeout
+    } else {
+        record.limits.absolute_timeout
+    };
+    absolute.map_or(LATEST_EXPIRY, |absolute| {
+        expiry_millis(record.created_at.saturating_add(absolute))
+            .max(expiry_millis(record.expires_at))
+    })
+}
+
 /// The policy's limits as the load-and-touch script takes them: idle,
 /// absolute, remember-me period, remember-me absolute, then the touch
 /// granularity, in ms (`-` for none).

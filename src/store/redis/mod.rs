@@ -1,5 +1,6 @@
 //! [`RedisStore`]: lifetimes in Redis or Valkey (feature `redis`).
 
+mod cluster;
 mod connections;
 mod error;
 mod fields;
@@ -9,6 +10,7 @@ mod replicas;
 mod scripts;
 #[cfg(feature = "redis-sentinel")]
 mod sentinel;
+mod shared;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,6 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::ScriptInvocation;
 
+use self::cluster::Apart;
 use self::error::store_error;
 use self::fields::{expiry_millis, fields, policy_args, record_from, FieldPairs, LATEST_EXPIRY};
 use self::hints::TouchHints;
@@ -102,6 +105,8 @@ pub struct RedisStore {
     hints: TouchHints,
     /// Set by [`with_replica_acknowledgement`](Self::with_replica_acknowledgement).
     acknowledgement: Option<Wait>,
+    /// On a cluster, the writes made apart from a session's script.
+    apart: Option<Apart>,
 }
 
 impl RedisStore {
@@ -119,6 +124,7 @@ impl RedisStore {
             scripts: Scripts::new(),
             hints: TouchHints::new(),
             acknowledgement: None,
+            apart: None,
         }
     }
 
@@ -146,6 +152,40 @@ impl RedisStore {
     pub async fn open_sentinel(sentinels: &[&str], service: &str) -> Result<Self, StoreError> {
         let followed = sentinel::Followed::new(sentinels, service).await?;
         Ok(RedisStore::on(Primary::Sentinel(Box::new(followed))))
+    }
+
+    /// A store on the Redis Cluster (or Valkey cluster) that the nodes at
+    /// `nodes` (`redis://host:port` URLs, any of its nodes; feature
+    /// `redis-cluster`) belong to. It connects now, and fails if none of
+    /// them answers; afterwards the connection finds each key's primary,
+    /// and follows a failover or a slot's move by itself.
+    ///
+    /// Each session's key hashes to its own slot, so sessions spread over
+    /// the primaries, and the layer's request still costs one round trip
+    /// to the primary that owns it. A subject's index and a renewed ID live
+    /// in other slots: the store writes them apart, in an order that keeps
+    /// every promise of [`LifetimeStore`] but one step: a renewal is a
+    /// write on the new ID then one on the old, and a logout everywhere one
+    /// round trip per session of the subject. What that order guarantees
+    /// under races and crashes is in the store's module docs.
+    ///
+    /// ```no_run
+    /// use tower_session_lifetime::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), tower_session_lifetime::store::StoreError> {
+    /// let nodes = ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"];
+    /// let store = RedisStore::open_cluster(&nodes).await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "redis-cluster")]
+    pub async fn open_cluster(nodes: &[&str]) -> Result<Self, StoreError> {
+        let connection = connections::cluster(nodes).await?;
+        let mut store = RedisStore::on(Primary::Cluster(connection));
+        store.scripts = Scripts::apart_from_index();
+        store.apart = Some(Apart::new(&store.prefix));
+        Ok(store)
     }
 
     /// Ends sessions so that a failover cannot bring them back: a logout
@@ -186,7 +226,7 @@ impl RedisStore {
         replicas: u32,
         timeout: Duration,
     ) -> Result<Self, InvalidReplicaAcknowledgement> {
-        self.acknowledgement = Some(Wait::new(replicas, timeout)?);
+        self.acknowledgement = Some(Wait::new(replicas, timeout, self.primary.is_cluster())?);
         Ok(self)
     }
 
@@ -194,6 +234,9 @@ impl RedisStore {
     /// share one Redis database.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        if let Some(apart) = &mut self.apart {
+            apart.set_prefix(&self.prefix);
+        }
         self
     }
 
@@ -203,7 +246,7 @@ impl RedisStore {
         &self,
         invocation: &mut ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut connection = self.primary.connections().shared;
+        let mut connection = self.primary.shared();
         match invocation.invoke_async(&mut connection).await {
             Ok(value) => Ok(value),
             Err(err) => Err(self.primary.failed(store_error(err)).await),
@@ -219,7 +262,9 @@ impl RedisStore {
         let Some(wait) = self.acknowledgement else {
             return self.run(invocation).await;
         };
-        let client = self.primary.connections().acknowledged;
+        let Some(client) = self.primary.acknowledging() else {
+            return self.run(invocation).await;
+        };
         match wait.run(&client, invocation).await {
             Ok(value) => Ok(value),
             Err(err) => Err(self.primary.failed(err).await),
@@ -309,6 +354,9 @@ impl RedisStore {
 impl LifetimeStore for RedisStore {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<bool, StoreError> {
         check_subject(record)?;
+        if let Some(apart) = &self.apart {
+            apart.index(&mut self.primary.shared(), key, record).await?;
+        }
         let mut invocation = self.on_session(&self.scripts.create, key);
         invocation
             .arg(expiry_millis(record.expires_at))
@@ -320,7 +368,7 @@ impl LifetimeStore for RedisStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
         let reply: redis::Value = match redis::cmd("HGETALL")
             .arg(format!("{}{}", self.prefix, key.to_hex()))
-            .query_async(&mut self.primary.connections().shared)
+            .query_async(&mut self.primary.shared())
             .await
         {
             Ok(reply) => reply,
@@ -370,6 +418,9 @@ impl LifetimeStore for RedisStore {
         record: &SessionRecord,
     ) -> Result<UpdateOutcome, StoreError> {
         check_subject(record)?;
+        if let Some(apart) = &self.apart {
+            apart.index(&mut self.primary.shared(), key, record).await?;
+        }
         let mut invocation = self.on_session(&self.scripts.update, key);
         invocation
             .arg(expected_version.to_string())
@@ -386,13 +437,18 @@ impl LifetimeStore for RedisStore {
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         self.hints.forget(key);
+        if let Some(apart) = &self.apart {
+            return apart.delete(&mut self.primary.shared(), key).await;
+        }
         let mut invocation = self.on_session(&self.scripts.delete, key);
         let deleted: i64 = self.run_acknowledged(&mut invocation).await?;
         Ok(deleted == 1)
     }
 
     /// One script: the new record, the old one's pointer and the index
-    /// entry's move are one atomic step on the server.
+    /// entry's move are one atomic step on the server. On a cluster, where
+    /// the two IDs live in different slots, the steps and their order are
+    /// in the `cluster` module's docs.
     async fn renew(
         &self,
         old: &SessionKey,
@@ -403,6 +459,19 @@ impl LifetimeStore for RedisStore {
     ) -> Result<RenewOutcome, StoreError> {
         check_subject(record)?;
         self.hints.forget(old);
+        if let Some(apart) = &self.apart {
+            let mut connection = self.primary.shared();
+            return apart
+                .renew(
+                    &mut connection,
+                    old,
+                    expected_version,
+                    new,
+                    record,
+                    grace_until,
+                )
+                .await;
+        }
         let new_member = new.to_hex();
         let mut invocation = self.on_session(&self.scripts.renew, old);
         invocation
@@ -442,6 +511,9 @@ impl LifetimeStore for RedisStore {
         &self,
         subject: &str,
     ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        if let Some(apart) = &self.apart {
+            return apart.sessions_of(&mut self.primary.shared(), subject).await;
+        }
         let mut invocation = self.scripts.sessions_of.key(self.index_key(subject));
         invocation.arg(&self.prefix);
         let found: Vec<(String, HashMap<String, String>)> = self.run(&mut invocation).await?;
@@ -457,6 +529,11 @@ impl LifetimeStore for RedisStore {
     }
 
     async fn delete_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
+        if let Some(apart) = &self.apart {
+            return apart
+                .delete_sessions_of(&mut self.primary.shared(), subject)
+                .await;
+        }
         let mut invocation = self.scripts.delete_sessions_of.key(self.index_key(subject));
         invocation.arg(&self.prefix);
         let deleted: u64 = self.run_acknowledged(&mut invocation).await?;

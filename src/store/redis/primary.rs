@@ -1,9 +1,13 @@
-//! Where the store's connections go: one server, or (feature
-//! `redis-sentinel`) the primary that a set of Redis Sentinels names.
+//! Where the store's connections go: one server, (feature
+//! `redis-sentinel`) the primary that a set of Redis Sentinels names, or
+//! (feature `redis-cluster`) the primaries of a cluster.
+
+use redis::Client;
 
 use super::connections::{client, Connections};
 #[cfg(feature = "redis-sentinel")]
 use super::sentinel::Followed;
+use super::shared::Shared;
 use crate::store::StoreError;
 
 /// The store's way to its primary.
@@ -13,6 +17,10 @@ pub(super) enum Primary {
     /// The primary the Sentinels name, found again after a failure.
     #[cfg(feature = "redis-sentinel")]
     Sentinel(Box<Followed>),
+    /// The primaries of a cluster, each key's slot's found by the
+    /// connection.
+    #[cfg(feature = "redis-cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
 }
 
 impl Primary {
@@ -21,13 +29,37 @@ impl Primary {
         Ok(Primary::Fixed(Connections::to(&client(url)?)?))
     }
 
-    /// The connections to the primary as far as the store knows.
-    pub(super) fn connections(&self) -> Connections {
+    /// The connection every operation shares.
+    pub(super) fn shared(&self) -> Shared {
         match self {
-            Primary::Fixed(connections) => connections.clone(),
+            Primary::Fixed(connections) => connections.shared.clone(),
             #[cfg(feature = "redis-sentinel")]
-            Primary::Sentinel(followed) => followed.connections(),
+            Primary::Sentinel(followed) => followed.connections().shared,
+            #[cfg(feature = "redis-cluster")]
+            Primary::Cluster(connection) => Shared::Cluster(connection.clone()),
         }
+    }
+
+    /// The client that opens a connection of its own for a write that
+    /// waits for replicas: none on a cluster.
+    pub(super) fn acknowledging(&self) -> Option<Client> {
+        match self {
+            Primary::Fixed(connections) => Some(connections.acknowledged.clone()),
+            #[cfg(feature = "redis-sentinel")]
+            Primary::Sentinel(followed) => Some(followed.connections().acknowledged),
+            #[cfg(feature = "redis-cluster")]
+            Primary::Cluster(_) => None,
+        }
+    }
+
+    /// Whether the keys spread over a cluster's slots, so that no script
+    /// may write a session and its subject's index together.
+    pub(super) fn is_cluster(&self) -> bool {
+        #[cfg(feature = "redis-cluster")]
+        if let Primary::Cluster(_) = self {
+            return true;
+        }
+        false
     }
 
     /// What the store reports for an operation that failed with `error`;

@@ -21,6 +21,24 @@ end
 local function unindex(prefix, subject, member)
   if subject then redis.call('ZREM', index_key(prefix, subject), member) end
 end
+local function index_created(prefix, subject, created, member, expiry)
+  local idx = index_key(prefix, subject)
+  redis.call('ZREMRANGEBYSCORE', idx, '-inf', '(' .. created)
+  index(idx, member, expiry)
+end
+";
+
+/// The same helpers on a cluster, where a subject's index lives in a slot
+/// of its own that a session's script may not write: they write nothing,
+/// and the store writes the index apart (see `cluster`).
+#[cfg(feature = "redis-cluster")]
+const INDEX_APART: &str = r"
+local function index_key(prefix, subject)
+  return prefix .. 's:' .. subject
+end
+local function index(idx, member, expiry) end
+local function unindex(prefix, subject, member) end
+local function index_created(prefix, subject, created, member, expiry) end
 ";
 
 /// `KEYS[1]` the session. `ARGV`: 1 prefix, 2 member (the key in hex),
@@ -32,11 +50,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 local record = redis.call('HMGET', KEYS[1], 's', 'c')
-if record[1] then
-  local idx = index_key(ARGV[1], record[1])
-  redis.call('ZREMRANGEBYSCORE', idx, '-inf', '(' .. record[2])
-  index(idx, ARGV[2], ARGV[3])
-end
+if record[1] then index_created(ARGV[1], record[1], record[2], ARGV[2], ARGV[3]) end
 return 1
 ";
 
@@ -240,8 +254,21 @@ pub(super) struct Scripts {
 }
 
 impl Scripts {
+    /// The scripts for one primary, which write a session's subject index
+    /// with the session.
     pub(super) fn new() -> Self {
-        let with_index = |body: &str| redis::Script::new(&format!("{INDEX}{body}"));
+        Scripts::with(INDEX)
+    }
+
+    /// The scripts for a cluster, which write a session alone: the store
+    /// writes its subject's index apart.
+    #[cfg(feature = "redis-cluster")]
+    pub(super) fn apart_from_index() -> Self {
+        Scripts::with(INDEX_APART)
+    }
+
+    fn with(index: &str) -> Self {
+        let with_index = |body: &str| redis::Script::new(&format!("{index}{body}"));
         Scripts {
             create: with_index(CREATE),
             touch: with_index(TOUCH),

@@ -1,0 +1,344 @@
+//! What a [`RedisStore`](super::RedisStore) on a cluster does apart: the
+//! writes a script on one primary makes together with a session, but
+//! which a cluster keeps in other slots than the session's (feature
+//! `redis-cluster`).
+//!
+//! Each session keeps its key, `<prefix><key in hex>`, so sessions spread
+//! evenly over the slots, and its scripts run on the primary that owns
+//! it: the hot path stays one round trip. A subject's index
+//! (`<prefix>s:<subject>`) lives in a slot of its own, and two IDs of one
+//! session in two slots; so:
+//!
+//! - **The index is written first.** Before a session is written with a
+//!   subject (a login, a renewal, a new subject), its member is in the
+//!   subject's index, scored by the latest the session can end (its
+//!   absolute deadline, or the store's latest expiry when it has none).
+//!   The index thus never misses a live session; what a crash between
+//!   the two writes leaves is a member without a record (or with another
+//!   subject), which every reader skips, and which leaves the index once
+//!   its score has passed. The index expires with its latest score, and a
+//!   touch, which cannot move an absolute deadline, never writes it.
+//! - **A member leaves only with its record.** A logout, and a logout
+//!   everywhere, drop a member from the index after they deleted its
+//!   record, never because they found none: that record may be a login's
+//!   that wrote its member and not yet its record.
+//! - **A renewal commits on the old ID.** The new record is written first
+//!   (its ID reaches no one before the renewal returns), then the old one
+//!   becomes a pointer to it, if its version still matches; if not, or if
+//!   it is gone (a logout won), the new record is deleted again. A logout
+//!   that finds a pointer follows it, so a logout racing a renewal ends
+//!   the session under both IDs. A crash between the two writes leaves a
+//!   record whose ID no one holds, until its idle timeout.
+//! - **A logout everywhere** reads the index, then deletes each member's
+//!   record that still has the subject, following pointers. It ends every
+//!   session whose record existed when it began (that record's member was
+//!   written before it); a login racing it either is ended too, or wrote
+//!   its record after the logout everywhere read the index.
+
+use redis::{FromRedisValue, ScriptInvocation};
+
+use super::error::store_error;
+use super::fields::{expiry_millis, fields, latest_end_millis, record_from, FieldPairs};
+use super::shared::Shared;
+use crate::id::SessionKey;
+use crate::record::SessionRecord;
+use crate::store::{RenewOutcome, StoreError};
+use crate::time::Timestamp;
+
+/// Adds `ARGV[1]` to the index `KEYS[1]` with score `ARGV[2]` (the latest
+/// the session can end), first dropping the members whose score is before
+/// `ARGV[3]`; the index expires with its latest score.
+const INDEX: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'NX')
+redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'GT')
+return 1
+";
+
+/// Deletes the session `KEYS[1]` if `ARGV[1]` is empty or its subject:
+/// `{1, subject, pointer}` (false where there is none) when it did, `{0}`
+/// (and two falses) when there was no such record.
+const DELETE: &str = r"
+local stored = redis.call('HMGET', KEYS[1], 's', 'm')
+if ARGV[1] ~= '' and stored[1] ~= ARGV[1] then return {0, false, false} end
+if redis.call('DEL', KEYS[1]) == 0 then return {0, false, false} end
+return {1, stored[1], stored[2]}
+";
+
+/// Writes the renewed record under `KEYS[1]` if the key is free.
+/// `ARGV`: 1 activity, 2 expiry, 3.. the other fields. 1: written, 0: taken.
+const RENEWED: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'a', ARGV[1], 'e', ARGV[2], unpack(ARGV, 3))
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1
+";
+
+/// Turns the record `KEYS[1]` into a pointer to `ARGV[2]` expiring at
+/// `ARGV[3]`, if its version is `ARGV[1]` and it is no pointer yet.
+/// `{0}`: missing, `{1}`: conflict (each with two falses), `{2, activity,
+/// expiry}` (as they were): renewed.
+const POINT: &str = r"
+local stored = redis.call('HMGET', KEYS[1], 'v', 'a', 'e', 'm')
+if not stored[1] then return {0, false, false} end
+if stored[4] or stored[1] ~= ARGV[1] then return {1, false, false} end
+local version = string.format('%.0f', tonumber(stored[1]) + 1)
+redis.call('HSET', KEYS[1], 'm', ARGV[2], 'e', ARGV[3], 'v', version)
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+return {2, stored[2], stored[3]}
+";
+
+/// Moves activity and expiry forward to `ARGV` 1 and 2, on a record that
+/// exists: the touches that reached the old ID while it was renewed.
+const CATCH_UP: &str = r"
+local stored = redis.call('HMGET', KEYS[1], 'a', 'e')
+if not stored[1] then return 0 end
+local activity = math.max(tonumber(stored[1]), tonumber(ARGV[1]))
+local expiry = math.max(tonumber(stored[2]), tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'a', string.format('%.0f', activity), 'e', string.format('%.0f', expiry))
+redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', expiry))
+return 1
+";
+
+/// The longest chain of renewals a logout follows.
+const MAX_POINTERS: usize = 8;
+
+/// The scripts a cluster store runs apart, and the keys they go to.
+pub(super) struct Apart {
+    prefix: String,
+    index: redis::Script,
+    delete: redis::Script,
+    renewed: redis::Script,
+    point: redis::Script,
+    catch_up: redis::Script,
+}
+
+impl Apart {
+    #[cfg_attr(not(feature = "redis-cluster"), allow(dead_code))]
+    pub(super) fn new(prefix: &str) -> Self {
+        Apart {
+            prefix: prefix.to_owned(),
+            index: redis::Script::new(INDEX),
+            delete: redis::Script::new(DELETE),
+            renewed: redis::Script::new(RENEWED),
+            point: redis::Script::new(POINT),
+            catch_up: redis::Script::new(CATCH_UP),
+        }
+    }
+
+    pub(super) fn set_prefix(&mut self, prefix: &str) {
+        prefix.clone_into(&mut self.prefix);
+    }
+
+    fn session_key(&self, member: &str) -> String {
+        format!("{}{member}", self.prefix)
+    }
+
+    fn index_key(&self, subject: &str) -> String {
+        format!("{}s:{subject}", self.prefix)
+    }
+
+    /// Lists `key` under `record`'s subject, if it has one: before the
+    /// record is written.
+    pub(super) async fn index(
+        &self,
+        connection: &mut Shared,
+        key: &SessionKey,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let Some(subject) = &record.subject else {
+            return Ok(());
+        };
+        let mut invocation = self.index.key(self.index_key(subject));
+        invocation
+            .arg(key.to_hex())
+            .arg(latest_end_millis(record))
+            .arg(record.created_at.as_unix_millis());
+        run::<i64>(connection, &invocation).await.map(drop)
+    }
+
+    /// Deletes the session `key` and the sessions its pointers lead to;
+    /// with `subject`, only records of that subject. Returns how many
+    /// sessions (not pointers) it deleted, and whether it deleted any
+    /// record at all.
+    async fn delete_chain(
+        &self,
+        connection: &mut Shared,
+        key: &SessionKey,
+        subject: Option<&str>,
+    ) -> Result<(u64, bool), StoreError> {
+        let (mut member, mut sessions, mut found) = (key.to_hex(), 0, false);
+        for _ in 0..MAX_POINTERS {
+            let mut invocation = self.delete.key(self.session_key(&member));
+            invocation.arg(subject.unwrap_or(""));
+            let deleted: (i64, Option<String>, Option<String>) =
+                run(connection, &invocation).await?;
+            let (1, stored_subject, pointer) = deleted else {
+                break;
+            };
+            found = true;
+            if let Some(stored_subject) = stored_subject {
+                self.unindex(connection, &stored_subject, &member).await;
+            }
+            match pointer {
+                Some(next) => member = next,
+                None => {
+                    sessions += 1;
+                    break;
+                }
+            }
+        }
+        Ok((sessions, found))
+    }
+
+    /// Drops `member`, whose record was deleted, from `subject`'s index. A
+    /// failure leaves a member without a record, which readers skip.
+    async fn unindex(&self, connection: &mut Shared, subject: &str, member: &str) {
+        let removed: redis::RedisResult<i64> = redis::cmd("ZREM")
+            .arg(self.index_key(subject))
+            .arg(member)
+            .query_async(connection)
+            .await;
+        if let Err(err) = removed {
+            tracing::debug!(error = %err, "session store: a deleted session stays in its subject's index until its deadline");
+        }
+    }
+
+    /// [`LifetimeStore::delete`](crate::store::LifetimeStore::delete).
+    pub(super) async fn delete(
+        &self,
+        connection: &mut Shared,
+        key: &SessionKey,
+    ) -> Result<bool, StoreError> {
+        Ok(self.delete_chain(connection, key, None).await?.1)
+    }
+
+    /// [`LifetimeStore::renew`](crate::store::LifetimeStore::renew), in the
+    /// order the module docs give.
+    pub(super) async fn renew(
+        &self,
+        connection: &mut Shared,
+        old: &SessionKey,
+        expected_version: u64,
+        new: &SessionKey,
+        record: &SessionRecord,
+        grace_until: Timestamp,
+    ) -> Result<RenewOutcome, StoreError> {
+        self.index(connection, new, record).await?;
+        let new_member = new.to_hex();
+        let (activity, expiry) = (
+            record.last_activity.as_unix_millis(),
+            expiry_millis(record.expires_at),
+        );
+        let mut invocation = self.renewed.key(self.session_key(&new_member));
+        invocation
+            .arg(activity)
+            .arg(expiry)
+            .arg(&fields(record)[4..]);
+        if run::<i64>(connection, &invocation).await? == 0 {
+            return Ok(RenewOutcome::Taken);
+        }
+        let mut invocation = self.point.key(self.session_key(&old.to_hex()));
+        invocation
+            .arg(expected_version.to_string())
+            .arg(&new_member)
+            .arg(expiry_millis(grace_until));
+        // On an error, whether the old ID points here is unknown: the new
+        // record stays, for a logout to find through the pointer if there
+        // is one; with none, no one holds its ID.
+        let pointed: (i64, Option<u64>, Option<u64>) = run(connection, &invocation).await?;
+        match pointed {
+            (2, Some(old_activity), Some(old_expiry)) => {
+                if old_activity > activity || old_expiry > expiry {
+                    let mut invocation = self.catch_up.key(self.session_key(&new_member));
+                    invocation.arg(old_activity).arg(old_expiry);
+                    run::<i64>(connection, &invocation).await?;
+                }
+                Ok(RenewOutcome::Renewed)
+            }
+            (outcome, ..) => {
+                self.delete_chain(connection, new, None).await?;
+                Ok(if outcome == 0 {
+                    RenewOutcome::Missing
+                } else {
+                    RenewOutcome::Conflict
+                })
+            }
+        }
+    }
+
+    /// The members of `subject`'s index.
+    async fn members(
+        &self,
+        connection: &mut Shared,
+        subject: &str,
+    ) -> Result<Vec<SessionKey>, StoreError> {
+        let members: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.index_key(subject))
+            .arg(0)
+            .arg(-1)
+            .query_async(connection)
+            .await
+            .map_err(store_error)?;
+        members
+            .iter()
+            .map(|member| {
+                SessionKey::from_hex(member).ok_or_else(|| {
+                    StoreError::corrupt(format!("subject index member `{member}` is not a key"))
+                })
+            })
+            .collect()
+    }
+
+    /// [`LifetimeStore::sessions_of`](crate::store::LifetimeStore::sessions_of):
+    /// the index's members whose record exists, has the subject and is no
+    /// pointer.
+    pub(super) async fn sessions_of(
+        &self,
+        connection: &mut Shared,
+        subject: &str,
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        let mut found = Vec::new();
+        for key in self.members(connection, subject).await? {
+            let reply: redis::Value = redis::cmd("HGETALL")
+                .arg(self.session_key(&key.to_hex()))
+                .query_async(connection)
+                .await
+                .map_err(store_error)?;
+            let stored = FieldPairs::of(&reply)
+                .ok_or_else(|| StoreError::corrupt("a record that is not a hash"))?;
+            if stored.is_empty() {
+                continue;
+            }
+            let record = record_from(&stored)?;
+            if record.renewed_to.is_none() && record.subject.as_deref() == Some(subject) {
+                found.push((key, record));
+            }
+        }
+        Ok(found)
+    }
+
+    /// [`LifetimeStore::delete_sessions_of`](crate::store::LifetimeStore::delete_sessions_of).
+    pub(super) async fn delete_sessions_of(
+        &self,
+        connection: &mut Shared,
+        subject: &str,
+    ) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        for key in self.members(connection, subject).await? {
+            deleted += self.delete_chain(connection, &key, Some(subject)).await?.0;
+        }
+        Ok(deleted)
+    }
+}
+
+async fn run<T: FromRedisValue>(
+    connection: &mut Shared,
+    invocation: &ScriptInvocation<'_>,
+) -> Result<T, StoreError> {
+    invocation
+        .invoke_async(connection)
+        .await
+        .map_err(store_error)
+}
