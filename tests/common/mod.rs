@@ -27,6 +27,8 @@ use tower_session_lifetime::{
 
 pub mod hardening;
 pub mod proxy;
+#[cfg(feature = "redis-cluster")]
+pub mod redis_cluster;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 pub mod shared_store;

@@ -155,7 +155,9 @@ impl Apart {
             .arg(key.to_hex())
             .arg(latest_end_millis(record))
             .arg(record.created_at.as_unix_millis());
-        run::<i64>(connection, &invocation).await.map(drop)
+        run::<i64>(connection, &self.index, &invocation)
+            .await
+            .map(drop)
     }
 
     /// Deletes the session `key` and the sessions its pointers lead to;
@@ -173,7 +175,7 @@ impl Apart {
             let mut invocation = self.delete.key(self.session_key(&member));
             invocation.arg(subject.unwrap_or(""));
             let deleted: (i64, Option<String>, Option<String>) =
-                run(connection, &invocation).await?;
+                run(connection, &self.delete, &invocation).await?;
             let (1, stored_subject, pointer) = deleted else {
                 break;
             };
@@ -236,7 +238,7 @@ impl Apart {
             .arg(activity)
             .arg(expiry)
             .arg(&fields(record)[4..]);
-        if run::<i64>(connection, &invocation).await? == 0 {
+        if run::<i64>(connection, &self.renewed, &invocation).await? == 0 {
             return Ok(RenewOutcome::Taken);
         }
         let mut invocation = self.point.key(self.session_key(&old.to_hex()));
@@ -247,13 +249,14 @@ impl Apart {
         // On an error, whether the old ID points here is unknown: the new
         // record stays, for a logout to find through the pointer if there
         // is one; with none, no one holds its ID.
-        let pointed: (i64, Option<u64>, Option<u64>) = run(connection, &invocation).await?;
+        let pointed: (i64, Option<u64>, Option<u64>) =
+            run(connection, &self.point, &invocation).await?;
         match pointed {
             (2, Some(old_activity), Some(old_expiry)) => {
                 if old_activity > activity || old_expiry > expiry {
                     let mut invocation = self.catch_up.key(self.session_key(&new_member));
                     invocation.arg(old_activity).arg(old_expiry);
-                    run::<i64>(connection, &invocation).await?;
+                    run::<i64>(connection, &self.catch_up, &invocation).await?;
                 }
                 Ok(RenewOutcome::Renewed)
             }
@@ -335,10 +338,11 @@ impl Apart {
 
 async fn run<T: FromRedisValue>(
     connection: &mut Shared,
+    script: &redis::Script,
     invocation: &ScriptInvocation<'_>,
 ) -> Result<T, StoreError> {
-    invocation
-        .invoke_async(connection)
+    connection
+        .run(script, invocation)
         .await
         .map_err(store_error)
 }

@@ -244,10 +244,10 @@ impl RedisStore {
     /// the prefix and the key in hex as the first two arguments.
     async fn run<T: redis::FromRedisValue>(
         &self,
-        invocation: &mut ScriptInvocation<'_>,
+        script: &redis::Script,
+        invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut connection = self.primary.shared();
-        match invocation.invoke_async(&mut connection).await {
+        match self.primary.shared().run(script, invocation).await {
             Ok(value) => Ok(value),
             Err(err) => Err(self.primary.failed(store_error(err)).await),
         }
@@ -257,13 +257,14 @@ impl RedisStore {
     /// acknowledgement, on its connection and waiting for the replicas.
     async fn run_acknowledged<T: redis::FromRedisValue>(
         &self,
-        invocation: &mut ScriptInvocation<'_>,
+        script: &redis::Script,
+        invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
         let Some(wait) = self.acknowledgement else {
-            return self.run(invocation).await;
+            return self.run(script, invocation).await;
         };
         let Some(client) = self.primary.acknowledging() else {
-            return self.run(invocation).await;
+            return self.run(script, invocation).await;
         };
         match wait.run(&client, invocation).await {
             Ok(value) => Ok(value),
@@ -316,7 +317,8 @@ impl RedisStore {
             .arg(now.as_unix_millis())
             .arg(&policy_args(policy)[..])
             .arg(LATEST_EXPIRY);
-        let (touched, reply): (i64, redis::Value) = self.run(&mut invocation).await?;
+        let (touched, reply): (i64, redis::Value) =
+            self.run(&self.scripts.load_and_touch, &invocation).await?;
         let stored = stored_fields(&reply)?;
         if stored.is_empty() {
             self.hints.forget(key);
@@ -361,7 +363,7 @@ impl LifetimeStore for RedisStore {
         invocation
             .arg(expiry_millis(record.expires_at))
             .arg(fields(record));
-        let created: i64 = self.run(&mut invocation).await?;
+        let created: i64 = self.run(&self.scripts.create, &invocation).await?;
         Ok(created == 1)
     }
 
@@ -403,7 +405,7 @@ impl LifetimeStore for RedisStore {
         invocation
             .arg(activity.as_unix_millis())
             .arg(expiry_millis(expires_at));
-        let outcome: i64 = self.run(&mut invocation).await?;
+        let outcome: i64 = self.run(&self.scripts.touch, &invocation).await?;
         Ok(match outcome {
             0 => TouchOutcome::Missing,
             1 => TouchOutcome::AlreadyRecent,
@@ -427,7 +429,7 @@ impl LifetimeStore for RedisStore {
             .arg(record.last_activity.as_unix_millis())
             .arg(expiry_millis(record.expires_at))
             .arg(&fields(record)[4..]);
-        let outcome: i64 = self.run(&mut invocation).await?;
+        let outcome: i64 = self.run(&self.scripts.update, &invocation).await?;
         Ok(match outcome {
             0 => UpdateOutcome::Missing,
             1 => UpdateOutcome::Conflict,
@@ -440,8 +442,10 @@ impl LifetimeStore for RedisStore {
         if let Some(apart) = &self.apart {
             return apart.delete(&mut self.primary.shared(), key).await;
         }
-        let mut invocation = self.on_session(&self.scripts.delete, key);
-        let deleted: i64 = self.run_acknowledged(&mut invocation).await?;
+        let invocation = self.on_session(&self.scripts.delete, key);
+        let deleted: i64 = self
+            .run_acknowledged(&self.scripts.delete, &invocation)
+            .await?;
         Ok(deleted == 1)
     }
 
@@ -482,7 +486,7 @@ impl LifetimeStore for RedisStore {
             .arg(record.last_activity.as_unix_millis())
             .arg(expiry_millis(record.expires_at))
             .arg(&fields(record)[4..]);
-        let outcome: i64 = self.run(&mut invocation).await?;
+        let outcome: i64 = self.run(&self.scripts.renew, &invocation).await?;
         Ok(match outcome {
             0 => RenewOutcome::Missing,
             1 => RenewOutcome::Conflict,
@@ -498,7 +502,7 @@ impl LifetimeStore for RedisStore {
     ) -> Result<bool, StoreError> {
         let mut invocation = self.on_session(&self.scripts.delete_stale, key);
         invocation.arg(last_activity.as_unix_millis());
-        let deleted: i64 = self.run(&mut invocation).await?;
+        let deleted: i64 = self.run(&self.scripts.delete_stale, &invocation).await?;
         Ok(deleted == 1)
     }
 
@@ -516,7 +520,8 @@ impl LifetimeStore for RedisStore {
         }
         let mut invocation = self.scripts.sessions_of.key(self.index_key(subject));
         invocation.arg(&self.prefix);
-        let found: Vec<(String, HashMap<String, String>)> = self.run(&mut invocation).await?;
+        let found: Vec<(String, HashMap<String, String>)> =
+            self.run(&self.scripts.sessions_of, &invocation).await?;
         found
             .into_iter()
             .map(|(member, stored)| {
@@ -536,7 +541,9 @@ impl LifetimeStore for RedisStore {
         }
         let mut invocation = self.scripts.delete_sessions_of.key(self.index_key(subject));
         invocation.arg(&self.prefix);
-        let deleted: u64 = self.run_acknowledged(&mut invocation).await?;
+        let deleted: u64 = self
+            .run_acknowledged(&self.scripts.delete_sessions_of, &invocation)
+            .await?;
         Ok(deleted)
     }
 }

@@ -5,7 +5,9 @@
 use redis::aio::{ConnectionLike, ConnectionManager};
 #[cfg(feature = "redis-cluster")]
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{
+    Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Script, ScriptInvocation, Value,
+};
 
 /// A connection to one server, or to a cluster.
 #[derive(Clone)]
@@ -16,6 +18,50 @@ pub(super) enum Shared {
     /// failover or a slot's move.
     #[cfg(feature = "redis-cluster")]
     Cluster(ClusterConnection),
+}
+
+impl Shared {
+    /// Runs `invocation` of `script`. A server that does not have the
+    /// script yet answers `NOSCRIPT`, and it is loaded there: on a cluster,
+    /// on the primary that runs it only (the `redis` crate would send
+    /// `SCRIPT LOAD` to every node, and fail while any one is down).
+    pub(super) async fn run<T: FromRedisValue>(
+        &mut self,
+        script: &Script,
+        invocation: &ScriptInvocation<'_>,
+    ) -> RedisResult<T> {
+        match self {
+            Shared::Server(connection) => {
+                // One server: the `redis` crate loads `script` there itself.
+                let _ = script;
+                invocation.invoke_async(connection).await
+            }
+            #[cfg(feature = "redis-cluster")]
+            Shared::Cluster(connection) => {
+                // In a pipeline, `SCRIPT LOAD` goes where the script's key
+                // sends it.
+                let ran = redis::pipe()
+                    .invoke_script(invocation)
+                    .query_async::<(T,)>(connection)
+                    .await;
+                match ran {
+                    Err(err)
+                        if err.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        let (value,) = redis::pipe()
+                            .load_script(script)
+                            .ignore()
+                            .invoke_script(invocation)
+                            .query_async::<(T,)>(connection)
+                            .await?;
+                        Ok(value)
+                    }
+                    ran => ran.map(|(value,)| value),
+                }
+            }
+        }
+    }
 }
 
 impl ConnectionLike for Shared {
