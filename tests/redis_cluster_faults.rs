@@ -234,23 +234,87 @@ async fn a_write_cut_off_between_index_and_record_leaves_no_live_session_unliste
     assert_eq!(store.delete_sessions_of(&subject).await.unwrap(), 1);
 }
 
-/// The primary's replication offset and its first replica's, from
-/// `INFO replication`.
-fn replicated_offset(info: &str) -> Option<(u64, u64)> {
-    let primary = info
-        .lines()
-        .find_map(|line| line.strip_prefix("master_repl_offset:"))?
-        .trim()
-        .parse()
-        .ok()?;
-    let replica = info
-        .lines()
-        .find_map(|line| line.strip_prefix("slave0:"))?
-        .split(',')
-        .find_map(|field| field.strip_prefix("offset="))?
-        .parse()
-        .ok()?;
-    Some((primary, replica))
+/// The replica (an index into `nodes`) of the primary `primary`.
+async fn replica_of(cluster: &OwnCluster, primary: usize) -> usize {
+    let port = cluster.nodes[primary].port();
+    for (index, node) in cluster.nodes.iter().enumerate() {
+        let info = node.replication_info().await.unwrap_or_default();
+        if info.contains("role:slave") && info.contains(&format!("master_port:{port}\r")) {
+            return index;
+        }
+    }
+    panic!("primary {primary} has no replica");
+}
+
+/// With a replica acknowledgement, a logout, and a login's index entry,
+/// succeed once the primary's replica has them; with that replica paused,
+/// they fail as not replicated (the change made on the primary), and
+/// succeed again once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_wait_for_the_replica_of_their_own_primary() {
+    let cluster = OwnCluster::start(3, 1).await;
+    let store = open(&cluster)
+        .await
+        .with_replica_acknowledgement(1, Duration::from_millis(300))
+        .unwrap();
+    let subject = format!("acknowledged-{}", fresh_key().to_hex());
+    let (key, record_owner, index_owner) = key_apart_from(&cluster, &subject).await;
+    let mut record = live_record();
+    record.subject = Some(subject.as_str().into());
+    for node in &cluster.nodes {
+        eprintln!(
+            "DEBUG {} {:?}",
+            node.port(),
+            node.replication_info()
+                .await
+                .unwrap()
+                .lines()
+                .filter(|l| l.starts_with("role")
+                    || l.starts_with("slave0")
+                    || l.starts_with("master_port"))
+                .collect::<Vec<_>>()
+        );
+    }
+    eprintln!("DEBUG owners record {record_owner} index {index_owner}");
+    assert!(store.create(&key, &record).await.unwrap());
+
+    let replica = replica_of(&cluster, record_owner).await;
+    cluster.nodes[replica].signal("STOP");
+    let err = store.delete(&key).await.unwrap_err();
+    cluster.nodes[replica].signal("CONT");
+    assert_eq!(err.kind(), StoreErrorKind::NotReplicated, "{err:?}");
+    assert_eq!(
+        store.load(&key).await.unwrap(),
+        None,
+        "gone from the primary"
+    );
+    until("the replica catches up", async || {
+        store.delete(&key).await.is_ok()
+    })
+    .await;
+
+    // A login whose index entry's replica does not answer fails before its
+    // record is written.
+    let replica = replica_of(&cluster, index_owner).await;
+    let login = fresh_key();
+    cluster.nodes[replica].signal("STOP");
+    let err = store.create(&login, &record).await.unwrap_err();
+    cluster.nodes[replica].signal("CONT");
+    assert_eq!(err.kind(), StoreErrorKind::NotReplicated, "{err:?}");
+    assert_eq!(
+        store.load(&login).await.unwrap(),
+        None,
+        "no record without its entry"
+    );
+    cluster.whole_again().await;
+    until("the replica catches up", async || {
+        store
+            .create(&login, &record)
+            .await
+            .is_ok_and(|created| created)
+    })
+    .await;
+    assert_eq!(store.delete_sessions_of(&subject).await.unwrap(), 1);
 }
 
 /// A primary is killed (`SIGKILL`, by its PID) while requests flow:
@@ -260,7 +324,11 @@ fn replicated_offset(info: &str) -> Option<(u64, u64)> {
 async fn a_killed_primary_gives_503_until_its_replica_is_promoted_then_the_store_follows() {
     let mut cluster = OwnCluster::start(3, 1).await;
     let clock = clock_now();
-    let app = app(open(&cluster).await, &clock);
+    let store = open(&cluster)
+        .await
+        .with_replica_acknowledgement(1, Duration::from_secs(2))
+        .unwrap();
+    let app = app(store, &clock);
     // Sessions until one lives on primary 0, the victim, and a second there
     // that logs out before the kill.
     let mut on_victim = Vec::new();
@@ -276,14 +344,8 @@ async fn a_killed_primary_gives_503_until_its_replica_is_promoted_then_the_store
         send(&app, "POST", "/logout", Some(&gone)).await.status(),
         StatusCode::OK
     );
-    // The logout reached the replica (the test waits for replication; a
-    // cluster store does not wait for replicas itself).
-    let victim = &cluster.nodes[0];
-    until("the replica has the logout", async || {
-        let info = victim.replication_info().await.unwrap_or_default();
-        replicated_offset(&info).is_some_and(|(primary, replica)| primary == replica)
-    })
-    .await;
+    // The store acknowledged the logout once the replica had it, so the
+    // replica that takes over has it too.
 
     cluster.nodes[0].stop();
     let mut statuses = std::collections::BTreeMap::new();

@@ -73,14 +73,10 @@ impl OwnCluster {
         assert!(status.success(), "redis-cli --cluster create failed");
         let cluster = OwnCluster { nodes, primaries };
         cluster.whole_again().await;
-        for primary in cluster.primaries() {
-            until("every primary has its replicas", async || {
-                primary
-                    .replication_info()
-                    .await
-                    .is_some_and(|info| info.contains(&format!("connected_slaves:{replicas}")))
-            })
-            .await;
+        if replicas > 0 {
+            for (index, primary) in cluster.primaries().iter().enumerate() {
+                cluster.acknowledges(index, primary, replicas).await;
+            }
         }
         cluster
     }
@@ -94,6 +90,43 @@ impl OwnCluster {
             })
             .await;
         }
+    }
+
+    /// Waits until `primary`'s `replicas` acknowledge its writes (`WAIT`
+    /// after a write of a key it owns): a replica may sync twice while the
+    /// cluster forms.
+    async fn acknowledges(&self, index: usize, primary: &OwnServer, replicas: usize) {
+        let mut probe = 0;
+        let key = loop {
+            let key = format!("probe-{probe}");
+            if self.owner_of(&key).await == index {
+                break key;
+            }
+            probe += 1;
+        };
+        until(
+            "the replicas acknowledge their primary's writes",
+            async || {
+                let mut connection = primary.connection().await;
+                let written: redis::RedisResult<()> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(1)
+                    .query_async(&mut connection)
+                    .await;
+                let acknowledged: redis::RedisResult<usize> = redis::cmd("WAIT")
+                    .arg(replicas)
+                    .arg(100)
+                    .query_async(&mut connection)
+                    .await;
+                written.is_ok() && acknowledged.is_ok_and(|count| count == replicas)
+            },
+        )
+        .await;
+        let () = redis::cmd("DEL")
+            .arg(&key)
+            .query_async(&mut primary.connection().await)
+            .await
+            .unwrap();
     }
 
     pub fn primaries(&self) -> &[OwnServer] {

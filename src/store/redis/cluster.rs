@@ -34,11 +34,17 @@
 //!   session whose record existed when it began (that record's member was
 //!   written before it); a login racing it either is ended too, or wrote
 //!   its record after the logout everywhere read the index.
+//!
+//! The module builds without the feature too (a store on one server never
+//! has an `Apart`), so that the store's operations need no `cfg` of their
+//! own.
+#![cfg_attr(not(feature = "redis-cluster"), allow(dead_code))]
 
-use redis::{FromRedisValue, ScriptInvocation};
+use redis::{Client, ConnectionInfo, FromRedisValue, ScriptInvocation};
 
 use super::error::store_error;
 use super::fields::{expiry_millis, fields, latest_end_millis, record_from, FieldPairs};
+use super::replicas::Wait;
 use super::shared::Shared;
 use crate::id::SessionKey;
 use crate::record::SessionRecord;
@@ -107,6 +113,13 @@ const MAX_POINTERS: usize = 8;
 /// The scripts a cluster store runs apart, and the keys they go to.
 pub(super) struct Apart {
     prefix: String,
+    /// The first node's settings (credentials, TLS), for a connection of
+    /// its own to a primary.
+    seed: ConnectionInfo,
+    /// Set by `RedisStore::with_replica_acknowledgement`: then a deletion
+    /// and an index entry are written to a primary on a connection of
+    /// their own, and wait for its replicas.
+    acknowledgement: Option<Wait>,
     index: redis::Script,
     delete: redis::Script,
     renewed: redis::Script,
@@ -115,10 +128,11 @@ pub(super) struct Apart {
 }
 
 impl Apart {
-    #[cfg_attr(not(feature = "redis-cluster"), allow(dead_code))]
-    pub(super) fn new(prefix: &str) -> Self {
+    pub(super) fn new(prefix: &str, seed: ConnectionInfo) -> Self {
         Apart {
             prefix: prefix.to_owned(),
+            seed,
+            acknowledgement: None,
             index: redis::Script::new(INDEX),
             delete: redis::Script::new(DELETE),
             renewed: redis::Script::new(RENEWED),
@@ -129,6 +143,64 @@ impl Apart {
 
     pub(super) fn set_prefix(&mut self, prefix: &str) {
         prefix.clone_into(&mut self.prefix);
+    }
+
+    /// Waits for `wait`'s replicas after each deletion and index entry.
+    pub(super) fn acknowledge(&mut self, wait: Wait) {
+        self.acknowledgement = Some(wait);
+    }
+
+    /// Runs `invocation` of `script` on `redis_key`; with a replica
+    /// acknowledgement, on a connection of its own to the key's primary,
+    /// then waits for its replicas (a primary that no longer owns the key
+    /// answers `MOVED`: unavailable, to be asked again).
+    async fn run_acknowledged<T: FromRedisValue>(
+        &self,
+        connection: &mut Shared,
+        script: &redis::Script,
+        invocation: &ScriptInvocation<'_>,
+        redis_key: &str,
+    ) -> Result<T, StoreError> {
+        let Some(wait) = self.acknowledgement else {
+            return run(connection, script, invocation).await;
+        };
+        let client = self.client_of_primary(connection, redis_key).await?;
+        wait.run(&client, invocation).await
+    }
+
+    /// A client for the primary that owns `redis_key`'s slot now.
+    async fn client_of_primary(
+        &self,
+        connection: &mut Shared,
+        redis_key: &str,
+    ) -> Result<Client, StoreError> {
+        #[cfg(feature = "redis-cluster")]
+        if let Shared::Cluster(cluster) = connection {
+            use redis::ConnectionAddr;
+            let (host, port) = super::shared::primary_of(cluster, redis_key)
+                .await
+                .map_err(store_error)?;
+            let address = match self.seed.addr() {
+                ConnectionAddr::TcpTls {
+                    insecure,
+                    tls_params,
+                    ..
+                } => ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure: *insecure,
+                    tls_params: tls_params.clone(),
+                },
+                _ => ConnectionAddr::Tcp(host, port),
+            };
+            return Client::open(self.seed.clone().set_addr(address))
+                .map_err(|err| StoreError::new(crate::store::StoreErrorKind::Backend, err));
+        }
+        let _ = (connection, redis_key);
+        Err(StoreError::new(
+            crate::store::StoreErrorKind::Backend,
+            "a replica acknowledgement apart needs a cluster",
+        ))
     }
 
     fn session_key(&self, member: &str) -> String {
@@ -150,12 +222,13 @@ impl Apart {
         let Some(subject) = &record.subject else {
             return Ok(());
         };
-        let mut invocation = self.index.key(self.index_key(subject));
+        let index_key = self.index_key(subject);
+        let mut invocation = self.index.key(&index_key);
         invocation
             .arg(key.to_hex())
             .arg(latest_end_millis(record))
             .arg(record.created_at.as_unix_millis());
-        run::<i64>(connection, &self.index, &invocation)
+        self.run_acknowledged::<i64>(connection, &self.index, &invocation, &index_key)
             .await
             .map(drop)
     }
@@ -172,10 +245,12 @@ impl Apart {
     ) -> Result<(u64, bool), StoreError> {
         let (mut member, mut sessions, mut found) = (key.to_hex(), 0, false);
         for _ in 0..MAX_POINTERS {
-            let mut invocation = self.delete.key(self.session_key(&member));
+            let session_key = self.session_key(&member);
+            let mut invocation = self.delete.key(&session_key);
             invocation.arg(subject.unwrap_or(""));
-            let deleted: (i64, Option<String>, Option<String>) =
-                run(connection, &self.delete, &invocation).await?;
+            let deleted: (i64, Option<String>, Option<String>) = self
+                .run_acknowledged(connection, &self.delete, &invocation, &session_key)
+                .await?;
             let (1, stored_subject, pointer) = deleted else {
                 break;
             };

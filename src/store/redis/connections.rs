@@ -61,25 +61,38 @@ fn connect(client: &Client, response_timeout: Duration) -> Result<ConnectionMana
 }
 
 /// A connection to the cluster that the nodes at `nodes` belong to,
-/// made now: a cluster's connection learns its slots when it connects.
+/// made now (a cluster's connection learns its slots when it connects),
+/// and the first node's settings (credentials, TLS), for a connection of
+/// its own to any node.
 #[cfg(feature = "redis-cluster")]
 pub(super) async fn cluster(
     nodes: &[&str],
-) -> Result<redis::cluster_async::ClusterConnection, StoreError> {
-    if nodes.is_empty() {
+) -> Result<
+    (
+        redis::cluster_async::ClusterConnection,
+        redis::ConnectionInfo,
+    ),
+    StoreError,
+> {
+    use redis::IntoConnectionInfo;
+    let Some(first) = nodes.first() else {
         return Err(StoreError::new(
             StoreErrorKind::Backend,
             "a cluster store needs at least one node",
         ));
-    }
+    };
+    let seed = first
+        .into_connection_info()
+        .map_err(|err| StoreError::new(StoreErrorKind::Backend, err))?;
     let client = redis::cluster::ClusterClient::builder(nodes.iter().copied())
         .connection_timeout(TIMEOUT)
         .response_timeout(TIMEOUT)
         .retries(1)
         .build()
         .map_err(|err| StoreError::new(StoreErrorKind::Backend, err))?;
-    client
+    let connection = client
         .get_async_connection()
         .await
-        .map_err(super::error::store_error)
+        .map_err(super::error::store_error)?;
+    Ok((connection, seed))
 }

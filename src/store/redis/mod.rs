@@ -181,10 +181,10 @@ impl RedisStore {
     /// ```
     #[cfg(feature = "redis-cluster")]
     pub async fn open_cluster(nodes: &[&str]) -> Result<Self, StoreError> {
-        let connection = connections::cluster(nodes).await?;
+        let (connection, seed) = connections::cluster(nodes).await?;
         let mut store = RedisStore::on(Primary::Cluster(connection));
         store.scripts = Scripts::apart_from_index();
-        store.apart = Some(Apart::new(&store.prefix));
+        store.apart = Some(Apart::new(&store.prefix, seed));
         Ok(store)
     }
 
@@ -226,7 +226,11 @@ impl RedisStore {
         replicas: u32,
         timeout: Duration,
     ) -> Result<Self, InvalidReplicaAcknowledgement> {
-        self.acknowledgement = Some(Wait::new(replicas, timeout, self.primary.is_cluster())?);
+        let wait = Wait::new(replicas, timeout)?;
+        self.acknowledgement = Some(wait);
+        if let Some(apart) = &mut self.apart {
+            apart.acknowledge(wait);
+        }
         Ok(self)
     }
 

@@ -52,16 +52,6 @@ impl Primary {
         }
     }
 
-    /// Whether the keys spread over a cluster's slots, so that no script
-    /// may write a session and its subject's index together.
-    pub(super) fn is_cluster(&self) -> bool {
-        #[cfg(feature = "redis-cluster")]
-        if let Primary::Cluster(_) = self {
-            return true;
-        }
-        false
-    }
-
     /// What the store reports for an operation that failed with `error`;
     /// with Sentinel, first finds the primary again if it is gone.
     pub(super) async fn failed(&self, error: StoreError) -> StoreError {

@@ -65,18 +65,13 @@ pub(super) struct Wait {
 }
 
 impl Wait {
-    /// Refuses zero replicas, a timeout under 1 ms or over
-    /// [`MAX_REPLICA_WAIT`], and a cluster (`on_cluster`), whose logouts
-    /// write several primaries.
+    /// Refuses zero replicas, and a timeout under 1 ms or over
+    /// [`MAX_REPLICA_WAIT`].
     pub(super) fn new(
         replicas: u32,
         timeout: Duration,
-        on_cluster: bool,
     ) -> Result<Self, InvalidReplicaAcknowledgement> {
         let invalid = |reason| Err(InvalidReplicaAcknowledgement { reason });
-        if on_cluster {
-            return invalid("a replica acknowledgement is not available on a cluster store");
-        }
         if replicas == 0 {
             return invalid("a replica acknowledgement needs at least one replica");
         }

@@ -64,6 +64,43 @@ impl Shared {
     }
 }
 
+/// Where the primary that owns `redis_key`'s slot listens, as it
+/// announces itself (`CLUSTER NODES`, asked of that primary).
+#[cfg(feature = "redis-cluster")]
+pub(super) async fn primary_of(
+    connection: &mut ClusterConnection,
+    redis_key: &str,
+) -> RedisResult<(String, u16)> {
+    use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+    let route = Route::with_key(redis_key, SlotAddr::Master);
+    let nodes = connection
+        .route_command(
+            redis::cmd("CLUSTER").arg("NODES").take(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+        )
+        .await?;
+    let nodes: String = redis::from_redis_value(nodes)?;
+    // `<id> <ip>:<port>@<bus port>[,<hostname>] myself,master ...`
+    nodes
+        .lines()
+        .find(|line| {
+            line.split(' ')
+                .nth(2)
+                .is_some_and(|flags| flags.contains("myself"))
+        })
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|address| address.split(['@', ',']).next())
+        .and_then(|address| address.rsplit_once(':'))
+        .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
+        .ok_or_else(|| {
+            (
+                redis::ErrorKind::Parse,
+                "CLUSTER NODES names no address for the node itself",
+            )
+                .into()
+        })
+}
+
 impl ConnectionLike for Shared {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
