@@ -43,7 +43,9 @@
 use redis::{Client, ConnectionInfo, FromRedisValue, ScriptInvocation};
 
 use super::error::store_error;
-use super::fields::{expiry_millis, fields, latest_end_millis, record_from, FieldPairs};
+use super::fields::{
+    expiry_millis, fields, latest_end_millis, record_from, FieldPairs, StoredFields,
+};
 use super::replicas::Wait;
 use super::shared::Shared;
 use crate::id::SessionKey;
@@ -62,21 +64,24 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'GT')
 return 1
 ";
 
-/// Deletes the session `KEYS[1]` if `ARGV[1]` is empty or its subject:
+/// Deletes the session `KEYS[1]`, if `ARGV[1]` is `0`, or if it is `1`
+/// and the session's subject is `ARGV[2]`:
 /// `{1, subject, pointer}` (false where there is none) when it did, `{0}`
 /// (and two falses) when there was no such record.
 const DELETE: &str = r"
 local stored = redis.call('HMGET', KEYS[1], 's', 'm')
-if ARGV[1] ~= '' and stored[1] ~= ARGV[1] then return {0, false, false} end
+if ARGV[1] == '1' and stored[1] ~= ARGV[2] then return {0, false, false} end
 if redis.call('DEL', KEYS[1]) == 0 then return {0, false, false} end
 return {1, stored[1], stored[2]}
 ";
 
-/// Writes the renewed record under `KEYS[1]` if the key is free.
-/// `ARGV`: 1 activity, 2 expiry, 3.. the other fields. 1: written, 0: taken.
+/// Writes the renewed record under `KEYS[1]` if the key is free, with the
+/// member of the ID it comes from as `o` (a reader lists it only once that
+/// ID points to it, or is gone). `ARGV`: 1 activity, 2 expiry, 3 the old
+/// member, 4.. the other fields. 1: written, 0: taken.
 const RENEWED: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'a', ARGV[1], 'e', ARGV[2], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], 'a', ARGV[1], 'e', ARGV[2], 'o', ARGV[3], unpack(ARGV, 4))
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 1
 ";
@@ -109,6 +114,18 @@ return 1
 
 /// The longest chain of renewals a logout follows.
 const MAX_POINTERS: usize = 8;
+
+/// The longest chain of renewals a listing follows: as many as a session
+/// can make within its renewals' grace period while the listing runs.
+const MAX_LISTED_POINTERS: usize = 256;
+
+/// The most times a listing reads its sessions again while renewals keep
+/// moving them.
+const MAX_LISTING_PASSES: usize = 64;
+
+/// The most passes a logout everywhere makes over the subject's index
+/// while logins and renewals keep adding to it.
+const MAX_PASSES: usize = 8;
 
 /// The scripts a cluster store runs apart, and the keys they go to.
 pub(super) struct Apart {
@@ -247,7 +264,9 @@ impl Apart {
         for _ in 0..MAX_POINTERS {
             let session_key = self.session_key(&member);
             let mut invocation = self.delete.key(&session_key);
-            invocation.arg(subject.unwrap_or(""));
+            invocation
+                .arg(if subject.is_some() { "1" } else { "0" })
+                .arg(subject.unwrap_or(""));
             let deleted: (i64, Option<String>, Option<String>) = self
                 .run_acknowledged(connection, &self.delete, &invocation, &session_key)
                 .await?;
@@ -312,6 +331,7 @@ impl Apart {
         invocation
             .arg(activity)
             .arg(expiry)
+            .arg(old.to_hex())
             .arg(&fields(record)[4..]);
         if run::<i64>(connection, &self.renewed, &invocation).await? == 0 {
             return Ok(RenewOutcome::Taken);
@@ -369,43 +389,133 @@ impl Apart {
             .collect()
     }
 
+    /// The record under `key` and, for a renewal's new record, the key of
+    /// the ID it comes from.
+    async fn read(
+        &self,
+        connection: &mut Shared,
+        key: &SessionKey,
+    ) -> Result<Option<(SessionRecord, Option<SessionKey>)>, StoreError> {
+        let reply: redis::Value = redis::cmd("HGETALL")
+            .arg(self.session_key(&key.to_hex()))
+            .query_async(connection)
+            .await
+            .map_err(store_error)?;
+        let stored = FieldPairs::of(&reply)
+            .ok_or_else(|| StoreError::corrupt("a record that is not a hash"))?;
+        if stored.is_empty() {
+            return Ok(None);
+        }
+        let origin = match stored.field("o") {
+            Some(hex) => Some(
+                SessionKey::from_hex(hex).ok_or_else(|| StoreError::corrupt("bad field `o`"))?,
+            ),
+            None => None,
+        };
+        Ok(Some((record_from(&stored)?, origin)))
+    }
+
+    /// Where the session under `key` lives now: the record its renewals
+    /// lead to (a pointer stands for the record it points to), with the
+    /// ID that record was renewed from, if it was; `None` if the chain
+    /// ends in nothing or runs longer than [`MAX_LISTED_POINTERS`].
+    async fn head(
+        &self,
+        connection: &mut Shared,
+        key: SessionKey,
+    ) -> Result<Option<(SessionKey, SessionRecord, Option<SessionKey>)>, StoreError> {
+        let mut key = key;
+        for _ in 0..=MAX_LISTED_POINTERS {
+            let Some((record, origin)) = self.read(connection, &key).await? else {
+                return Ok(None);
+            };
+            match record.renewed_to {
+                Some(next) => key = next,
+                None => return Ok(Some((key, record, origin))),
+            }
+        }
+        Ok(None)
+    }
+
     /// [`LifetimeStore::sessions_of`](crate::store::LifetimeStore::sessions_of):
-    /// the index's members whose record exists, has the subject and is no
-    /// pointer.
+    /// each session of the subject once, although a cluster takes no
+    /// snapshot. Each member of the index stands for where its renewals
+    /// lead; a renewal's new record counts only once its old ID points to
+    /// it (or is gone): before, the old record is the session. Then each
+    /// record found is read again until none has moved meanwhile (a
+    /// renewal that committed while the listing ran), so that one session
+    /// is not listed under two IDs.
     pub(super) async fn sessions_of(
         &self,
         connection: &mut Shared,
         subject: &str,
     ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
-        let mut found = Vec::new();
-        for key in self.members(connection, subject).await? {
-            let reply: redis::Value = redis::cmd("HGETALL")
-                .arg(self.session_key(&key.to_hex()))
-                .query_async(connection)
-                .await
-                .map_err(store_error)?;
-            let stored = FieldPairs::of(&reply)
-                .ok_or_else(|| StoreError::corrupt("a record that is not a hash"))?;
-            if stored.is_empty() {
+        let mut found: Vec<(SessionKey, SessionRecord)> = Vec::new();
+        for member in self.members(connection, subject).await? {
+            let Some((key, record, origin)) = self.head(connection, member).await? else {
                 continue;
+            };
+            if let Some(origin) = origin {
+                let committed = match self.read(connection, &origin).await? {
+                    Some((old, _)) => old.renewed_to == Some(key),
+                    None => true,
+                };
+                if !committed {
+                    continue;
+                }
             }
-            let record = record_from(&stored)?;
-            if record.renewed_to.is_none() && record.subject.as_deref() == Some(subject) {
+            if !found.iter().any(|(listed, _)| *listed == key) {
                 found.push((key, record));
             }
         }
+        for _ in 0..MAX_LISTING_PASSES {
+            let mut settled = Vec::with_capacity(found.len());
+            let mut moved = false;
+            for (key, _) in &found {
+                let Some((now, record, _)) = self.head(connection, *key).await? else {
+                    moved = true;
+                    continue;
+                };
+                moved |= now != *key;
+                if !settled.iter().any(|(listed, _)| *listed == now) {
+                    settled.push((now, record));
+                }
+            }
+            found = settled;
+            if !moved {
+                break;
+            }
+        }
+        found.retain(|(_, record)| record.subject.as_deref() == Some(subject));
         Ok(found)
     }
 
-    /// [`LifetimeStore::delete_sessions_of`](crate::store::LifetimeStore::delete_sessions_of).
+    /// [`LifetimeStore::delete_sessions_of`](crate::store::LifetimeStore::delete_sessions_of):
+    /// passes over the index, at least two, until one finds no member the
+    /// others had not: a session renewed while a pass ran (its new ID
+    /// indexed after the pass read the index, its old ID's pointer gone by
+    /// the time the pass came to it, as with no grace period) is ended by
+    /// the next.
     pub(super) async fn delete_sessions_of(
         &self,
         connection: &mut Shared,
         subject: &str,
     ) -> Result<u64, StoreError> {
-        let mut deleted = 0;
-        for key in self.members(connection, subject).await? {
-            deleted += self.delete_chain(connection, &key, Some(subject)).await?.0;
+        let (mut deleted, mut seen) = (0, Vec::new());
+        for pass in 0..MAX_PASSES {
+            let members = self.members(connection, subject).await?;
+            if pass >= 2 && members.iter().all(|member| seen.contains(member)) {
+                break;
+            }
+            for member in members {
+                deleted += self
+                    .delete_chain(connection, &member, Some(subject))
+                    .await?
+                    .0;
+                if !seen.contains(&member) {
+                    seen.push(member);
+                }
+            }
         }
         Ok(deleted)
     }

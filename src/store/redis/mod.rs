@@ -33,7 +33,7 @@ use super::{
 };
 use crate::id::SessionKey;
 use crate::policy::{judge, Policy, TouchBasis, Verdict};
-use crate::record::{SessionRecord, MAX_SUBJECT_LEN};
+use crate::record::{SessionRecord, MAX_LABEL_LEN, MAX_SUBJECT_LEN};
 use crate::time::Timestamp;
 
 /// The fields of a hash as `HGETALL` (or a script passing its reply on)
@@ -359,7 +359,7 @@ impl RedisStore {
 #[async_trait]
 impl LifetimeStore for RedisStore {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<bool, StoreError> {
-        check_subject(record)?;
+        check_lengths(record)?;
         if let Some(apart) = &self.apart {
             apart.index(&mut self.primary.shared(), key, record).await?;
         }
@@ -423,7 +423,7 @@ impl LifetimeStore for RedisStore {
         expected_version: u64,
         record: &SessionRecord,
     ) -> Result<UpdateOutcome, StoreError> {
-        check_subject(record)?;
+        check_lengths(record)?;
         if let Some(apart) = &self.apart {
             apart.index(&mut self.primary.shared(), key, record).await?;
         }
@@ -465,7 +465,7 @@ impl LifetimeStore for RedisStore {
         record: &SessionRecord,
         grace_until: Timestamp,
     ) -> Result<RenewOutcome, StoreError> {
-        check_subject(record)?;
+        check_lengths(record)?;
         self.hints.forget(old);
         if let Some(apart) = &self.apart {
             let mut connection = self.primary.shared();
@@ -560,13 +560,21 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-fn check_subject(record: &SessionRecord) -> Result<(), StoreError> {
-    let len = record.subject.as_deref().map_or(0, str::len);
-    if len > MAX_SUBJECT_LEN {
-        return Err(StoreError::new(
-            StoreErrorKind::InvalidRecord,
-            format!("subject of {len} bytes exceeds the {MAX_SUBJECT_LEN}-byte bound"),
-        ));
+/// Refuses a subject or a label longer than the bound a record read back
+/// must keep, so that nothing is stored that would then read as corrupt.
+fn check_lengths(record: &SessionRecord) -> Result<(), StoreError> {
+    let bounded = [
+        ("subject", record.subject.as_deref(), MAX_SUBJECT_LEN),
+        ("label", record.label.as_deref(), MAX_LABEL_LEN),
+    ];
+    for (name, text, bound) in bounded {
+        let len = text.map_or(0, str::len);
+        if len > bound {
+            return Err(StoreError::new(
+                StoreErrorKind::InvalidRecord,
+                format!("{name} of {len} bytes exceeds the {bound}-byte bound"),
+            ));
+        }
     }
     Ok(())
 }
