@@ -85,12 +85,47 @@
 //!   scored by each session's expiry. The set expires with its latest
 //!   session and drops members that expired whenever the subject logs in or
 //!   is listed, so it never grows past the subject's live sessions.
-//! - A script writes both a session and its subject's set, which Redis
-//!   Cluster would put in different slots: use one primary (with replicas
-//!   or Sentinel), not a Cluster. With the `redis-sentinel` feature,
-//!   `RedisStore::open_sentinel` follows the primary Sentinel names through
-//!   a failover; `RedisStore::with_replica_acknowledgement` makes logouts
-//!   wait for replicas so that a failover cannot undo them.
+//! - On one primary, a script writes both a session and its subject's set.
+//!   With the `redis-sentinel` feature, `RedisStore::open_sentinel` follows
+//!   the primary Sentinel names through a failover;
+//!   `RedisStore::with_replica_acknowledgement` makes logouts wait for
+//!   replicas so that a failover cannot undo them.
+//! - On a Redis Cluster (feature `redis-cluster`,
+//!   `RedisStore::open_cluster`), each session keeps its key, which hashes
+//!   to a slot of its own, so sessions spread over the primaries and every
+//!   script on a session runs on the one primary that owns it (the hot
+//!   path stays one round trip). A subject's set and a renewed ID live in
+//!   other slots, so the store writes them apart, in this order:
+//!   - *The index first.* A session's member is added to its subject's set
+//!     before the record is written with that subject (a login, a renewal,
+//!     a new subject), scored by the latest the session can end (its
+//!     absolute deadline, or the latest expiry when it has none; no touch
+//!     moves it, so touches never write the set). The set never misses a
+//!     live session; a crash between the two writes leaves a member
+//!     without a record, which readers skip and which leaves at its score.
+//!   - *A member leaves only with its record*: a logout drops it after
+//!     deleting the record, never because it found none (that may be a
+//!     login between its two writes).
+//!   - *A renewal commits on the old ID*: the new record (carrying the old
+//!     ID's key) is written, then the old record becomes a pointer if its
+//!     version still matches; if not, or if it is gone, the new record is
+//!     deleted. A logout follows pointers from primary to primary, so a
+//!     logout racing a renewal ends both IDs. A crash between the writes
+//!     leaves a record whose ID no one was given.
+//!   - *A logout everywhere* deletes each member's record that has the
+//!     subject, following pointers, and passes over the set again until a
+//!     pass finds no member it had not seen (at least twice): it ends every
+//!     session whose record existed when it began, including one renewed
+//!     meanwhile with no grace; a login racing it is ended or wrote its
+//!     record after it read the set.
+//!   - *A listing* shows each session once while it is renewed: a pointer
+//!     stands for the record it leads to, a renewal's new record counts
+//!     once its old ID points to it, and the list is read again until
+//!     nothing moved. It costs a round trip per session of the subject.
+//!
+//!   With a replica acknowledgement, each deletion and each index entry go
+//!   to their primary on a connection of their own and wait for its
+//!   replicas. A script a primary lacks is loaded on that primary only.
 //! - While Redis cannot be reached, operations fail with
 //!   [`StoreErrorKind::Unavailable`] within two seconds and the layer
 //!   answers as configured (`503` by default); the connection is made again

@@ -95,9 +95,9 @@ pub const DEFAULT_REDIS_PREFIX: &str = "tsl:";
 ///   [`with_replica_acknowledgement`](Self::with_replica_acknowledgement)
 ///   makes a logout wait for replicas, so that a failover cannot undo it.
 ///
-/// A script writes both a session's key and its subject's index, which
-/// Redis Cluster would put in different slots: use one primary (with
-/// replicas, and Sentinel), not a Cluster.
+/// - **Clusters.** With the `redis-cluster` feature,
+///   [`open_cluster`](Self::open_cluster) spreads sessions over the
+///   primaries of a Redis Cluster, each request still one round trip.
 pub struct RedisStore {
     primary: Primary,
     prefix: String,
@@ -163,11 +163,11 @@ impl RedisStore {
     /// Each session's key hashes to its own slot, so sessions spread over
     /// the primaries, and the layer's request still costs one round trip
     /// to the primary that owns it. A subject's index and a renewed ID live
-    /// in other slots: the store writes them apart, in an order that keeps
-    /// every promise of [`LifetimeStore`] but one step: a renewal is a
-    /// write on the new ID then one on the old, and a logout everywhere one
-    /// round trip per session of the subject. What that order guarantees
-    /// under races and crashes is in the store's module docs.
+    /// in other slots, so the store writes them apart: a renewal is a write
+    /// on the new ID then one on the old, a logout everywhere and a listing
+    /// a round trip per session of the subject. The order of those writes,
+    /// and what it guarantees under races and crashes, is in the
+    /// [`store`](crate::store) module docs.
     ///
     /// ```no_run
     /// use tower_session_lifetime::RedisStore;
@@ -208,6 +208,14 @@ impl RedisStore {
     /// that only load. Only use it with
     /// replicas: a primary without them acknowledges nothing, and every
     /// logout would fail after `timeout`.
+    ///
+    /// On a cluster ([`open_cluster`](Self::open_cluster)), each deletion
+    /// goes to the primary that owns the session, and waits for that
+    /// primary's replicas; so does each login's entry in its subject's
+    /// index, which lives on another primary and is written before the
+    /// session, so that a failover cannot leave a live session that a
+    /// logout everywhere misses (a login then fails as not replicated
+    /// while the index's replicas cannot acknowledge it).
     ///
     /// ```no_run
     /// use std::time::Duration;
