@@ -16,32 +16,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::redis_cluster::{cluster_nodes, cluster_store, of, unique};
 use common::shared_store::{the_rules_hold_through_the_layer, two_nodes_act_as_one};
 use tower_session_lifetime::id::SessionKey;
-use tower_session_lifetime::record::SessionRecord;
-use tower_session_lifetime::store::conformance::{fresh_key, live_record};
+use tower_session_lifetime::store::conformance::fresh_key;
 use tower_session_lifetime::store::{LifetimeStore, RenewOutcome, DEFAULT_REDIS_PREFIX};
-use tower_session_lifetime::RedisStore;
-
-/// The cluster's nodes `scripts/test` started.
-fn cluster_nodes() -> Vec<String> {
-    let nodes = std::env::var("TSL_REDIS_CLUSTER_NODES").unwrap_or_else(|_| {
-        panic!(
-            "TSL_REDIS_CLUSTER_NODES is not set: run the tests with scripts/test, which \
-             starts a Redis Cluster of three primaries on free loopback ports (and \
-             installs redis-server from Debian's packages when missing)"
-        )
-    });
-    nodes.split(',').map(str::to_owned).collect()
-}
-
-async fn cluster_store() -> RedisStore {
-    let nodes = cluster_nodes();
-    let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
-    RedisStore::open_cluster(&nodes)
-        .await
-        .expect("the cluster answers")
-}
 
 tower_session_lifetime::lifetime_store_conformance!(cluster_store());
 
@@ -77,16 +56,6 @@ async fn owner(nodes: &mut [redis::aio::MultiplexedConnection], key: &SessionKey
         }
     }
     panic!("no node owns {redis_key}");
-}
-
-fn of(subject: &str) -> SessionRecord {
-    let mut record = live_record();
-    record.subject = Some(subject.into());
-    record
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", fresh_key().to_hex())
 }
 
 #[tokio::test]

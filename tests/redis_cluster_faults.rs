@@ -2,7 +2,8 @@
 //! nodes the tests stop: sessions and requests spread over three primaries
 //! at one round trip per request; a write cut off between a subject's
 //! index and its record; a primary killed while requests flow, its
-//! replica promoted, and the store following without a restart.
+//! replica promoted, and the store following without a restart; the whole
+//! cluster gone and back.
 //!
 //! Run through `scripts/test`, which sets `TSL_REDIS_SERVER`.
 #![cfg(all(feature = "conformance", feature = "redis-cluster", feature = "axum"))]
@@ -13,7 +14,9 @@ use std::time::Duration;
 
 use common::redis_cluster::{cluster_info, command_calls, OwnCluster};
 use common::redis_server::until;
-use common::shared_store::{app, clock_now, log_in, send};
+use common::shared_store::{
+    an_outage_gives_503_and_the_store_recovers, app, clock_now, log_in, send, Outage,
+};
 use http::StatusCode;
 use tower_session_lifetime::id::SessionId;
 use tower_session_lifetime::rejection::RejectReason;
@@ -390,4 +393,46 @@ async fn a_killed_primary_gives_503_until_its_replica_is_promoted_then_the_store
             StatusCode::UNAUTHORIZED
         );
     }
+}
+
+/// Every node of a cluster gone (`SIGKILL`), then started again from its
+/// `nodes.conf`: the cluster forms again, empty (the nodes keep nothing on
+/// disk).
+struct WholeCluster(OwnCluster);
+
+#[async_trait::async_trait]
+impl Outage for WholeCluster {
+    async fn begin(&mut self) {
+        for node in &mut self.0.nodes {
+            node.stop();
+        }
+    }
+
+    async fn end(&mut self) {
+        for node in &mut self.0.nodes {
+            node.restart();
+        }
+        // As `whole_again`, whose closures `async_trait` cannot send.
+        let start = std::time::Instant::now();
+        for node in &self.0.nodes {
+            while !cluster_info(node).await.contains("cluster_state:ok") {
+                assert!(
+                    start.elapsed() < common::redis_server::PATIENCE,
+                    "the cluster did not form again"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    fn keeps_data(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_goes_away_gives_503_and_the_store_recovers_when_it_is_back() {
+    let cluster = OwnCluster::start(3, 0).await;
+    let store = open(&cluster).await;
+    an_outage_gives_503_and_the_store_recovers(store, &mut WholeCluster(cluster)).await;
 }

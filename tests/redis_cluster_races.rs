@@ -20,7 +20,6 @@ use http::StatusCode;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tower_session_lifetime::clock::{Clock, ManualClock, SystemClock};
 use tower_session_lifetime::id::{SessionId, SessionKey};
-use tower_session_lifetime::record::SessionRecord;
 use tower_session_lifetime::store::conformance::{fresh_key, live_record};
 use tower_session_lifetime::store::{
     LifetimeStore, RenewOutcome, StoreErrorKind, TouchOutcome, UpdateOutcome, MAX_REPLICA_WAIT,
@@ -28,34 +27,9 @@ use tower_session_lifetime::store::{
 use tower_session_lifetime::time::Timestamp;
 use tower_session_lifetime::{Policy, RedisStore, SessionLifetimeLayer};
 
+use common::redis_cluster::{cluster_nodes, cluster_store, of, unique};
 use common::shared_store::{app, clock_now, log_in, send};
 use common::{set_cookie, HOUR, MINUTE};
-
-fn cluster_nodes() -> Vec<String> {
-    std::env::var("TSL_REDIS_CLUSTER_NODES")
-        .expect("TSL_REDIS_CLUSTER_NODES names the cluster's nodes")
-        .split(',')
-        .map(str::to_owned)
-        .collect()
-}
-
-async fn cluster_store() -> RedisStore {
-    let nodes = cluster_nodes();
-    let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
-    RedisStore::open_cluster(&nodes)
-        .await
-        .expect("the cluster answers")
-}
-
-fn of(subject: &str) -> SessionRecord {
-    let mut record = live_record();
-    record.subject = Some(subject.into());
-    record
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", fresh_key().to_hex())
-}
 
 fn now() -> Timestamp {
     SystemClock.now()

@@ -1,4 +1,5 @@
-//! A Redis Cluster of a test's own: `redis-server --cluster-enabled yes`
+//! The Redis Cluster `scripts/test` starts, shared by the tests that need
+//! no node stopped; and a Redis Cluster of a test's own: `redis-server --cluster-enabled yes`
 //! nodes on free loopback ports (each in its own temporary directory,
 //! with a cluster bus port of its own), joined by
 //! `redis-cli --cluster create`, whose primaries and replicas a test can
@@ -8,7 +9,44 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
+use tower_session_lifetime::record::SessionRecord;
+use tower_session_lifetime::store::conformance::{fresh_key, live_record};
+use tower_session_lifetime::RedisStore;
+
 use super::redis_server::{until, OwnServer};
+
+/// The nodes of the cluster `scripts/test` started.
+pub fn cluster_nodes() -> Vec<String> {
+    let nodes = std::env::var("TSL_REDIS_CLUSTER_NODES").unwrap_or_else(|_| {
+        panic!(
+            "TSL_REDIS_CLUSTER_NODES is not set: run the tests with scripts/test, which \
+             starts a Redis Cluster of three primaries on free loopback ports (and \
+             installs redis-server from Debian's packages when missing)"
+        )
+    });
+    nodes.split(',').map(str::to_owned).collect()
+}
+
+/// A store on the cluster `scripts/test` started.
+pub async fn cluster_store() -> RedisStore {
+    let nodes = cluster_nodes();
+    let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    RedisStore::open_cluster(&nodes)
+        .await
+        .expect("the cluster answers")
+}
+
+/// A live record of `subject`.
+pub fn of(subject: &str) -> SessionRecord {
+    let mut record = live_record();
+    record.subject = Some(subject.into());
+    record
+}
+
+/// `name` made unique, for a subject no other test uses.
+pub fn unique(name: &str) -> String {
+    format!("{name}-{}", fresh_key().to_hex())
+}
 
 pub struct OwnCluster {
     /// Every node, the primaries first as `redis-cli` was given them.

@@ -30,10 +30,18 @@
 //!   the session under both IDs. A crash between the two writes leaves a
 //!   record whose ID no one holds, until its idle timeout.
 //! - **A logout everywhere** reads the index, then deletes each member's
-//!   record that still has the subject, following pointers. It ends every
-//!   session whose record existed when it began (that record's member was
-//!   written before it); a login racing it either is ended too, or wrote
-//!   its record after the logout everywhere read the index.
+//!   record that still has the subject, following pointers, and reads the
+//!   index again until a pass finds no member it had not seen (at least
+//!   twice). It ends every session whose record existed when it began
+//!   (that record's member was written before it), including one renewed
+//!   meanwhile whose old ID's pointer was already gone (no grace period);
+//!   a login racing it either is ended too, or wrote its record after the
+//!   logout everywhere read the index.
+//! - **A listing** shows each session once, although it reads one record
+//!   at a time: a pointer stands for the record it leads to, a renewal's
+//!   new record (which names the ID it comes from, `o`) counts once that
+//!   ID points to it, and the records found are read again until none has
+//!   moved.
 //!
 //! The module builds without the feature too (a store on one server never
 //! has an `Apart`), so that the store's operations need no `cfg` of their
