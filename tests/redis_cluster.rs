@@ -16,7 +16,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_cluster::{cluster_nodes, cluster_store, of, unique};
+use common::redis_cluster::{cluster_nodes, cluster_store, of, spawn_renewal, unique};
 use common::shared_store::{the_rules_hold_through_the_layer, two_nodes_act_as_one};
 use tower_session_lifetime::id::SessionKey;
 use tower_session_lifetime::store::conformance::fresh_key;
@@ -152,16 +152,7 @@ async fn a_renewal_racing_a_logout_or_a_logout_everywhere_ends_both_ids() {
         let (old, new) = (fresh_key(), fresh_key());
         let record = of(&subject);
         assert!(store.create(&old, &record).await.unwrap());
-        let renewal = {
-            let (store, record) = (Arc::clone(&store), record.clone());
-            tokio::spawn(async move {
-                let grace = record.last_activity.saturating_add(Duration::from_secs(30));
-                store
-                    .renew(&old, record.version, &new, &record, grace)
-                    .await
-                    .unwrap()
-            })
-        };
+        let renewal = spawn_renewal(&store, old, new, &record);
         if round % 2 == 0 {
             store.delete_sessions_of(&subject).await.unwrap();
         } else {

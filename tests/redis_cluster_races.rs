@@ -27,7 +27,7 @@ use tower_session_lifetime::store::{
 use tower_session_lifetime::time::Timestamp;
 use tower_session_lifetime::{Policy, RedisStore, SessionLifetimeLayer};
 
-use common::redis_cluster::{cluster_nodes, cluster_store, of, unique};
+use common::redis_cluster::{cluster_nodes, cluster_store, of, spawn_renewal, unique};
 use common::shared_store::{app, clock_now, log_in, send};
 use common::{set_cookie, HOUR, MINUTE};
 
@@ -76,17 +76,10 @@ async fn two_concurrent_renewals_exactly_one_wins_and_the_loser_leaves_nothing()
         let record = of(&subject);
         assert!(store.create(&old, &record).await.unwrap());
         let (a, b) = (fresh_key(), fresh_key());
-        let renew = |new: SessionKey| {
-            let (store, record) = (Arc::clone(&store), record.clone());
-            tokio::spawn(async move {
-                let grace = now().saturating_add(Duration::from_secs(30));
-                store
-                    .renew(&old, record.version, &new, &record, grace)
-                    .await
-                    .unwrap()
-            })
-        };
-        let (ra, rb) = (renew(a), renew(b));
+        let (ra, rb) = (
+            spawn_renewal(&store, old, a, &record),
+            spawn_renewal(&store, old, b, &record),
+        );
         let (oa, ob) = (ra.await.unwrap(), rb.await.unwrap());
         let (winner, loser) = match (oa, ob) {
             (RenewOutcome::Renewed, RenewOutcome::Conflict) => (a, b),
@@ -141,16 +134,7 @@ async fn touches_racing_a_renewal_and_a_logout_never_revive_either_id() {
         let (old, new) = (fresh_key(), fresh_key());
         let record = of(&subject);
         assert!(store.create(&old, &record).await.unwrap());
-        let renewal = {
-            let (store, record) = (Arc::clone(&store), record.clone());
-            tokio::spawn(async move {
-                let grace = now().saturating_add(Duration::from_secs(30));
-                store
-                    .renew(&old, record.version, &new, &record, grace)
-                    .await
-                    .unwrap()
-            })
-        };
+        let renewal = spawn_renewal(&store, old, new, &record);
         let toucher = {
             let (store, policy) = (Arc::clone(&store), policy.clone());
             tokio::spawn(async move {

@@ -9,8 +9,11 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
+use tower_session_lifetime::clock::{Clock, SystemClock};
+use tower_session_lifetime::id::SessionKey;
 use tower_session_lifetime::record::SessionRecord;
 use tower_session_lifetime::store::conformance::{fresh_key, live_record};
+use tower_session_lifetime::store::{LifetimeStore, RenewOutcome};
 use tower_session_lifetime::RedisStore;
 
 use super::redis_server::{until, OwnServer};
@@ -41,6 +44,24 @@ pub fn of(subject: &str) -> SessionRecord {
     let mut record = live_record();
     record.subject = Some(subject.into());
     record
+}
+
+/// Renews `record`, stored under `old`, to `new` with a 30 s grace, in a
+/// task of its own, to race whatever the test does meanwhile.
+pub fn spawn_renewal(
+    store: &std::sync::Arc<RedisStore>,
+    old: SessionKey,
+    new: SessionKey,
+    record: &SessionRecord,
+) -> tokio::task::JoinHandle<RenewOutcome> {
+    let (store, record) = (std::sync::Arc::clone(store), record.clone());
+    tokio::spawn(async move {
+        let grace = SystemClock.now().saturating_add(Duration::from_secs(30));
+        store
+            .renew(&old, record.version, &new, &record, grace)
+            .await
+            .unwrap()
+    })
 }
 
 /// `name` made unique, for a subject no other test uses.
