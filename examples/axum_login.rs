@@ -59,7 +59,7 @@ fn app(policy: Policy) -> Router {
         AuthManagerLayerBuilder::new(Users, SessionManagerLayer::new(sessions.clone())).build();
     // Outermost, so it judges the session before the others see it.
     let lifetime = SessionLifetimeLayer::new(MemoryStore::new())
-        .with_policy(policy.clone())
+        .with_policy(policy)
         .follow_tower_sessions()
         .delete_data_from(sessions)
         .on_invalid_session(OnInvalidSession::PassThrough);

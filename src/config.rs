@@ -11,7 +11,7 @@ use crate::guessing::GuessCounter;
 use crate::id::{SessionId, SessionKey};
 use crate::logout_redirect::LogoutRedirects;
 use crate::observe::SessionMetrics;
-use crate::policy::Policies;
+use crate::policy::LivePolicy;
 use crate::rejection::{OnInvalidSession, OnStoreError};
 use crate::session_cookie::SessionCookie;
 use crate::status::StatusEndpoint;
@@ -29,8 +29,8 @@ pub(crate) struct Config {
     /// The counters, when the app asked for them.
     pub(crate) metrics: Option<SessionMetrics>,
     pub(crate) clock: Arc<dyn Clock>,
-    /// The policies requests are judged by.
-    pub(crate) policies: Policies,
+    /// The policies requests are judged by, as the app may change them.
+    pub(crate) policies: LivePolicy,
     pub(crate) cookie: SessionCookie,
     pub(crate) on_invalid: OnInvalidSession,
     pub(crate) on_store_error: OnStoreError,

@@ -144,13 +144,13 @@ impl SessionHandle {
 
     /// The policy the request is judged by: its tenant's, tightened for its
     /// route group.
-    pub(crate) fn policy(&self) -> &Policy {
+    pub(crate) fn policy(&self) -> std::borrow::Cow<'_, Policy> {
         self.config.policies.policy(self.inner.choice)
     }
 
     /// The policy a session started in this request is snapshotted with:
     /// its tenant's.
-    pub(crate) fn base_policy(&self) -> &Policy {
+    pub(crate) fn base_policy(&self) -> std::borrow::Cow<'_, Policy> {
         self.config.policies.base(self.inner.choice)
     }
 
@@ -331,7 +331,7 @@ impl SessionHandle {
         let record = SessionRecord {
             label,
             ..SessionRecord::new(
-                self.base_policy(),
+                &self.base_policy(),
                 config.clock.now(),
                 Some(subject.into()),
                 remember_me,
@@ -374,7 +374,7 @@ impl SessionHandle {
             .sessions_of(subject)
             .await?
             .into_iter()
-            .filter(|(_, record)| matches!(judge(policy, record, now), Verdict::Admitted(_)))
+            .filter(|(_, record)| matches!(judge(&policy, record, now), Verdict::Admitted(_)))
             .collect();
         let max = usize::try_from(limit.max).unwrap_or(usize::MAX);
         if live.len() < max {
@@ -638,7 +638,7 @@ impl SessionHandle {
             }
             (CookieChange::Write, Some(session)) if session.in_grace => {}
             (CookieChange::Write, Some(session)) => {
-                let max_age = session.cookie_max_age(config.clock.now(), self.base_policy());
+                let max_age = session.cookie_max_age(config.clock.now(), &self.base_policy());
                 config.cookie.append_set(headers, &session.id, max_age);
             }
         }
@@ -676,7 +676,7 @@ impl SessionHandle {
                 id: session.id.clone(),
                 key: session.key,
                 record: session.record.clone(),
-                cookie_max_age: session.cookie_max_age(now, self.base_policy()),
+                cookie_max_age: session.cookie_max_age(now, &self.base_policy()),
                 admitted_at: session.admitted_at,
             }),
             pending: state.pending.clone().unwrap_or_default(),

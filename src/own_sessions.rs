@@ -87,7 +87,7 @@ impl SessionHandle {
             .await?
             .into_iter()
             .filter_map(
-                |(key, record)| match judge(self.base_policy(), &record, now) {
+                |(key, record)| match judge(&self.base_policy(), &record, now) {
                     Verdict::Admitted(_) => {
                         let deadlines = self.base_policy().deadlines(&record, record.last_activity);
                         Some(SessionInfo::of(key, &record, deadlines, key == current_key))
@@ -142,7 +142,7 @@ impl SessionHandle {
             record.renewed_to.is_none()
                 && record.subject.as_deref() == Some(&*subject)
                 && matches!(
-                    judge(self.base_policy(), &record, now),
+                    judge(&self.base_policy(), &record, now),
                     Verdict::Admitted(_)
                 )
         });

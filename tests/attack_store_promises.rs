@@ -315,8 +315,7 @@ async fn attack_touch_racing_a_remember_me_switch_never_cuts_it_short_on_every_s
             let activity = now.saturating_add(millis(1 + (round as u64 % 5)));
             let barrier = Arc::new(Barrier::new(2));
             let toucher = {
-                let (store, barrier, policy) =
-                    (Arc::clone(&store), Arc::clone(&barrier), policy.clone());
+                let (store, barrier, policy) = (Arc::clone(&store), Arc::clone(&barrier), policy);
                 tokio::spawn(async move {
                     barrier.wait().await;
                     for _ in 0..round % 3 {
@@ -1024,7 +1023,7 @@ async fn attack_memory_store_sweep_racing_creates_misses_no_expired_session() {
         }
         let creators: Vec<_> = (0..2u64)
             .map(|t| {
-                let (store, policy) = (store.clone(), policy.clone());
+                let (store, policy) = (store.clone(), policy);
                 tokio::spawn(async move {
                     for n in 0..2_000u64 {
                         let record = SessionRecord::new(&policy, START, None, false);

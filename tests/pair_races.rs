@@ -859,7 +859,7 @@ impl Bench {
         let node = |clock: ManualClock| {
             let layer = SessionLifetimeLayer::from_shared_store(Arc::clone(&shared))
                 .with_clock(clock.clone())
-                .with_policy(policy.clone());
+                .with_policy(policy);
             Node {
                 router: app(layer, op, &data),
                 clock,

@@ -136,7 +136,7 @@ async fn touches_racing_a_renewal_and_a_logout_never_revive_either_id() {
         assert!(store.create(&old, &record).await.unwrap());
         let renewal = spawn_renewal(&store, old, new, &record);
         let toucher = {
-            let (store, policy) = (Arc::clone(&store), policy.clone());
+            let (store, policy) = (Arc::clone(&store), policy);
             tokio::spawn(async move {
                 for step in 1..=20u64 {
                     let at = now().saturating_add(Duration::from_millis(step * 40_000));

@@ -322,7 +322,7 @@ async fn only_a_status_post_renews_a_due_id() {
         .build()
         .unwrap();
     for sync_reads in both_paths() {
-        let app = status_app(renewing.clone(), sync_reads);
+        let app = status_app(renewing, sync_reads);
         let cookie = app.login("alice", false).await;
         app.advance(6 * MINUTE);
         let get = app.request("GET", STATUS, Some(&cookie)).await;

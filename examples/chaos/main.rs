@@ -338,8 +338,8 @@ async fn drive(options: Options) -> Result<(), String> {
     let nodes = if options.store == "redis" {
         let open = |url: &str| RedisStore::open(url).map_err(|err| format!("{url}: {err}"));
         [
-            start_node(open(&urls[0])?, policy.clone()).await?,
-            start_node(open(&urls[1])?, policy.clone()).await?,
+            start_node(open(&urls[0])?, policy).await?,
+            start_node(open(&urls[1])?, policy).await?,
         ]
     } else {
         let open = |url: &str| PostgresStore::open(url).map_err(|err| format!("{url}: {err}"));
@@ -352,8 +352,8 @@ async fn drive(options: Options) -> Result<(), String> {
         // Expired rows purged concurrently with everything else.
         _purge = Some(second.spawn_purge(Duration::from_secs(3)));
         [
-            start_node(first, policy.clone()).await?,
-            start_node(second, policy.clone()).await?,
+            start_node(first, policy).await?,
+            start_node(second, policy).await?,
         ]
     };
 

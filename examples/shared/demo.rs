@@ -46,7 +46,7 @@ pub fn app(policy: Policy, layer: SessionLifetimeLayer) -> Result<Router, String
     let redirects = LogoutRedirects::new("/").expect("`/` is a valid logout target");
     let status = StatusEndpoint::at(STATUS_PATH).expect("a valid status path");
     let layer = layer
-        .with_policy(policy.clone())
+        .with_policy(policy)
         .on_invalid_session(OnInvalidSession::PassThrough)
         .with_logout_redirects(redirects)
         .with_deadline_headers(DeadlineHeaders::new())

@@ -124,7 +124,7 @@ pub async fn serve(
             return ExitCode::from(2);
         }
     };
-    let print = policy.clone();
+    let print = policy;
     let app = match app(policy) {
         Ok(app) => app,
         Err(message) => {

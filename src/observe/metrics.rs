@@ -23,6 +23,7 @@ use super::EndReason;
 /// | `session_lifetime_ended_total` | counter | `reason` |
 /// | `session_lifetime_store_errors_total` | counter | |
 /// | `session_lifetime_store_seconds` | histogram | |
+/// | `session_lifetime_policy_changes_total` | counter | |
 #[derive(Clone, Debug, Default)]
 pub struct SessionMetrics {
     counts: Arc<Counts>,
@@ -38,6 +39,7 @@ struct Counts {
     store_errors: AtomicU64,
     store_nanos: AtomicU64,
     store_max_nanos: AtomicU64,
+    policy_changes: AtomicU64,
 }
 
 /// The counts at one moment; see [`SessionMetrics::snapshot`].
@@ -61,6 +63,9 @@ pub struct MetricsSnapshot {
     pub store_time: Duration,
     /// The longest store call.
     pub store_max: Duration,
+    /// Changes made to the policies of a running layer
+    /// ([`LivePolicy`](crate::policy::LivePolicy)).
+    pub policy_changes: u64,
 }
 
 impl MetricsSnapshot {
@@ -89,7 +94,14 @@ impl SessionMetrics {
             store_errors: load(&counts.store_errors),
             store_time: Duration::from_nanos(load(&counts.store_nanos)),
             store_max: Duration::from_nanos(load(&counts.store_max_nanos)),
+            policy_changes: load(&counts.policy_changes),
         }
+    }
+
+    pub(crate) fn policy_changed(&self) {
+        self.counts.policy_changes.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        ::metrics::counter!("session_lifetime_policy_changes_total").increment(1);
     }
 
     pub(crate) fn admitted(&self) {

@@ -17,6 +17,7 @@
 
 mod error;
 mod judge;
+mod live;
 mod set;
 
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub use error::{PolicyError, Setting};
 #[cfg(feature = "redis")]
 pub(crate) use judge::TouchBasis;
 pub use judge::{judge, Admission, Deadlines, ExpiryReason, Verdict};
+pub use live::{LivePolicy, PolicyChange, PolicyChangeError, PolicySnapshot};
 pub(crate) use set::PolicyChoice;
 pub use set::{Policies, PoliciesBuilder, TenantFrom, TenantResolver, Tightening};
 
@@ -86,7 +88,7 @@ pub struct SessionLimit {
 /// [`Policy::default()`] is: idle timeout 15 minutes, absolute timeout 30 days
 /// (on), remember-me period 14 days, remember-me sessions under the same
 /// absolute timeout, touch granularity 45 seconds.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     limits: Limits,
     touch_granularity: Duration,

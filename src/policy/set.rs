@@ -180,7 +180,7 @@ impl Tightening {
         Ok(Policy {
             limits,
             touch_granularity,
-            ..policy.clone()
+            ..*policy
         })
     }
 }
@@ -270,6 +270,9 @@ pub struct Policies {
     /// Route prefixes, longest first, with their index among a tenant's
     /// policies (1-based: 0 is the tenant's own).
     routes: Vec<(String, usize)>,
+    /// What the set was built from, to build it again with one tenant's
+    /// policy replaced (`None` for [`Policies::single`]).
+    source: Option<Arc<PoliciesBuilder>>,
 }
 
 impl Policies {
@@ -290,7 +293,48 @@ impl Policies {
             tenant_from: TenantFrom::Host,
             tenants: HashMap::new(),
             routes: Vec::new(),
+            source: None,
         }
+    }
+
+    /// The policy of tenant `name` (as [`PoliciesBuilder::tenant`] named
+    /// it; a host in lower case), untightened; `None` for a tenant that is
+    /// not listed.
+    pub fn tenant_policy(&self, name: &str) -> Option<&Policy> {
+        let index = *self.tenants.get(name)?;
+        Some(&self.all[index * self.per_tenant()])
+    }
+
+    /// The names of the listed tenants, in no particular order.
+    pub fn tenant_names(&self) -> impl Iterator<Item = &str> {
+        self.tenants.keys().map(String::as_str)
+    }
+
+    /// The same set with the default policy (`tenant` `None`) or a listed
+    /// tenant's replaced by `policy`, checked as
+    /// [`PoliciesBuilder::build`] checks it: a route group that would now
+    /// lengthen one of its limits is refused. `Ok(None)` for a tenant that
+    /// is not listed.
+    pub(crate) fn replacing(
+        &self,
+        tenant: Option<&str>,
+        policy: Policy,
+    ) -> Result<Option<Policies>, PolicyError> {
+        let mut source = match &self.source {
+            Some(source) => PoliciesBuilder::clone(source),
+            None => Policies::builder(self.all[0]),
+        };
+        match tenant {
+            None => source.default = policy,
+            Some(name) => {
+                let Some(entry) = source.tenants.iter_mut().find(|(listed, _)| listed == name)
+                else {
+                    return Ok(None);
+                };
+                entry.1 = policy;
+            }
+        }
+        source.build().map(Some)
     }
 
     /// The policy requests of no listed tenant and route group get.
@@ -580,6 +624,8 @@ impl PoliciesBuilder {
         self.tenants.reverse();
         self.tenants.retain(|(name, _)| seen.insert(name.clone()));
         self.tenants.reverse();
+        // Names as the set keeps them, for building it again.
+        let source = Arc::new(self.clone());
         for (prefix, _) in &self.routes {
             let plain = prefix.starts_with('/')
                 && !prefix.contains(['?', '#'])
@@ -597,8 +643,8 @@ impl PoliciesBuilder {
         );
         let mut all = Vec::new();
         for (name, policy) in tenants {
-            all.push(policy.clone());
-            let mut every_group = policy.clone();
+            all.push(*policy);
+            let mut every_group = *policy;
             for (prefix, tightening) in &self.routes {
                 let tightened = tightening.apply(policy, prefix, name.map(String::as_str))?;
                 every_group = Policy {
@@ -633,6 +679,7 @@ impl PoliciesBuilder {
                 .map(|(i, (name, _))| (name, i + 1))
                 .collect(),
             routes,
+            source: Some(source),
         })
     }
 }
@@ -707,7 +754,7 @@ mod tests {
             .build()
             .unwrap();
         let policies = Policies::builder(Policy::default())
-            .tenant("Strict.Example", strict.clone())
+            .tenant("Strict.Example", strict)
             .build()
             .unwrap();
         assert_eq!(

@@ -91,7 +91,7 @@ fn check_without_writes(
     }
     let policy = check.policy();
     let now = config.clock.now();
-    let deadlines = match judge(policy, &record, now) {
+    let deadlines = match judge(&policy, &record, now) {
         Verdict::Admitted(_) if check.activity == Activity::Ignored => {
             policy.deadlines(&record, record.last_activity)
         }
@@ -292,7 +292,7 @@ impl SessionCheck {
                 self.follow_pointer(&record, moved_to, now, &mut pointers)?;
                 continue;
             }
-            match judge(self.policy(), &record, now) {
+            match judge(&self.policy(), &record, now) {
                 Verdict::Admitted(admission) => {
                     return Ok(Judged {
                         record,
@@ -326,7 +326,7 @@ impl SessionCheck {
             }
             // One round trip: the store touches the session itself when a
             // touch is due.
-            Loaded::NotYet => match store.load_and_touch(&self.key, self.policy(), now).await {
+            Loaded::NotYet => match store.load_and_touch(&self.key, &self.policy(), now).await {
                 Ok(Some(found)) => Ok((Some(found.record), found.touch)),
                 Ok(None) => Ok((None, None)),
                 Err(error) => Err(self.store_failed(error)),
@@ -441,12 +441,12 @@ impl SessionCheck {
 #[allow(clippy::result_large_err)]
 impl<C: Deref<Target = Config>> SessionCheck<C> {
     /// The policy the request is judged by.
-    fn policy(&self) -> &Policy {
+    fn policy(&self) -> std::borrow::Cow<'_, Policy> {
         self.config.policies.policy(self.choice)
     }
 
     /// The tenant's policy: what the store's expiry follows.
-    fn base(&self) -> &Policy {
+    fn base(&self) -> std::borrow::Cow<'_, Policy> {
         self.config.policies.base(self.choice)
     }
 
@@ -474,7 +474,10 @@ async fn renew(
     session: ActiveSession,
     touched: bool,
 ) -> Checked {
-    let (policy, base) = (config.policies.policy(choice), config.policies.base(choice));
+    let (policy, base) = (
+        &config.policies.policy(choice),
+        &config.policies.base(choice),
+    );
     let now = session.admitted_at;
     let keep = |session| Checked::Admitted {
         session,

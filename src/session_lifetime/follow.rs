@@ -199,7 +199,7 @@ async fn begin(
     retired: Option<SessionId>,
 ) -> CookieEdit {
     let now = config.clock.now();
-    let base = config.policies.base(choice);
+    let base = &config.policies.base(choice);
     let record = SessionRecord {
         label: pending.label.clone(),
         ..SessionRecord::new(base, now, pending.subject.clone(), pending.remember_me)
@@ -256,8 +256,8 @@ async fn move_lifetime(
     current: CurrentSession,
     choice: PolicyChoice,
 ) -> CookieEdit {
-    let policy = config.policies.policy(choice);
-    let base = config.policies.base(choice);
+    let policy = &config.policies.policy(choice);
+    let base = &config.policies.base(choice);
     let now = config.clock.now();
     let grace = base
         .renewal()
@@ -460,7 +460,7 @@ async fn reissue(
             }
         };
     };
-    let base = config.policies.base(state.choice);
+    let base = &config.policies.base(state.choice);
     let expires_at = SessionRecord::new(
         base,
         config.clock.now(),
@@ -900,7 +900,9 @@ mod tests {
             backend: Arc::new(crate::MemoryStore::new()),
             metrics: None,
             clock: Arc::new(crate::clock::SystemClock),
-            policies: crate::Policies::single(crate::Policy::default()),
+            policies: crate::policy::LivePolicy::new(crate::Policies::single(
+                crate::Policy::default(),
+            )),
             cookie: crate::SessionCookie::tower_sessions(),
             on_invalid: Default::default(),
             on_store_error: Default::default(),

@@ -11,7 +11,7 @@ use crate::deadline_headers::DeadlineHeaders;
 use crate::guessing::{GuessCounter, GuessLimit};
 use crate::logout_redirect::LogoutRedirects;
 use crate::observe::{InstrumentedStore, SessionMetrics};
-use crate::policy::{Policies, Policy};
+use crate::policy::{LivePolicy, Policies, Policy};
 use crate::rejection::StatusJson;
 use crate::rejection::{DefaultRejection, OnInvalidSession, OnStoreError};
 use crate::session_cookie::SessionCookie;
@@ -61,7 +61,7 @@ impl SessionLifetimeLayer {
                 store,
                 metrics: None,
                 clock: Arc::new(SystemClock),
-                policies: Policies::single(Policy::default()),
+                policies: LivePolicy::new(Policies::single(Policy::default())),
                 cookie: SessionCookie::default(),
                 on_invalid: OnInvalidSession::default(),
                 on_store_error: OnStoreError::default(),
@@ -171,14 +171,43 @@ impl<R> SessionLifetimeLayer<R> {
             inner: Arc::clone(&config.backend),
             metrics: metrics.clone(),
         });
+        config.policies.count_in(Some(metrics.clone()));
         config.metrics = Some(metrics);
         self
     }
 
     /// The lifetime rules. Default: [`Policy::default()`].
     pub fn with_policy(mut self, policy: Policy) -> Self {
-        self.config_mut().policies = Policies::single(policy);
+        self.set_policies(Policies::single(policy));
         self
+    }
+
+    fn set_policies(&mut self, policies: Policies) {
+        let config = self.config_mut();
+        config.policies = LivePolicy::new(policies);
+        config.policies.count_in(config.metrics.clone());
+    }
+
+    /// The handle to this layer's policies while it runs: read them, and
+    /// replace the default policy or a tenant's without a restart (an admin
+    /// handler); see [`LivePolicy`]. Take it after
+    /// [`with_policy`](Self::with_policy) or
+    /// [`with_policies`](Self::with_policies), which start new policies.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_session_lifetime::policy::PolicyChange;
+    /// use tower_session_lifetime::{MemoryStore, Policy, SessionLifetimeLayer};
+    ///
+    /// let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policy(Policy::default());
+    /// let live = layer.live_policy();
+    /// // Later, in an admin handler:
+    /// let longer = Policy::builder().idle_timeout(Duration::from_secs(3600)).build()?;
+    /// live.apply(PolicyChange::default_policy(longer).by("admin")).unwrap();
+    /// # Ok::<(), tower_session_lifetime::policy::PolicyError>(())
+    /// ```
+    pub fn live_policy(&self) -> LivePolicy {
+        self.config.policies.clone()
     }
 
     /// A policy per tenant, tightened per route group; see [`Policies`].
@@ -197,7 +226,7 @@ impl<R> SessionLifetimeLayer<R> {
     /// # Ok::<(), tower_session_lifetime::policy::PolicyError>(())
     /// ```
     pub fn with_policies(mut self, policies: Policies) -> Self {
-        self.config_mut().policies = policies;
+        self.set_policies(policies);
         self
     }
 

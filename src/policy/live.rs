@@ -1,0 +1,322 @@
+//! [`LivePolicy`]: the policies of a running layer, which every request
+//! reads without a lock and the app replaces while it runs.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+
+use super::{Policies, Policy, PolicyError};
+use crate::observe::SessionMetrics;
+
+/// The policies in force, and how many changes made them.
+///
+/// ```
+/// use tower_session_lifetime::{MemoryStore, Policy, SessionLifetimeLayer};
+///
+/// let layer = SessionLifetimeLayer::new(MemoryStore::new());
+/// let now = layer.live_policy().current();
+/// assert_eq!(now.version(), 0);
+/// assert_eq!(now.policies().default_policy(), &Policy::default());
+/// ```
+#[derive(Clone, Debug)]
+pub struct PolicySnapshot {
+    version: u64,
+    policies: Arc<Policies>,
+}
+
+impl PolicySnapshot {
+    /// How many changes were made since the layer was built: the version a
+    /// [`PolicyChange`] expects.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The policies themselves.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+}
+
+/// One change to the policies of a running layer: the default policy or a
+/// listed tenant's replaced by another, made by `actor` (for the audit
+/// trail), on the version the admin saw.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_session_lifetime::policy::PolicyChange;
+/// use tower_session_lifetime::Policy;
+///
+/// let shorter = Policy::builder().idle_timeout(Duration::from_secs(600)).build()?;
+/// let change = PolicyChange::default_policy(shorter).expecting(3).by("alice@example.com");
+/// # let _ = change;
+/// # Ok::<(), tower_session_lifetime::policy::PolicyError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct PolicyChange {
+    tenant: Option<String>,
+    policy: Policy,
+    expected_version: Option<u64>,
+    actor: String,
+}
+
+impl PolicyChange {
+    /// Replaces the default policy (requests of no listed tenant).
+    pub fn default_policy(policy: Policy) -> Self {
+        PolicyChange {
+            tenant: None,
+            policy,
+            expected_version: None,
+            actor: String::new(),
+        }
+    }
+
+    /// Replaces the policy of the listed tenant `name` (as the layer's
+    /// [`Policies`] name it: a host in lower case).
+    pub fn tenant(name: impl Into<String>, policy: Policy) -> Self {
+        PolicyChange {
+            tenant: Some(name.into()),
+            ..PolicyChange::default_policy(policy)
+        }
+    }
+
+    /// Made only if the policies are still at `version` (what
+    /// [`PolicySnapshot::version`] said when the admin read them): two
+    /// admins who change the policy at once cannot undo each other's
+    /// change unseen; the second gets [`PolicyChangeError::Conflict`].
+    /// Without it, the change applies to whatever is in force.
+    pub fn expecting(mut self, version: u64) -> Self {
+        self.expected_version = Some(version);
+        self
+    }
+
+    /// Who makes the change, as the app names them (the audit trail's
+    /// `actor`).
+    pub fn by(mut self, actor: impl Into<String>) -> Self {
+        self.actor = actor.into();
+        self
+    }
+}
+
+/// Why a [`PolicyChange`] was refused; the policies in force stay as they
+/// were.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyChangeError {
+    /// The new policy would make a route group longer than its tenant's
+    /// limits (or is otherwise refused as [`PoliciesBuilder::build`](super::PoliciesBuilder::build)
+    /// refuses it).
+    Invalid(PolicyError),
+    /// No tenant of this name is listed.
+    UnknownTenant(String),
+    /// Another change came first: the policies are at `current`, not at
+    /// the version the change expected.
+    Conflict {
+        /// The version the change expected.
+        expected: u64,
+        /// The version in force.
+        current: u64,
+    },
+}
+
+impl fmt::Display for PolicyChangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyChangeError::Invalid(err) => err.fmt(f),
+            PolicyChangeError::UnknownTenant(name) => write!(f, "no tenant {name:?} is listed"),
+            PolicyChangeError::Conflict { expected, current } => write!(
+                f,
+                "the policies changed meanwhile: version {current}, not {expected}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PolicyChangeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PolicyChangeError::Invalid(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+/// The policies of a running layer: read by every request without a lock
+/// it could wait on, replaced by the app while it runs (an admin handler).
+/// Get one with [`SessionLifetimeLayer::live_policy`](crate::SessionLifetimeLayer::live_policy);
+/// clones share the same policies.
+///
+/// The rule is Auth0's: a change applies from each request on. A session
+/// keeps the limits it was created with, and each request is judged by
+/// the tighter of those and the policy in force; so a shorter limit bites
+/// at each existing session's next request, a longer one applies only to
+/// sessions created after the change, the absolute deadline never moves
+/// later, and a route group stays a tightening of its tenant's policy
+/// (a change that would make it longer is refused).
+///
+/// Each change is logged (`policy changed`, target
+/// `tower_session_lifetime`, with the actor, the tenant and the old and
+/// new limits) and counted
+/// ([`MetricsSnapshot::policy_changes`](crate::observe::MetricsSnapshot::policy_changes)).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_session_lifetime::policy::PolicyChange;
+/// use tower_session_lifetime::{MemoryStore, Policy, SessionLifetimeLayer};
+///
+/// let layer = SessionLifetimeLayer::new(MemoryStore::new());
+/// let live = layer.live_policy();
+/// let seen = live.current();
+/// let shorter = Policy::builder().idle_timeout(Duration::from_secs(300)).build()?;
+/// let now = live
+///     .apply(PolicyChange::default_policy(shorter).expecting(seen.version()).by("alice"))
+///     .unwrap();
+/// assert_eq!(now.version(), 1);
+/// assert_eq!(now.policies().default_policy().idle_timeout(), Duration::from_secs(300));
+/// // A change made on the version before is refused.
+/// assert!(live.apply(PolicyChange::default_policy(shorter).expecting(0)).is_err());
+/// # Ok::<(), tower_session_lifetime::policy::PolicyError>(())
+/// ```
+#[derive(Clone)]
+pub struct LivePolicy {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// The policies the layer was built with: their tenants and route
+    /// groups (which no change alters) choose each request's policy, and
+    /// their values are in force until the first change.
+    initial: Arc<Policies>,
+    /// Whether a change was made: until one is, a request reads `initial`
+    /// and never `current`.
+    changed: AtomicBool,
+    current: ArcSwap<PolicySnapshot>,
+    /// One change at a time: each checks the version and replaces the set.
+    changing: Mutex<()>,
+    metrics: Mutex<Option<SessionMetrics>>,
+}
+
+impl LivePolicy {
+    /// The policies `policies`, at version 0.
+    pub(crate) fn new(policies: Policies) -> Self {
+        let initial = Arc::new(policies);
+        LivePolicy {
+            shared: Arc::new(Shared {
+                current: ArcSwap::from_pointee(PolicySnapshot {
+                    version: 0,
+                    policies: Arc::clone(&initial),
+                }),
+                initial,
+                changed: AtomicBool::new(false),
+                changing: Mutex::new(()),
+                metrics: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Counts each change in `metrics`.
+    pub(crate) fn count_in(&self, metrics: Option<SessionMetrics>) {
+        *self
+            .shared
+            .metrics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = metrics;
+    }
+
+    /// The policies in force now.
+    pub fn current(&self) -> PolicySnapshot {
+        PolicySnapshot::clone(&self.shared.current.load())
+    }
+
+    /// The choice of policy for `request`: the set's structure (tenants,
+    /// route groups) never changes, so it holds for any later version.
+    pub(crate) fn choose<B>(&self, request: &http::Request<B>) -> super::PolicyChoice {
+        self.shared.initial.choose(request)
+    }
+
+    /// The policy a request of `choice` is judged by, as in force now.
+    pub(crate) fn policy(&self, choice: super::PolicyChoice) -> Cow<'_, Policy> {
+        self.read(|policies| policies.policy(choice))
+    }
+
+    /// The policy a session started by a request of `choice` is
+    /// snapshotted with, as in force now.
+    pub(crate) fn base(&self, choice: super::PolicyChoice) -> Cow<'_, Policy> {
+        self.read(|policies| policies.base(choice))
+    }
+
+    /// The policy `pick` finds in the policies in force, without a lock:
+    /// borrowed from the initial ones until a change is made (one relaxed
+    /// load), then copied from the latest.
+    fn read(&self, pick: impl Fn(&Policies) -> &Policy) -> Cow<'_, Policy> {
+        if !self.shared.changed.load(Ordering::Relaxed) {
+            return Cow::Borrowed(pick(&self.shared.initial));
+        }
+        Cow::Owned(*pick(&self.shared.current.load().policies))
+    }
+
+    /// Makes `change`, or refuses it with the policies left as they were.
+    pub fn apply(&self, change: PolicyChange) -> Result<PolicySnapshot, PolicyChangeError> {
+        let _one_at_a_time = self
+            .shared
+            .changing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let before = self.current();
+        if let Some(expected) = change.expected_version {
+            if expected != before.version {
+                return Err(PolicyChangeError::Conflict {
+                    expected,
+                    current: before.version,
+                });
+            }
+        }
+        let tenant = change.tenant.as_deref();
+        let old = match tenant {
+            None => *before.policies.default_policy(),
+            Some(name) => *before
+                .policies
+                .tenant_policy(name)
+                .ok_or_else(|| PolicyChangeError::UnknownTenant(name.to_owned()))?,
+        };
+        let policies = before
+            .policies
+            .replacing(tenant, change.policy)
+            .map_err(PolicyChangeError::Invalid)?
+            .ok_or_else(|| PolicyChangeError::UnknownTenant(tenant.unwrap_or("").to_owned()))?;
+        let after = PolicySnapshot {
+            version: before.version + 1,
+            policies: Arc::new(policies),
+        };
+        self.shared.current.store(Arc::new(after.clone()));
+        self.shared.changed.store(true, Ordering::Release);
+        tracing::info!(
+            target: "tower_session_lifetime",
+            actor = %change.actor,
+            tenant = tenant.unwrap_or("(default)"),
+            version = after.version,
+            old = ?old.limits(),
+            new = ?change.policy.limits(),
+            "policy changed"
+        );
+        if let Some(metrics) = &*self
+            .shared
+            .metrics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            metrics.policy_changed();
+        }
+        Ok(after)
+    }
+}
+
+impl fmt::Debug for LivePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LivePolicy")
+            .field("current", &self.current())
+            .finish()
+    }
+}
