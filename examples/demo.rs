@@ -19,6 +19,27 @@
 //! - `GET /session-lifetime.js` — the script that shows the "Your session is
 //!   about to expire" dialog, which `/` includes
 //!
+//! With `ADMIN_TOKEN` set, an admin (`Authorization: Bearer <ADMIN_TOKEN>`,
+//! else `401`) reads and changes the running policy, without a restart:
+//!
+//! - `GET /admin/policy` — `{"idle_timeout": s, "absolute_timeout": s or
+//!   null, "remember_me_period": s}`
+//! - `PUT /admin/policy` — a JSON object with any of those fields; `200` and
+//!   the new policy, or `422` `{"error", "setting"}` for a value that is
+//!   zero or above its cap (idle timeout 3 days, absolute timeout 30 days:
+//!   Auth0's self-service limits), nothing changed. A shorter limit bites
+//!   at each session's next request; a longer one applies to sessions
+//!   started after it.
+//!
+//! Unset, those routes do not exist (`404`). The `redis` and `postgres`
+//! examples serve them too.
+//!
+//! ```text
+//! ADMIN_TOKEN=secret cargo run --example demo
+//! curl -X PUT -H 'Authorization: Bearer secret' -d '{"idle_timeout": 300}' \
+//!     http://127.0.0.1:3000/admin/policy
+//! ```
+//!
 //! Environment: `PORT` (default 3000) and, in whole seconds, `IDLE_TIMEOUT`,
 //! `ABSOLUTE_TIMEOUT` (or `off`), `REMEMBER_ME_PERIOD` and `SESSION_WARNING`
 //! (how long before a deadline the dialog shows; default a minute, or half

@@ -10,94 +10,33 @@
 //! test looks for that build under `target/`, and fails saying what to do.
 #![cfg(all(feature = "tower-sessions", feature = "axum"))]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod common;
 
-/// The example's binary.
-fn example_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("TSL_AXUM_LOGIN_BIN") {
-        return PathBuf::from(path);
-    }
-    // target/<profile>/deps/<this test> → target/<profile>/examples/axum_login
-    let built = std::env::current_exe()
-        .ok()
-        .and_then(|test| Some(test.parent()?.parent()?.join("examples/axum_login")))
-        .filter(|path| path.exists());
-    built.unwrap_or_else(|| {
-        panic!(
-            "the axum_login example is not built: run the tests with scripts/test, or \
-             `cargo build --all-features --example axum_login` first"
-        )
-    })
-}
+use common::example_process::{example_binary, Answer, ExampleProcess};
 
 /// The example, running until dropped.
-struct Example {
-    child: Child,
-    address: SocketAddr,
-}
+struct Example(ExampleProcess);
 
 impl Example {
-    /// Starts the example with the given lifetimes (whole seconds) on a
-    /// port of the system's choosing, and waits until it listens.
+    /// Starts the example with the given lifetimes (whole seconds).
     fn start(idle: u64, absolute: u64) -> Self {
-        let mut child = Command::new(example_binary())
-            .env("PORT", "0")
-            .env("IDLE_TIMEOUT", idle.to_string())
-            .env("ABSOLUTE_TIMEOUT", absolute.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the example starts");
-        // Its first line says where it listens. The rest is drained until it
-        // exits: a closed pipe would make its next `println!` panic.
-        let stdout = child.stdout.take().expect("piped");
-        let (first_line, first) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = first_line.send(line);
-            }
-            lines.for_each(drop);
-        });
-        let first = first
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the example says where it listens");
-        let address = first
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .parse()
-            .expect("an address");
-        Example { child, address }
+        let binary = example_binary("axum_login", "TSL_AXUM_LOGIN_BIN");
+        let (idle, absolute) = (idle.to_string(), absolute.to_string());
+        Example(ExampleProcess::start(
+            binary,
+            &[("IDLE_TIMEOUT", &idle), ("ABSOLUTE_TIMEOUT", &absolute)],
+        ))
     }
 
-    /// Sends one request (`Connection: close`) and reads the whole answer.
     fn send(&self, method: &str, path: &str, cookie: Option<&str>, form: Option<&str>) -> Answer {
-        let mut stream = TcpStream::connect(self.address).expect("connect to the example");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.address
-        );
+        let mut headers = Vec::new();
         if let Some(cookie) = cookie {
-            request.push_str(&format!("Cookie: {cookie}\r\n"));
+            headers.push(("Cookie", cookie));
         }
-        let body = form.unwrap_or("");
         if form.is_some() {
-            request.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+            headers.push(("Content-Type", "application/x-www-form-urlencoded"));
         }
-        request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut raw = String::new();
-        stream.read_to_string(&mut raw).expect("an answer");
-        Answer::parse(&raw)
+        self.0.send(method, path, &headers, form.unwrap_or(""))
     }
 
     fn sign_in(&self, user: &str, remember: bool, cookie: Option<&str>) -> Answer {
@@ -113,43 +52,15 @@ impl Example {
     }
 }
 
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// What these tests read of an answer.
+trait SessionAnswer {
+    fn session_cookie(&self) -> Option<String>;
+    fn session_cookie_is_persistent(&self) -> bool;
+    fn clears_the_session_cookie(&self) -> bool;
+    fn subject(&self) -> Option<String>;
 }
 
-/// An HTTP answer, as far as these tests read it.
-struct Answer {
-    status: u16,
-    set_cookies: Vec<String>,
-    body: String,
-}
-
-impl Answer {
-    fn parse(raw: &str) -> Self {
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .and_then(|line| line.split(' ').nth(1))
-            .and_then(|code| code.parse().ok())
-            .expect("a status line");
-        let set_cookies = lines
-            .filter_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                name.eq_ignore_ascii_case("set-cookie")
-                    .then(|| value.trim().to_owned())
-            })
-            .collect();
-        Answer {
-            status,
-            set_cookies,
-            body: body.to_owned(),
-        }
-    }
-
+impl SessionAnswer for Answer {
     /// The `id` cookie it sets (not a removal), as a `Cookie` header value.
     fn session_cookie(&self) -> Option<String> {
         self.set_cookies.iter().find_map(|set| {
@@ -173,8 +84,7 @@ impl Answer {
     }
 
     fn subject(&self) -> Option<String> {
-        let json: serde_json::Value = serde_json::from_str(&self.body).ok()?;
-        json["subject"].as_str().map(str::to_owned)
+        self.json()["subject"].as_str().map(str::to_owned)
     }
 }
 

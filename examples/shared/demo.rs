@@ -17,8 +17,8 @@ use axum::{
 use serde::Deserialize;
 use tower_session_lifetime::{
     client_script, deadline_headers::DeadlineHeaders, logout_redirect::LogoutRedirects,
-    status::StatusEndpoint, OnInvalidSession, Policy, SessionError, SessionHandle,
-    SessionLifetimeLayer,
+    policy::LivePolicy, status::StatusEndpoint, OnInvalidSession, Policy, SessionError,
+    SessionHandle, SessionLifetimeLayer,
 };
 
 use super::{document, env_seconds, escape, page_with, utc, Extras, SignIn};
@@ -51,14 +51,17 @@ pub fn app(policy: Policy, layer: SessionLifetimeLayer) -> Result<Router, String
         .with_logout_redirects(redirects)
         .with_deadline_headers(DeadlineHeaders::new())
         .with_status_endpoint(status);
+    let live = layer.live_policy();
+    let admin = super::admin::routes(super::env_var("ADMIN_TOKEN")?, live.clone());
     let state = Arc::new(Demo {
         script: format!(
             r#"<script src="/session-lifetime.js" data-status-url="{STATUS_PATH}" data-logout-url="/logout" data-login-url="/" data-warn-seconds="{}"></script>"#,
             warning.as_secs_f64()
         ),
-        policy,
+        live,
     });
     Ok(Router::new()
+        .merge(admin)
         .route("/", get(home))
         .route("/login", post(login))
         .route("/logout", post(logout))
@@ -76,7 +79,7 @@ pub fn app(policy: Policy, layer: SessionLifetimeLayer) -> Result<Router, String
 /// The policy, for the page to explain how the idle deadline moves, and the
 /// page's tag for the session-lifetime script.
 struct Demo {
-    policy: Policy,
+    live: LivePolicy,
     script: String,
 }
 
@@ -98,7 +101,7 @@ fn page(
     };
     page_with(
         status,
-        &demo.policy,
+        demo.live.current().policies().default_policy(),
         session,
         notice,
         SignIn::Username,

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod demo;
 
 use std::fmt::Write as _;

@@ -25,6 +25,7 @@ use tower_session_lifetime::{
     MemoryStore, Policy, SessionError, SessionHandle, SessionLifetimeLayer,
 };
 
+pub mod example_process;
 pub mod hardening;
 pub mod proxy;
 #[cfg(feature = "redis-cluster")]
