@@ -103,7 +103,7 @@ async fn change(State(admin): State<Admin>, headers: HeaderMap, body: Bytes) -> 
     let seen = admin.live.current();
     let policy = match updated(seen.policies().default_policy(), &fields) {
         Ok(policy) => policy,
-        Err(response) => return response,
+        Err(refusal) => return refused(refusal.status, &refusal.error, refusal.setting),
     };
     let change = PolicyChange::default_policy(policy)
         .expecting(seen.version())
@@ -114,9 +114,16 @@ async fn change(State(admin): State<Admin>, headers: HeaderMap, body: Bytes) -> 
     }
 }
 
+/// Why a change was refused: the status, the message and the setting.
+struct Refusal {
+    status: StatusCode,
+    error: String,
+    setting: Option<&'static str>,
+}
+
 /// `current` with the fields given, checked as at startup and against the
-/// caps; the response to send otherwise.
-fn updated(current: &Policy, fields: &Map<String, Value>) -> Result<Policy, Response> {
+/// caps.
+fn updated(current: &Policy, fields: &Map<String, Value>) -> Result<Policy, Refusal> {
     let mut builder = Policy::builder()
         .idle_timeout(current.idle_timeout())
         .remember_me_period(current.remember_me_period())
@@ -131,13 +138,14 @@ fn updated(current: &Policy, fields: &Map<String, Value>) -> Result<Policy, Resp
     };
     for (name, value) in fields {
         let seconds = |value: &Value| {
-            value.as_u64().map(Duration::from_secs).ok_or_else(|| {
-                refused(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &format!("{name} is not a whole number of seconds"),
-                    Some(name),
-                )
-            })
+            value
+                .as_u64()
+                .map(Duration::from_secs)
+                .ok_or_else(|| Refusal {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    error: format!("{name} is not a whole number of seconds"),
+                    setting: field_named(name),
+                })
         };
         builder = match name.as_str() {
             "idle_timeout" => builder.idle_timeout(seconds(value)?),
@@ -145,21 +153,26 @@ fn updated(current: &Policy, fields: &Map<String, Value>) -> Result<Policy, Resp
             "absolute_timeout" if value.is_null() => builder.no_absolute_timeout(),
             "absolute_timeout" => builder.absolute_timeout(seconds(value)?),
             _ => {
-                return Err(refused(
-                    StatusCode::BAD_REQUEST,
-                    &format!("{name} is not a setting of the policy"),
-                    None,
-                ))
+                return Err(Refusal {
+                    status: StatusCode::BAD_REQUEST,
+                    error: format!("{name} is not a setting of the policy"),
+                    setting: None,
+                })
             }
         };
     }
-    builder.build().map_err(|err| {
-        refused(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &err.to_string(),
-            field_of(&err),
-        )
+    builder.build().map_err(|err| Refusal {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        error: err.to_string(),
+        setting: field_of(&err),
     })
+}
+
+/// `name` as one of the API's settings.
+fn field_named(name: &str) -> Option<&'static str> {
+    ["idle_timeout", "absolute_timeout", "remember_me_period"]
+        .into_iter()
+        .find(|field| *field == name)
 }
 
 /// The API's name for the setting `err` is about.
