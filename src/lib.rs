@@ -100,6 +100,8 @@ pub mod record;
 pub mod rejection;
 pub mod session_cookie;
 pub mod session_lifetime;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub mod shared_policy;
 pub mod status;
 pub mod store;
 pub mod time;

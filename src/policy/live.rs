@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 
 use super::{Policies, Policy, PolicyError};
-use crate::observe::SessionMetrics;
 
 /// The policies in force, and how many changes made them.
 ///
@@ -111,6 +110,11 @@ pub enum PolicyChangeError {
     Invalid(PolicyError),
     /// No tenant of this name is listed.
     UnknownTenant(String),
+    /// This layer's policies are shared with other nodes through a store:
+    /// change them through
+    /// [`SharedPolicy::apply`](crate::shared_policy::SharedPolicy::apply),
+    /// which changes them on every node.
+    Shared,
     /// Another change came first: the policies are at `current`, not at
     /// the version the change expected.
     Conflict {
@@ -126,6 +130,9 @@ impl fmt::Display for PolicyChangeError {
         match self {
             PolicyChangeError::Invalid(err) => err.fmt(f),
             PolicyChangeError::UnknownTenant(name) => write!(f, "no tenant {name:?} is listed"),
+            PolicyChangeError::Shared => f.write_str(
+                "the policies are shared through a store: change them through SharedPolicy",
+            ),
             PolicyChangeError::Conflict { expected, current } => write!(
                 f,
                 "the policies changed meanwhile: version {current}, not {expected}"
@@ -184,6 +191,9 @@ pub struct LivePolicy {
     shared: Arc<Shared>,
 }
 
+/// What counts a change (the layer's metrics), kept apart from them.
+pub(crate) type ChangeCounter = Box<dyn Fn() + Send + Sync>;
+
 struct Shared {
     /// The policies the layer was built with: their tenants and route
     /// groups (which no change alters) choose each request's policy, and
@@ -192,10 +202,14 @@ struct Shared {
     /// Whether a change was made: until one is, a request reads `initial`
     /// and never `current`.
     changed: AtomicBool,
+    /// Whether the policies are shared through a store, which alone then
+    /// changes them.
+    shared: AtomicBool,
     current: ArcSwap<PolicySnapshot>,
     /// One change at a time: each checks the version and replaces the set.
     changing: Mutex<()>,
-    metrics: Mutex<Option<SessionMetrics>>,
+    /// Called at each change made here (the layer counts it).
+    on_change: Mutex<Option<ChangeCounter>>,
 }
 
 impl LivePolicy {
@@ -210,19 +224,20 @@ impl LivePolicy {
                 }),
                 initial,
                 changed: AtomicBool::new(false),
+                shared: AtomicBool::new(false),
                 changing: Mutex::new(()),
-                metrics: Mutex::new(None),
+                on_change: Mutex::new(None),
             }),
         }
     }
 
-    /// Counts each change in `metrics`.
-    pub(crate) fn count_in(&self, metrics: Option<SessionMetrics>) {
+    /// Calls `counter` at each change made here.
+    pub(crate) fn count_in(&self, counter: Option<ChangeCounter>) {
         *self
             .shared
-            .metrics
+            .on_change
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = metrics;
+            .unwrap_or_else(PoisonError::into_inner) = counter;
     }
 
     /// The policies in force now.
@@ -258,12 +273,29 @@ impl LivePolicy {
     }
 
     /// Makes `change`, or refuses it with the policies left as they were.
+    /// Refused with [`PolicyChangeError::Shared`] once the policies are
+    /// shared with other nodes.
     pub fn apply(&self, change: PolicyChange) -> Result<PolicySnapshot, PolicyChangeError> {
+        if self.shared.shared.load(Ordering::Acquire) {
+            return Err(PolicyChangeError::Shared);
+        }
         let _one_at_a_time = self
             .shared
             .changing
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let (after, old) = self.prepare(&change)?;
+        self.install_unlocked(after.clone());
+        self.audit(&change, &old, &after);
+        Ok(after)
+    }
+
+    /// What `change` makes of the policies in force: the next version,
+    /// and the policy it replaces; or why it is refused.
+    pub(crate) fn prepare(
+        &self,
+        change: &PolicyChange,
+    ) -> Result<(PolicySnapshot, Policy), PolicyChangeError> {
         let before = self.current();
         if let Some(expected) = change.expected_version {
             if expected != before.version {
@@ -290,26 +322,68 @@ impl LivePolicy {
             version: before.version + 1,
             policies: Arc::new(policies),
         };
-        self.shared.current.store(Arc::new(after.clone()));
-        self.shared.changed.store(true, Ordering::Release);
+        Ok((after, old))
+    }
+
+    /// The audit trail of `change`, made: the `policy changed` event and
+    /// the count.
+    pub(crate) fn audit(&self, change: &PolicyChange, old: &Policy, after: &PolicySnapshot) {
         tracing::info!(
             target: "tower_session_lifetime",
             actor = %change.actor,
-            tenant = tenant.unwrap_or("(default)"),
+            tenant = change.tenant.as_deref().unwrap_or("(default)"),
             version = after.version,
             old = ?old.limits(),
             new = ?change.policy.limits(),
             "policy changed"
         );
-        if let Some(metrics) = &*self
+        if let Some(count) = &*self
             .shared
-            .metrics
+            .on_change
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
         {
-            metrics.policy_changed();
+            count();
         }
-        Ok(after)
+    }
+}
+
+impl LivePolicy {
+    /// From now on, only [`install`](Self::install) changes the policies.
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+    pub(crate) fn mark_shared(&self) {
+        self.shared.shared.store(true, Ordering::Release);
+    }
+
+    /// Puts `snapshot` in force if it is newer than the policies in force
+    /// (a change another node stored); `false` if it is not.
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+    pub(crate) fn install(&self, snapshot: PolicySnapshot) -> bool {
+        let _one_at_a_time = self
+            .shared
+            .changing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if snapshot.version <= self.current().version {
+            return false;
+        }
+        self.install_unlocked(snapshot);
+        true
+    }
+
+    fn install_unlocked(&self, snapshot: PolicySnapshot) {
+        self.shared.current.store(Arc::new(snapshot));
+        self.shared.changed.store(true, Ordering::Release);
+    }
+
+    /// The policies in force, with `version`: what a snapshot from a store
+    /// is made of.
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+    pub(crate) fn snapshot_of(version: u64, policies: Policies) -> PolicySnapshot {
+        PolicySnapshot {
+            version,
+            policies: Arc::new(policies),
+        }
     }
 }
 

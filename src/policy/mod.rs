@@ -27,6 +27,7 @@ pub use error::{PolicyError, Setting};
 #[cfg(feature = "redis")]
 pub(crate) use judge::TouchBasis;
 pub use judge::{judge, Admission, Deadlines, ExpiryReason, Verdict};
+pub(crate) use live::ChangeCounter;
 pub use live::{LivePolicy, PolicyChange, PolicyChangeError, PolicySnapshot};
 pub(crate) use set::PolicyChoice;
 pub use set::{Policies, PoliciesBuilder, TenantFrom, TenantResolver, Tightening};
@@ -105,6 +106,31 @@ impl Policy {
     /// The limits a session created now is snapshotted with.
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// This policy with other `limits` and `touch_granularity`, its renewal
+    /// and session limit kept, checked as [`PolicyBuilder::build`] checks
+    /// them (no caps): what a node makes of limits another node stored.
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+    pub(crate) fn with_limits(
+        &self,
+        limits: Limits,
+        touch_granularity: Duration,
+    ) -> Result<Policy, PolicyError> {
+        PolicyBuilder {
+            idle_timeout: limits.idle_timeout,
+            absolute_timeout: limits.absolute_timeout,
+            remember_me_period: limits.remember_me_period,
+            remember_me_absolute_timeout: limits.remember_me_absolute_timeout,
+            touch_granularity: Some(touch_granularity),
+            renewal_interval: self.renewal.map(|renewal| renewal.interval),
+            renewal_grace: self
+                .renewal
+                .map_or(DEFAULT_RENEWAL_GRACE, |renewal| renewal.grace),
+            session_limit: self.session_limit,
+            caps: Caps::default(),
+        }
+        .build()
     }
 
     /// Inactivity that ends an ordinary session.

@@ -171,7 +171,9 @@ impl<R> SessionLifetimeLayer<R> {
             inner: Arc::clone(&config.backend),
             metrics: metrics.clone(),
         });
-        config.policies.count_in(Some(metrics.clone()));
+        config
+            .policies
+            .count_in(Some(change_counter(metrics.clone())));
         config.metrics = Some(metrics);
         self
     }
@@ -185,7 +187,9 @@ impl<R> SessionLifetimeLayer<R> {
     fn set_policies(&mut self, policies: Policies) {
         let config = self.config_mut();
         config.policies = LivePolicy::new(policies);
-        config.policies.count_in(config.metrics.clone());
+        config
+            .policies
+            .count_in(config.metrics.clone().map(change_counter));
     }
 
     /// The handle to this layer's policies while it runs: read them, and
@@ -378,4 +382,9 @@ impl<R> std::fmt::Debug for SessionLifetimeLayer<R> {
             .field("status", &self.config.status)
             .finish_non_exhaustive()
     }
+}
+
+/// Counts each policy change in `metrics`.
+fn change_counter(metrics: SessionMetrics) -> crate::policy::ChangeCounter {
+    Box::new(move || metrics.policy_changed())
 }

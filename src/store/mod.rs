@@ -305,6 +305,7 @@
 pub mod conformance;
 mod error;
 mod memory;
+mod policies;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -326,6 +327,7 @@ pub use self::sql::store::{Dialect, SqlStore};
 pub use self::sql::DEFAULT_TABLE;
 pub use error::{StoreError, StoreErrorKind};
 pub use memory::{MemoryStore, MAX_DISTINCT_LIMITS};
+pub use policies::{PolicyStore, StoredPolicies};
 
 use crate::id::SessionKey;
 use crate::policy::{judge, Policy, Verdict};

@@ -5,6 +5,7 @@ mod connections;
 mod error;
 mod fields;
 mod hints;
+mod policies;
 mod primary;
 mod replicas;
 mod scripts;
@@ -28,8 +29,8 @@ use self::replicas::Wait;
 pub use self::replicas::{InvalidReplicaAcknowledgement, MAX_REPLICA_WAIT};
 use self::scripts::Scripts;
 use super::{
-    LifetimeStore, LoadedRecord, RenewOutcome, StoreError, StoreErrorKind, TouchOutcome,
-    UpdateOutcome,
+    LifetimeStore, LoadedRecord, PolicyStore, RenewOutcome, StoreError, StoreErrorKind,
+    StoredPolicies, TouchOutcome, UpdateOutcome,
 };
 use crate::id::SessionKey;
 use crate::policy::{judge, Policy, TouchBasis, Verdict};
@@ -359,6 +360,10 @@ impl RedisStore {
             .remember(key, touched_at.map_or(basis, |at| basis.touched_at(at)));
     }
 
+    fn policies_key(&self) -> String {
+        format!("{}policies", self.prefix)
+    }
+
     fn index_key(&self, subject: &str) -> String {
         format!("{}s:{subject}", self.prefix)
     }
@@ -557,6 +562,35 @@ impl LifetimeStore for RedisStore {
             .run_acknowledged(&self.scripts.delete_sessions_of, &invocation)
             .await?;
         Ok(deleted)
+    }
+}
+
+/// The policies that nodes share, in the hash `<prefix>policies` (`v` the
+/// version, `p` the text); each change is published on the channel of the
+/// same name. On a cluster, nodes learn of changes by polling only.
+#[async_trait]
+impl PolicyStore for RedisStore {
+    async fn load_policies(&self) -> Result<Option<StoredPolicies>, StoreError> {
+        policies::load(&mut self.primary.shared(), &self.policies_key()).await
+    }
+
+    async fn store_policies(&self, expected: u64, text: &str) -> Result<bool, StoreError> {
+        policies::store(
+            &mut self.primary.shared(),
+            &self.policies_key(),
+            expected,
+            text,
+        )
+        .await
+    }
+
+    async fn watch_policies(&self, changed: &(dyn Fn() + Send + Sync)) -> Result<(), StoreError> {
+        let Some(client) = self.primary.acknowledging() else {
+            return Err(StoreError::unsupported(
+                "notifications of policy changes on a cluster",
+            ));
+        };
+        policies::watch(&client, &self.policies_key(), changed).await
     }
 }
 

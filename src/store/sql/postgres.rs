@@ -17,7 +17,8 @@ use crate::id::SessionKey;
 use crate::policy::Policy;
 use crate::record::SessionRecord;
 use crate::store::{
-    LifetimeStore, LoadedRecord, RenewOutcome, StoreError, TouchOutcome, UpdateOutcome,
+    LifetimeStore, LoadedRecord, PolicyStore, RenewOutcome, StoreError, StoredPolicies,
+    TouchOutcome, UpdateOutcome,
 };
 use crate::time::{duration_to_millis_ceil, Timestamp};
 
@@ -207,7 +208,12 @@ impl Queries {
                authenticated_at BIGINT NOT NULL, \
                label TEXT \
              ) WITH (fillfactor = 80); \
-             CREATE INDEX IF NOT EXISTS {t}_subject ON {t} (subject) WHERE subject IS NOT NULL;"
+             CREATE INDEX IF NOT EXISTS {t}_subject ON {t} (subject) WHERE subject IS NOT NULL; \
+             CREATE TABLE IF NOT EXISTS {t}_policies ( \
+               id SMALLINT PRIMARY KEY CHECK (id = 1), \
+               version BIGINT NOT NULL, \
+               policies TEXT NOT NULL \
+             );"
         )
     }
 }
@@ -262,6 +268,80 @@ impl SqlStore<Postgres> {
 
 fn record_from(row: &PgRow) -> Result<SessionRecord, StoreError> {
     columns_from_row!(row)
+}
+
+/// The policies that nodes share, in the one row of `<table>_policies`
+/// (which [`migrate`](SqlStore::migrate) creates); each change is
+/// notified on the channel of the same name (`LISTEN`/`NOTIFY`).
+#[async_trait]
+impl PolicyStore for PostgresStore {
+    async fn load_policies(&self) -> Result<Option<StoredPolicies>, StoreError> {
+        let t = &self.queries.table;
+        let row: Option<(i64, String)> = sqlx::query_as(&format!(
+            "SELECT version, policies FROM {t}_policies WHERE id = 1"
+        ))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(row.map(|(version, text)| StoredPolicies {
+            version: u64::try_from(version).unwrap_or(0),
+            text,
+        }))
+    }
+
+    async fn store_policies(&self, expected: u64, text: &str) -> Result<bool, StoreError> {
+        let t = &self.queries.table;
+        let expected =
+            i64::try_from(expected).map_err(|_| StoreError::corrupt("a version past i64"))?;
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        let statement = if expected == 0 {
+            format!(
+                "INSERT INTO {t}_policies (id, version, policies) \
+                 SELECT 1, 1, $1 WHERE $2 = 0 ON CONFLICT (id) DO NOTHING"
+            )
+        } else {
+            format!(
+                "UPDATE {t}_policies SET version = version + 1, policies = $1 \
+                 WHERE id = 1 AND version = $2"
+            )
+        };
+        let written = sqlx::query(&statement)
+            .bind(text)
+            .bind(expected)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        if written.rows_affected() != 1 {
+            return Ok(false);
+        }
+        // Delivered when the transaction commits, with the change.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(format!("{t}_policies"))
+            .bind((expected + 1).to_string())
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        transaction.commit().await.map_err(store_error)?;
+        Ok(true)
+    }
+
+    async fn watch_policies(&self, changed: &(dyn Fn() + Send + Sync)) -> Result<(), StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .map_err(store_error)?;
+        listener
+            .listen(&format!("{}_policies", self.queries.table))
+            .await
+            .map_err(store_error)?;
+        // Listening now: what changed before is read once.
+        changed();
+        loop {
+            // `None`: the connection broke (a notification may be lost);
+            // the next call connects again.
+            let _notification = listener.try_recv().await.map_err(store_error)?;
+            changed();
+        }
+    }
 }
 
 #[async_trait]

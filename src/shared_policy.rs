@@ -1,0 +1,400 @@
+//! [`SharedPolicy`]: the policies of every node of an app, kept in the
+//! store their sessions share (Redis, PostgreSQL), so that a change made on
+//! one node reaches the others (features `redis`, `postgres`).
+//!
+//! - **Stored with a version.** The policies' limits (for the default
+//!   policy and each listed tenant) are stored as text with a version that
+//!   each change increments; a change is a compare-and-set on the version
+//!   the admin saw, so of two admins changing at once one wins and the other
+//!   gets [`PolicyChangeError::Conflict`].
+//! - **Propagated.** A change is notified (Redis pub/sub, PostgreSQL
+//!   `NOTIFY`), and every node also reads the stored version every
+//!   [`POLL_INTERVAL`], in case a notification is lost: a change reaches
+//!   every node within a round trip of its notification, and at the latest
+//!   within `POLL_INTERVAL` and a round trip (under a second on loopback;
+//!   `tests/shared_policy.rs` measures it).
+//! - **Started later.** A node that starts after a change loads the stored
+//!   policies: once stored, they win over each node's startup
+//!   configuration (the first node stores its own).
+//! - **Cut off.** A node that cannot reach the store keeps the policies it
+//!   knows, says so in a `tracing` warning, and catches up when it can.
+//! - **What is shared**: the limits (idle, absolute, remember-me period and
+//!   absolute) and the touch granularity, per tenant; renewal and session
+//!   limits stay as each node configured them. A tenant a node does not
+//!   list is skipped there; stored limits a node cannot accept (a route
+//!   group they would lengthen) leave that node's policies as they were,
+//!   with a warning.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
+use tokio::sync::Notify;
+
+use crate::policy::{
+    Limits, LivePolicy, Policies, PolicyChange, PolicyChangeError, PolicySnapshot,
+};
+use crate::store::{PolicyStore, StoreError, StoreErrorKind};
+
+/// How often a node reads the stored version, besides the notifications.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long [`SharedPolicy::start`] waits for the notifications to flow.
+const LISTEN_WAIT: Duration = Duration::from_secs(2);
+
+/// The first line of the stored text: its format.
+const FORMAT: &str = "tower-session-lifetime policies 1";
+
+/// The policies of a layer, shared with every node through a
+/// [`PolicyStore`]. Cheap to clone; the task that follows changes stops
+/// when the last clone is dropped.
+///
+/// ```no_run
+/// use tower_session_lifetime::policy::PolicyChange;
+/// use tower_session_lifetime::shared_policy::SharedPolicy;
+/// use tower_session_lifetime::{Policy, RedisStore, SessionLifetimeLayer};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let layer = SessionLifetimeLayer::new(RedisStore::open("redis://127.0.0.1:6379")?);
+/// // A client of its own for the policies, beside the layer's.
+/// let shared =
+///     SharedPolicy::start(layer.live_policy(), RedisStore::open("redis://127.0.0.1:6379")?)
+///         .await?;
+/// // In an admin handler, on any node:
+/// let seen = shared.current();
+/// let shorter = Policy::builder().idle_timeout(std::time::Duration::from_secs(600)).build()?;
+/// shared
+///     .apply(PolicyChange::default_policy(shorter).expecting(seen.version()).by("alice"))
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SharedPolicy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    live: LivePolicy,
+    store: Arc<dyn PolicyStore>,
+    /// Woken by each notification.
+    changed: Arc<Notify>,
+    /// The task that listens for notifications, stopped with the last
+    /// clone.
+    watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(watcher) = self
+            .watcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            watcher.abort();
+        }
+    }
+}
+
+/// Why a [`SharedPolicy::apply`] made no change.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SharedPolicyError {
+    /// Refused as [`LivePolicy::apply`] refuses a change (invalid, an
+    /// unknown tenant, or a conflict with another change).
+    Refused(PolicyChangeError),
+    /// The store could not be asked; nothing changed on any node.
+    Store(StoreError),
+}
+
+impl fmt::Display for SharedPolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SharedPolicyError::Refused(err) => err.fmt(f),
+            SharedPolicyError::Store(err) => write!(f, "the policy store failed: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for SharedPolicyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SharedPolicyError::Refused(err) => Some(err),
+            SharedPolicyError::Store(err) => Some(err),
+        }
+    }
+}
+
+impl SharedPolicy {
+    /// Shares `live`'s policies through `store`: loads the stored ones
+    /// (they then replace this node's) or, when none are stored yet,
+    /// stores this node's; then follows every change, in a task of its own
+    /// (call it in a Tokio runtime). From then on, change the policies
+    /// through [`apply`](Self::apply); [`LivePolicy::apply`] refuses to.
+    pub async fn start(live: LivePolicy, store: impl PolicyStore) -> Result<Self, StoreError> {
+        let store: Arc<dyn PolicyStore> = Arc::new(store);
+        live.mark_shared();
+        let shared = SharedPolicy {
+            inner: Arc::new(Inner {
+                live,
+                store: Arc::clone(&store),
+                changed: Arc::new(Notify::new()),
+                watcher: Mutex::new(None),
+            }),
+        };
+        if !shared.refresh().await? {
+            // Nothing stored yet: this node's policies are the first.
+            let text = encode(shared.inner.live.current().policies());
+            if store.store_policies(0, &text).await? {
+                let own = shared.inner.live.current();
+                let stored = LivePolicy::snapshot_of(1, own.policies().clone());
+                shared.inner.live.install(stored);
+            } else {
+                shared.refresh().await?;
+            }
+        }
+        let changed = Arc::clone(&shared.inner.changed);
+        let listening = Arc::new(Notify::new());
+        let watcher = tokio::spawn(watch(Arc::clone(&store), changed, Arc::clone(&listening)));
+        *shared
+            .inner
+            .watcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(watcher);
+        tokio::spawn(follow(Arc::downgrade(&shared.inner)));
+        // Notifications flow before the node serves, unless the store is
+        // slow to listen (it is then polled meanwhile).
+        let _ = tokio::time::timeout(LISTEN_WAIT, listening.notified()).await;
+        Ok(shared)
+    }
+
+    /// The policies in force on this node.
+    pub fn current(&self) -> PolicySnapshot {
+        self.inner.live.current()
+    }
+
+    /// The layer's [`LivePolicy`], which this shares.
+    pub fn live(&self) -> &LivePolicy {
+        &self.inner.live
+    }
+
+    /// Makes `change` on every node: checked as [`LivePolicy::apply`]
+    /// checks it, stored if the stored version is still the one this node
+    /// knows (else [`PolicyChangeError::Conflict`]), then in force here at
+    /// once and on the other nodes within the bound the module docs give.
+    pub async fn apply(&self, change: PolicyChange) -> Result<PolicySnapshot, SharedPolicyError> {
+        let live = &self.inner.live;
+        let (after, old) = live.prepare(&change).map_err(SharedPolicyError::Refused)?;
+        let expected = after.version() - 1;
+        let stored = self
+            .inner
+            .store
+            .store_policies(expected, &encode(after.policies()))
+            .await
+            .map_err(SharedPolicyError::Store)?;
+        if !stored {
+            let current = match self.inner.store.load_policies().await {
+                Ok(Some(stored)) => stored.version,
+                _ => expected,
+            };
+            let _ = self.refresh().await;
+            return Err(SharedPolicyError::Refused(PolicyChangeError::Conflict {
+                expected,
+                current,
+            }));
+        }
+        live.install(after.clone());
+        live.audit(&change, &old, &after);
+        Ok(after)
+    }
+
+    /// Reads the stored policies now and puts them in force if they are
+    /// newer; `false` if none are stored.
+    pub async fn refresh(&self) -> Result<bool, StoreError> {
+        let Some(stored) = self.inner.store.load_policies().await? else {
+            return Ok(false);
+        };
+        let live = &self.inner.live;
+        if stored.version <= live.current().version() {
+            return Ok(true);
+        }
+        match decode(live.current().policies(), &stored.text) {
+            Ok(policies) => {
+                if live.install(LivePolicy::snapshot_of(stored.version, policies)) {
+                    tracing::info!(
+                        target: "tower_session_lifetime",
+                        version = stored.version,
+                        "policies updated from the store"
+                    );
+                }
+            }
+            Err(reason) => tracing::warn!(
+                target: "tower_session_lifetime",
+                version = stored.version,
+                reason = %reason,
+                "stored policies not taken; keeping the policies in force"
+            ),
+        }
+        Ok(true)
+    }
+}
+
+impl fmt::Debug for SharedPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedPolicy")
+            .field("current", &self.current())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wakes `changed` at each notification of `store` (and `listening` once
+/// it listens), listening again a second after the notifications stop.
+async fn watch(store: Arc<dyn PolicyStore>, changed: Arc<Notify>, listening: Arc<Notify>) {
+    let wake = || {
+        listening.notify_one();
+        changed.notify_one();
+    };
+    loop {
+        match store.watch_policies(&wake).await {
+            Err(err) if err.kind() == StoreErrorKind::Unsupported => {
+                listening.notify_one();
+                return;
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "notifications of policy changes stopped; listening again");
+            }
+            Ok(()) => {}
+        }
+        // Something may have been missed while no one listened.
+        changed.notify_one();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Reads the stored policies at each notification, and every
+/// [`POLL_INTERVAL`] at the latest, while the [`SharedPolicy`] lives.
+async fn follow(inner: Weak<Inner>) {
+    let mut cut_off = false;
+    loop {
+        let Some(changed) = inner.upgrade().map(|inner| Arc::clone(&inner.changed)) else {
+            return;
+        };
+        let _ = tokio::time::timeout(POLL_INTERVAL, changed.notified()).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let shared = SharedPolicy { inner };
+        match shared.refresh().await {
+            Ok(_) if cut_off => {
+                cut_off = false;
+                tracing::info!(target: "tower_session_lifetime", "the policy store answers again");
+            }
+            Ok(_) => {}
+            Err(err) if !cut_off => {
+                cut_off = true;
+                tracing::warn!(
+                    target: "tower_session_lifetime",
+                    error = %err,
+                    version = shared.current().version(),
+                    "the policy store cannot be reached; keeping the policies in force"
+                );
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// The shared part of `policies` as text: a line per policy, the default
+/// first, each `default` or `tenant <name, percent-encoded>`, then the
+/// limits and the touch granularity in ms (`-` for none).
+fn encode(policies: &Policies) -> String {
+    let line = |who: String, policy: &crate::Policy| {
+        let limits = policy.limits();
+        let millis = |duration: Duration| duration.as_millis().to_string();
+        let optional = |limit: Option<Duration>| limit.map_or_else(|| "-".to_owned(), millis);
+        format!(
+            "{who}\t{},{},{},{},{}\n",
+            millis(limits.idle_timeout),
+            optional(limits.absolute_timeout),
+            millis(limits.remember_me_period),
+            optional(limits.remember_me_absolute_timeout),
+            millis(policy.touch_granularity()),
+        )
+    };
+    let mut text = format!("{FORMAT}\n");
+    text.push_str(&line("default".to_owned(), policies.default_policy()));
+    let mut names: Vec<&str> = policies.tenant_names().collect();
+    names.sort_unstable();
+    for name in names {
+        if let Some(policy) = policies.tenant_policy(name) {
+            let name = utf8_percent_encode(name, NON_ALPHANUMERIC);
+            text.push_str(&line(format!("tenant {name}"), policy));
+        }
+    }
+    text
+}
+
+/// `policies` with the limits `text` stores, checked as a change is.
+fn decode(policies: &Policies, text: &str) -> Result<Policies, String> {
+    let mut lines = text.lines();
+    if lines.next() != Some(FORMAT) {
+        return Err("not in a format this version reads".to_owned());
+    }
+    let mut decoded = policies.clone();
+    for line in lines {
+        let (who, values) = line
+            .split_once('\t')
+            .ok_or_else(|| format!("a line without limits: {line:?}"))?;
+        let tenant = match who.strip_prefix("tenant ") {
+            Some(name) => Some(
+                percent_decode_str(name)
+                    .decode_utf8()
+                    .map_err(|_| format!("a tenant that is not UTF-8: {name:?}"))?
+                    .into_owned(),
+            ),
+            None if who == "default" => None,
+            None => return Err(format!("an unknown line: {line:?}")),
+        };
+        let current = match &tenant {
+            None => *decoded.default_policy(),
+            Some(name) => match decoded.tenant_policy(name) {
+                Some(policy) => *policy,
+                // Not a tenant of this node.
+                None => continue,
+            },
+        };
+        let (limits, granularity) = limits_of(values)?;
+        let policy = current
+            .with_limits(limits, granularity)
+            .map_err(|err| err.to_string())?;
+        decoded = decoded
+            .replacing(tenant.as_deref(), policy)
+            .map_err(|err| err.to_string())?
+            .ok_or_else(|| "a tenant vanished".to_owned())?;
+    }
+    Ok(decoded)
+}
+
+fn limits_of(values: &str) -> Result<(Limits, Duration), String> {
+    let bad = || format!("limits that do not read: {values:?}");
+    let parts: Vec<&str> = values.split(',').collect();
+    let [idle, absolute, remember_me, remember_me_absolute, granularity] = parts[..] else {
+        return Err(bad());
+    };
+    let millis = |value: &str| value.parse().map(Duration::from_millis).map_err(|_| bad());
+    let optional = |value: &str| match value {
+        "-" => Ok(None),
+        value => millis(value).map(Some),
+    };
+    Ok((
+        Limits {
+            idle_timeout: millis(idle)?,
+            absolute_timeout: optional(absolute)?,
+            remember_me_period: millis(remember_me)?,
+            remember_me_absolute_timeout: optional(remember_me_absolute)?,
+        },
+        millis(granularity)?,
+    ))
+}
