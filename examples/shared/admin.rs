@@ -177,14 +177,7 @@ fn field_named(name: &str) -> Option<&'static str> {
 
 /// The API's name for the setting `err` is about.
 fn field_of(err: &PolicyError) -> Option<&'static str> {
-    let setting = match err {
-        PolicyError::TooShort { setting, .. }
-        | PolicyError::AboveCap { setting, .. }
-        | PolicyError::Unbounded { setting, .. } => *setting,
-        PolicyError::GranularityTooCoarse { limit, .. } => *limit,
-        _ => return None,
-    };
-    match setting {
+    match super::setting_of(err)? {
         Setting::IdleTimeout => Some("idle_timeout"),
         Setting::AbsoluteTimeout | Setting::RememberMeAbsoluteTimeout => Some("absolute_timeout"),
         Setting::RememberMePeriod => Some("remember_me_period"),

@@ -88,16 +88,20 @@ fn parse_seconds(name: &str, value: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{name}={value:?} is not a whole number of seconds"))
 }
 
-/// The environment variable behind the setting a policy error names.
-fn variable_for(err: &PolicyError) -> Option<&'static str> {
-    let setting = match err {
+/// The setting a policy error names, if it names one.
+fn setting_of(err: &PolicyError) -> Option<Setting> {
+    match err {
         PolicyError::TooShort { setting, .. }
         | PolicyError::AboveCap { setting, .. }
-        | PolicyError::Unbounded { setting, .. } => *setting,
-        PolicyError::GranularityTooCoarse { limit, .. } => *limit,
-        _ => return None,
-    };
-    match setting {
+        | PolicyError::Unbounded { setting, .. } => Some(*setting),
+        PolicyError::GranularityTooCoarse { limit, .. } => Some(*limit),
+        _ => None,
+    }
+}
+
+/// The environment variable behind the setting a policy error names.
+fn variable_for(err: &PolicyError) -> Option<&'static str> {
+    match setting_of(err)? {
         Setting::IdleTimeout => Some("IDLE_TIMEOUT"),
         // Unset, the remember-me absolute timeout is the ordinary one.
         Setting::AbsoluteTimeout | Setting::RememberMeAbsoluteTimeout => Some("ABSOLUTE_TIMEOUT"),
