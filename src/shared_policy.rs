@@ -15,7 +15,12 @@
 //!   `tests/shared_policy.rs` measures it).
 //! - **Started later.** A node that starts after a change loads the stored
 //!   policies: once stored, they win over each node's startup
-//!   configuration (the first node stores its own).
+//!   configuration and any change it made before it started sharing (the
+//!   first node stores its own). A start that fails leaves the node's
+//!   policies its own, changed through [`LivePolicy::apply`].
+//! - **Exact.** Limits are stored to the nanosecond; versions count by one
+//!   up to the largest the store holds (`i64::MAX` in Redis and
+//!   PostgreSQL), past which a change fails with an error.
 //! - **Cut off.** A node that cannot reach the store keeps the policies it
 //!   knows, says so in a `tracing` warning, and catches up when it can.
 //! - **What is shared**: the limits (idle, absolute, remember-me period and
@@ -135,7 +140,9 @@ impl SharedPolicy {
     /// through [`apply`](Self::apply); [`LivePolicy::apply`] refuses to.
     pub async fn start(live: LivePolicy, store: impl PolicyStore) -> Result<Self, StoreError> {
         let store: Arc<dyn PolicyStore> = Arc::new(store);
-        live.mark_shared();
+        // Shared from now on, so that no change made here meanwhile is
+        // lost; a start that fails leaves the policies this node's alone.
+        live.mark_shared(true);
         let shared = SharedPolicy {
             inner: Arc::new(Inner {
                 live,
@@ -144,16 +151,9 @@ impl SharedPolicy {
                 watcher: Mutex::new(None),
             }),
         };
-        if !shared.refresh().await? {
-            // Nothing stored yet: this node's policies are the first.
-            let text = encode(shared.inner.live.current().policies());
-            if store.store_policies(0, &text).await? {
-                let own = shared.inner.live.current();
-                let stored = LivePolicy::snapshot_of(1, own.policies().clone());
-                shared.inner.live.install(stored);
-            } else {
-                shared.refresh().await?;
-            }
+        if let Err(err) = shared.adopt_stored().await {
+            shared.inner.live.mark_shared(false);
+            return Err(err);
         }
         let changed = Arc::clone(&shared.inner.changed);
         let listening = Arc::new(Notify::new());
@@ -208,6 +208,42 @@ impl SharedPolicy {
         live.install(after.clone());
         live.audit(&change, &old, &after);
         Ok(after)
+    }
+
+    /// Puts the stored policies in force whatever this node's version
+    /// (changes made here before the start count for nothing once
+    /// policies are stored), or stores this node's when none are.
+    async fn adopt_stored(&self) -> Result<(), StoreError> {
+        let live = &self.inner.live;
+        let store = &self.inner.store;
+        let stored = match store.load_policies().await? {
+            Some(stored) => stored,
+            None => {
+                let own = live.current();
+                if store.store_policies(0, &encode(own.policies())).await? {
+                    live.replace(LivePolicy::snapshot_of(1, own.policies().clone()));
+                    return Ok(());
+                }
+                // Another node stored its own first.
+                store.load_policies().await?.ok_or_else(|| {
+                    StoreError::corrupt("the stored policies vanished while they were read")
+                })?
+            }
+        };
+        let own = live.current();
+        let policies = decode(own.policies(), &stored.text).unwrap_or_else(|reason| {
+            // This node's values, under the stored version: the next
+            // change it can take replaces them.
+            tracing::warn!(
+                target: "tower_session_lifetime",
+                version = stored.version,
+                reason = %reason,
+                "stored policies not taken; keeping this node's policies"
+            );
+            own.policies().clone()
+        });
+        live.replace(LivePolicy::snapshot_of(stored.version, policies));
+        Ok(())
     }
 
     /// Reads the stored policies now and puts them in force if they are
@@ -308,19 +344,19 @@ async fn follow(inner: Weak<Inner>) {
 
 /// The shared part of `policies` as text: a line per policy, the default
 /// first, each `default` or `tenant <name, percent-encoded>`, then the
-/// limits and the touch granularity in ms (`-` for none).
+/// limits and the touch granularity as exact durations (`-` for none).
 fn encode(policies: &Policies) -> String {
     let line = |who: String, policy: &crate::Policy| {
         let limits = policy.limits();
-        let millis = |duration: Duration| duration.as_millis().to_string();
-        let optional = |limit: Option<Duration>| limit.map_or_else(|| "-".to_owned(), millis);
+        let optional =
+            |limit: Option<Duration>| limit.map_or_else(|| "-".to_owned(), duration_text);
         format!(
             "{who}\t{},{},{},{},{}\n",
-            millis(limits.idle_timeout),
+            duration_text(limits.idle_timeout),
             optional(limits.absolute_timeout),
-            millis(limits.remember_me_period),
+            duration_text(limits.remember_me_period),
             optional(limits.remember_me_absolute_timeout),
-            millis(policy.touch_granularity()),
+            duration_text(policy.touch_granularity()),
         )
     };
     let mut text = format!("{FORMAT}\n");
@@ -383,18 +419,72 @@ fn limits_of(values: &str) -> Result<(Limits, Duration), String> {
     let [idle, absolute, remember_me, remember_me_absolute, granularity] = parts[..] else {
         return Err(bad());
     };
-    let millis = |value: &str| value.parse().map(Duration::from_millis).map_err(|_| bad());
+    let exact = |value: &str| duration_of(value).ok_or_else(bad);
     let optional = |value: &str| match value {
         "-" => Ok(None),
-        value => millis(value).map(Some),
+        value => exact(value).map(Some),
     };
     Ok((
         Limits {
-            idle_timeout: millis(idle)?,
+            idle_timeout: exact(idle)?,
             absolute_timeout: optional(absolute)?,
-            remember_me_period: millis(remember_me)?,
+            remember_me_period: exact(remember_me)?,
             remember_me_absolute_timeout: optional(remember_me_absolute)?,
         },
-        millis(granularity)?,
+        exact(granularity)?,
     ))
+}
+
+/// `duration` exactly, as seconds and nine digits of nanoseconds
+/// (`1800.000000000`): a policy reads back on every node as it was set.
+fn duration_text(duration: Duration) -> String {
+    format!("{}.{:09}", duration.as_secs(), duration.subsec_nanos())
+}
+
+/// The duration [`duration_text`] wrote, if `text` is one.
+fn duration_of(text: &str) -> Option<Duration> {
+    let (secs, nanos) = text.split_once('.')?;
+    let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(secs) || nanos.len() != 9 || !all_digits(nanos) {
+        return None;
+    }
+    Some(Duration::new(secs.parse().ok()?, nanos.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_back_exactly() {
+        for duration in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::new(1_799, 999_999_999),
+            Duration::from_secs(30 * 24 * 3600),
+            Duration::MAX,
+        ] {
+            assert_eq!(duration_of(&duration_text(duration)), Some(duration));
+        }
+        assert_eq!(duration_text(Duration::from_millis(1500)), "1.500000000");
+    }
+
+    #[test]
+    fn malformed_durations_do_not_read() {
+        for text in [
+            "",
+            "1800000",
+            "1.5",
+            ".500000000",
+            "1.",
+            "-1.000000000",
+            "1.-00000000",
+            "1.1234567890",
+            "18446744073709551616.000000000",
+            "1 .000000000",
+            "1.00000000a",
+        ] {
+            assert_eq!(duration_of(text), None, "{text:?}");
+        }
+    }
 }

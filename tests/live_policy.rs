@@ -75,6 +75,55 @@ async fn a_shorter_idle_timeout_bites_at_an_existing_sessions_next_request() {
     assert_eq!(reason(&app, &cookie).await, Some(RejectReason::IdleTimeout));
 }
 
+/// Runs `change` while the next request waits for the store: the layer
+/// then asks the store as a networked store is asked, not at once.
+fn while_the_store_answers(app: &TestApp, change: impl FnOnce() + Send + 'static) {
+    app.store
+        .sync_reads
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    *app.store.while_next_load.lock().unwrap() = Some(Box::new(change));
+}
+
+#[tokio::test]
+async fn a_request_is_judged_by_the_policy_in_force_when_it_arrived() {
+    let (app, live) = app(idle(30 * MINUTE));
+    let cookie = app.login("alice", false).await;
+    set(&live, idle(10 * MINUTE));
+    app.advance(15 * MINUTE);
+    // Loosened again while the request waits for the store: it arrived
+    // under 10 minutes, and is judged by them.
+    let loosen = live.clone();
+    while_the_store_answers(&app, move || set(&loosen, idle(30 * MINUTE)));
+    assert_eq!(reason(&app, &cookie).await, Some(RejectReason::IdleTimeout));
+    assert!(
+        app.store.while_next_load.lock().unwrap().is_none(),
+        "the change was made meanwhile"
+    );
+    assert_eq!(
+        live.current().policies().default_policy().idle_timeout(),
+        30 * MINUTE
+    );
+
+    // Tightened while the request waits: it arrived under 30 minutes.
+    let other = app.login("bob", false).await;
+    app.advance(15 * MINUTE);
+    let tighten = live.clone();
+    while_the_store_answers(&app, move || set(&tighten, idle(10 * MINUTE)));
+    assert_eq!(
+        reason(&app, &other).await,
+        None,
+        "within the limit it arrived under"
+    );
+    app.advance(MINUTE);
+    assert_eq!(
+        reason(&app, &other).await,
+        None,
+        "a minute after its last request, within the new 10 minutes"
+    );
+    app.advance(11 * MINUTE);
+    assert_eq!(reason(&app, &other).await, Some(RejectReason::IdleTimeout));
+}
+
 #[tokio::test]
 async fn a_longer_idle_timeout_applies_only_to_sessions_created_after_it() {
     let (app, live) = app(idle(30 * MINUTE));
@@ -289,6 +338,8 @@ enum Step {
     SetIdle(u64),
     SetAbsolute(u64),
     Request(usize),
+    /// A request during whose store round trip the idle timeout changes.
+    RequestWhileChanging(usize, u64),
     Login,
 }
 
@@ -298,6 +349,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (2u64..120).prop_map(Step::SetIdle),
         1 => (30u64..600).prop_map(Step::SetAbsolute),
         4 => (0usize..4).prop_map(Step::Request),
+        2 => (0usize..4, 2u64..120).prop_map(|(index, idle)| Step::RequestWhileChanging(index, idle)),
         1 => Just(Step::Login),
     ]
 }
@@ -361,12 +413,21 @@ proptest! {
                             absolute: absolute_now,
                         });
                     }
-                    Step::Request(index) => {
+                    Step::Request(index) | Step::RequestWhileChanging(index, _) => {
                         let Some(session) = sessions.get_mut(index) else { continue };
+                        // In force when the request arrives; a change made
+                        // while it waits is in force from the next one on.
+                        let (idle_then, absolute_then) = (idle_now, absolute_now);
+                        if let Step::RequestWhileChanging(_, minutes) = step {
+                            idle_now = minutes;
+                            let (live, policy) = (live.clone(), limits(idle_now, absolute_now));
+                            while_the_store_answers(&app, move || set(&live, policy));
+                        }
                         let admitted = reason(&app, &session.cookie).await.is_none();
+                        app.store.sync_reads.store(true, std::sync::atomic::Ordering::SeqCst);
                         if admitted {
-                            let idle = session.idle.min(idle_now);
-                            let absolute = session.absolute.min(absolute_now);
+                            let idle = session.idle.min(idle_then);
+                            let absolute = session.absolute.min(absolute_then);
                             prop_assert!(
                                 now - session.last_admitted < idle,
                                 "admitted {} min after its last request, idle limit {}",

@@ -330,3 +330,196 @@ async fn redis_without_notifications_the_poll_brings_the_change() {
 async fn postgres_without_notifications_the_poll_brings_the_change() {
     without_notifications_the_poll_brings_the_change(Backend::postgres().await).await;
 }
+
+/// A node that changed its policies on its own before it started sharing
+/// them takes the stored ones, whatever its own version, and then every
+/// later change.
+async fn a_node_changed_alone_takes_the_stored_policies_at_start(backend: Backend) {
+    let a = node(&backend, idle(30), None).await;
+    let stored = a
+        .apply(PolicyChange::default_policy(idle(10)).by("admin on A"))
+        .await
+        .unwrap();
+    assert_eq!(stored.version(), 2);
+
+    let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policy(idle(45));
+    let alone = layer.live_policy();
+    for minutes in [40, 35, 25] {
+        alone
+            .apply(PolicyChange::default_policy(idle(minutes)).by("admin on B, alone"))
+            .unwrap();
+    }
+    assert_eq!(alone.current().version(), 3, "ahead of the store's version");
+    let b = SharedPolicy::start(alone, Boxed(backend.store(None), true))
+        .await
+        .unwrap();
+    assert_eq!(b.current().version(), 2);
+    assert_eq!(b.current().policies().default_policy(), &idle(10));
+
+    let next = a
+        .apply(PolicyChange::default_policy(idle(20)).by("admin on A"))
+        .await
+        .unwrap();
+    reached(&b, next.version()).await;
+    assert_eq!(b.current().policies().default_policy(), &idle(20));
+}
+
+/// Limits finer than a millisecond reach the other nodes exactly.
+async fn limits_finer_than_a_millisecond_arrive_exactly(backend: Backend) {
+    let a = node(&backend, idle(30), None).await;
+    let b = node(&backend, idle(30), None).await;
+    let fine = Policy::builder()
+        .idle_timeout(Duration::new(1_799, 999_999_999))
+        .absolute_timeout(Duration::from_nanos(7_200_000_000_001))
+        .remember_me_period(Duration::from_micros(86_400_000_001))
+        .touch_granularity(Duration::from_nanos(1_500_001))
+        .build()
+        .unwrap();
+    let changed = a
+        .apply(PolicyChange::default_policy(fine).by("admin"))
+        .await
+        .unwrap();
+    reached(&b, changed.version()).await;
+    assert_eq!(b.current().policies().default_policy(), &fine);
+    let c = node(&backend, idle(60), None).await;
+    assert_eq!(
+        c.current().policies().default_policy(),
+        &fine,
+        "a node started later"
+    );
+}
+
+/// A start that fails leaves the node's policies its own to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_fails_leaves_the_policies_changeable_here() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policy(idle(30));
+    let live = layer.live_policy();
+    let unreachable = RedisStore::open(&format!("redis://{address}")).unwrap();
+    SharedPolicy::start(live.clone(), unreachable)
+        .await
+        .expect_err("no server there");
+    let changed = live
+        .apply(PolicyChange::default_policy(idle(10)).by("admin"))
+        .expect("not shared: the start failed");
+    assert_eq!(changed.policies().default_policy(), &idle(10));
+}
+
+/// The stored policies of `backend`, written as a forged or corrupt store
+/// would hold them: version `version` (a decimal), the text as stored.
+async fn forge_version(backend: &Backend, version: &str) {
+    match backend {
+        Backend::Redis { url, prefix } => {
+            let client = redis::Client::open(url.as_str()).unwrap();
+            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            let () = redis::cmd("HSET")
+                .arg(format!("{prefix}policies"))
+                .arg("v")
+                .arg(version)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+        }
+        Backend::Postgres { url, table } => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query(&format!(
+                "UPDATE {table}_policies SET version = {}",
+                version.parse::<i64>().unwrap()
+            ))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_versions_past_two_to_the_53_count_exactly_and_the_last_is_refused() {
+    let backend = Backend::redis().await;
+    let a = node(&backend, idle(30), None).await;
+    // Past 2^53, where a double no longer counts by one.
+    forge_version(&backend, "9007199254740993").await;
+    a.refresh().await.unwrap();
+    assert_eq!(a.current().version(), 9_007_199_254_740_993);
+    for expected in [9_007_199_254_740_994, 9_007_199_254_740_995] {
+        let changed = a
+            .apply(PolicyChange::default_policy(idle(20)).by("admin"))
+            .await
+            .unwrap();
+        assert_eq!(changed.version(), expected);
+        let stored = backend.store(None).load_policies().await.unwrap().unwrap();
+        assert_eq!(stored.version, expected, "stored as counted");
+    }
+
+    // The last version there is: refused, typed, nothing written.
+    let b = node(&backend, idle(30), None).await;
+    forge_version(&backend, &u64::MAX.to_string()).await;
+    b.refresh().await.unwrap();
+    let err = b
+        .apply(PolicyChange::default_policy(idle(5)).by("admin"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SharedPolicyError::Refused(PolicyChangeError::VersionsExhausted)
+        ),
+        "{err}"
+    );
+    let stored = backend.store(None).load_policies().await.unwrap().unwrap();
+    assert_eq!(stored.version, u64::MAX);
+    assert_eq!(b.current().policies().default_policy(), &idle(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_largest_version_is_refused_and_a_negative_one_is_corrupt() {
+    let backend = Backend::postgres().await;
+    let a = node(&backend, idle(30), None).await;
+    forge_version(&backend, &i64::MAX.to_string()).await;
+    a.refresh().await.unwrap();
+    let err = a
+        .apply(PolicyChange::default_policy(idle(5)).by("admin"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SharedPolicyError::Store(_)), "{err}");
+    let stored = backend.store(None).load_policies().await.unwrap().unwrap();
+    assert_eq!(stored.version, i64::MAX as u64, "nothing written");
+
+    forge_version(&backend, "-3").await;
+    let err = backend.store(None).load_policies().await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        tower_session_lifetime::store::StoreErrorKind::Corrupt,
+        "{err}"
+    );
+    let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policy(idle(30));
+    SharedPolicy::start(layer.live_policy(), Boxed(backend.store(None), true))
+        .await
+        .expect_err("a corrupt version is not taken");
+    layer
+        .live_policy()
+        .apply(PolicyChange::default_policy(idle(10)).by("admin"))
+        .expect("not shared: the start failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_a_node_changed_alone_takes_the_stored_policies_at_start() {
+    a_node_changed_alone_takes_the_stored_policies_at_start(Backend::redis().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_node_changed_alone_takes_the_stored_policies_at_start() {
+    a_node_changed_alone_takes_the_stored_policies_at_start(Backend::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_limits_finer_than_a_millisecond_arrive_exactly() {
+    limits_finer_than_a_millisecond_arrive_exactly(Backend::redis().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_limits_finer_than_a_millisecond_arrive_exactly() {
+    limits_finer_than_a_millisecond_arrive_exactly(Backend::postgres().await).await;
+}

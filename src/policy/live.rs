@@ -123,6 +123,10 @@ pub enum PolicyChangeError {
         /// The version in force.
         current: u64,
     },
+    /// The policies are at the last version there is (`u64::MAX`, or the
+    /// largest a store counts): only a forged or corrupt stored version
+    /// gets there. Reset the stored policies.
+    VersionsExhausted,
 }
 
 impl fmt::Display for PolicyChangeError {
@@ -137,6 +141,9 @@ impl fmt::Display for PolicyChangeError {
                 f,
                 "the policies changed meanwhile: version {current}, not {expected}"
             ),
+            PolicyChangeError::VersionsExhausted => {
+                f.write_str("the policies are at the last version there is")
+            }
         }
     }
 }
@@ -157,7 +164,9 @@ impl std::error::Error for PolicyChangeError {
 ///
 /// The rule is Auth0's: a change applies from each request on. A session
 /// keeps the limits it was created with, and each request is judged by
-/// the tighter of those and the policy in force; so a shorter limit bites
+/// the tighter of those and the policy in force when it arrived (a change
+/// made while the store answers applies from the next request); so a
+/// shorter limit bites
 /// at each existing session's next request, a longer one applies only to
 /// sessions created after the change, the absolute deadline never moves
 /// later, and a route group stays a tightening of its tenant's policy
@@ -190,6 +199,11 @@ impl std::error::Error for PolicyChangeError {
 pub struct LivePolicy {
     shared: Arc<Shared>,
 }
+
+/// The policies in force when a request arrived
+/// ([`LivePolicy::at_arrival`]): none kept while the layer's initial
+/// policies are in force, else the snapshot then in force.
+pub(crate) struct InForce(Option<Arc<PolicySnapshot>>);
 
 /// What counts a change (the layer's metrics), kept apart from them.
 pub(crate) type ChangeCounter = Box<dyn Fn() + Send + Sync>;
@@ -262,6 +276,45 @@ impl LivePolicy {
         self.read(|policies| policies.base(choice))
     }
 
+    /// The policies in force now, kept by a request from its arrival to
+    /// the end of its check, so that a change made while the store answers
+    /// does not alter how it is judged: nothing to copy until a change is
+    /// made (one relaxed load), then one reference count.
+    pub(crate) fn at_arrival(&self) -> InForce {
+        if !self.shared.changed.load(Ordering::Relaxed) {
+            return InForce(None);
+        }
+        InForce(Some(self.shared.current.load_full()))
+    }
+
+    /// The policies `in_force` holds.
+    fn policies_in<'a>(&'a self, in_force: &'a InForce) -> &'a Policies {
+        match &in_force.0 {
+            None => &self.shared.initial,
+            Some(snapshot) => &snapshot.policies,
+        }
+    }
+
+    /// The policy a request of `choice` is judged by, as in force at
+    /// `in_force`.
+    pub(crate) fn policy_in<'a>(
+        &'a self,
+        in_force: &'a InForce,
+        choice: super::PolicyChoice,
+    ) -> &'a Policy {
+        self.policies_in(in_force).policy(choice)
+    }
+
+    /// The policy a session of `choice` is snapshotted with, and its store
+    /// expiry follows, as in force at `in_force`.
+    pub(crate) fn base_in<'a>(
+        &'a self,
+        in_force: &'a InForce,
+        choice: super::PolicyChoice,
+    ) -> &'a Policy {
+        self.policies_in(in_force).base(choice)
+    }
+
     /// The policy `pick` finds in the policies in force, without a lock:
     /// borrowed from the initial ones until a change is made (one relaxed
     /// load), then copied from the latest.
@@ -276,14 +329,16 @@ impl LivePolicy {
     /// Refused with [`PolicyChangeError::Shared`] once the policies are
     /// shared with other nodes.
     pub fn apply(&self, change: PolicyChange) -> Result<PolicySnapshot, PolicyChangeError> {
-        if self.shared.shared.load(Ordering::Acquire) {
-            return Err(PolicyChangeError::Shared);
-        }
         let _one_at_a_time = self
             .shared
             .changing
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        // Under the lock: a change never lands after a store's policies
+        // were adopted.
+        if self.shared.shared.load(Ordering::Acquire) {
+            return Err(PolicyChangeError::Shared);
+        }
         let (after, old) = self.prepare(&change)?;
         self.install_unlocked(after.clone());
         self.audit(&change, &old, &after);
@@ -319,7 +374,7 @@ impl LivePolicy {
             .map_err(PolicyChangeError::Invalid)?
             .ok_or_else(|| PolicyChangeError::UnknownTenant(tenant.unwrap_or("").to_owned()))?;
         let after = PolicySnapshot {
-            version: before.version + 1,
+            version: (before.version.checked_add(1)).ok_or(PolicyChangeError::VersionsExhausted)?,
             policies: Arc::new(policies),
         };
         Ok((after, old))
@@ -349,10 +404,24 @@ impl LivePolicy {
 }
 
 impl LivePolicy {
-    /// From now on, only [`install`](Self::install) changes the policies.
+    /// Whether only [`install`](Self::install) and
+    /// [`replace`](Self::replace) change the policies from now on (they are
+    /// shared through a store), or [`apply`](Self::apply) again.
     #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
-    pub(crate) fn mark_shared(&self) {
-        self.shared.shared.store(true, Ordering::Release);
+    pub(crate) fn mark_shared(&self, shared: bool) {
+        self.shared.shared.store(shared, Ordering::Release);
+    }
+
+    /// Puts `snapshot` in force whatever the version in force: the
+    /// policies a store holds, adopted when a node starts sharing them.
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+    pub(crate) fn replace(&self, snapshot: PolicySnapshot) {
+        let _one_at_a_time = self
+            .shared
+            .changing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.install_unlocked(snapshot);
     }
 
     /// Puts `snapshot` in force if it is newer than the policies in force

@@ -27,7 +27,7 @@ pub use error::{PolicyError, Setting};
 #[cfg(feature = "redis")]
 pub(crate) use judge::TouchBasis;
 pub use judge::{judge, Admission, Deadlines, ExpiryReason, Verdict};
-pub(crate) use live::ChangeCounter;
+pub(crate) use live::{ChangeCounter, InForce};
 pub use live::{LivePolicy, PolicyChange, PolicyChangeError, PolicySnapshot};
 pub(crate) use set::PolicyChoice;
 pub use set::{Policies, PoliciesBuilder, TenantFrom, TenantResolver, Tightening};

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::handle::ActiveSession;
 use crate::id::{SessionId, SessionKey};
 use crate::observe;
-use crate::policy::{judge, Admission, ExpiryReason, Policy, PolicyChoice, Verdict};
+use crate::policy::{judge, Admission, ExpiryReason, InForce, Policy, PolicyChoice, Verdict};
 use crate::record::SessionRecord;
 use crate::rejection::RejectReason;
 use crate::store::{RenewOutcome, StoreError, StoreErrorKind, TouchOutcome};
@@ -91,7 +91,7 @@ fn check_without_writes(
     }
     let policy = check.policy();
     let now = config.clock.now();
-    let deadlines = match judge(&policy, &record, now) {
+    let deadlines = match judge(policy, &record, now) {
         Verdict::Admitted(_) if check.activity == Activity::Ignored => {
             policy.deadlines(&record, record.last_activity)
         }
@@ -144,6 +144,7 @@ pub(crate) fn start_check(
         key,
         activity,
         choice,
+        in_force: config.policies.at_arrival(),
         in_grace: false,
     };
     let mut loaded = Loaded::NotYet;
@@ -159,6 +160,7 @@ pub(crate) fn start_check(
         key,
         activity,
         choice,
+        in_force: check.in_force,
         in_grace: false,
     };
     Started::Pending(Box::pin(check.run(loaded)))
@@ -187,6 +189,9 @@ struct SessionCheck<C = Arc<Config>> {
     key: SessionKey,
     activity: Activity,
     choice: PolicyChoice,
+    /// The policies in force when the request arrived: a change made while
+    /// the store answers does not alter how it is judged.
+    in_force: InForce,
     /// Whether the cookie's ID was replaced and the check followed it.
     in_grace: bool,
 }
@@ -251,6 +256,7 @@ impl SessionCheck {
             id,
             key,
             choice,
+            in_force,
             in_grace,
             ..
         } = self;
@@ -269,7 +275,7 @@ impl SessionCheck {
                 renewed: false,
             };
         }
-        renew(&config, choice, session, admission.touch).await
+        renew(&config, &in_force, choice, session, admission.touch).await
     }
 
     /// Loads and judges until the rule admits a record: follows a renewal
@@ -292,7 +298,7 @@ impl SessionCheck {
                 self.follow_pointer(&record, moved_to, now, &mut pointers)?;
                 continue;
             }
-            match judge(&self.policy(), &record, now) {
+            match judge(self.policy(), &record, now) {
                 Verdict::Admitted(admission) => {
                     return Ok(Judged {
                         record,
@@ -326,7 +332,7 @@ impl SessionCheck {
             }
             // One round trip: the store touches the session itself when a
             // touch is due.
-            Loaded::NotYet => match store.load_and_touch(&self.key, &self.policy(), now).await {
+            Loaded::NotYet => match store.load_and_touch(&self.key, self.policy(), now).await {
                 Ok(Some(found)) => Ok((Some(found.record), found.touch)),
                 Ok(None) => Ok((None, None)),
                 Err(error) => Err(self.store_failed(error)),
@@ -440,14 +446,15 @@ impl SessionCheck {
 
 #[allow(clippy::result_large_err)]
 impl<C: Deref<Target = Config>> SessionCheck<C> {
-    /// The policy the request is judged by.
-    fn policy(&self) -> std::borrow::Cow<'_, Policy> {
-        self.config.policies.policy(self.choice)
+    /// The policy the request is judged by, as in force when it arrived.
+    fn policy(&self) -> &Policy {
+        self.config.policies.policy_in(&self.in_force, self.choice)
     }
 
-    /// The tenant's policy: what the store's expiry follows.
-    fn base(&self) -> std::borrow::Cow<'_, Policy> {
-        self.config.policies.base(self.choice)
+    /// The tenant's policy, as in force when the request arrived: what the
+    /// store's expiry follows.
+    fn base(&self) -> &Policy {
+        self.config.policies.base_in(&self.in_force, self.choice)
     }
 
     fn refused(&self, reason: RejectReason) -> Checked {
@@ -470,13 +477,14 @@ impl<C: Deref<Target = Config>> SessionCheck<C> {
 /// logout that ended it meanwhile refuses the request.
 async fn renew(
     config: &Config,
+    in_force: &InForce,
     choice: PolicyChoice,
     session: ActiveSession,
     touched: bool,
 ) -> Checked {
     let (policy, base) = (
-        &config.policies.policy(choice),
-        &config.policies.base(choice),
+        config.policies.policy_in(in_force, choice),
+        config.policies.base_in(in_force, choice),
     );
     let now = session.admitted_at;
     let keep = |session| Checked::Admitted {

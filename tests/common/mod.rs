@@ -61,7 +61,13 @@ pub struct CountingStore {
     /// Whether it answers `try_load_now`, as `MemoryStore` does (default),
     /// or only `load`, as a networked store does.
     pub sync_reads: Arc<AtomicBool>,
+    /// Run during the next load, before the store answers: something that
+    /// happens while a request waits for the store.
+    pub while_next_load: WhileLoading,
 }
+
+/// What [`CountingStore::while_next_load`] runs.
+pub type WhileLoading = Arc<std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>>;
 
 impl CountingStore {
     pub fn new(clock: &ManualClock) -> Self {
@@ -79,6 +85,7 @@ impl CountingStore {
             reads_down: Arc::default(),
             touch_after_next_load: Arc::default(),
             sync_reads: Arc::new(AtomicBool::new(true)),
+            while_next_load: Arc::default(),
         }
     }
 
@@ -121,6 +128,10 @@ impl CountingStore {
         self.check_up()?;
         self.check(&self.reads_down)?;
         self.loads.fetch_add(1, Ordering::SeqCst);
+        let meanwhile = self.while_next_load.lock().unwrap().take();
+        if let Some(meanwhile) = meanwhile {
+            meanwhile();
+        }
         let loaded = self
             .memory
             .try_load_now(key)

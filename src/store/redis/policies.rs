@@ -13,12 +13,16 @@ use super::shared::Shared;
 use crate::store::{StoreError, StoreErrorKind, StoredPolicies};
 
 /// Stores `ARGV[2]` as version `ARGV[1] + 1` if the version is `ARGV[1]`,
-/// and publishes the new version on `ARGV[3]`. 1: stored, 0: not.
+/// and publishes the new version on `ARGV[3]`. 1: stored, 0: not. The
+/// version stays a string (Lua's numbers are doubles, exact only to 2^53):
+/// compared as the decimal Rust wrote, counted up by `HINCRBY`, which
+/// refuses to go past `i64::MAX`.
 const STORE: &str = r"
-local version = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if version ~= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'v', version + 1, 'p', ARGV[2])
-redis.call('PUBLISH', ARGV[3], version + 1)
+local version = redis.call('HGET', KEYS[1], 'v') or '0'
+if version ~= ARGV[1] then return 0 end
+redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('HSET', KEYS[1], 'p', ARGV[2])
+redis.call('PUBLISH', ARGV[3], redis.call('HGET', KEYS[1], 'v'))
 return 1
 ";
 

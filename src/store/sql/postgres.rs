@@ -283,10 +283,12 @@ impl PolicyStore for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
-        Ok(row.map(|(version, text)| StoredPolicies {
-            version: u64::try_from(version).unwrap_or(0),
-            text,
-        }))
+        row.map(|(version, text)| {
+            let version = u64::try_from(version)
+                .map_err(|_| StoreError::corrupt("a negative policy version"))?;
+            Ok(StoredPolicies { version, text })
+        })
+        .transpose()
     }
 
     async fn store_policies(&self, expected: u64, text: &str) -> Result<bool, StoreError> {
