@@ -47,7 +47,7 @@ use tower_sessions::{MemoryStore as SessionStore, SessionManagerLayer};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::serve("axum_login", |policy| Ok(app(policy))).await
+    shared::serve("axum_login", |policy| std::future::ready(Ok(app(policy)))).await
 }
 
 /// The app, for `policy`.

@@ -31,8 +31,14 @@
 //!   at each session's next request; a longer one applies to sessions
 //!   started after it.
 //!
+//! In a browser, open `/?admin_token=<ADMIN_TOKEN>` once: the token moves
+//! into an `HttpOnly`, `SameSite=Strict` cookie and the page shows a
+//! signed-in user a form to change the policy
+//! (`POST /admin/policy/form`, the same checks; `303` back to the page, or
+//! the page with the refusal).
+//!
 //! Unset, those routes do not exist (`404`). The `redis` and `postgres`
-//! examples serve them too.
+//! examples serve them too, and share each change with every copy.
 //!
 //! ```text
 //! ADMIN_TOKEN=secret cargo run --example demo
@@ -77,7 +83,7 @@ use tower_session_lifetime::{
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::serve("demo", |policy| {
+    shared::serve("demo", |policy| async move {
         let manual = match std::env::var("DEMO_CLOCK").as_deref() {
             Err(_) | Ok("") | Ok("system") => None,
             Ok("manual") => {
@@ -90,11 +96,11 @@ async fn main() -> ExitCode {
         };
         let Some(clock) = manual else {
             let layer = SessionLifetimeLayer::new(MemoryStore::with_clock(SystemClock));
-            return shared::demo::app(policy, layer);
+            return shared::demo::app(policy, layer).await;
         };
         let layer = SessionLifetimeLayer::new(MemoryStore::with_clock(clock.clone()))
             .with_clock(clock.clone());
-        let app = shared::demo::app(policy, layer)?;
+        let app = shared::demo::app(policy, layer).await?;
         Ok(clock_routes(clock).fallback_service(app))
     })
     .await

@@ -6,7 +6,9 @@
 //! database at `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! It creates its table at startup if missing and purges expired rows every
 //! five minutes. Two copies on two ports against one database behave as one
-//! app.
+//! app, down to the policy (`SharedPolicy`): with `ADMIN_TOKEN` set, a
+//! change through either copy's `/admin/policy` reaches both. Once stored,
+//! the shared policy wins over `IDLE_TIMEOUT` and the others at startup.
 //!
 //! ```text
 //! PORT=3000 cargo run --example postgres --features postgres &
@@ -20,6 +22,8 @@ mod shared;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use shared::admin::PolicyControl;
+use tower_session_lifetime::shared_policy::SharedPolicy;
 use tower_session_lifetime::{PostgresStore, SessionLifetimeLayer};
 
 /// Where PostgreSQL is unless `DATABASE_URL` says otherwise.
@@ -48,8 +52,21 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let _purge = store.spawn_purge(Duration::from_secs(300));
-    shared::serve("postgres", |policy| {
-        shared::demo::app(policy, SessionLifetimeLayer::new(store))
+    shared::serve("postgres", |policy| async move {
+        // The policy lives in PostgreSQL too (`<table>_policies`): a change
+        // made on one copy of the app reaches every copy.
+        let policy_store = store.clone();
+        shared::demo::app_sharing(
+            policy,
+            SessionLifetimeLayer::new(store),
+            |live| async move {
+                SharedPolicy::start(live, policy_store)
+                    .await
+                    .map(PolicyControl::Shared)
+                    .map_err(|err| format!("cannot read or store the shared policy: {err}"))
+            },
+        )
+        .await
     })
     .await
 }

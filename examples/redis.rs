@@ -8,6 +8,11 @@
 //! `REDIS_CLUSTER_NODES` (comma-separated `redis://` URLs) belong to. Two
 //! copies on two ports against one Redis behave as one app: sign in on one,
 //! and the other knows the session; sign out on either, and both refuse it.
+//! The policy is shared the same way (`SharedPolicy`): with `ADMIN_TOKEN`
+//! set, a change through either copy's `/admin/policy` reaches both. Once
+//! stored, the shared policy wins over `IDLE_TIMEOUT` and the others at
+//! startup. `REDIS_PREFIX` puts the keys (sessions and policy) under a
+//! prefix of their own (default `tsl:`).
 //!
 //! ```text
 //! PORT=3000 cargo run --example redis --features redis &
@@ -23,6 +28,8 @@ mod shared;
 
 use std::process::ExitCode;
 
+use shared::admin::PolicyControl;
+use tower_session_lifetime::shared_policy::SharedPolicy;
 use tower_session_lifetime::{RedisStore, SessionLifetimeLayer};
 
 /// Where Redis is unless `REDIS_URL` says otherwise.
@@ -37,15 +44,36 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    shared::serve("redis", |policy| {
-        shared::demo::app(policy, SessionLifetimeLayer::new(store))
+    shared::serve("redis", |policy| async move {
+        // The policy lives in Redis too, through a client of its own: a
+        // change made on one copy of the app reaches every copy.
+        let policy_store = store_from_env().await?;
+        shared::demo::app_sharing(
+            policy,
+            SessionLifetimeLayer::new(store),
+            |live| async move {
+                SharedPolicy::start(live, policy_store)
+                    .await
+                    .map(PolicyControl::Shared)
+                    .map_err(|err| format!("cannot read or store the shared policy: {err}"))
+            },
+        )
+        .await
     })
     .await
 }
 
 /// The cluster `REDIS_CLUSTER_NODES` names, if set, else the Redis at
-/// `REDIS_URL`.
+/// `REDIS_URL`; its keys under `REDIS_PREFIX` when set.
 async fn store_from_env() -> Result<RedisStore, String> {
+    let store = store_at_env_address().await?;
+    Ok(match shared::env_var("REDIS_PREFIX")? {
+        Some(prefix) => store.with_prefix(prefix),
+        None => store,
+    })
+}
+
+async fn store_at_env_address() -> Result<RedisStore, String> {
     if let Ok(nodes) = std::env::var("REDIS_CLUSTER_NODES") {
         return cluster(&nodes).await;
     }

@@ -37,7 +37,10 @@ use tower_sessions::{MemoryStore as SessionStore, Session, SessionManagerLayer};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::serve("tower_sessions", |policy| Ok(app(policy))).await
+    shared::serve("tower_sessions", |policy| {
+        std::future::ready(Ok(app(policy)))
+    })
+    .await
 }
 
 /// The counter app, for `policy`.

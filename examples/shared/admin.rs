@@ -11,6 +11,13 @@
 //!   limits; the absolute timeout cannot be switched off), the running
 //!   policy unchanged; `400` for a body that is not such an object;
 //! - both `401` without the token.
+//!
+//! The page's admin form (`demo.rs`) changes the policy through the same
+//! [`change`], for a signed-in user whose browser holds the token in the
+//! `demo_admin` cookie ([`ADMIN_COOKIE`]).
+//!
+//! With [`PolicyControl::Shared`] (the `redis` and `postgres` examples), a
+//! change is stored beside the sessions and reaches every copy of the app.
 
 use std::time::Duration;
 
@@ -24,7 +31,11 @@ use axum::{
 };
 use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq;
-use tower_session_lifetime::policy::{Caps, LivePolicy, PolicyChange, PolicyError, Setting};
+use tower_session_lifetime::policy::{
+    Caps, LivePolicy, PolicyChange, PolicyError, PolicySnapshot, Setting,
+};
+#[cfg(any(feature = "redis", feature = "postgres"))]
+use tower_session_lifetime::shared_policy::SharedPolicy;
 use tower_session_lifetime::Policy;
 
 /// The longest idle timeout the API accepts: 3 days.
@@ -32,24 +43,70 @@ pub const IDLE_CAP: Duration = Duration::from_secs(3 * 24 * 3600);
 /// The longest absolute timeout the API accepts: 30 days.
 pub const ABSOLUTE_CAP: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// The cookie that holds the admin token in a browser, for the page's
+/// admin form.
+pub const ADMIN_COOKIE: &str = "demo_admin";
+
+/// Where the policy an admin changes lives: in this process alone, or in
+/// the store every copy of the app shares.
+#[derive(Clone)]
+pub enum PolicyControl {
+    Local(LivePolicy),
+    #[cfg(any(feature = "redis", feature = "postgres"))]
+    Shared(SharedPolicy),
+}
+
+impl PolicyControl {
+    /// The policies in force.
+    pub fn current(&self) -> PolicySnapshot {
+        match self {
+            PolicyControl::Local(live) => live.current(),
+            #[cfg(any(feature = "redis", feature = "postgres"))]
+            PolicyControl::Shared(shared) => shared.current(),
+        }
+    }
+
+    async fn apply(&self, change: PolicyChange) -> Result<PolicySnapshot, Refusal> {
+        let conflict = |error: String| Refusal {
+            status: StatusCode::CONFLICT,
+            error,
+            setting: None,
+        };
+        match self {
+            PolicyControl::Local(live) => {
+                live.apply(change).map_err(|err| conflict(err.to_string()))
+            }
+            #[cfg(any(feature = "redis", feature = "postgres"))]
+            PolicyControl::Shared(shared) => shared.apply(change).await.map_err(|err| match err {
+                tower_session_lifetime::shared_policy::SharedPolicyError::Store(_) => Refusal {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    error: err.to_string(),
+                    setting: None,
+                },
+                _ => conflict(err.to_string()),
+            }),
+        }
+    }
+}
+
 /// What the admin routes need.
 #[derive(Clone)]
 pub struct Admin {
     token: String,
-    live: LivePolicy,
+    control: PolicyControl,
 }
 
 /// The admin routes, if `token` is set (else none at all).
 pub fn routes<S: Clone + Send + Sync + 'static>(
     token: Option<String>,
-    live: LivePolicy,
+    control: PolicyControl,
 ) -> Router<S> {
     let Some(token) = token else {
         return Router::new();
     };
     Router::new()
-        .route("/admin/policy", get(read).put(change))
-        .with_state(Admin { token, live })
+        .route("/admin/policy", get(read).put(change_from_json))
+        .with_state(Admin { token, control })
 }
 
 fn authorized(admin: &Admin, headers: &HeaderMap) -> bool {
@@ -58,7 +115,12 @@ fn authorized(admin: &Admin, headers: &HeaderMap) -> bool {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or("");
-    given.as_bytes().ct_eq(admin.token.as_bytes()).into()
+    is_token(&admin.token, given)
+}
+
+/// Whether `given` is the admin token, compared in constant time.
+pub fn is_token(token: &str, given: &str) -> bool {
+    given.as_bytes().ct_eq(token.as_bytes()).into()
 }
 
 fn unauthorized() -> Response {
@@ -83,10 +145,10 @@ async fn read(State(admin): State<Admin>, headers: HeaderMap) -> Response {
     if !authorized(&admin, &headers) {
         return unauthorized();
     }
-    Json(shown(admin.live.current().policies().default_policy())).into_response()
+    Json(shown(admin.control.current().policies().default_policy())).into_response()
 }
 
-async fn change(State(admin): State<Admin>, headers: HeaderMap, body: Bytes) -> Response {
+async fn change_from_json(State(admin): State<Admin>, headers: HeaderMap, body: Bytes) -> Response {
     if !authorized(&admin, &headers) {
         return unauthorized();
     }
@@ -100,25 +162,33 @@ async fn change(State(admin): State<Admin>, headers: HeaderMap, body: Bytes) -> 
             )
         }
     };
-    let seen = admin.live.current();
-    let policy = match updated(seen.policies().default_policy(), &fields) {
-        Ok(policy) => policy,
-        Err(refusal) => return refused(refusal.status, &refusal.error, refusal.setting),
-    };
-    let change = PolicyChange::default_policy(policy)
-        .expecting(seen.version())
-        .by("demo admin (ADMIN_TOKEN)");
-    match admin.live.apply(change) {
+    match change(&admin.control, &fields, "demo admin (ADMIN_TOKEN)").await {
         Ok(now) => Json(shown(now.policies().default_policy())).into_response(),
-        Err(err) => refused(StatusCode::CONFLICT, &err.to_string(), None),
+        Err(refusal) => refused(refusal.status, &refusal.error, refusal.setting),
     }
 }
 
+/// Changes the default policy of `control` to the one in force with the
+/// `fields` given (the API's names, values in whole seconds), made by
+/// `actor`; or why not, nothing changed.
+pub async fn change(
+    control: &PolicyControl,
+    fields: &Map<String, Value>,
+    actor: &str,
+) -> Result<PolicySnapshot, Refusal> {
+    let seen = control.current();
+    let policy = updated(seen.policies().default_policy(), fields)?;
+    let change = PolicyChange::default_policy(policy)
+        .expecting(seen.version())
+        .by(actor);
+    control.apply(change).await
+}
+
 /// Why a change was refused: the status, the message and the setting.
-struct Refusal {
-    status: StatusCode,
-    error: String,
-    setting: Option<&'static str>,
+pub struct Refusal {
+    pub status: StatusCode,
+    pub error: String,
+    pub setting: Option<&'static str>,
 }
 
 /// `current` with the fields given, checked as at startup and against the

@@ -64,7 +64,7 @@ fn settings_from_env() -> Result<(u16, Policy), String> {
 }
 
 /// A set, non-empty environment variable, trimmed.
-fn env_var(name: &str) -> Result<Option<String>, String> {
+pub fn env_var(name: &str) -> Result<Option<String>, String> {
     match std::env::var(name) {
         Ok(value) if value.trim().is_empty() => Ok(None),
         Ok(value) => Ok(Some(value.trim().to_owned())),
@@ -114,10 +114,10 @@ fn variable_for(err: &PolicyError) -> Option<&'static str> {
 /// exits with status 2 and a message naming it), builds its app for the
 /// policy (an app that cannot be built exits with status 2 too), and serves
 /// it on 127.0.0.1.
-pub async fn serve(
-    name: &str,
-    app: impl FnOnce(Policy) -> Result<axum::Router, String>,
-) -> std::process::ExitCode {
+pub async fn serve<F>(name: &str, app: impl FnOnce(Policy) -> F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = Result<axum::Router, String>>,
+{
     use std::net::{Ipv4Addr, SocketAddr};
     use std::process::ExitCode;
 
@@ -130,7 +130,7 @@ pub async fn serve(
         }
     };
     let print = policy;
-    let app = match app(policy) {
+    let app = match app(policy).await {
         Ok(app) => app,
         Err(message) => {
             eprintln!("{name}: {message}");
@@ -219,6 +219,9 @@ pub struct Extras<'a> {
     /// HTML beside the Sign out button, in the card, for a signed-in user
     /// only (links to more of the app).
     pub signed_in: &'a str,
+    /// HTML after the actions, in the card, for a signed-in user only (the
+    /// admin form).
+    pub admin: &'a str,
     /// HTML at the end of the body, after the card, on every page.
     pub script: &'a str,
 }
@@ -285,9 +288,10 @@ pub fn page_with(
 <div class="actions">
   <form method="post" action="/logout"><button type="submit">Sign out</button></form>
   {links}
-</div>"#,
+</div>{admin}"#,
                 user = escape(&subject),
                 links = extras.signed_in,
+                admin = extras.admin,
                 idle = deadline(deadlines.idle, now),
                 touch = human(policy.touch_granularity()),
             );
