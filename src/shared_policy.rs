@@ -23,12 +23,20 @@
 //!   PostgreSQL), past which a change fails with an error.
 //! - **Cut off.** A node that cannot reach the store keeps the policies it
 //!   knows, says so in a `tracing` warning, and catches up when it can.
+//!   Stored policies that vanish (a Redis restarted without persistence)
+//!   are stored again, from the policies in force, by the first node to
+//!   notice, at version 1; every node follows.
 //! - **What is shared**: the limits (idle, absolute, remember-me period and
 //!   absolute) and the touch granularity, per tenant; renewal and session
-//!   limits stay as each node configured them. A tenant a node does not
-//!   list is skipped there; stored limits a node cannot accept (a route
-//!   group they would lengthen) leave that node's policies as they were,
-//!   with a warning.
+//!   limits stay as each node configured them (the node that makes a
+//!   change has all of it in force). A tenant a node does not
+//!   list is skipped there, and kept as stored when that node makes a
+//!   change; stored limits a node cannot accept (a route group they would
+//!   lengthen, forged text) leave that node's policies as they were, under
+//!   the stored version so that its next change replaces them, with a
+//!   warning. A stored version that is not a number from 1 up, or a version
+//!   without text, is [`Corrupt`](crate::store::StoreErrorKind::Corrupt):
+//!   a node does not start on it and never writes over it unasked.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -40,7 +48,7 @@ use tokio::sync::Notify;
 use crate::policy::{
     Limits, LivePolicy, Policies, PolicyChange, PolicyChangeError, PolicySnapshot,
 };
-use crate::store::{PolicyStore, StoreError, StoreErrorKind};
+use crate::store::{PolicyStore, StoreError, StoreErrorKind, StoredPolicies};
 
 /// How often a node reads the stored version, besides the notifications.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -83,6 +91,10 @@ pub struct SharedPolicy {
 struct Inner {
     live: LivePolicy,
     store: Arc<dyn PolicyStore>,
+    /// Held while this node reads the store and puts what it read in
+    /// force (a change made here, a refresh): one at a time, so that no
+    /// stale read overwrites a newer version.
+    syncing: tokio::sync::Mutex<()>,
     /// Woken by each notification.
     changed: Arc<Notify>,
     /// The task that listens for notifications, stopped with the last
@@ -141,18 +153,20 @@ impl SharedPolicy {
     pub async fn start(live: LivePolicy, store: impl PolicyStore) -> Result<Self, StoreError> {
         let store: Arc<dyn PolicyStore> = Arc::new(store);
         // Shared from now on, so that no change made here meanwhile is
-        // lost; a start that fails leaves the policies this node's alone.
-        live.mark_shared(true);
+        // lost; a start that fails leaves the policies as shared as they
+        // were (this node's alone, or another SharedPolicy's).
+        let was_shared = live.mark_shared(true);
         let shared = SharedPolicy {
             inner: Arc::new(Inner {
                 live,
                 store: Arc::clone(&store),
+                syncing: tokio::sync::Mutex::new(()),
                 changed: Arc::new(Notify::new()),
                 watcher: Mutex::new(None),
             }),
         };
         if let Err(err) = shared.adopt_stored().await {
-            shared.inner.live.mark_shared(false);
+            shared.inner.live.mark_shared(was_shared);
             return Err(err);
         }
         let changed = Arc::clone(&shared.inner.changed);
@@ -185,29 +199,58 @@ impl SharedPolicy {
     /// knows (else [`PolicyChangeError::Conflict`]), then in force here at
     /// once and on the other nodes within the bound the module docs give.
     pub async fn apply(&self, change: PolicyChange) -> Result<PolicySnapshot, SharedPolicyError> {
+        let outcome = {
+            let _syncing = self.inner.syncing.lock().await;
+            self.store_change(&change).await?
+        };
+        match outcome {
+            Ok(after) => Ok(after),
+            Err(conflict) => {
+                let _ = self.refresh().await;
+                Err(SharedPolicyError::Refused(conflict))
+            }
+        }
+    }
+
+    /// Stores `change` and puts it in force here, or the conflict that
+    /// another node's change made (called with `syncing` held).
+    async fn store_change(
+        &self,
+        change: &PolicyChange,
+    ) -> Result<Result<PolicySnapshot, PolicyChangeError>, SharedPolicyError> {
         let live = &self.inner.live;
-        let (after, old) = live.prepare(&change).map_err(SharedPolicyError::Refused)?;
+        let store = &self.inner.store;
+        let (after, old) = live.prepare(change).map_err(SharedPolicyError::Refused)?;
         let expected = after.version() - 1;
-        let stored = self
-            .inner
-            .store
-            .store_policies(expected, &encode(after.policies()))
+        let conflict = |current: Option<StoredPolicies>| {
+            Ok(Err(PolicyChangeError::Conflict {
+                expected,
+                current: current.map_or(0, |stored| stored.version),
+            }))
+        };
+        // Read first, to keep the tenants this node does not list as
+        // stored (the compare-and-set below makes sure they still are).
+        let before = store
+            .load_policies()
             .await
             .map_err(SharedPolicyError::Store)?;
-        if !stored {
-            let current = match self.inner.store.load_policies().await {
-                Ok(Some(stored)) => stored.version,
-                _ => expected,
-            };
-            let _ = self.refresh().await;
-            return Err(SharedPolicyError::Refused(PolicyChangeError::Conflict {
-                expected,
-                current,
-            }));
+        let unlisted = match &before {
+            Some(stored) if stored.version == expected => {
+                unlisted_lines(after.policies(), &stored.text)
+            }
+            _ => return conflict(before),
+        };
+        let text = encode(after.policies(), &unlisted);
+        if !store
+            .store_policies(expected, &text)
+            .await
+            .map_err(SharedPolicyError::Store)?
+        {
+            return conflict(store.load_policies().await.ok().flatten());
         }
         live.install(after.clone());
-        live.audit(&change, &old, &after);
-        Ok(after)
+        live.audit(change, &old, &after);
+        Ok(Ok(after))
     }
 
     /// Puts the stored policies in force whatever this node's version
@@ -220,7 +263,10 @@ impl SharedPolicy {
             Some(stored) => stored,
             None => {
                 let own = live.current();
-                if store.store_policies(0, &encode(own.policies())).await? {
+                if store
+                    .store_policies(0, &encode(own.policies(), &[]))
+                    .await?
+                {
                     live.replace(LivePolicy::snapshot_of(1, own.policies().clone()));
                     return Ok(());
                 }
@@ -230,48 +276,50 @@ impl SharedPolicy {
                 })?
             }
         };
-        let own = live.current();
-        let policies = decode(own.policies(), &stored.text).unwrap_or_else(|reason| {
-            // This node's values, under the stored version: the next
-            // change it can take replaces them.
-            tracing::warn!(
-                target: "tower_session_lifetime",
-                version = stored.version,
-                reason = %reason,
-                "stored policies not taken; keeping this node's policies"
-            );
-            own.policies().clone()
-        });
-        live.replace(LivePolicy::snapshot_of(stored.version, policies));
+        self.take(&stored);
         Ok(())
     }
 
-    /// Reads the stored policies now and puts them in force if they are
-    /// newer; `false` if none are stored.
+    /// Puts `stored` in force whatever the version in force; when its
+    /// text is not taken (forged, or limits this node refuses), this
+    /// node's values under its version, so that the node's next change
+    /// can be stored. Whether the text was taken.
+    fn take(&self, stored: &StoredPolicies) -> bool {
+        let live = &self.inner.live;
+        let in_force = live.current();
+        let (policies, taken) = match decode(in_force.policies(), &stored.text) {
+            Ok(policies) => (policies, true),
+            Err(reason) => {
+                tracing::warn!(
+                    target: "tower_session_lifetime",
+                    version = stored.version,
+                    reason = %reason,
+                    "stored policies not taken; keeping the policies in force"
+                );
+                (in_force.policies().clone(), false)
+            }
+        };
+        live.replace(LivePolicy::snapshot_of(stored.version, policies));
+        taken
+    }
+
+    /// Reads the stored policies now and puts them in force if their
+    /// version differs from the one in force: newer (a change made on
+    /// another node) or older (the store lost them and a node stored its
+    /// own again). `false` if none were stored (they were removed): this
+    /// node then stores the policies in force, as the first node does.
     pub async fn refresh(&self) -> Result<bool, StoreError> {
+        let _syncing = self.inner.syncing.lock().await;
         let Some(stored) = self.inner.store.load_policies().await? else {
+            self.adopt_stored().await?;
             return Ok(false);
         };
-        let live = &self.inner.live;
-        if stored.version <= live.current().version() {
-            return Ok(true);
-        }
-        match decode(live.current().policies(), &stored.text) {
-            Ok(policies) => {
-                if live.install(LivePolicy::snapshot_of(stored.version, policies)) {
-                    tracing::info!(
-                        target: "tower_session_lifetime",
-                        version = stored.version,
-                        "policies updated from the store"
-                    );
-                }
-            }
-            Err(reason) => tracing::warn!(
+        if stored.version != self.inner.live.current().version() && self.take(&stored) {
+            tracing::info!(
                 target: "tower_session_lifetime",
                 version = stored.version,
-                reason = %reason,
-                "stored policies not taken; keeping the policies in force"
-            ),
+                "policies updated from the store"
+            );
         }
         Ok(true)
     }
@@ -344,8 +392,9 @@ async fn follow(inner: Weak<Inner>) {
 
 /// The shared part of `policies` as text: a line per policy, the default
 /// first, each `default` or `tenant <name, percent-encoded>`, then the
-/// limits and the touch granularity as exact durations (`-` for none).
-fn encode(policies: &Policies) -> String {
+/// limits and the touch granularity as exact durations (`-` for none);
+/// then the `unlisted` lines, kept as stored.
+fn encode(policies: &Policies, unlisted: &[&str]) -> String {
     let line = |who: String, policy: &crate::Policy| {
         let limits = policy.limits();
         let optional =
@@ -369,7 +418,35 @@ fn encode(policies: &Policies) -> String {
             text.push_str(&line(format!("tenant {name}"), policy));
         }
     }
+    for line in unlisted {
+        text.push_str(line);
+        text.push('\n');
+    }
     text
+}
+
+/// The lines of the stored `text` for tenants `policies` does not list
+/// (another node's, of a deploy that lists more), that read: a change made
+/// here stores them again as they were.
+fn unlisted_lines<'a>(policies: &Policies, text: &'a str) -> Vec<&'a str> {
+    let mut lines = text.lines();
+    if lines.next() != Some(FORMAT) {
+        return Vec::new();
+    }
+    lines
+        .filter(|line| {
+            let Some((who, values)) = line.split_once('\t') else {
+                return false;
+            };
+            let Some(name) = who.strip_prefix("tenant ") else {
+                return false;
+            };
+            percent_decode_str(name)
+                .decode_utf8()
+                .is_ok_and(|name| policies.tenant_policy(&name).is_none())
+                && limits_of(values).is_ok()
+        })
+        .collect()
 }
 
 /// `policies` with the limits `text` stores, checked as a change is.

@@ -523,3 +523,85 @@ async fn redis_limits_finer_than_a_millisecond_arrive_exactly() {
 async fn postgres_limits_finer_than_a_millisecond_arrive_exactly() {
     limits_finer_than_a_millisecond_arrive_exactly(Backend::postgres().await).await;
 }
+
+/// Removes the stored policies, as a Redis restarted without persistence
+/// or an operator's `DELETE` would.
+async fn remove_stored(backend: &Backend) {
+    match backend {
+        Backend::Redis { url, prefix } => {
+            let client = redis::Client::open(url.as_str()).unwrap();
+            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            let _: i64 = redis::cmd("DEL")
+                .arg(format!("{prefix}policies"))
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+        }
+        Backend::Postgres { url, table } => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query(&format!("DELETE FROM {table}_policies"))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// When the stored policies vanish, the running nodes store the policies
+/// in force again (one of them first, at version 1) and go on changing
+/// them, instead of meeting a conflict on every change.
+async fn stored_policies_that_vanish_are_stored_again(backend: Backend) {
+    let a = node(&backend, idle(30), None).await;
+    let b = node(&backend, idle(30), None).await;
+    let changed = a
+        .apply(PolicyChange::default_policy(idle(12)).by("admin"))
+        .await
+        .unwrap();
+    reached(&b, changed.version()).await;
+    remove_stored(&backend).await;
+    let start = Instant::now();
+    let stored = loop {
+        if let Some(stored) = backend.store(None).load_policies().await.unwrap() {
+            break stored;
+        }
+        assert!(
+            start.elapsed() < 10 * BOUND,
+            "no node stored its policies again"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(stored.version, 1);
+    // Both nodes at version 1, with the policies they had in force.
+    for node in [&a, &b] {
+        while node.current().version() != 1 {
+            assert!(
+                start.elapsed() < 10 * BOUND,
+                "at {}",
+                node.current().version()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(node.current().policies().default_policy(), &idle(12));
+    }
+    let next = b
+        .apply(
+            PolicyChange::default_policy(idle(8))
+                .expecting(1)
+                .by("admin"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.version(), 2);
+    reached(&a, 2).await;
+    assert_eq!(a.current().policies().default_policy(), &idle(8));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stored_policies_that_vanish_are_stored_again() {
+    stored_policies_that_vanish_are_stored_again(Backend::redis().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stored_policies_that_vanish_are_stored_again() {
+    stored_policies_that_vanish_are_stored_again(Backend::postgres().await).await;
+}

@@ -407,9 +407,10 @@ impl LivePolicy {
     /// Whether only [`install`](Self::install) and
     /// [`replace`](Self::replace) change the policies from now on (they are
     /// shared through a store), or [`apply`](Self::apply) again.
+    /// Returns whether they were shared before.
     #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
-    pub(crate) fn mark_shared(&self, shared: bool) {
-        self.shared.shared.store(shared, Ordering::Release);
+    pub(crate) fn mark_shared(&self, shared: bool) -> bool {
+        self.shared.shared.swap(shared, Ordering::AcqRel)
     }
 
     /// Puts `snapshot` in force whatever the version in force: the

@@ -29,7 +29,9 @@ pub struct StoredPolicies {
 /// ```
 #[async_trait]
 pub trait PolicyStore: Send + Sync + 'static {
-    /// The stored policies, or `None` while no node has stored any.
+    /// The stored policies, or `None` while no node has stored any; a
+    /// [`Corrupt`](super::StoreErrorKind::Corrupt) error when what is
+    /// stored has a version below 1 or lacks its version or its text.
     async fn load_policies(&self) -> Result<Option<StoredPolicies>, StoreError>;
 
     /// Stores `text` as version `expected + 1` if the stored version is

@@ -16,31 +16,56 @@ use crate::store::{StoreError, StoreErrorKind, StoredPolicies};
 /// and publishes the new version on `ARGV[3]`. 1: stored, 0: not. The
 /// version stays a string (Lua's numbers are doubles, exact only to 2^53):
 /// compared as the decimal Rust wrote, counted up by `HINCRBY`, which
-/// refuses to go past `i64::MAX`.
+/// refuses to go past `i64::MAX`. A version written by hand with leading
+/// zeros reads as its number, as [`load`] reads it.
 const STORE: &str = r"
-local version = redis.call('HGET', KEYS[1], 'v') or '0'
+local stored = redis.call('HGET', KEYS[1], 'v')
+local version = stored and (string.gsub(stored, '^0+(%d)', '%1')) or '0'
 if version ~= ARGV[1] then return 0 end
+if version ~= stored then redis.call('HSET', KEYS[1], 'v', version) end
 redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('HSET', KEYS[1], 'p', ARGV[2])
 redis.call('PUBLISH', ARGV[3], redis.call('HGET', KEYS[1], 'v'))
 return 1
 ";
 
-/// The policies stored under `key`, if any.
+/// The policies stored under `key`, if any; a version that is not a
+/// decimal number from 1 to `u64::MAX`, or a version without text (or
+/// text without a version), is [`Corrupt`](StoreErrorKind::Corrupt).
 pub(super) async fn load(
     connection: &mut Shared,
     key: &str,
 ) -> Result<Option<StoredPolicies>, StoreError> {
-    let (version, text): (Option<u64>, Option<String>) = redis::cmd("HMGET")
+    let (version, text): (Option<String>, Option<String>) = redis::cmd("HMGET")
         .arg(key)
         .arg("v")
         .arg("p")
         .query_async(connection)
         .await
         .map_err(store_error)?;
-    Ok(version
-        .zip(text)
-        .map(|(version, text)| StoredPolicies { version, text }))
+    match (version, text) {
+        (None, None) => Ok(None),
+        (Some(version), Some(text)) => Ok(Some(StoredPolicies {
+            version: version_of(&version)?,
+            text,
+        })),
+        (Some(_), None) => Err(StoreError::corrupt("a policy version without policies")),
+        (None, Some(_)) => Err(StoreError::corrupt("policies without a version")),
+    }
+}
+
+/// The version `text` stores: decimal digits only (leading zeros allowed,
+/// as the store script reads them), from 1 up.
+fn version_of(text: &str) -> Result<u64, StoreError> {
+    let corrupt = || StoreError::corrupt(format!("a policy version that does not read: {text:?}"));
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(corrupt());
+    }
+    match text.parse::<u64>() {
+        Ok(0) => Err(StoreError::corrupt("a policy version of 0")),
+        Ok(version) => Ok(version),
+        Err(_) => Err(corrupt()),
+    }
 }
 
 /// Stores `text` under `key` as version `expected + 1` if it is at

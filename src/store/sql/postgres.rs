@@ -285,7 +285,9 @@ impl PolicyStore for PostgresStore {
         .map_err(store_error)?;
         row.map(|(version, text)| {
             let version = u64::try_from(version)
-                .map_err(|_| StoreError::corrupt("a negative policy version"))?;
+                .ok()
+                .filter(|version| *version >= 1)
+                .ok_or_else(|| StoreError::corrupt(format!("a policy version of {version}")))?;
             Ok(StoredPolicies { version, text })
         })
         .transpose()
