@@ -1123,10 +1123,13 @@ async fn a_failed_second_start_does_not_unshare_a_sharing_layer() {
 /// Forged Redis fields: the node never panics, starts or fails with a
 /// typed error, and writes nothing over what is stored; a running node
 /// that meets them keeps its policies.
+/// What a forged Redis hash holds: what it shows, its `v`, its `p`.
+type ForgedCase = (&'static str, Option<&'static str>, Option<Vec<u8>>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_forged_fields_never_panic_and_lose_nothing() {
     let good = text_of(&["default\t1800.000000000,-,1209600.000000000,-,45.000000000"]);
-    let cases: Vec<(&str, Option<&str>, Option<Vec<u8>>)> = vec![
+    let cases: Vec<ForgedCase> = vec![
         ("version not a number", Some("abc"), Some(good.clone())),
         ("negative version", Some("-1"), Some(good.clone())),
         ("fractional version", Some("1.5"), Some(good.clone())),
