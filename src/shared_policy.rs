@@ -17,7 +17,10 @@
 //!   policies: once stored, they win over each node's startup
 //!   configuration and any change it made before it started sharing (the
 //!   first node stores its own). A start that fails leaves the node's
-//!   policies its own, changed through [`LivePolicy::apply`].
+//!   policies its own, changed through [`LivePolicy::apply`]. One
+//!   `SharedPolicy` shares a layer: a second start on it is refused with
+//!   [`PolicyChangeError::Shared`] until the first (every clone of it) is
+//!   dropped, which makes the policies the node's own again.
 //! - **Exact.** Limits are stored to the nanosecond; versions count by one
 //!   up to the largest the store holds (`i64::MAX` in Redis and
 //!   PostgreSQL), past which a change fails with an error.
@@ -25,7 +28,12 @@
 //!   knows, says so in a `tracing` warning, and catches up when it can.
 //!   Stored policies that vanish (a Redis restarted without persistence)
 //!   are stored again, from the policies in force, by the first node to
-//!   notice, at version 1; every node follows.
+//!   notice (or one that starts), at version 1; every node follows, also
+//!   one cut off meanwhile: a node compares the stored text, not only the
+//!   version, with what it has in force. A change made on policies that
+//!   were stored again under the same version is a
+//!   [`Conflict`](PolicyChangeError::Conflict) naming that version twice;
+//!   its retry goes through.
 //! - **What is shared**: the limits (idle, absolute, remember-me period and
 //!   absolute) and the touch granularity, per tenant; renewal and session
 //!   limits stay as each node configured them (the node that makes a
@@ -46,7 +54,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC
 use tokio::sync::Notify;
 
 use crate::policy::{
-    Limits, LivePolicy, Policies, PolicyChange, PolicyChangeError, PolicySnapshot,
+    Limits, LivePolicy, Policies, PolicyChange, PolicyChangeError, PolicySnapshot, Sharer,
 };
 use crate::store::{PolicyStore, StoreError, StoreErrorKind, StoredPolicies};
 
@@ -60,8 +68,10 @@ const LISTEN_WAIT: Duration = Duration::from_secs(2);
 const FORMAT: &str = "tower-session-lifetime policies 1";
 
 /// The policies of a layer, shared with every node through a
-/// [`PolicyStore`]. Cheap to clone; the task that follows changes stops
-/// when the last clone is dropped.
+/// [`PolicyStore`]. Cheap to clone; when the last clone is dropped, the
+/// task that follows changes stops and the policies are the node's own
+/// again ([`LivePolicy::apply`] changes them, another start may share
+/// them).
 ///
 /// ```no_run
 /// use tower_session_lifetime::policy::PolicyChange;
@@ -86,41 +96,62 @@ const FORMAT: &str = "tower-session-lifetime policies 1";
 #[derive(Clone)]
 pub struct SharedPolicy {
     inner: Arc<Inner>,
+    /// Dropped with the last clone: the node stops sharing the policies.
+    _sharing: Arc<Sharing>,
 }
 
+/// What a [`SharedPolicy`]'s clones share, and its task reads.
 struct Inner {
     live: LivePolicy,
+    /// This sharer of `live`: what it puts in force counts only while
+    /// it shares.
+    sharer: Sharer,
     store: Arc<dyn PolicyStore>,
+    /// The stored text the version in force stands for: versions start
+    /// again at 1 when the stored policies vanish and are stored again, so
+    /// a version alone does not say which policies it is.
+    known: Mutex<String>,
     /// Held while this node reads the store and puts what it read in
     /// force (a change made here, a refresh): one at a time, so that no
     /// stale read overwrites a newer version.
     syncing: tokio::sync::Mutex<()>,
     /// Woken by each notification.
     changed: Arc<Notify>,
-    /// The task that listens for notifications, stopped with the last
-    /// clone.
-    watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-impl Drop for Inner {
+/// The sharing itself, ended when the last clone of the [`SharedPolicy`]
+/// is dropped (or its start fails): the tasks stop, and the policies are
+/// the node's own again, which another start may share. A read the task
+/// still makes then puts nothing in force.
+struct Sharing {
+    live: LivePolicy,
+    sharer: Sharer,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Sharing {
     fn drop(&mut self) {
-        if let Some(watcher) = self
-            .watcher
-            .lock()
+        self.live.stop_sharing(self.sharer);
+        for task in self
+            .tasks
+            .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
-            .take()
+            .drain(..)
         {
-            watcher.abort();
+            task.abort();
         }
     }
 }
 
-/// Why a [`SharedPolicy::apply`] made no change.
+/// Why a [`SharedPolicy::apply`] made no change, or a
+/// [`SharedPolicy::start`] did not start.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SharedPolicyError {
     /// Refused as [`LivePolicy::apply`] refuses a change (invalid, an
-    /// unknown tenant, or a conflict with another change).
+    /// unknown tenant, or a conflict with another change); a start on a
+    /// layer that another [`SharedPolicy`] shares (or is starting to) is
+    /// refused with [`PolicyChangeError::Shared`].
     Refused(PolicyChangeError),
     /// The store could not be asked; nothing changed on any node.
     Store(StoreError),
@@ -150,38 +181,53 @@ impl SharedPolicy {
     /// stores this node's; then follows every change, in a task of its own
     /// (call it in a Tokio runtime). From then on, change the policies
     /// through [`apply`](Self::apply); [`LivePolicy::apply`] refuses to.
-    pub async fn start(live: LivePolicy, store: impl PolicyStore) -> Result<Self, StoreError> {
-        let store: Arc<dyn PolicyStore> = Arc::new(store);
+    pub async fn start(
+        live: LivePolicy,
+        store: impl PolicyStore,
+    ) -> Result<Self, SharedPolicyError> {
         // Shared from now on, so that no change made here meanwhile is
-        // lost; a start that fails leaves the policies as shared as they
-        // were (this node's alone, or another SharedPolicy's).
-        let was_shared = live.mark_shared(true);
-        let shared = SharedPolicy {
-            inner: Arc::new(Inner {
-                live,
-                store: Arc::clone(&store),
-                syncing: tokio::sync::Mutex::new(()),
-                changed: Arc::new(Notify::new()),
-                watcher: Mutex::new(None),
-            }),
+        // lost; a start that fails (dropping `sharing`) leaves the
+        // policies this node's alone.
+        let Some(sharer) = live.start_sharing() else {
+            return Err(SharedPolicyError::Refused(PolicyChangeError::Shared));
         };
-        if let Err(err) = shared.adopt_stored().await {
-            shared.inner.live.mark_shared(was_shared);
-            return Err(err);
-        }
-        let changed = Arc::clone(&shared.inner.changed);
+        let sharing = Arc::new(Sharing {
+            live: live.clone(),
+            sharer,
+            tasks: Mutex::new(Vec::new()),
+        });
+        let store: Arc<dyn PolicyStore> = Arc::new(store);
+        let inner = Arc::new(Inner {
+            live,
+            sharer,
+            store: Arc::clone(&store),
+            known: Mutex::new(String::new()),
+            syncing: tokio::sync::Mutex::new(()),
+            changed: Arc::new(Notify::new()),
+        });
+        inner
+            .adopt_stored()
+            .await
+            .map_err(SharedPolicyError::Store)?;
         let listening = Arc::new(Notify::new());
-        let watcher = tokio::spawn(watch(Arc::clone(&store), changed, Arc::clone(&listening)));
-        *shared
-            .inner
-            .watcher
+        let watcher = tokio::spawn(watch(
+            Arc::clone(&store),
+            Arc::clone(&inner.changed),
+            Arc::clone(&listening),
+        ));
+        let follower = tokio::spawn(follow(Arc::downgrade(&inner)));
+        sharing
+            .tasks
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(watcher);
-        tokio::spawn(follow(Arc::downgrade(&shared.inner)));
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend([watcher, follower]);
         // Notifications flow before the node serves, unless the store is
         // slow to listen (it is then polled meanwhile).
         let _ = tokio::time::timeout(LISTEN_WAIT, listening.notified()).await;
-        Ok(shared)
+        Ok(SharedPolicy {
+            inner,
+            _sharing: sharing,
+        })
     }
 
     /// The policies in force on this node.
@@ -201,7 +247,7 @@ impl SharedPolicy {
     pub async fn apply(&self, change: PolicyChange) -> Result<PolicySnapshot, SharedPolicyError> {
         let outcome = {
             let _syncing = self.inner.syncing.lock().await;
-            self.store_change(&change).await?
+            self.inner.store_change(&change).await?
         };
         match outcome {
             Ok(after) => Ok(after),
@@ -212,14 +258,26 @@ impl SharedPolicy {
         }
     }
 
+    /// Reads the stored policies now and puts them in force if they are
+    /// not the ones in force: a change made on another node, or policies
+    /// stored again after they vanished (versions then start again at 1,
+    /// so the text is compared too). `false` if none were stored (they
+    /// were removed): this node then stores the policies in force, as the
+    /// first node does.
+    pub async fn refresh(&self) -> Result<bool, StoreError> {
+        self.inner.refresh().await
+    }
+}
+
+impl Inner {
     /// Stores `change` and puts it in force here, or the conflict that
     /// another node's change made (called with `syncing` held).
     async fn store_change(
         &self,
         change: &PolicyChange,
     ) -> Result<Result<PolicySnapshot, PolicyChangeError>, SharedPolicyError> {
-        let live = &self.inner.live;
-        let store = &self.inner.store;
+        let live = &self.live;
+        let store = &self.store;
         let (after, old) = live.prepare(change).map_err(SharedPolicyError::Refused)?;
         let expected = after.version() - 1;
         let conflict = |current: Option<StoredPolicies>| {
@@ -235,7 +293,7 @@ impl SharedPolicy {
             .await
             .map_err(SharedPolicyError::Store)?;
         let unlisted = match &before {
-            Some(stored) if stored.version == expected => {
+            Some(stored) if stored.version == expected && stored.text == *self.known() => {
                 unlisted_lines(after.policies(), &stored.text)
             }
             _ => return conflict(before),
@@ -248,26 +306,34 @@ impl SharedPolicy {
         {
             return conflict(store.load_policies().await.ok().flatten());
         }
-        live.install(after.clone());
+        live.replace(self.sharer, after.clone());
+        *self.known() = text;
         live.audit(change, &old, &after);
         Ok(Ok(after))
+    }
+
+    /// The stored text the version in force stands for.
+    fn known(&self) -> std::sync::MutexGuard<'_, String> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Puts the stored policies in force whatever this node's version
     /// (changes made here before the start count for nothing once
     /// policies are stored), or stores this node's when none are.
     async fn adopt_stored(&self) -> Result<(), StoreError> {
-        let live = &self.inner.live;
-        let store = &self.inner.store;
+        let live = &self.live;
+        let store = &self.store;
         let stored = match store.load_policies().await? {
             Some(stored) => stored,
             None => {
                 let own = live.current();
-                if store
-                    .store_policies(0, &encode(own.policies(), &[]))
-                    .await?
-                {
-                    live.replace(LivePolicy::snapshot_of(1, own.policies().clone()));
+                let text = encode(own.policies(), &[]);
+                if store.store_policies(0, &text).await? {
+                    live.replace(
+                        self.sharer,
+                        LivePolicy::snapshot_of(1, own.policies().clone()),
+                    );
+                    *self.known() = text;
                     return Ok(());
                 }
                 // Another node stored its own first.
@@ -285,7 +351,7 @@ impl SharedPolicy {
     /// node's values under its version, so that the node's next change
     /// can be stored. Whether the text was taken.
     fn take(&self, stored: &StoredPolicies) -> bool {
-        let live = &self.inner.live;
+        let live = &self.live;
         let in_force = live.current();
         let (policies, taken) = match decode(in_force.policies(), &stored.text) {
             Ok(policies) => (policies, true),
@@ -299,22 +365,28 @@ impl SharedPolicy {
                 (in_force.policies().clone(), false)
             }
         };
-        live.replace(LivePolicy::snapshot_of(stored.version, policies));
+        live.replace(
+            self.sharer,
+            LivePolicy::snapshot_of(stored.version, policies),
+        );
+        stored.text.clone_into(&mut self.known());
         taken
     }
 
-    /// Reads the stored policies now and puts them in force if their
-    /// version differs from the one in force: newer (a change made on
-    /// another node) or older (the store lost them and a node stored its
-    /// own again). `false` if none were stored (they were removed): this
-    /// node then stores the policies in force, as the first node does.
-    pub async fn refresh(&self) -> Result<bool, StoreError> {
-        let _syncing = self.inner.syncing.lock().await;
-        let Some(stored) = self.inner.store.load_policies().await? else {
+    /// Reads the stored policies now and puts them in force if they are
+    /// not the ones in force: a change made on another node, or policies
+    /// stored again after they vanished (versions then start again at 1,
+    /// so the text is compared too). `false` if none were stored (they
+    /// were removed): this node then stores the policies in force, as the
+    /// first node does.
+    async fn refresh(&self) -> Result<bool, StoreError> {
+        let _syncing = self.syncing.lock().await;
+        let Some(stored) = self.store.load_policies().await? else {
             self.adopt_stored().await?;
             return Ok(false);
         };
-        if stored.version != self.inner.live.current().version() && self.take(&stored) {
+        let known = stored.version == self.live.current().version() && stored.text == *self.known();
+        if !known && self.take(&stored) {
             tracing::info!(
                 target: "tower_session_lifetime",
                 version = stored.version,
@@ -369,8 +441,7 @@ async fn follow(inner: Weak<Inner>) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        let shared = SharedPolicy { inner };
-        match shared.refresh().await {
+        match inner.refresh().await {
             Ok(_) if cut_off => {
                 cut_off = false;
                 tracing::info!(target: "tower_session_lifetime", "the policy store answers again");
@@ -381,7 +452,7 @@ async fn follow(inner: Weak<Inner>) {
                 tracing::warn!(
                     target: "tower_session_lifetime",
                     error = %err,
-                    version = shared.current().version(),
+                    version = inner.live.current().version(),
                     "the policy store cannot be reached; keeping the policies in force"
                 );
             }

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -116,7 +116,10 @@ pub enum PolicyChangeError {
     /// which changes them on every node.
     Shared,
     /// Another change came first: the policies are at `current`, not at
-    /// the version the change expected.
+    /// the version the change expected. With shared policies `current`
+    /// can equal `expected`: the stored policies vanished and were stored
+    /// again under the same version, with other values; the node now has
+    /// those in force, and a retry goes through.
     Conflict {
         /// The version the change expected.
         expected: u64,
@@ -216,9 +219,11 @@ struct Shared {
     /// Whether a change was made: until one is, a request reads `initial`
     /// and never `current`.
     changed: AtomicBool,
-    /// Whether the policies are shared through a store, which alone then
-    /// changes them.
-    shared: AtomicBool,
+    /// Who shares the policies through a store, and alone then changes
+    /// them: a [`Sharer`] number, or 0 while no one does.
+    sharer: AtomicU64,
+    /// The last [`Sharer`] number given.
+    sharers: AtomicU64,
     current: ArcSwap<PolicySnapshot>,
     /// One change at a time: each checks the version and replaces the set.
     changing: Mutex<()>,
@@ -238,7 +243,8 @@ impl LivePolicy {
                 }),
                 initial,
                 changed: AtomicBool::new(false),
-                shared: AtomicBool::new(false),
+                sharer: AtomicU64::new(0),
+                sharers: AtomicU64::new(0),
                 changing: Mutex::new(()),
                 on_change: Mutex::new(None),
             }),
@@ -326,8 +332,9 @@ impl LivePolicy {
     }
 
     /// Makes `change`, or refuses it with the policies left as they were.
-    /// Refused with [`PolicyChangeError::Shared`] once the policies are
-    /// shared with other nodes.
+    /// Refused with [`PolicyChangeError::Shared`] while a
+    /// [`SharedPolicy`](crate::shared_policy::SharedPolicy) shares the
+    /// policies with other nodes.
     pub fn apply(&self, change: PolicyChange) -> Result<PolicySnapshot, PolicyChangeError> {
         let _one_at_a_time = self
             .shared
@@ -336,7 +343,7 @@ impl LivePolicy {
             .unwrap_or_else(PoisonError::into_inner);
         // Under the lock: a change never lands after a store's policies
         // were adopted.
-        if self.shared.shared.load(Ordering::Acquire) {
+        if self.shared.sharer.load(Ordering::Acquire) != 0 {
             return Err(PolicyChangeError::Shared);
         }
         let (after, old) = self.prepare(&change)?;
@@ -403,38 +410,54 @@ impl LivePolicy {
     }
 }
 
+/// Who shares a [`LivePolicy`] through a store
+/// ([`LivePolicy::start_sharing`]): only they change it, and only until
+/// they stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+pub(crate) struct Sharer(u64);
+
 impl LivePolicy {
-    /// Whether only [`install`](Self::install) and
-    /// [`replace`](Self::replace) change the policies from now on (they are
-    /// shared through a store), or [`apply`](Self::apply) again.
-    /// Returns whether they were shared before.
+    /// Marks the policies shared through a store, which alone changes
+    /// them from now on (through [`replace`](Self::replace)); `None`, and
+    /// nothing marked, if someone else shares them already.
     #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
-    pub(crate) fn mark_shared(&self, shared: bool) -> bool {
-        self.shared.shared.swap(shared, Ordering::AcqRel)
+    pub(crate) fn start_sharing(&self) -> Option<Sharer> {
+        let number = self.shared.sharers.fetch_add(1, Ordering::Relaxed) + 1;
+        self.shared
+            .sharer
+            .compare_exchange(0, number, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Sharer(number))
     }
 
-    /// Puts `snapshot` in force whatever the version in force: the
-    /// policies a store holds, adopted when a node starts sharing them.
+    /// Ends what [`start_sharing`](Self::start_sharing) began for
+    /// `sharer`: its [`replace`](Self::replace)s do nothing from now on,
+    /// and [`apply`](Self::apply) changes the policies again.
     #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
-    pub(crate) fn replace(&self, snapshot: PolicySnapshot) {
+    pub(crate) fn stop_sharing(&self, sharer: Sharer) {
         let _one_at_a_time = self
             .shared
             .changing
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.install_unlocked(snapshot);
+        let _ =
+            self.shared
+                .sharer
+                .compare_exchange(sharer.0, 0, Ordering::AcqRel, Ordering::Acquire);
     }
 
-    /// Puts `snapshot` in force if it is newer than the policies in force
-    /// (a change another node stored); `false` if it is not.
+    /// Puts `snapshot` in force whatever the version in force (the
+    /// policies a store holds, or a change stored there), if `sharer`
+    /// still shares the policies; whether it did.
     #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
-    pub(crate) fn install(&self, snapshot: PolicySnapshot) -> bool {
+    pub(crate) fn replace(&self, sharer: Sharer, snapshot: PolicySnapshot) -> bool {
         let _one_at_a_time = self
             .shared
             .changing
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if snapshot.version <= self.current().version {
+        if self.shared.sharer.load(Ordering::Acquire) != sharer.0 {
             return false;
         }
         self.install_unlocked(snapshot);

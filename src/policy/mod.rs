@@ -27,6 +27,8 @@ pub use error::{PolicyError, Setting};
 #[cfg(feature = "redis")]
 pub(crate) use judge::TouchBasis;
 pub use judge::{judge, Admission, Deadlines, ExpiryReason, Verdict};
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) use live::Sharer;
 pub(crate) use live::{ChangeCounter, InForce};
 pub use live::{LivePolicy, PolicyChange, PolicyChangeError, PolicySnapshot};
 pub(crate) use set::PolicyChoice;
