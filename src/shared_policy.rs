@@ -21,6 +21,10 @@
 //!   `SharedPolicy` shares a layer: a second start on it is refused with
 //!   [`PolicyChangeError::Shared`] until the first (every clone of it) is
 //!   dropped, which makes the policies the node's own again.
+//! - **Audited once.** A change is logged (`policy changed`) and counted
+//!   ([`MetricsSnapshot::policy_changes`](crate::observe::MetricsSnapshot::policy_changes))
+//!   on the node that made it; the others log `policies updated from the
+//!   store` when they take it, and count nothing.
 //! - **Exact.** Limits are stored to the nanosecond; versions count by one
 //!   up to the largest the store holds (`i64::MAX` in Redis and
 //!   PostgreSQL), past which a change fails with an error.
