@@ -14,12 +14,13 @@
 
 mod common;
 
-use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use common::captured::Captured;
+use common::policy_backend::Backend;
 use common::{set_cookie, TestApp, HOUR, MINUTE};
 use http::{header, Request, StatusCode};
 use tower_session_lifetime::observe::SessionMetrics;
@@ -28,11 +29,8 @@ use tower_session_lifetime::policy::{
 };
 use tower_session_lifetime::rejection::RejectReason;
 use tower_session_lifetime::shared_policy::{SharedPolicy, SharedPolicyError, POLL_INTERVAL};
-use tower_session_lifetime::store::conformance::fresh_key;
 use tower_session_lifetime::store::{PolicyStore, StoreError, StoredPolicies};
-use tower_session_lifetime::{
-    MemoryStore, Policies, Policy, PostgresStore, RedisStore, SessionLifetimeLayer,
-};
+use tower_session_lifetime::{MemoryStore, Policies, Policy, RedisStore, SessionLifetimeLayer};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 /// The propagation bound the crate states.
@@ -101,99 +99,9 @@ fn sync_reads(app: &TestApp) {
     app.store.sync_reads.store(true, Ordering::SeqCst);
 }
 
-/// Every line written by the one global subscriber of this binary.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn global() -> Self {
-        static CAPTURED: OnceLock<Captured> = OnceLock::new();
-        CAPTURED
-            .get_or_init(|| {
-                let captured = Captured::default();
-                let writer = captured.clone();
-                let subscriber = tracing_subscriber::fmt()
-                    .with_writer(move || writer.clone())
-                    .with_max_level(tracing::Level::INFO)
-                    .without_time()
-                    .with_ansi(false)
-                    .finish();
-                tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
-                captured
-            })
-            .clone()
-    }
-
-    fn lines_with(&self, needles: &[&str]) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|line| needles.iter().all(|needle| line.contains(needle)))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Shared-store plumbing (as tests/shared_policy.rs)
 // ---------------------------------------------------------------------------
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
-}
-
-#[derive(Clone)]
-enum Backend {
-    Redis { url: String, prefix: String },
-    Postgres { url: String, table: String },
-}
-
-impl Backend {
-    async fn redis() -> Self {
-        Backend::Redis {
-            url: env("TSL_REDIS_URL"),
-            prefix: format!("tsl-attack2-{}:", &fresh_key().to_hex()[..12]),
-        }
-    }
-
-    async fn postgres() -> Self {
-        let backend = Backend::Postgres {
-            url: env("TSL_POSTGRES_URL"),
-            table: format!("tsl_attack2_{}", &fresh_key().to_hex()[..12]),
-        };
-        backend.postgres_store().migrate().await.unwrap();
-        backend
-    }
-
-    fn postgres_store(&self) -> PostgresStore {
-        let Backend::Postgres { url, table } = self else {
-            unreachable!()
-        };
-        PostgresStore::open(url).unwrap().with_table(table).unwrap()
-    }
-
-    fn store(&self) -> Box<dyn PolicyStore> {
-        match self {
-            Backend::Redis { url, prefix } => {
-                Box::new(RedisStore::open(url).unwrap().with_prefix(prefix.clone()))
-            }
-            Backend::Postgres { .. } => Box::new(self.postgres_store()),
-        }
-    }
-
-    async fn stored(&self) -> Option<StoredPolicies> {
-        self.store().load_policies().await.unwrap()
-    }
-}
 
 /// A policy store that delays its acknowledgement of a stored change by
 /// `ack_delay` (a slow link, a descheduled node): the change is stored and
@@ -247,88 +155,6 @@ async fn reached(node: &SharedPolicy, version: u64) -> Duration {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     start.elapsed()
-}
-
-/// Writes the raw stored policies as a forger would: `version` and `text`
-/// (`None` leaves a field out).
-async fn forge(backend: &Backend, version: Option<&str>, text: Option<&[u8]>) {
-    match backend {
-        Backend::Redis { url, prefix } => {
-            let client = redis::Client::open(url.as_str()).unwrap();
-            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-            let key = format!("{prefix}policies");
-            let () = redis::cmd("DEL")
-                .arg(&key)
-                .query_async(&mut connection)
-                .await
-                .map(|_: i64| ())
-                .unwrap();
-            let mut hset = redis::cmd("HSET");
-            hset.arg(&key);
-            let mut any = false;
-            if let Some(version) = version {
-                hset.arg("v").arg(version);
-                any = true;
-            }
-            if let Some(text) = text {
-                hset.arg("p").arg(text);
-                any = true;
-            }
-            if any {
-                let _: i64 = hset.query_async(&mut connection).await.unwrap();
-            }
-        }
-        Backend::Postgres { url, table } => {
-            let pool = sqlx::PgPool::connect(url).await.unwrap();
-            sqlx::query(&format!("DELETE FROM {table}_policies"))
-                .execute(&pool)
-                .await
-                .unwrap();
-            let version: i64 = version.unwrap().parse().unwrap();
-            let text = String::from_utf8(text.unwrap().to_vec()).unwrap();
-            sqlx::query(&format!(
-                "INSERT INTO {table}_policies (id, version, policies) VALUES (1, $1, $2)"
-            ))
-            .bind(version)
-            .bind(text)
-            .execute(&pool)
-            .await
-            .unwrap();
-        }
-    }
-}
-
-/// The raw stored fields: Redis `HGETALL`, or PostgreSQL's row.
-async fn raw(backend: &Backend) -> Vec<(String, Vec<u8>)> {
-    match backend {
-        Backend::Redis { url, prefix } => {
-            let client = redis::Client::open(url.as_str()).unwrap();
-            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-            let mut all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
-                .arg(format!("{prefix}policies"))
-                .query_async(&mut connection)
-                .await
-                .unwrap();
-            all.sort();
-            all
-        }
-        Backend::Postgres { url, table } => {
-            let pool = sqlx::PgPool::connect(url).await.unwrap();
-            let rows: Vec<(i64, String)> =
-                sqlx::query_as(&format!("SELECT version, policies FROM {table}_policies"))
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap();
-            rows.into_iter()
-                .flat_map(|(v, p)| {
-                    [
-                        ("v".to_owned(), v.to_string().into_bytes()),
-                        ("p".to_owned(), p.into_bytes()),
-                    ]
-                })
-                .collect()
-        }
-    }
 }
 
 const FORMAT: &str = "tower-session-lifetime policies 1";
@@ -758,7 +584,7 @@ async fn every_change_is_logged_and_counted_locally_and_shared() {
     );
     assert!(captured.lines_with(&["actor-refused-7f3a"]).is_empty());
 
-    let backend = Backend::redis().await;
+    let backend = Backend::redis();
     let shared = SharedPolicy::start(live.clone(), plain(&backend))
         .await
         .unwrap();
@@ -849,7 +675,7 @@ async fn a_tenant_one_node_does_not_list_survives_its_changes(backend: Backend) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_a_tenant_one_node_does_not_list_survives_its_changes() {
-    a_tenant_one_node_does_not_list_survives_its_changes(Backend::redis().await).await;
+    a_tenant_one_node_does_not_list_survives_its_changes(Backend::redis()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -914,7 +740,7 @@ async fn odd_tenant_names_arrive_exactly(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_odd_tenant_names_arrive_exactly() {
-    odd_tenant_names_arrive_exactly(Backend::redis().await).await;
+    odd_tenant_names_arrive_exactly(Backend::redis()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -977,7 +803,7 @@ async fn two_nodes_change_while_a_third_starts(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_two_nodes_change_while_a_third_starts() {
-    two_nodes_change_while_a_third_starts(Backend::redis().await).await;
+    two_nodes_change_while_a_third_starts(Backend::redis()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1043,12 +869,8 @@ async fn the_applying_node_keeps_the_change_it_returned(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_the_applying_node_keeps_the_change_it_returned() {
-    the_applying_node_keeps_the_change_it_returned(
-        Backend::redis().await,
-        Duration::from_millis(50),
-        1,
-    )
-    .await;
+    the_applying_node_keeps_the_change_it_returned(Backend::redis(), Duration::from_millis(50), 1)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1065,8 +887,7 @@ async fn postgres_the_applying_node_keeps_the_change_it_returned() {
 /// store's acknowledgement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_the_applying_node_keeps_the_change_it_returned_without_delay() {
-    the_applying_node_keeps_the_change_it_returned(Backend::redis().await, Duration::ZERO, 500)
-        .await;
+    the_applying_node_keeps_the_change_it_returned(Backend::redis(), Duration::ZERO, 500).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1080,7 +901,7 @@ async fn postgres_the_applying_node_keeps_the_change_it_returned_without_delay()
 /// first `SharedPolicy` still shares the policies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_second_start_does_not_unshare_a_sharing_layer() {
-    let backend = Backend::redis().await;
+    let backend = Backend::redis();
     let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policy(minutes(30));
     let live = layer.live_policy();
     let shared = SharedPolicy::start(live.clone(), plain(&backend))
@@ -1183,9 +1004,9 @@ async fn redis_forged_fields_never_panic_and_lose_nothing() {
         ("empty text", Some("4"), Some(Vec::new())),
     ];
     for (what, version, text) in cases {
-        let backend = Backend::redis().await;
-        forge(&backend, version, text.as_deref()).await;
-        let before = raw(&backend).await;
+        let backend = Backend::redis();
+        backend.forge(version, text.as_deref()).await;
+        let before = backend.raw().await;
         let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policy(minutes(30));
         let live = layer.live_policy();
         let started = SharedPolicy::start(live.clone(), plain(&backend)).await;
@@ -1204,7 +1025,7 @@ async fn redis_forged_fields_never_panic_and_lose_nothing() {
             }
         }
         assert_eq!(
-            raw(&backend).await,
+            backend.raw().await,
             before,
             "{what}: nothing stored is lost"
         );
@@ -1218,15 +1039,15 @@ async fn redis_forged_fields_never_panic_and_lose_nothing() {
 /// resolves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_a_version_with_leading_zeros_does_not_block_every_change() {
-    let backend = Backend::redis().await;
-    forge(
-        &backend,
-        Some("007"),
-        Some(&text_of(&[
-            "default\t600.000000000,-,1209600.000000000,-,30.000000000",
-        ])),
-    )
-    .await;
+    let backend = Backend::redis();
+    backend
+        .forge(
+            Some("007"),
+            Some(&text_of(&[
+                "default\t600.000000000,-,1209600.000000000,-,30.000000000",
+            ])),
+        )
+        .await;
     let a = start_node(&backend, Policies::single(minutes(30))).await;
     assert_eq!(a.current().version(), 7);
     assert_eq!(
@@ -1264,14 +1085,14 @@ async fn redis_a_version_with_leading_zeros_does_not_block_every_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_row_at_version_zero_does_not_block_every_change() {
     let backend = Backend::postgres().await;
-    forge(
-        &backend,
-        Some("0"),
-        Some(&text_of(&[
-            "default\t600.000000000,-,1209600.000000000,-,30.000000000",
-        ])),
-    )
-    .await;
+    backend
+        .forge(
+            Some("0"),
+            Some(&text_of(&[
+                "default\t600.000000000,-,1209600.000000000,-,30.000000000",
+            ])),
+        )
+        .await;
     let started = {
         let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policy(minutes(30));
         SharedPolicy::start(layer.live_policy(), plain(&backend)).await
@@ -1320,8 +1141,8 @@ async fn postgres_forged_text_never_panics_and_loses_nothing() {
         ),
     ] {
         let backend = Backend::postgres().await;
-        forge(&backend, Some("5"), Some(&text)).await;
-        let before = raw(&backend).await;
+        backend.forge(Some("5"), Some(&text)).await;
+        let before = backend.raw().await;
         let node = start_node(&backend, Policies::single(minutes(30))).await;
         assert_eq!(
             node.current().policies().default_policy(),
@@ -1329,7 +1150,7 @@ async fn postgres_forged_text_never_panics_and_loses_nothing() {
             "{what}"
         );
         tokio::time::sleep(2 * POLL_INTERVAL).await;
-        assert_eq!(raw(&backend).await, before, "{what}: nothing lost");
+        assert_eq!(backend.raw().await, before, "{what}: nothing lost");
     }
 
     // A running node meets forged text at a higher version.
@@ -1339,12 +1160,12 @@ async fn postgres_forged_text_never_panics_and_loses_nothing() {
         .apply(PolicyChange::default_policy(minutes(20)).by("admin"))
         .await
         .unwrap();
-    forge(
-        &backend,
-        Some("9"),
-        Some(b"tower-session-lifetime policies 1\ndefault\tbad"),
-    )
-    .await;
+    backend
+        .forge(
+            Some("9"),
+            Some(b"tower-session-lifetime policies 1\ndefault\tbad"),
+        )
+        .await;
     assert!(a.refresh().await.is_ok());
     tokio::time::sleep(2 * POLL_INTERVAL).await;
     assert!(changed.version() < 9);
@@ -1372,16 +1193,16 @@ async fn postgres_forged_text_never_panics_and_loses_nothing() {
 /// a status of deadlines.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_stored_limits_never_panic_through_requests() {
-    let backend = Backend::redis().await;
+    let backend = Backend::redis();
     let max = "18446744073709551615.999999999";
-    forge(
-        &backend,
-        Some("3"),
-        Some(&text_of(&[&format!(
-            "default\t{max},-,{max},-,0.000000000"
-        )])),
-    )
-    .await;
+    backend
+        .forge(
+            Some("3"),
+            Some(&text_of(&[&format!(
+                "default\t{max},-,{max},-,0.000000000"
+            )])),
+        )
+        .await;
     let (app, live) = app_with(|layer| layer.with_policy(minutes(30)));
     let node = SharedPolicy::start(live.clone(), plain(&backend))
         .await
@@ -1419,13 +1240,13 @@ async fn huge_stored_limits_never_panic_through_requests() {
 /// but a starting node must not silently overwrite the text that is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_text_without_a_version_is_not_overwritten_silently() {
-    let backend = Backend::redis().await;
+    let backend = Backend::redis();
     let text = text_of(&["default\t600.000000000,-,1209600.000000000,-,30.000000000"]);
-    forge(&backend, None, Some(&text)).await;
-    let before = raw(&backend).await;
+    backend.forge(None, Some(&text)).await;
+    let before = backend.raw().await;
     let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policy(minutes(30));
     let started = SharedPolicy::start(layer.live_policy(), plain(&backend)).await;
-    let after = raw(&backend).await;
+    let after = backend.raw().await;
     match started {
         Err(_) => assert_eq!(after, before),
         Ok(node) => {

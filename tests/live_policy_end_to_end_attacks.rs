@@ -18,8 +18,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -34,12 +33,11 @@ use tower_session_lifetime::policy::{
 };
 use tower_session_lifetime::rejection::RejectReason;
 use tower_session_lifetime::shared_policy::{SharedPolicy, SharedPolicyError, POLL_INTERVAL};
-use tower_session_lifetime::store::conformance::fresh_key;
 use tower_session_lifetime::store::{LifetimeStore, PolicyStore, StoreError, StoredPolicies};
-use tower_session_lifetime::{
-    Policies, Policy, PostgresStore, RedisStore, SessionHandle, SessionLifetimeLayer,
-};
+use tower_session_lifetime::{Policies, Policy, SessionHandle, SessionLifetimeLayer};
 
+use common::captured::Captured;
+use common::policy_backend::Backend;
 use common::shared_store::clock_now;
 use common::{set_cookie, DAY, HOUR, MINUTE};
 
@@ -50,116 +48,34 @@ const BOUND: Duration = Duration::from_secs(1);
 // Backends: sessions and policies in one Redis prefix / PostgreSQL table
 // ---------------------------------------------------------------------------
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
+/// What these tests take from a backend besides its raw contents: a
+/// client of its own for the sessions and one for the policies, on the
+/// same prefix / table.
+trait Clients {
+    fn sessions(&self) -> Arc<dyn LifetimeStore>;
+    fn policies(&self) -> Client;
 }
 
-#[derive(Clone)]
-enum Backend {
-    Redis { url: String, prefix: String },
-    Postgres { url: String, table: String },
-}
-
-impl Backend {
-    fn redis() -> Self {
-        Backend::Redis {
-            url: env("TSL_REDIS_URL"),
-            prefix: format!("tsl-e2e-{}:", &fresh_key().to_hex()[..12]),
-        }
-    }
-
-    async fn postgres() -> Self {
-        let backend = Backend::Postgres {
-            url: env("TSL_POSTGRES_URL"),
-            table: format!("tsl_e2e_{}", &fresh_key().to_hex()[..12]),
-        };
-        backend.pg_store().migrate().await.unwrap();
-        backend
-    }
-
-    fn redis_store(&self) -> RedisStore {
-        let Backend::Redis { url, prefix } = self else {
-            unreachable!()
-        };
-        RedisStore::open(url).unwrap().with_prefix(prefix.clone())
-    }
-
-    fn pg_store(&self) -> PostgresStore {
-        let Backend::Postgres { url, table } = self else {
-            unreachable!()
-        };
-        PostgresStore::open(url).unwrap().with_table(table).unwrap()
-    }
-
-    /// A session store client of its own (same prefix / table as the
-    /// policies).
+impl Clients for Backend {
     fn sessions(&self) -> Arc<dyn LifetimeStore> {
         match self {
             Backend::Redis { .. } => Arc::new(self.redis_store()),
-            Backend::Postgres { .. } => Arc::new(self.pg_store()),
+            Backend::Postgres { .. } => Arc::new(self.postgres_store()),
         }
     }
 
-    /// A policy store client of its own, on the same prefix / table.
     fn policies(&self) -> Client {
-        match self {
-            Backend::Redis { .. } => Client::Redis(self.redis_store()),
-            Backend::Postgres { .. } => Client::Postgres(self.pg_store()),
-        }
-    }
-
-    /// Everything stored for the policies, raw: Redis `HGETALL`, or
-    /// PostgreSQL's rows.
-    async fn raw(&self) -> Vec<(String, Vec<u8>)> {
-        match self {
-            Backend::Redis { url, prefix } => {
-                let client = redis::Client::open(url.as_str()).unwrap();
-                let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-                let mut all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
-                    .arg(format!("{prefix}policies"))
-                    .query_async(&mut connection)
-                    .await
-                    .unwrap();
-                all.sort();
-                all
-            }
-            Backend::Postgres { url, table } => {
-                let pool = sqlx::PgPool::connect(url).await.unwrap();
-                let rows: Vec<(i64, String)> =
-                    sqlx::query_as(&format!("SELECT version, policies FROM {table}_policies"))
-                        .fetch_all(&pool)
-                        .await
-                        .unwrap();
-                pool.close().await;
-                rows.into_iter()
-                    .flat_map(|(v, p)| {
-                        [
-                            ("v".to_owned(), v.to_string().into_bytes()),
-                            ("p".to_owned(), p.into_bytes()),
-                        ]
-                    })
-                    .collect()
-            }
-        }
-    }
-
-    async fn stored(&self) -> Option<StoredPolicies> {
-        self.policies().load_policies().await.unwrap()
+        Client(self.store())
     }
 }
 
-/// A policy store client, optionally slow to load (a start under way).
-enum Client {
-    Redis(RedisStore),
-    Postgres(PostgresStore),
-}
+/// A policy store client of a backend's, as a store `SharedPolicy::start`
+/// takes.
+struct Client(Box<dyn PolicyStore>);
 
 impl Client {
     fn inner(&self) -> &dyn PolicyStore {
-        match self {
-            Client::Redis(store) => store,
-            Client::Postgres(store) => store,
-        }
+        &*self.0
     }
 }
 
@@ -821,9 +737,13 @@ async fn requests_racing_changes_are_judged_by_the_policy_at_arrival(backend: Ba
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 i += 1;
-                let is_tight = (i / 2) % 2 == 0;
+                let is_tight = (i / 2).is_multiple_of(2);
                 let wanted = if is_tight { tight } else { loose };
-                let node = if i % 2 == 0 { &shared_a } else { &shared_b };
+                let node = if i.is_multiple_of(2) {
+                    &shared_a
+                } else {
+                    &shared_b
+                };
                 if let Ok(made) = node.apply(change(wanted, "racer")).await {
                     versions.lock().unwrap().insert(made.version(), is_tight);
                 }
@@ -909,48 +829,6 @@ async fn postgres_requests_racing_changes_are_judged_by_the_policy_at_arrival() 
 // ---------------------------------------------------------------------------
 // 6. Audit trail
 // ---------------------------------------------------------------------------
-
-/// Every line written by the one global subscriber of this binary.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn global() -> Self {
-        static CAPTURED: OnceLock<Captured> = OnceLock::new();
-        CAPTURED
-            .get_or_init(|| {
-                let captured = Captured::default();
-                let writer = captured.clone();
-                let subscriber = tracing_subscriber::fmt()
-                    .with_writer(move || writer.clone())
-                    .with_max_level(tracing::Level::INFO)
-                    .without_time()
-                    .with_ansi(false)
-                    .finish();
-                tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
-                captured
-            })
-            .clone()
-    }
-
-    fn lines_with(&self, needles: &[&str]) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|line| needles.iter().all(|needle| line.contains(needle)))
-            .map(str::to_owned)
-            .collect()
-    }
-}
 
 /// A change is logged and counted once, on the node that made it; the
 /// node that follows it neither counts nor logs it as its own change (else
@@ -1061,6 +939,10 @@ async fn postgres_the_audit_trail_is_on_the_node_that_made_the_change() {
 // 7. Hostile changes: typed refusal, nothing stored, no version consumed
 // ---------------------------------------------------------------------------
 
+/// A hostile change: what it tries, the change, and whether an error is
+/// the refusal it must get.
+type HostileChange = (&'static str, PolicyChange, fn(&SharedPolicyError) -> bool);
+
 async fn hostile_changes_store_nothing_and_consume_no_version(backend: Backend) {
     let clock = clock_now();
     let a = Node::new(&backend, &clock, policies());
@@ -1095,7 +977,7 @@ async fn hostile_changes_store_nothing_and_consume_no_version(backend: Backend) 
     }
 
     let lengthens_group = policy(2 * MINUTE, 8 * HOUR, 7 * DAY, 30 * DAY);
-    let hostile: Vec<(&str, PolicyChange, fn(&SharedPolicyError) -> bool)> = vec![
+    let hostile: Vec<HostileChange> = vec![
         (
             "unknown tenant",
             PolicyChange::tenant("nobody.example", default_policy()),

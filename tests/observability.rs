@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::io;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::captured::Captured;
 use common::{set_cookie, TestApp, HOUR, MINUTE, SECOND};
 use http::StatusCode;
 use tower_session_lifetime::{
@@ -19,55 +18,9 @@ use tower_session_lifetime::{
     Policy,
 };
 
-/// Every line the test's subscriber wrote.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// What every test of this file logged. One global subscriber: a
-    /// thread's own would miss the events whose callsites another test's
-    /// thread registered first (tracing caches their interest). Tests tell
-    /// their sessions apart by name.
-    fn global() -> Self {
-        static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-        CAPTURED
-            .get_or_init(|| {
-                let captured = Captured::default();
-                let writer = captured.clone();
-                let subscriber = tracing_subscriber::fmt()
-                    .with_writer(move || writer.clone())
-                    .with_max_level(tracing::Level::TRACE)
-                    .without_time()
-                    .finish();
-                tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
-                captured
-            })
-            .clone()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-
-    /// The lines of `event` that name `session`.
-    fn events(&self, event: &str, session: &str) -> Vec<String> {
-        self.text()
-            .lines()
-            .filter(|line| line.contains(event) && line.contains(&format!("session={session}")))
-            .map(str::to_owned)
-            .collect()
-    }
+/// The lines of `event` that name `session`.
+fn events(captured: &Captured, event: &str, session: &str) -> Vec<String> {
+    captured.lines_with(&[event, &format!("session={session}")])
 }
 
 /// The short name events give the session of a `Cookie` header value.
@@ -106,8 +59,8 @@ async fn every_end_has_its_reason_and_no_event_carries_an_id() {
     ids.push(idle.clone());
     app.advance(HOUR);
     assert_eq!(app.me(&idle).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(captured.events("session started", &short(&idle)).len(), 1);
-    let ended = captured.events("session ended", &short(&idle));
+    assert_eq!(events(&captured, "session started", &short(&idle)).len(), 1);
+    let ended = events(&captured, "session ended", &short(&idle));
     assert_eq!(ended.len(), 1, "{ended:?}");
     assert!(ended[0].contains("reason=\"idle\""), "{ended:?}");
 
@@ -120,7 +73,7 @@ async fn every_end_has_its_reason_and_no_event_carries_an_id() {
         let response = app.me(&absolute).await;
         if let Some(renewed) = set_cookie(&response).filter(|c| !c.value().is_empty()) {
             let next = format!("{}={}", renewed.name(), renewed.value());
-            let lines = captured.events("session renewed", &short(&absolute));
+            let lines = events(&captured, "session renewed", &short(&absolute));
             assert_eq!(lines.len(), 1, "renewed from {absolute}: {lines:?}");
             assert!(lines[0].contains(&format!("renewed_to={}", short(&next))));
             absolute = next;
@@ -128,7 +81,7 @@ async fn every_end_has_its_reason_and_no_event_carries_an_id() {
         }
     }
     assert_eq!(app.me(&absolute).await.status(), StatusCode::UNAUTHORIZED);
-    let ended = captured.events("session ended", &short(&absolute));
+    let ended = events(&captured, "session ended", &short(&absolute));
     assert!(
         ended
             .iter()
@@ -140,7 +93,7 @@ async fn every_end_has_its_reason_and_no_event_carries_an_id() {
     let logout = app.login("lou", false).await;
     ids.push(logout.clone());
     app.request("POST", "/logout", Some(&logout)).await;
-    assert!(captured.events("session ended", &short(&logout))[0].contains("reason=\"logout\""));
+    assert!(events(&captured, "session ended", &short(&logout))[0].contains("reason=\"logout\""));
     let replaced = app.login("rey", false).await;
     ids.push(replaced.clone());
     let again = app
@@ -148,7 +101,9 @@ async fn every_end_has_its_reason_and_no_event_carries_an_id() {
         .await;
     let again = set_cookie(&again).unwrap();
     ids.push(format!("{}={}", again.name(), again.value()));
-    assert!(captured.events("session ended", &short(&replaced))[0].contains("reason=\"replaced\""));
+    assert!(
+        events(&captured, "session ended", &short(&replaced))[0].contains("reason=\"replaced\"")
+    );
 
     // limit: a third login of one subject ends its oldest session
     let first = app.login("lim", false).await;
@@ -157,7 +112,7 @@ async fn every_end_has_its_reason_and_no_event_carries_an_id() {
     app.advance(SECOND);
     let third = app.login("lim", false).await;
     ids.extend([first.clone(), second.clone(), third.clone()]);
-    assert!(captured.events("session ended", &short(&first))[0].contains("reason=\"limit\""));
+    assert!(events(&captured, "session ended", &short(&first))[0].contains("reason=\"limit\""));
 
     // revoked: ended from another session of the subject
     let listed = app.request("GET", "/sessions", Some(&third)).await;
@@ -173,7 +128,7 @@ async fn every_end_has_its_reason_and_no_event_carries_an_id() {
         .to_owned();
     app.request("POST", &format!("/sessions/end?key={other}"), Some(&third))
         .await;
-    assert!(captured.events("session ended", &short(&second))[0].contains("reason=\"revoked\""));
+    assert!(events(&captured, "session ended", &short(&second))[0].contains("reason=\"revoked\""));
 
     // logout everywhere
     let fourth = app.login("lim", false).await;
@@ -181,7 +136,7 @@ async fn every_end_has_its_reason_and_no_event_carries_an_id() {
     app.request("POST", "/logout-everywhere", Some(&fourth))
         .await;
     for cookie in [&third, &fourth] {
-        let ended = captured.events("session ended", &short(cookie));
+        let ended = events(&captured, "session ended", &short(cookie));
         assert_eq!(ended.len(), 1, "{ended:?}");
         assert!(
             ended[0].contains("reason=\"logout_everywhere\""),

@@ -13,25 +13,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::policy_backend::Backend;
 use common::proxy::Proxy;
 use tower_session_lifetime::policy::{PolicyChange, PolicyChangeError};
 use tower_session_lifetime::shared_policy::{SharedPolicy, SharedPolicyError, POLL_INTERVAL};
-use tower_session_lifetime::store::conformance::fresh_key;
 use tower_session_lifetime::store::{PolicyStore, StoreError, StoredPolicies};
-use tower_session_lifetime::{
-    MemoryStore, Policy, PostgresStore, RedisStore, SessionLifetimeLayer,
-};
+use tower_session_lifetime::{MemoryStore, Policy, RedisStore, SessionLifetimeLayer};
 
 /// How long a change may take to reach another node: the bound
 /// `SharedPolicy` states (a notification, else a poll), with room for a
 /// loaded machine.
 const BOUND: Duration = Duration::from_secs(1);
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests with scripts/test, which starts the servers")
-    })
-}
 
 fn idle(minutes: u64) -> Policy {
     Policy::builder()
@@ -40,65 +32,20 @@ fn idle(minutes: u64) -> Policy {
         .unwrap()
 }
 
-/// Where one test's nodes keep their policies: a Redis prefix or a
-/// PostgreSQL table of its own.
-#[derive(Clone)]
-enum Backend {
-    Redis { url: String, prefix: String },
-    Postgres { url: String, table: String },
+/// A policy store client of `backend`'s, through `through` (the server's
+/// address and a proxy's, the second replacing the first) when given.
+fn store_through(backend: &Backend, through: Option<(&str, &str)>) -> Box<dyn PolicyStore> {
+    match through {
+        Some((server, proxy)) => backend.store_at(&backend.url().replace(server, proxy)),
+        None => backend.store(),
+    }
 }
 
-impl Backend {
-    async fn redis() -> Self {
-        Backend::Redis {
-            url: env("TSL_REDIS_URL"),
-            prefix: format!("tsl-policy-{}:", &fresh_key().to_hex()[..12]),
-        }
-    }
-
-    async fn postgres() -> Self {
-        let backend = Backend::Postgres {
-            url: env("TSL_POSTGRES_URL"),
-            table: format!("tsl_policy_{}", &fresh_key().to_hex()[..12]),
-        };
-        backend.postgres_store(None).migrate().await.unwrap();
-        backend
-    }
-
-    fn postgres_store(&self, through: Option<&str>) -> PostgresStore {
-        let Backend::Postgres { url, table } = self else {
-            unreachable!()
-        };
-        let url = through.unwrap_or(url);
-        PostgresStore::open(url).unwrap().with_table(table).unwrap()
-    }
-
-    /// A policy store client of its own, through `through` (an address
-    /// replacing the server's) when given.
-    fn store(&self, through: Option<(&str, &str)>) -> Box<dyn PolicyStore> {
-        let rewrite = |url: &str| match through {
-            Some((server, proxy)) => url.replace(server, proxy),
-            None => url.to_owned(),
-        };
-        match self {
-            Backend::Redis { url, prefix } => Box::new(
-                RedisStore::open(&rewrite(url))
-                    .unwrap()
-                    .with_prefix(prefix.clone()),
-            ),
-            Backend::Postgres { url, .. } => Box::new(self.postgres_store(Some(&rewrite(url)))),
-        }
-    }
-
-    /// The server's address as its URL spells it.
-    fn server(&self) -> String {
-        let url = match self {
-            Backend::Redis { url, .. } | Backend::Postgres { url, .. } => url,
-        };
-        let rest = url.split("://").nth(1).unwrap();
-        let rest = rest.rsplit('@').next().unwrap();
-        rest.split('/').next().unwrap().to_owned()
-    }
+/// The server's address as `backend`'s URL spells it.
+fn server(backend: &Backend) -> String {
+    let rest = backend.url().split("://").nth(1).unwrap();
+    let rest = rest.rsplit('@').next().unwrap();
+    rest.split('/').next().unwrap().to_owned()
 }
 
 /// A node's policy store; without `notifications`, one that never tells
@@ -140,7 +87,7 @@ async fn node_told(
     let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policy(startup);
     SharedPolicy::start(
         layer.live_policy(),
-        Boxed(backend.store(through), notifications),
+        Boxed(store_through(backend, through), notifications),
     )
     .await
     .unwrap()
@@ -265,7 +212,7 @@ async fn two_admins_at_once_give_one_winner_and_one_conflict(backend: Backend) {
 }
 
 async fn a_node_cut_off_keeps_its_policies_and_catches_up(backend: Backend) {
-    let server = backend.server();
+    let server = server(&backend);
     let mut proxy = Proxy::start(server.parse().unwrap()).await;
     let proxy_address = proxy.address().to_string();
     let a = node(&backend, idle(30), None).await;
@@ -293,7 +240,7 @@ async fn a_node_cut_off_keeps_its_policies_and_catches_up(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_a_change_on_one_node_reaches_the_others() {
-    a_change_on_one_node_reaches_the_others(Backend::redis().await).await;
+    a_change_on_one_node_reaches_the_others(Backend::redis()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,7 +250,7 @@ async fn postgres_a_change_on_one_node_reaches_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_two_admins_at_once_give_one_winner_and_one_conflict() {
-    two_admins_at_once_give_one_winner_and_one_conflict(Backend::redis().await).await;
+    two_admins_at_once_give_one_winner_and_one_conflict(Backend::redis()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,7 +260,7 @@ async fn postgres_two_admins_at_once_give_one_winner_and_one_conflict() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_a_node_cut_off_keeps_its_policies_and_catches_up() {
-    a_node_cut_off_keeps_its_policies_and_catches_up(Backend::redis().await).await;
+    a_node_cut_off_keeps_its_policies_and_catches_up(Backend::redis()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,7 +270,7 @@ async fn postgres_a_node_cut_off_keeps_its_policies_and_catches_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_without_notifications_the_poll_brings_the_change() {
-    without_notifications_the_poll_brings_the_change(Backend::redis().await).await;
+    without_notifications_the_poll_brings_the_change(Backend::redis()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,7 +297,7 @@ async fn a_node_changed_alone_takes_the_stored_policies_at_start(backend: Backen
             .unwrap();
     }
     assert_eq!(alone.current().version(), 3, "ahead of the store's version");
-    let b = SharedPolicy::start(alone, Boxed(backend.store(None), true))
+    let b = SharedPolicy::start(alone, Boxed(backend.store(), true))
         .await
         .unwrap();
     assert_eq!(b.current().version(), 2);
@@ -407,40 +354,12 @@ async fn a_start_that_fails_leaves_the_policies_changeable_here() {
     assert_eq!(changed.policies().default_policy(), &idle(10));
 }
 
-/// The stored policies of `backend`, written as a forged or corrupt store
-/// would hold them: version `version` (a decimal), the text as stored.
-async fn forge_version(backend: &Backend, version: &str) {
-    match backend {
-        Backend::Redis { url, prefix } => {
-            let client = redis::Client::open(url.as_str()).unwrap();
-            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-            let () = redis::cmd("HSET")
-                .arg(format!("{prefix}policies"))
-                .arg("v")
-                .arg(version)
-                .query_async(&mut connection)
-                .await
-                .unwrap();
-        }
-        Backend::Postgres { url, table } => {
-            let pool = sqlx::PgPool::connect(url).await.unwrap();
-            sqlx::query(&format!(
-                "UPDATE {table}_policies SET version = {}",
-                version.parse::<i64>().unwrap()
-            ))
-            .execute(&pool)
-            .await
-            .unwrap();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_versions_past_two_to_the_53_count_exactly_and_the_last_is_refused() {
-    let backend = Backend::redis().await;
+    let backend = Backend::redis();
     let a = node(&backend, idle(30), None).await;
     // Past 2^53, where a double no longer counts by one.
-    forge_version(&backend, "9007199254740993").await;
+    backend.forge_version("9007199254740993").await;
     a.refresh().await.unwrap();
     assert_eq!(a.current().version(), 9_007_199_254_740_993);
     for expected in [9_007_199_254_740_994, 9_007_199_254_740_995] {
@@ -449,13 +368,13 @@ async fn redis_versions_past_two_to_the_53_count_exactly_and_the_last_is_refused
             .await
             .unwrap();
         assert_eq!(changed.version(), expected);
-        let stored = backend.store(None).load_policies().await.unwrap().unwrap();
+        let stored = backend.store().load_policies().await.unwrap().unwrap();
         assert_eq!(stored.version, expected, "stored as counted");
     }
 
     // The last version there is: refused, typed, nothing written.
     let b = node(&backend, idle(30), None).await;
-    forge_version(&backend, &u64::MAX.to_string()).await;
+    backend.forge_version(&u64::MAX.to_string()).await;
     b.refresh().await.unwrap();
     let err = b
         .apply(PolicyChange::default_policy(idle(5)).by("admin"))
@@ -468,7 +387,7 @@ async fn redis_versions_past_two_to_the_53_count_exactly_and_the_last_is_refused
         ),
         "{err}"
     );
-    let stored = backend.store(None).load_policies().await.unwrap().unwrap();
+    let stored = backend.store().load_policies().await.unwrap().unwrap();
     assert_eq!(stored.version, u64::MAX);
     assert_eq!(b.current().policies().default_policy(), &idle(20));
 }
@@ -477,25 +396,25 @@ async fn redis_versions_past_two_to_the_53_count_exactly_and_the_last_is_refused
 async fn postgres_the_largest_version_is_refused_and_a_negative_one_is_corrupt() {
     let backend = Backend::postgres().await;
     let a = node(&backend, idle(30), None).await;
-    forge_version(&backend, &i64::MAX.to_string()).await;
+    backend.forge_version(&i64::MAX.to_string()).await;
     a.refresh().await.unwrap();
     let err = a
         .apply(PolicyChange::default_policy(idle(5)).by("admin"))
         .await
         .unwrap_err();
     assert!(matches!(err, SharedPolicyError::Store(_)), "{err}");
-    let stored = backend.store(None).load_policies().await.unwrap().unwrap();
+    let stored = backend.store().load_policies().await.unwrap().unwrap();
     assert_eq!(stored.version, i64::MAX as u64, "nothing written");
 
-    forge_version(&backend, "-3").await;
-    let err = backend.store(None).load_policies().await.unwrap_err();
+    backend.forge_version("-3").await;
+    let err = backend.store().load_policies().await.unwrap_err();
     assert_eq!(
         err.kind(),
         tower_session_lifetime::store::StoreErrorKind::Corrupt,
         "{err}"
     );
     let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policy(idle(30));
-    SharedPolicy::start(layer.live_policy(), Boxed(backend.store(None), true))
+    SharedPolicy::start(layer.live_policy(), Boxed(backend.store(), true))
         .await
         .expect_err("a corrupt version is not taken");
     layer
@@ -506,7 +425,7 @@ async fn postgres_the_largest_version_is_refused_and_a_negative_one_is_corrupt()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_a_node_changed_alone_takes_the_stored_policies_at_start() {
-    a_node_changed_alone_takes_the_stored_policies_at_start(Backend::redis().await).await;
+    a_node_changed_alone_takes_the_stored_policies_at_start(Backend::redis()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,35 +435,12 @@ async fn postgres_a_node_changed_alone_takes_the_stored_policies_at_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_limits_finer_than_a_millisecond_arrive_exactly() {
-    limits_finer_than_a_millisecond_arrive_exactly(Backend::redis().await).await;
+    limits_finer_than_a_millisecond_arrive_exactly(Backend::redis()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_limits_finer_than_a_millisecond_arrive_exactly() {
     limits_finer_than_a_millisecond_arrive_exactly(Backend::postgres().await).await;
-}
-
-/// Removes the stored policies, as a Redis restarted without persistence
-/// or an operator's `DELETE` would.
-async fn remove_stored(backend: &Backend) {
-    match backend {
-        Backend::Redis { url, prefix } => {
-            let client = redis::Client::open(url.as_str()).unwrap();
-            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-            let _: i64 = redis::cmd("DEL")
-                .arg(format!("{prefix}policies"))
-                .query_async(&mut connection)
-                .await
-                .unwrap();
-        }
-        Backend::Postgres { url, table } => {
-            let pool = sqlx::PgPool::connect(url).await.unwrap();
-            sqlx::query(&format!("DELETE FROM {table}_policies"))
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-    }
 }
 
 /// When the stored policies vanish, the running nodes store the policies
@@ -558,10 +454,10 @@ async fn stored_policies_that_vanish_are_stored_again(backend: Backend) {
         .await
         .unwrap();
     reached(&b, changed.version()).await;
-    remove_stored(&backend).await;
+    backend.remove().await;
     let start = Instant::now();
     let stored = loop {
-        if let Some(stored) = backend.store(None).load_policies().await.unwrap() {
+        if let Some(stored) = backend.store().load_policies().await.unwrap() {
             break stored;
         }
         assert!(
@@ -598,7 +494,7 @@ async fn stored_policies_that_vanish_are_stored_again(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stored_policies_that_vanish_are_stored_again() {
-    stored_policies_that_vanish_are_stored_again(Backend::redis().await).await;
+    stored_policies_that_vanish_are_stored_again(Backend::redis()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

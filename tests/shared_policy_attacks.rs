@@ -14,27 +14,23 @@
     feature = "axum"
 ))]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::policy_backend::Backend;
 use tokio::sync::Notify;
 use tower_session_lifetime::policy::{PolicyChange, PolicyChangeError, TenantFrom};
 use tower_session_lifetime::shared_policy::{SharedPolicy, SharedPolicyError, POLL_INTERVAL};
-use tower_session_lifetime::store::conformance::fresh_key;
 use tower_session_lifetime::store::{PolicyStore, StoreError, StoreErrorKind, StoredPolicies};
-use tower_session_lifetime::{
-    MemoryStore, Policies, Policy, PostgresStore, RedisStore, SessionLifetimeLayer,
-};
+use tower_session_lifetime::{MemoryStore, Policies, Policy, SessionLifetimeLayer};
 
 /// The propagation bound the crate states.
 const BOUND: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
-}
 
 fn minutes(m: u64) -> Policy {
     Policy::builder()
@@ -50,120 +46,6 @@ fn with_renewal(idle: Duration, renewal: Duration) -> Policy {
         builder = builder.renewal_interval(renewal);
     }
     builder.build().unwrap()
-}
-
-#[derive(Clone)]
-enum Backend {
-    Redis { url: String, prefix: String },
-    Postgres { url: String, table: String },
-}
-
-impl Backend {
-    fn redis() -> Self {
-        Backend::Redis {
-            url: env("TSL_REDIS_URL"),
-            prefix: format!("tsl-attack3-{}:", &fresh_key().to_hex()[..12]),
-        }
-    }
-
-    async fn postgres() -> Self {
-        let backend = Backend::Postgres {
-            url: env("TSL_POSTGRES_URL"),
-            table: format!("tsl_attack3_{}", &fresh_key().to_hex()[..12]),
-        };
-        backend.postgres_store().migrate().await.unwrap();
-        backend
-    }
-
-    fn postgres_store(&self) -> PostgresStore {
-        let Backend::Postgres { url, table } = self else {
-            unreachable!()
-        };
-        PostgresStore::open(url).unwrap().with_table(table).unwrap()
-    }
-
-    fn store(&self) -> Box<dyn PolicyStore> {
-        match self {
-            Backend::Redis { url, prefix } => {
-                Box::new(RedisStore::open(url).unwrap().with_prefix(prefix.clone()))
-            }
-            Backend::Postgres { .. } => Box::new(self.postgres_store()),
-        }
-    }
-
-    async fn stored(&self) -> Option<StoredPolicies> {
-        self.store().load_policies().await.unwrap()
-    }
-
-    fn key(&self) -> String {
-        match self {
-            Backend::Redis { prefix, .. } => format!("{prefix}policies"),
-            Backend::Postgres { table, .. } => format!("{table}_policies"),
-        }
-    }
-
-    async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        let Backend::Redis { url, .. } = self else {
-            unreachable!()
-        };
-        redis::Client::open(url.as_str())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    }
-
-    async fn pg(&self) -> sqlx::PgPool {
-        let Backend::Postgres { url, .. } = self else {
-            unreachable!()
-        };
-        sqlx::PgPool::connect(url).await.unwrap()
-    }
-
-    /// Removes the stored policies (a Redis restarted without persistence,
-    /// an operator's `DELETE`).
-    async fn remove(&self) {
-        match self {
-            Backend::Redis { .. } => {
-                let _: i64 = redis::cmd("DEL")
-                    .arg(self.key())
-                    .query_async(&mut self.conn().await)
-                    .await
-                    .unwrap();
-            }
-            Backend::Postgres { .. } => {
-                sqlx::query(&format!("DELETE FROM {}", self.key()))
-                    .execute(&self.pg().await)
-                    .await
-                    .unwrap();
-            }
-        }
-    }
-
-    /// Everything stored under the policies' key, raw: Redis `DUMP` (any
-    /// type), PostgreSQL's rows.
-    async fn raw(&self) -> Vec<u8> {
-        match self {
-            Backend::Redis { .. } => {
-                let dump: Option<Vec<u8>> = redis::cmd("DUMP")
-                    .arg(self.key())
-                    .query_async(&mut self.conn().await)
-                    .await
-                    .unwrap();
-                dump.unwrap_or_default()
-            }
-            Backend::Postgres { .. } => {
-                let rows: Vec<(i16, i64, String)> = sqlx::query_as(&format!(
-                    "SELECT id, version, policies FROM {} ORDER BY id",
-                    self.key()
-                ))
-                .fetch_all(&self.pg().await)
-                .await
-                .unwrap();
-                format!("{rows:?}").into_bytes()
-            }
-        }
-    }
 }
 
 /// A node's policy store that can be cut off (every call fails as an
@@ -906,7 +788,7 @@ async fn a_running_node_meets(backend: &Backend, what: &str, forge: impl std::fu
         b.current().version()
     );
     forge.await;
-    let before = backend.raw().await;
+    let before = backend.dump().await;
     let err = a
         .refresh()
         .await
@@ -940,7 +822,7 @@ async fn a_running_node_meets(backend: &Backend, what: &str, forge: impl std::fu
             "{what}: the policies in force are kept"
         );
     }
-    assert_eq!(backend.raw().await, before, "{what}: nothing written over");
+    assert_eq!(backend.dump().await, before, "{what}: nothing written over");
     // A failed start leaves the layer its own.
     let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policy(minutes(30));
     SharedPolicy::start(layer.live_policy(), Gate::open(backend))
@@ -950,7 +832,7 @@ async fn a_running_node_meets(backend: &Backend, what: &str, forge: impl std::fu
         .live_policy()
         .apply(PolicyChange::default_policy(minutes(3)).by("admin"))
         .unwrap_or_else(|err| panic!("{what}: {err}"));
-    assert_eq!(backend.raw().await, before, "{what}: nothing written over");
+    assert_eq!(backend.dump().await, before, "{what}: nothing written over");
 
     // The operator removes them: a node stores its policies again, and
     // changes go through.
@@ -1010,7 +892,7 @@ async fn redis_running_nodes_meet_hostile_fields() {
             if what.starts_with("wrong type") {
                 let _: i64 = redis::cmd("DEL")
                     .arg(backend.key())
-                    .query_async(&mut backend.conn().await)
+                    .query_async(&mut backend.redis_connection().await)
                     .await
                     .unwrap();
             }
@@ -1018,7 +900,10 @@ async fn redis_running_nodes_meet_hostile_fields() {
             for arg in &command[1..] {
                 cmd.arg(arg.replace("{key}", &backend.key()));
             }
-            let _: redis::Value = cmd.query_async(&mut backend.conn().await).await.unwrap();
+            let _: redis::Value = cmd
+                .query_async(&mut backend.redis_connection().await)
+                .await
+                .unwrap();
         };
         a_running_node_meets(&backend, what, forge).await;
     }
@@ -1031,7 +916,7 @@ async fn postgres_running_nodes_meet_hostile_versions() {
         let forge = async {
             sqlx::query(&format!("UPDATE {} SET version = $1", backend.key()))
                 .bind(version)
-                .execute(&backend.pg().await)
+                .execute(&backend.postgres_pool().await)
                 .await
                 .unwrap();
         };
@@ -1057,7 +942,7 @@ async fn redis_versions_at_the_end_of_i64_fail_cleanly() {
             .arg(backend.key())
             .arg("v")
             .arg(version)
-            .query_async(&mut backend.conn().await)
+            .query_async(&mut backend.redis_connection().await)
             .await
             .unwrap();
         a.refresh().await.unwrap();
@@ -1095,7 +980,7 @@ async fn redis_versions_at_the_end_of_i64_fail_cleanly() {
         .arg(backend.key())
         .arg("v")
         .arg("9223372036854775806")
-        .query_async(&mut backend.conn().await)
+        .query_async(&mut backend.redis_connection().await)
         .await
         .unwrap();
     a.refresh().await.unwrap();

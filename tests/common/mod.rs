@@ -25,8 +25,11 @@ use tower_session_lifetime::{
     MemoryStore, Policy, SessionError, SessionHandle, SessionLifetimeLayer,
 };
 
+pub mod captured;
 pub mod example_process;
 pub mod hardening;
+#[cfg(all(feature = "redis", feature = "postgres", feature = "conformance"))]
+pub mod policy_backend;
 pub mod proxy;
 #[cfg(feature = "redis-cluster")]
 pub mod redis_cluster;
