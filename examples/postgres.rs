@@ -23,7 +23,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use shared::admin::PolicyControl;
-use tower_session_lifetime::shared_policy::SharedPolicy;
 use tower_session_lifetime::{PostgresStore, SessionLifetimeLayer};
 
 /// Where PostgreSQL is unless `DATABASE_URL` says otherwise.
@@ -56,16 +55,9 @@ async fn main() -> ExitCode {
         // The policy lives in PostgreSQL too (`<table>_policies`): a change
         // made on one copy of the app reaches every copy.
         let policy_store = store.clone();
-        shared::demo::app_sharing(
-            policy,
-            SessionLifetimeLayer::new(store),
-            |live| async move {
-                SharedPolicy::start(live, policy_store)
-                    .await
-                    .map(PolicyControl::Shared)
-                    .map_err(|err| format!("cannot read or store the shared policy: {err}"))
-            },
-        )
+        shared::demo::app_sharing(policy, SessionLifetimeLayer::new(store), |live| {
+            PolicyControl::shared(live, policy_store)
+        })
         .await
     })
     .await

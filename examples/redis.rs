@@ -29,7 +29,6 @@ mod shared;
 use std::process::ExitCode;
 
 use shared::admin::PolicyControl;
-use tower_session_lifetime::shared_policy::SharedPolicy;
 use tower_session_lifetime::{RedisStore, SessionLifetimeLayer};
 
 /// Where Redis is unless `REDIS_URL` says otherwise.
@@ -48,16 +47,9 @@ async fn main() -> ExitCode {
         // The policy lives in Redis too, through a client of its own: a
         // change made on one copy of the app reaches every copy.
         let policy_store = store_from_env().await?;
-        shared::demo::app_sharing(
-            policy,
-            SessionLifetimeLayer::new(store),
-            |live| async move {
-                SharedPolicy::start(live, policy_store)
-                    .await
-                    .map(PolicyControl::Shared)
-                    .map_err(|err| format!("cannot read or store the shared policy: {err}"))
-            },
-        )
+        shared::demo::app_sharing(policy, SessionLifetimeLayer::new(store), |live| {
+            PolicyControl::shared(live, policy_store)
+        })
         .await
     })
     .await

@@ -34,9 +34,9 @@ use subtle::ConstantTimeEq;
 use tower_session_lifetime::policy::{
     Caps, LivePolicy, PolicyChange, PolicyError, PolicySnapshot, Setting,
 };
-#[cfg(any(feature = "redis", feature = "postgres"))]
-use tower_session_lifetime::shared_policy::SharedPolicy;
 use tower_session_lifetime::Policy;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+use tower_session_lifetime::{shared_policy::SharedPolicy, store::PolicyStore};
 
 /// The longest idle timeout the API accepts: 3 days.
 pub const IDLE_CAP: Duration = Duration::from_secs(3 * 24 * 3600);
@@ -57,6 +57,15 @@ pub enum PolicyControl {
 }
 
 impl PolicyControl {
+    /// `live`, shared with every copy of the app through `store`.
+    #[cfg(any(feature = "redis", feature = "postgres"))]
+    pub async fn shared(live: LivePolicy, store: impl PolicyStore) -> Result<Self, String> {
+        SharedPolicy::start(live, store)
+            .await
+            .map(PolicyControl::Shared)
+            .map_err(|err| format!("cannot read or store the shared policy: {err}"))
+    }
+
     /// The policies in force.
     pub fn current(&self) -> PolicySnapshot {
         match self {
