@@ -16,11 +16,11 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use common::captured::Captured;
-use common::policy_backend::Backend;
+use common::policy_backend::{reached, Backend, BOUND};
 use common::{set_cookie, TestApp, HOUR, MINUTE};
 use http::{header, Request, StatusCode};
 use tower_session_lifetime::observe::SessionMetrics;
@@ -33,8 +33,6 @@ use tower_session_lifetime::store::{PolicyStore, StoreError, StoredPolicies};
 use tower_session_lifetime::{MemoryStore, Policies, Policy, RedisStore, SessionLifetimeLayer};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
-/// The propagation bound the crate states.
-const BOUND: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -130,31 +128,11 @@ impl PolicyStore for Wrapped {
     }
 }
 
-fn plain(backend: &Backend) -> Wrapped {
-    Wrapped {
-        inner: backend.store(),
-        ack_delay: Duration::ZERO,
-    }
-}
-
 async fn start_node(backend: &Backend, policies: Policies) -> SharedPolicy {
     let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policies(policies);
-    SharedPolicy::start(layer.live_policy(), plain(backend))
+    SharedPolicy::start(layer.live_policy(), backend.client())
         .await
         .unwrap()
-}
-
-async fn reached(node: &SharedPolicy, version: u64) -> Duration {
-    let start = Instant::now();
-    while node.current().version() < version {
-        assert!(
-            start.elapsed() < 10 * BOUND,
-            "version {version} did not arrive (at {})",
-            node.current().version()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    start.elapsed()
 }
 
 const FORMAT: &str = "tower-session-lifetime policies 1";
@@ -585,7 +563,7 @@ async fn every_change_is_logged_and_counted_locally_and_shared() {
     assert!(captured.lines_with(&["actor-refused-7f3a"]).is_empty());
 
     let backend = Backend::redis();
-    let shared = SharedPolicy::start(live.clone(), plain(&backend))
+    let shared = SharedPolicy::start(live.clone(), backend.client())
         .await
         .unwrap();
     let other = start_node(&backend, Policies::single(minutes(30))).await;
@@ -646,12 +624,12 @@ async fn a_tenant_one_node_does_not_list_survives_its_changes(backend: Backend) 
         .apply(PolicyChange::tenant("y.example", minutes(7)).by("admin on A"))
         .await
         .unwrap();
-    reached(&b, changed.version()).await;
+    reached(b.live(), changed.version()).await;
     let changed = b
         .apply(PolicyChange::default_policy(minutes(20)).by("admin on B"))
         .await
         .unwrap();
-    reached(&a, changed.version()).await;
+    reached(a.live(), changed.version()).await;
     assert_eq!(
         a.current().policies().tenant_policy("y.example"),
         Some(&minutes(7)),
@@ -719,7 +697,7 @@ async fn odd_tenant_names_arrive_exactly(backend: Backend) {
             .unwrap();
         version = changed.version();
     }
-    reached(&b, version).await;
+    reached(b.live(), version).await;
     for (i, name) in names.iter().enumerate() {
         assert_eq!(
             b.current().policies().tenant_policy(name),
@@ -756,7 +734,7 @@ async fn two_nodes_change_while_a_third_starts(backend: Backend) {
     let b = start_node(&backend, Policies::single(minutes(30))).await;
     for round in 0..6u64 {
         let seen = a.current().version();
-        reached(&b, seen).await;
+        reached(b.live(), seen).await;
         let third = async {
             let layer =
                 SessionLifetimeLayer::new(MemoryStore::new()).with_policy(minutes(90 + round));
@@ -764,7 +742,7 @@ async fn two_nodes_change_while_a_third_starts(backend: Backend) {
             // Changed alone before it starts sharing: counts for nothing.
             live.apply(PolicyChange::default_policy(minutes(91 + round)).by("alone"))
                 .unwrap();
-            SharedPolicy::start(live, plain(&backend)).await.unwrap()
+            SharedPolicy::start(live, backend.client()).await.unwrap()
         };
         let (on_a, on_b, c) = tokio::join!(
             a.apply(
@@ -785,10 +763,10 @@ async fn two_nodes_change_while_a_third_starts(backend: Backend) {
             other => panic!("round {round}: not one winner and one conflict: {other:?}"),
         };
         assert_eq!(winner.version(), seen + 1);
-        let took = reached(&c, winner.version()).await;
+        let took = reached(c.live(), winner.version()).await;
         assert!(took < BOUND, "round {round}: {took:?}");
         for node in [&a, &b, &c] {
-            reached(node, winner.version()).await;
+            reached(node.live(), winner.version()).await;
             assert_eq!(node.current().version(), winner.version());
             assert_eq!(
                 node.current().policies().default_policy(),
@@ -904,7 +882,7 @@ async fn a_failed_second_start_does_not_unshare_a_sharing_layer() {
     let backend = Backend::redis();
     let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policy(minutes(30));
     let live = layer.live_policy();
-    let shared = SharedPolicy::start(live.clone(), plain(&backend))
+    let shared = SharedPolicy::start(live.clone(), backend.client())
         .await
         .unwrap();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1009,7 +987,7 @@ async fn redis_forged_fields_never_panic_and_lose_nothing() {
         let before = backend.raw().await;
         let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policy(minutes(30));
         let live = layer.live_policy();
-        let started = SharedPolicy::start(live.clone(), plain(&backend)).await;
+        let started = SharedPolicy::start(live.clone(), backend.client()).await;
         match &started {
             Ok(node) => {
                 assert_eq!(
@@ -1095,7 +1073,7 @@ async fn postgres_a_row_at_version_zero_does_not_block_every_change() {
         .await;
     let started = {
         let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policy(minutes(30));
-        SharedPolicy::start(layer.live_policy(), plain(&backend)).await
+        SharedPolicy::start(layer.live_policy(), backend.client()).await
     };
     let Ok(a) = started else {
         // Refused as corrupt at start: a typed error, acceptable.
@@ -1204,7 +1182,7 @@ async fn huge_stored_limits_never_panic_through_requests() {
         )
         .await;
     let (app, live) = app_with(|layer| layer.with_policy(minutes(30)));
-    let node = SharedPolicy::start(live.clone(), plain(&backend))
+    let node = SharedPolicy::start(live.clone(), backend.client())
         .await
         .unwrap();
     assert_eq!(node.current().version(), 3);
@@ -1245,7 +1223,7 @@ async fn redis_text_without_a_version_is_not_overwritten_silently() {
     backend.forge(None, Some(&text)).await;
     let before = backend.raw().await;
     let layer = SessionLifetimeLayer::new(MemoryStore::new()).with_policy(minutes(30));
-    let started = SharedPolicy::start(layer.live_policy(), plain(&backend)).await;
+    let started = SharedPolicy::start(layer.live_policy(), backend.client()).await;
     let after = backend.raw().await;
     match started {
         Err(_) => assert_eq!(after, before),

@@ -37,12 +37,9 @@ use tower_session_lifetime::store::{LifetimeStore, PolicyStore, StoreError, Stor
 use tower_session_lifetime::{Policies, Policy, SessionHandle, SessionLifetimeLayer};
 
 use common::captured::Captured;
-use common::policy_backend::Backend;
+use common::policy_backend::{reached, Backend, PolicyClient, BOUND};
 use common::shared_store::clock_now;
 use common::{set_cookie, DAY, HOUR, MINUTE};
-
-/// The propagation bound the crate states (under a second on loopback).
-const BOUND: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------------------
 // Backends: sessions and policies in one Redis prefix / PostgreSQL table
@@ -53,7 +50,7 @@ const BOUND: Duration = Duration::from_secs(1);
 /// same prefix / table.
 trait Clients {
     fn sessions(&self) -> Arc<dyn LifetimeStore>;
-    fn policies(&self) -> Client;
+    fn policies(&self) -> PolicyClient;
 }
 
 impl Clients for Backend {
@@ -64,36 +61,13 @@ impl Clients for Backend {
         }
     }
 
-    fn policies(&self) -> Client {
-        Client(self.store())
-    }
-}
-
-/// A policy store client of a backend's, as a store `SharedPolicy::start`
-/// takes.
-struct Client(Box<dyn PolicyStore>);
-
-impl Client {
-    fn inner(&self) -> &dyn PolicyStore {
-        &*self.0
-    }
-}
-
-#[async_trait::async_trait]
-impl PolicyStore for Client {
-    async fn load_policies(&self) -> Result<Option<StoredPolicies>, StoreError> {
-        self.inner().load_policies().await
-    }
-    async fn store_policies(&self, expected: u64, text: &str) -> Result<bool, StoreError> {
-        self.inner().store_policies(expected, text).await
-    }
-    async fn watch_policies(&self, changed: &(dyn Fn() + Send + Sync)) -> Result<(), StoreError> {
-        self.inner().watch_policies(changed).await
+    fn policies(&self) -> PolicyClient {
+        self.client()
     }
 }
 
 /// A client whose loads take `delay` (a start that is under way for a while).
-struct Slow(Client, Duration);
+struct Slow(PolicyClient, Duration);
 
 #[async_trait::async_trait]
 impl PolicyStore for Slow {
@@ -248,20 +222,6 @@ impl Node {
     }
 }
 
-/// Waits until `node` has `version` in force; how long it took.
-async fn reached(node: &Node, version: u64) -> Duration {
-    let start = Instant::now();
-    while node.version() < version {
-        assert!(
-            start.elapsed() < 10 * BOUND,
-            "version {version} did not arrive (at {})",
-            node.version()
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    start.elapsed()
-}
-
 fn change(policy: Policy, actor: &str) -> PolicyChange {
     PolicyChange::default_policy(policy).by(actor)
 }
@@ -317,7 +277,7 @@ async fn a_tightening_on_a_bites_on_b_within_the_bound(backend: Backend) {
         .apply(change(shorter_idle, "tightener"))
         .await
         .unwrap();
-    assert!(reached(&b, changed.version()).await < BOUND);
+    assert!(reached(&b.live, changed.version()).await < BOUND);
     clock.advance(11 * MINUTE);
     assert_eq!(
         b.reason(&idle_one).await,
@@ -363,7 +323,7 @@ async fn a_loosening_on_a_lengthens_no_existing_session_on_b(backend: Backend) {
         .apply(PolicyChange::tenant(STRICT, looser).by("loosener"))
         .await
         .unwrap();
-    reached(&b, changed_strict.version()).await;
+    reached(&b.live, changed_strict.version()).await;
     assert!(changed_strict.version() > changed.version());
     assert_eq!(b.live.current().policies().default_policy(), &looser);
 
@@ -458,7 +418,7 @@ async fn remember_me_and_route_groups_keep_their_rules_across_nodes(backend: Bac
         .apply(PolicyChange::tenant(STRICT, strict_after).by("rm-admin"))
         .await
         .unwrap();
-    reached(&b, last.version()).await;
+    reached(&b.live, last.version()).await;
 
     // The route group on B: 6 minutes idle on /admin is refused, for a
     // plain session and a remember-me one (the group's idle caps the
@@ -557,7 +517,7 @@ async fn dropping_every_clone_gives_the_layer_back(backend: Backend) {
         ))
         .await
         .unwrap();
-    reached(&b, followed.version()).await;
+    reached(&b.live, followed.version()).await;
 
     // Every clone dropped while A keeps changing: B's policies are its own
     // again, nothing from A lands on B any more.
@@ -681,7 +641,7 @@ async fn concurrent_starts_on_one_layer_give_one_sharer(backend: Backend) {
         .apply(change(policy(7 * MINUTE, 8 * HOUR, 7 * DAY, 30 * DAY), "a"))
         .await
         .unwrap();
-    reached(&b, changed.version()).await;
+    reached(&b.live, changed.version()).await;
     assert_eq!(winner.current().version(), changed.version());
     let cookie = a.login("w", false).await;
     clock.advance(8 * MINUTE);
@@ -860,13 +820,13 @@ async fn the_audit_trail_is_on_the_node_that_made_the_change(backend: Backend, t
         ))
         .await
         .unwrap();
-    reached(&b, made.version()).await;
+    reached(&b.live, made.version()).await;
     let actor_b = format!("audit-b-{tag}");
     let made_b = shared_b
         .apply(PolicyChange::tenant(STRICT, policy(5 * MINUTE, HOUR, DAY, DAY)).by(&actor_b))
         .await
         .unwrap();
-    reached(&a, made_b.version()).await;
+    reached(&a.live, made_b.version()).await;
     // Refused: a conflict, an unknown tenant, a lengthened route group.
     let actor_refused = format!("audit-refused-{tag}");
     shared_a
@@ -956,7 +916,7 @@ async fn hostile_changes_store_nothing_and_consume_no_version(backend: Backend) 
         ))
         .await
         .unwrap();
-    reached(&b, first.version()).await;
+    reached(&b.live, first.version()).await;
     let raw_before = backend.raw().await;
     assert!(!raw_before.is_empty());
     let before_a = a.live.current();
@@ -1112,7 +1072,7 @@ async fn hostile_changes_store_nothing_and_consume_no_version(backend: Backend) 
         .unwrap();
     assert_eq!(next.version(), first.version() + 1);
     assert_eq!(backend.stored().await.unwrap().version, first.version() + 1);
-    reached(&a, next.version()).await;
+    reached(&a.live, next.version()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

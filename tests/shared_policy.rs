@@ -13,17 +13,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::policy_backend::Backend;
+use common::policy_backend::{reached, Backend, BOUND};
 use common::proxy::Proxy;
 use tower_session_lifetime::policy::{PolicyChange, PolicyChangeError};
 use tower_session_lifetime::shared_policy::{SharedPolicy, SharedPolicyError, POLL_INTERVAL};
 use tower_session_lifetime::store::{PolicyStore, StoreError, StoredPolicies};
 use tower_session_lifetime::{MemoryStore, Policy, RedisStore, SessionLifetimeLayer};
-
-/// How long a change may take to reach another node: the bound
-/// `SharedPolicy` states (a notification, else a poll), with room for a
-/// loaded machine.
-const BOUND: Duration = Duration::from_secs(1);
 
 fn idle(minutes: u64) -> Policy {
     Policy::builder()
@@ -93,20 +88,6 @@ async fn node_told(
     .unwrap()
 }
 
-/// Waits until `node` has version `version`; how long it took.
-async fn reached(node: &SharedPolicy, version: u64) -> Duration {
-    let start = Instant::now();
-    while node.current().version() < version {
-        assert!(
-            start.elapsed() < 10 * BOUND,
-            "version {version} did not arrive (at {})",
-            node.current().version()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    start.elapsed()
-}
-
 async fn a_change_on_one_node_reaches_the_others(backend: Backend) {
     let a = node(&backend, idle(30), None).await;
     let b = node(&backend, idle(45), None).await;
@@ -127,7 +108,7 @@ async fn a_change_on_one_node_reaches_the_others(backend: Backend) {
             )
             .await
             .unwrap();
-        let took = reached(&b, changed.version()).await;
+        let took = reached(b.live(), changed.version()).await;
         slowest = slowest.max(took);
         assert_eq!(b.current().policies().default_policy(), &idle(minutes));
     }
@@ -159,7 +140,7 @@ async fn without_notifications_the_poll_brings_the_change(backend: Backend) {
             .apply(PolicyChange::default_policy(idle(minutes)).by("admin"))
             .await
             .unwrap();
-        slowest = slowest.max(reached(&deaf, changed.version()).await);
+        slowest = slowest.max(reached(deaf.live(), changed.version()).await);
     }
     println!("without notifications, a change arrived within {slowest:?} (poll {POLL_INTERVAL:?})");
     // The poll's interval and a round trip: under a second when idle; the
@@ -173,7 +154,7 @@ async fn two_admins_at_once_give_one_winner_and_one_conflict(backend: Backend) {
     let b = node(&backend, idle(30), None).await;
     for round in 0..10 {
         let seen = a.current().version();
-        reached(&b, seen).await;
+        reached(b.live(), seen).await;
         let (on_a, on_b) = tokio::join!(
             a.apply(
                 PolicyChange::default_policy(idle(10 + round))
@@ -197,8 +178,8 @@ async fn two_admins_at_once_give_one_winner_and_one_conflict(backend: Backend) {
             ),
             "{loser}"
         );
-        reached(&a, winner.version()).await;
-        reached(&b, winner.version()).await;
+        reached(a.live(), winner.version()).await;
+        reached(b.live(), winner.version()).await;
         assert_eq!(
             a.current().policies().default_policy(),
             b.current().policies().default_policy()
@@ -234,7 +215,7 @@ async fn a_node_cut_off_keeps_its_policies_and_catches_up(backend: Backend) {
         .unwrap_err();
     assert!(matches!(err, SharedPolicyError::Store(_)), "{err}");
     proxy.restore();
-    reached(&cut, changed.version()).await;
+    reached(cut.live(), changed.version()).await;
     assert_eq!(cut.current().policies().default_policy(), &idle(7));
 }
 
@@ -307,7 +288,7 @@ async fn a_node_changed_alone_takes_the_stored_policies_at_start(backend: Backen
         .apply(PolicyChange::default_policy(idle(20)).by("admin on A"))
         .await
         .unwrap();
-    reached(&b, next.version()).await;
+    reached(b.live(), next.version()).await;
     assert_eq!(b.current().policies().default_policy(), &idle(20));
 }
 
@@ -326,7 +307,7 @@ async fn limits_finer_than_a_millisecond_arrive_exactly(backend: Backend) {
         .apply(PolicyChange::default_policy(fine).by("admin"))
         .await
         .unwrap();
-    reached(&b, changed.version()).await;
+    reached(b.live(), changed.version()).await;
     assert_eq!(b.current().policies().default_policy(), &fine);
     let c = node(&backend, idle(60), None).await;
     assert_eq!(
@@ -453,7 +434,7 @@ async fn stored_policies_that_vanish_are_stored_again(backend: Backend) {
         .apply(PolicyChange::default_policy(idle(12)).by("admin"))
         .await
         .unwrap();
-    reached(&b, changed.version()).await;
+    reached(b.live(), changed.version()).await;
     backend.remove().await;
     let start = Instant::now();
     let stored = loop {
@@ -488,7 +469,7 @@ async fn stored_policies_that_vanish_are_stored_again(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(next.version(), 2);
-    reached(&a, 2).await;
+    reached(a.live(), 2).await;
     assert_eq!(a.current().policies().default_policy(), &idle(8));
 }
 

@@ -3,9 +3,50 @@
 //! servers `TSL_REDIS_URL` and `TSL_POSTGRES_URL` name; and what is stored
 //! there, read and written raw, as an operator or a forger would.
 
+use std::time::{Duration, Instant};
+
+use tower_session_lifetime::policy::LivePolicy;
 use tower_session_lifetime::store::conformance::fresh_key;
-use tower_session_lifetime::store::{PolicyStore, StoredPolicies};
+use tower_session_lifetime::store::{PolicyStore, StoreError, StoredPolicies};
 use tower_session_lifetime::{PostgresStore, RedisStore};
+
+/// How long a change may take to reach another node: the bound
+/// `SharedPolicy` states (a notification, else a poll).
+pub const BOUND: Duration = Duration::from_secs(1);
+
+/// Waits until `live` has version `version` in force, failing after ten
+/// times [`BOUND`] (room for a loaded machine); how long it took.
+pub async fn reached(live: &LivePolicy, version: u64) -> Duration {
+    let start = Instant::now();
+    while live.current().version() < version {
+        assert!(
+            start.elapsed() < 10 * BOUND,
+            "version {version} did not arrive (at {})",
+            live.current().version()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    start.elapsed()
+}
+
+/// A policy store client of a backend's, as `SharedPolicy::start` takes
+/// one.
+pub struct PolicyClient(Box<dyn PolicyStore>);
+
+#[async_trait::async_trait]
+impl PolicyStore for PolicyClient {
+    async fn load_policies(&self) -> Result<Option<StoredPolicies>, StoreError> {
+        self.0.load_policies().await
+    }
+
+    async fn store_policies(&self, expected: u64, text: &str) -> Result<bool, StoreError> {
+        self.0.store_policies(expected, text).await
+    }
+
+    async fn watch_policies(&self, changed: &(dyn Fn() + Send + Sync)) -> Result<(), StoreError> {
+        self.0.watch_policies(changed).await
+    }
+}
 
 /// The value of the environment variable `name`, which the test needs.
 pub fn env(name: &str) -> String {
@@ -83,6 +124,12 @@ impl Backend {
     /// A policy store client of its own.
     pub fn store(&self) -> Box<dyn PolicyStore> {
         self.store_at(self.url())
+    }
+
+    /// A policy store client of its own, as `SharedPolicy::start` takes
+    /// one.
+    pub fn client(&self) -> PolicyClient {
+        PolicyClient(self.store())
     }
 
     /// The stored policies, as the store reads them.
