@@ -26,6 +26,12 @@ pub const SESSION_ID_BYTES: usize = 16;
 /// Length of an encoded session ID: unpadded URL-safe base64 of 16 bytes.
 pub const SESSION_ID_LEN: usize = 22;
 
+/// A session ID as its cookie spells it: the only spelling
+/// [`SessionId::parse`] takes, so two IDs are the same exactly when their
+/// texts are (in follow mode, the inner layer's `Set-Cookie` is compared
+/// with the request's text instead of decoded).
+pub(crate) type IdText = [u8; SESSION_ID_LEN];
+
 /// A session ID: 128 bits from the operating system's CSPRNG.
 ///
 /// It travels in the cookie as 22 characters of unpadded URL-safe base64 and

@@ -27,7 +27,7 @@ use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 
 use crate::bytes::{find_byte, percent_decoded};
-use crate::id::{SessionId, SESSION_ID_LEN};
+use crate::id::{IdText, SessionId, SESSION_ID_LEN};
 use crate::rejection::RejectReason;
 
 /// Default cookie name.
@@ -108,7 +108,12 @@ impl SessionCookie {
         match found {
             None => CookieLookup::Absent,
             Some(value) => match self.decode(&value) {
-                Ok(id) => CookieLookup::Found(id),
+                Ok(id) => {
+                    // `decode` took exactly that many bytes at the end.
+                    let mut text = [0u8; SESSION_ID_LEN];
+                    text.copy_from_slice(&value[value.len() - SESSION_ID_LEN..]);
+                    CookieLookup::Found(id, text)
+                }
                 Err(reason) => CookieLookup::Rejected(reason),
             },
         }
@@ -245,8 +250,9 @@ fn hmac_for(key: &[u8; 32]) -> Hmac<Sha256> {
 pub(crate) enum CookieLookup {
     /// No session cookie: a visitor.
     Absent,
-    /// A well-formed (and, if signing is on, authentic) ID.
-    Found(SessionId),
+    /// A well-formed (and, if signing is on, authentic) ID, and the ID as
+    /// the cookie spelled it (its canonical form, signature aside).
+    Found(SessionId, IdText),
     /// A session cookie that cannot be used.
     Rejected(RejectReason),
 }

@@ -651,6 +651,47 @@ async fn a_percent_encoded_cookie_name_is_no_way_around_a_logout() {
 }
 
 #[tokio::test]
+async fn a_repeat_of_the_presented_id_is_dropped_however_the_request_spelled_it() {
+    let stack = Stack::new(policy(HOUR, DAY));
+    let cookie = stack.login("alice", false, None).await;
+    let id = cookie.strip_prefix("id=").unwrap().to_owned();
+    let percent_encoded = format!("{}%{:02X}{}", &id[..3], id.as_bytes()[3], &id[4..]);
+    // tower-cookies reads each of these as the same ID, so tower-sessions
+    // saves the counter under it and sets the cookie again, spelled plainly.
+    for (round, header) in [
+        cookie.clone(),
+        format!("id={percent_encoded}"),
+        format!("theme=dark; id = {id} ; lang=en"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let response = stack.request("GET", "/count", Some(&header)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{header}");
+        assert_eq!(
+            cookie_header(&response),
+            None,
+            "{header}: the repeated ID is dropped"
+        );
+        assert!(!removes_cookie(&response), "{header}");
+        assert_eq!(
+            body_text(response).await,
+            (round + 1).to_string(),
+            "{header}"
+        );
+    }
+    // A new ID from the inner layer is not taken for a repeat.
+    let response = stack.request("POST", "/cycle", Some(&cookie)).await;
+    let cycled = cookie_header(&response).expect("the new ID reaches the browser");
+    assert_ne!(cycled, cookie);
+    assert_eq!(stack.protected(&cycled).await.status(), StatusCode::OK);
+    assert_eq!(
+        stack.protected(&cookie).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
 async fn unicode_white_space_around_the_cookie_is_no_way_around_the_idle_deadline() {
     let stack = Stack::new(policy(HOUR, DAY));
     let cookie = stack.login("alice", false, None).await;
@@ -745,6 +786,11 @@ async fn a_signed_tower_sessions_cookie_is_followed_with_the_same_key() {
     let cookie = cookie_header(&first).expect("a signed session cookie");
     assert_eq!(lifetimes.len(), 1, "the signed ID got a lifetime");
     let second = send(Some(cookie.clone())).await;
+    assert_eq!(
+        cookie_header(&second),
+        None,
+        "the repeated signed ID is dropped"
+    );
     assert_eq!(
         body_text(second).await,
         "2",

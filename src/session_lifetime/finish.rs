@@ -9,7 +9,7 @@ use super::context::RequestContext;
 use super::follow::{self, CookieEdit, Settle};
 use crate::config::Config;
 use crate::handle::SessionHandle;
-use crate::id::SessionId;
+use crate::id::{IdText, SessionId};
 use crate::rejection::{OnStoreError, RejectReason, RejectionResponse};
 
 /// What happens next to a request: the inner service, or an answer now.
@@ -29,11 +29,13 @@ pub(crate) struct Finish<R> {
 }
 
 /// A followed cookie's request: the session its cookie named (and whether
-/// it was admitted), and how to answer if the store fails on the way out.
+/// it was admitted, and then how the cookie spelled it), and how to answer
+/// if the store fails on the way out.
 struct Followed<R> {
     config: Arc<Config>,
     presented: Option<SessionId>,
     admitted: bool,
+    admitted_text: Option<IdText>,
     responder: R,
 }
 
@@ -48,6 +50,7 @@ impl<R> Finish<R> {
                 &self.handle,
                 followed.presented.as_ref(),
                 followed.admitted,
+                followed.admitted_text.as_ref(),
                 response.headers(),
             ),
         }
@@ -61,7 +64,7 @@ impl<R> Finish<R> {
         // With a followed cookie, a response on which the inner layer starts,
         // renews or ends a session has no deadlines to report yet: the
         // handle knows only the session the request came with.
-        let same_session = matches!(edit, CookieEdit::FromHandle | CookieEdit::Drop);
+        let same_session = matches!(edit, CookieEdit::FromHandle | CookieEdit::Drop { .. });
         match (edit, &self.followed) {
             (CookieEdit::FromHandle, _) => self.handle.write_cookie(response.headers_mut()),
             (edit, Some(followed)) => {
@@ -128,6 +131,7 @@ pub(crate) fn call_with<ReqBody, ResBody, R: Clone>(
         config: Arc::clone(config),
         presented,
         admitted,
+        admitted_text: context.presented_text.copied().filter(|_| admitted),
         responder: context.responder.clone(),
     });
     Next::Call(Finish {

@@ -35,7 +35,7 @@ use http::{HeaderMap, HeaderValue};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::handle::{CurrentSession, FollowedState, PendingSession, SessionHandle};
-use crate::id::SessionId;
+use crate::id::{IdText, SessionId};
 use crate::policy::{judge, Policy, PolicyChoice, Verdict, DEFAULT_RENEWAL_GRACE};
 use crate::record::SessionRecord;
 use crate::session_cookie::forbid_caching;
@@ -62,8 +62,9 @@ pub(crate) enum CookieEdit {
     /// The inner layer's cookie dropped: it repeats the ID the browser
     /// sent, and repeating it could overwrite a newer ID that a concurrent
     /// login gave the browser meanwhile; or it names an ID that must not
-    /// reach the browser.
-    Drop,
+    /// reach the browser. `lone`: it is known to be the response's only
+    /// `Set-Cookie`, so the header goes without reading it again.
+    Drop { lone: bool },
     /// The inner layer's removal, as it wrote it.
     Keep,
     /// No cookie for this session: drop the inner layer's, clear the
@@ -91,19 +92,21 @@ pub(crate) enum Settle {
 }
 
 /// Decides what the inner layer's response means; see the module docs.
-/// `presented` is the session the request's cookie named, and `admitted`
-/// whether the layer admitted it.
+/// `presented` is the session the request's cookie named, `admitted`
+/// whether the layer admitted it, and `admitted_text` how the cookie
+/// spelled an admitted ID.
 pub(crate) fn settle(
     config: &Arc<Config>,
     handle: &SessionHandle,
     presented: Option<&SessionId>,
     admitted: bool,
+    admitted_text: Option<&IdText>,
     headers: &HeaderMap,
 ) -> Settle {
     let admitted = presented.filter(|_| admitted);
     let later = |future: Pin<Box<dyn Future<Output = CookieEdit> + Send>>| Settle::Later(future);
     let flags = handle.followed_flags();
-    let outbound = outbound(config, headers);
+    let (outbound, lone) = outbound(config, headers, admitted.zip(admitted_text));
     // A login on which the inner layer kept the ID the request came with
     // (or wrote no cookie at all): fixation, unless the layer moves the
     // session to a new ID itself.
@@ -157,7 +160,7 @@ pub(crate) fn settle(
                     .and_then(|current| current.cookie_max_age);
                 Settle::Now(CookieEdit::Lifetime(max_age))
             }
-            (true, _) => Settle::Now(CookieEdit::Drop),
+            (true, _) => Settle::Now(CookieEdit::Drop { lone }),
             // Ended through the handle, and the inner layer saved the
             // session after that: its data goes again.
             (false, Some(id)) => {
@@ -412,7 +415,7 @@ async fn ended_meanwhile(config: &Config, id: &SessionId) -> CookieEdit {
         "a session ended while its ID was being changed; the new ID is not handed out"
     );
     config.delete_data(id).await;
-    CookieEdit::Drop
+    CookieEdit::Drop { lone: false }
 }
 
 /// How the inner layer kept the ID a login came with.
@@ -491,8 +494,11 @@ async fn reissue(
                 "a sign-in's session was moved or ended by another request; no ID handed out"
             );
             return match old {
-                Some(old) => end(config, old, CookieEdit::Drop, EndReason::Replaced).await,
-                None => CookieEdit::Drop,
+                Some(old) => {
+                    let edit = CookieEdit::Drop { lone: false };
+                    end(config, old, edit, EndReason::Replaced).await
+                }
+                None => CookieEdit::Drop { lone: false },
             };
         }
         Err(err) => {
@@ -553,22 +559,37 @@ async fn end(
 }
 
 /// The last `Set-Cookie` the inner layer wrote for the followed cookie.
-fn outbound(config: &Config, headers: &HeaderMap) -> Outbound {
+/// `admitted` is the admitted session's ID and its text as the request's
+/// cookie spelled it: a `Set-Cookie` that repeats that text (the common
+/// case, tower-sessions' `always_save`) sets that ID, known without
+/// decoding the value again. Also whether the response has exactly one
+/// `Set-Cookie`.
+fn outbound(
+    config: &Config,
+    headers: &HeaderMap,
+    admitted: Option<(&SessionId, &IdText)>,
+) -> (Outbound, bool) {
     let mut found = Outbound::Untouched;
+    let mut headers_seen = 0;
     for header in headers.get_all(SET_COOKIE) {
+        headers_seen += 1;
         let Some(set) = SetCookie::read(config.cookie.name(), header) else {
             continue;
         };
         found = if set.removes(config.clock.as_ref()) {
             Outbound::Removed
         } else {
-            match config.cookie.decode(set.value) {
-                Ok(id) => Outbound::Set(id),
-                Err(_) => Outbound::Unusable,
+            match admitted {
+                // A signed cookie's value is longer than the text: decoded.
+                Some((id, text)) if set.value == text => Outbound::Set(id.clone()),
+                _ => match config.cookie.decode(set.value) {
+                    Ok(id) => Outbound::Set(id),
+                    Err(_) => Outbound::Unusable,
+                },
             }
         };
     }
-    found
+    (found, headers_seen == 1)
 }
 
 /// One `Set-Cookie` header for the followed cookie, read as far as this
@@ -783,7 +804,11 @@ pub(crate) fn edit_cookies(config: &Config, edit: CookieEdit, headers: &mut Head
             .iter()
             .any(|header| SetCookie::read(config.cookie.name(), header).is_some()),
         // `settle` saw the followed cookie, so it is there.
-        CookieEdit::Drop => {
+        CookieEdit::Drop { lone: true } => {
+            headers.remove(SET_COOKIE);
+            false
+        }
+        CookieEdit::Drop { lone: false } => {
             drop_followed(config, headers, true);
             false
         }
@@ -924,19 +949,60 @@ mod tests {
     }
 
     #[test]
+    fn a_repeat_of_the_admitted_text_sets_that_id_and_anything_else_is_decoded() {
+        let config = followed_config();
+        let id = SessionId::generate().unwrap();
+        let other = SessionId::generate().unwrap();
+        let text: IdText = id.encode().as_bytes().try_into().unwrap();
+        let headers_of = |values: &[String]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(SET_COOKIE, HeaderValue::from_str(value).unwrap());
+            }
+            headers
+        };
+        let read = |values: &[String]| outbound(&config, &headers_of(values), Some((&id, &text)));
+        let repeat = format!("id={}; Path=/", id.encode());
+        assert!(
+            matches!(read(std::slice::from_ref(&repeat)), (Outbound::Set(set), true) if set == id)
+        );
+        assert!(matches!(
+            read(&["theme=dark".into(), repeat.clone()]),
+            (Outbound::Set(set), false) if set == id
+        ));
+        let moved = format!("id={}", other.encode());
+        assert!(matches!(read(&[moved]), (Outbound::Set(set), true) if set == other));
+        // The same ID spelled otherwise is no ID at all, as before.
+        let mut lower = id.encode();
+        lower.replace_range(..1, if lower.starts_with('A') { "B" } else { "A" });
+        assert!(matches!(read(&[format!("id={lower}")]), (Outbound::Set(set), true) if set != id));
+        assert!(matches!(
+            read(&[format!("id={}%41", id.encode())]),
+            (Outbound::Unusable, true)
+        ));
+        assert!(matches!(
+            read(&[format!("{repeat}; Max-Age=0")]),
+            (Outbound::Removed, true)
+        ));
+        assert!(matches!(read(&[]), (Outbound::Untouched, false)));
+    }
+
+    #[test]
     fn dropping_the_followed_cookie_keeps_every_other_cookie() {
         let config = followed_config();
         let mut headers = HeaderMap::new();
         headers.append(SET_COOKIE, set_cookie("theme=dark; Path=/"));
         headers.append(SET_COOKIE, set_cookie("id=abc; Path=/"));
         headers.append(SET_COOKIE, set_cookie("lang=en"));
-        edit_cookies(&config, CookieEdit::Drop, &mut headers);
+        edit_cookies(&config, CookieEdit::Drop { lone: false }, &mut headers);
         assert_eq!(set_cookies(&headers), ["theme=dark; Path=/", "lang=en"]);
 
-        let mut alone = HeaderMap::new();
-        alone.append(SET_COOKIE, set_cookie("id=abc; Path=/"));
-        edit_cookies(&config, CookieEdit::Drop, &mut alone);
-        assert!(set_cookies(&alone).is_empty());
+        for lone in [false, true] {
+            let mut alone = HeaderMap::new();
+            alone.append(SET_COOKIE, set_cookie("id=abc; Path=/"));
+            edit_cookies(&config, CookieEdit::Drop { lone }, &mut alone);
+            assert!(set_cookies(&alone).is_empty(), "lone: {lone}");
+        }
 
         let mut other = HeaderMap::new();
         other.append(SET_COOKIE, set_cookie("theme=dark"));

@@ -101,6 +101,7 @@ impl<S, R> SessionLifetime<S, R> {
             config: &self.config,
             responder: &self.responder,
             choice,
+            presented_text: None,
         }
     }
 
@@ -133,7 +134,7 @@ impl<S, R> SessionLifetime<S, R> {
                 let response = status::refused_cookie(context, &request, reason);
                 return ResponseFuture::answered(response);
             }
-            CookieLookup::Found(id) => id,
+            CookieLookup::Found(id, _) => id,
         };
         match start_check(context.config, id, activity, context.choice) {
             Started::Done(checked) => {
@@ -170,10 +171,15 @@ where
             StatusRequest::CrossSite => return ResponseFuture::answered(status::forbidden()),
         };
         let lookup = self.config.cookie.read(request.headers());
+        let presented_text = match &lookup {
+            CookieLookup::Found(_, text) if self.config.followed => Some(*text),
+            _ => None,
+        };
         let context = RequestContext {
             config: &self.config,
             responder: &self.responder,
             choice: self.config.policies.choose(&request),
+            presented_text: presented_text.as_ref(),
         };
         if !matches!(lookup, CookieLookup::Absent) {
             if let Some(response) = too_many_guesses(context, &request) {
@@ -187,7 +193,7 @@ where
                 call_with(context, &mut request, handle, Entry::Visitor)
             }
             CookieLookup::Rejected(reason) => refuse(context, &mut request, reason, None),
-            CookieLookup::Found(id) => {
+            CookieLookup::Found(id, _) => {
                 match start_check(context.config, id, activity, context.choice) {
                     Started::Done(checked) => after_check(context, &mut request, checked),
                     Started::Pending(check) => {
