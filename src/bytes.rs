@@ -28,11 +28,25 @@ pub(crate) fn find_byte(bytes: &[u8], from: usize, needle: u8) -> Option<usize> 
         }
         at += 8;
     }
-    bytes
-        .get(at..)?
-        .iter()
-        .position(|&byte| byte == needle)
-        .map(|offset| at + offset)
+    // Fewer than eight bytes left: the last eight of the slice, when it
+    // has that many, as one word, with the bytes before `at` (searched
+    // already, or before `from`) set to 0xff so that they neither match
+    // nor borrow.
+    if at >= bytes.len() {
+        return None;
+    }
+    let Some(start) = bytes.len().checked_sub(8) else {
+        return bytes[at..]
+            .iter()
+            .position(|&byte| byte == needle)
+            .map(|offset| at + offset);
+    };
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[start..]);
+    let skipped = (at - start) * 8;
+    let x = (u64::from_le_bytes(word) ^ pattern) | ((1u64 << skipped) - 1);
+    let flagged = x.wrapping_sub(ONES) & !x & HIGHS;
+    (flagged != 0).then(|| start + (flagged.trailing_zeros() / 8) as usize)
 }
 
 /// `bytes` with `%XX` sequences decoded; others (`%` not followed by two hex

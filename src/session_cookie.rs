@@ -270,11 +270,24 @@ struct CookiePair<'a> {
 /// matters: a name this layer did not recognise (`%69d` or `id\u{a0}` for
 /// `id`) would reach an inner layer unchecked.
 fn value_named<'a>(pair: &'a [u8], name: &[u8]) -> Option<Cow<'a, [u8]>> {
-    let split = pair.iter().position(|&byte| byte == b'=')?;
-    if !is_named(trimmed(&pair[..split]), name) {
-        return None;
-    }
-    let value = trimmed(&pair[split + 1..]);
+    // As browsers send it: `name=` right after the ASCII spaces that
+    // separate pairs. A name is a token (ASCII, no `=`, no white space),
+    // so this is the name, trimmed, and the first `=`.
+    let after_name = pair
+        .trim_ascii_start()
+        .strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix(b"="));
+    let value = match after_name {
+        Some(value) => value,
+        None => {
+            let split = pair.iter().position(|&byte| byte == b'=')?;
+            if !is_named(trimmed(&pair[..split]), name) {
+                return None;
+            }
+            &pair[split + 1..]
+        }
+    };
+    let value = trimmed(value);
     let value = value
         .strip_prefix(b"\"")
         .and_then(|quoted| quoted.strip_suffix(b"\""))
@@ -572,6 +585,23 @@ mod tests {
             from in 0usize..70,
             needle in proptest::prelude::any::<u8>(),
         ) {
+            let expected = bytes
+                .get(from..)
+                .and_then(|rest| rest.iter().position(|&b| b == needle))
+                .map(|offset| from + offset);
+            proptest::prop_assert_eq!(find_byte(&bytes, from, needle), expected);
+        }
+
+        #[test]
+        fn find_byte_agrees_with_a_plain_search_among_near_misses(
+            // The needle and the bytes a word-at-a-time search could take
+            // for it (one bit off, one above, one below, zero).
+            picks in proptest::collection::vec(0usize..6, 0..40),
+            from in 0usize..44,
+            needle in proptest::prelude::any::<u8>(),
+        ) {
+            let near = [needle, needle ^ 1, needle.wrapping_add(1), needle.wrapping_sub(1), 0, 0xff];
+            let bytes: Vec<u8> = picks.iter().map(|&pick| near[pick]).collect();
             let expected = bytes
                 .get(from..)
                 .and_then(|rest| rest.iter().position(|&b| b == needle))
