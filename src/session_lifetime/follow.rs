@@ -46,6 +46,9 @@ use crate::time::Timestamp;
 enum Outbound {
     Untouched,
     Removed,
+    /// The admitted ID the request came with, set again.
+    Repeated,
+    /// Any other ID.
     Set(SessionId),
     /// A value that names no session this layer can read (a signature it
     /// cannot check, another ID format).
@@ -112,7 +115,7 @@ pub(crate) fn settle(
     // session to a new ID itself.
     let kept_id = match &outbound {
         Outbound::Untouched => Some(Kept::Unsaved),
-        Outbound::Set(id) if admitted == Some(id) => Some(Kept::Saved),
+        Outbound::Repeated => Some(Kept::Saved),
         _ => None,
     };
     if let Some(kept) = kept_id.filter(|_| flags.login) {
@@ -131,13 +134,13 @@ pub(crate) fn settle(
             );
             Settle::Now(CookieEdit::Clear)
         }
-        Outbound::Set(id) if presented == Some(&id) && admitted.is_none() => {
+        Outbound::Set(id) if admitted.is_none() && presented == Some(&id) => {
             // An ID the layer refused (or could not check) must not come
             // back through the inner layer's store.
             tracing::warn!("the session layer set the ID of a refused session; cleared");
             Settle::Now(CookieEdit::Clear)
         }
-        Outbound::Set(id) if admitted != Some(&id) => later(Box::pin(start(
+        Outbound::Set(id) => later(Box::pin(start(
             Arc::clone(config),
             id,
             handle.followed_state(),
@@ -152,7 +155,7 @@ pub(crate) fn settle(
             _ => Settle::Now(CookieEdit::Keep),
         },
         // The inner layer set the ID the request came with again.
-        Outbound::Set(_) => match (flags.active, admitted) {
+        Outbound::Repeated => match (flags.active, admitted) {
             (true, _) if flags.refresh => {
                 let max_age = handle
                     .followed_state()
@@ -561,9 +564,8 @@ async fn end(
 /// The last `Set-Cookie` the inner layer wrote for the followed cookie.
 /// `admitted` is the admitted session's ID and its text as the request's
 /// cookie spelled it: a `Set-Cookie` that repeats that text (the common
-/// case, tower-sessions' `always_save`) sets that ID, known without
-/// decoding the value again. Also whether the response has exactly one
-/// `Set-Cookie`.
+/// case, tower-sessions' `always_save`) is known without decoding the
+/// value again. Also whether the response has exactly one `Set-Cookie`.
 fn outbound(
     config: &Config,
     headers: &HeaderMap,
@@ -581,8 +583,11 @@ fn outbound(
         } else {
             match admitted {
                 // A signed cookie's value is longer than the text: decoded.
-                Some((id, text)) if set.value == text => Outbound::Set(id.clone()),
+                Some((_, text)) if is_text(set.value, text) => Outbound::Repeated,
                 _ => match config.cookie.decode(set.value) {
+                    Ok(id) if admitted.is_some_and(|(admitted, _)| *admitted == id) => {
+                        Outbound::Repeated
+                    }
                     Ok(id) => Outbound::Set(id),
                     Err(_) => Outbound::Unusable,
                 },
@@ -590,6 +595,12 @@ fn outbound(
         };
     }
     (found, headers_seen == 1)
+}
+
+/// Whether `value` is `text`, compared as a fixed-size array (a few word
+/// compares, not a call to `memcmp`).
+fn is_text(value: &[u8], text: &IdText) -> bool {
+    <&IdText>::try_from(value).is_ok_and(|value| value == text)
 }
 
 /// One `Set-Cookie` header for the followed cookie, read as far as this
@@ -963,12 +974,13 @@ mod tests {
         };
         let read = |values: &[String]| outbound(&config, &headers_of(values), Some((&id, &text)));
         let repeat = format!("id={}; Path=/", id.encode());
-        assert!(
-            matches!(read(std::slice::from_ref(&repeat)), (Outbound::Set(set), true) if set == id)
-        );
+        assert!(matches!(
+            read(std::slice::from_ref(&repeat)),
+            (Outbound::Repeated, true)
+        ));
         assert!(matches!(
             read(&["theme=dark".into(), repeat.clone()]),
-            (Outbound::Set(set), false) if set == id
+            (Outbound::Repeated, false)
         ));
         let moved = format!("id={}", other.encode());
         assert!(matches!(read(&[moved]), (Outbound::Set(set), true) if set == other));
