@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Policy;
-use crate::limits::Limits;
+use crate::limits::{shorter_limit, Limits};
 use crate::record::SessionRecord;
 use crate::time::Timestamp;
 
@@ -154,8 +154,22 @@ pub enum Verdict {
 /// over one session's many requests. A change here changes the script and
 /// the statement in the same commit.
 pub fn judge(policy: &Policy, record: &SessionRecord, now: Timestamp) -> Verdict {
-    let limits = record.limits.tightest(policy.limits);
-    let stored = Deadlines::of(&limits, record);
+    // The tighter of the two limits that apply to this session (its
+    // remember-me picks them), as `Limits::tightest` would give them: only
+    // these two are computed, on every request.
+    let remember_me = record.remember_me;
+    let idle = record
+        .limits
+        .idle_for(remember_me)
+        .min(policy.limits.idle_for(remember_me));
+    let absolute = shorter_limit(
+        record.limits.absolute_for(remember_me),
+        policy.limits.absolute_for(remember_me),
+    );
+    let stored = Deadlines {
+        idle: record.last_activity.saturating_add(idle),
+        absolute: absolute.map(|timeout| record.created_at.saturating_add(timeout)),
+    };
     if let Some(absolute) = stored.absolute {
         if now >= absolute && absolute <= stored.idle {
             return Verdict::Expired(ExpiryReason::Absolute);
@@ -169,11 +183,14 @@ pub fn judge(policy: &Policy, record: &SessionRecord, now: Timestamp) -> Verdict
             return Verdict::Expired(ExpiryReason::Absolute);
         }
     }
-    let granularity = touch_granularity(policy, limits.idle_for(record.remember_me));
+    let granularity = touch_granularity(policy, idle);
     let since_stored = now.saturating_duration_since(record.last_activity);
     let touch = since_stored > Duration::ZERO && since_stored >= granularity;
     let deadlines = if touch {
-        Deadlines::from_activity(&limits, record, now)
+        Deadlines {
+            idle: now.saturating_add(idle),
+            ..stored
+        }
     } else {
         stored
     };
@@ -273,6 +290,89 @@ mod tests {
     }
 
     use super::*;
+
+    /// The rule as the tightest of all four limits states it, before
+    /// `judge` learnt to compute only the two a session's remember-me
+    /// picks.
+    fn judged_with_all_limits(policy: &Policy, record: &SessionRecord, now: Timestamp) -> Verdict {
+        let limits = record.limits.tightest(policy.limits);
+        let stored = Deadlines::of(&limits, record);
+        if let Some(absolute) = stored.absolute {
+            if now >= absolute && absolute <= stored.idle {
+                return Verdict::Expired(ExpiryReason::Absolute);
+            }
+        }
+        if now >= stored.idle {
+            return Verdict::Expired(ExpiryReason::Idle);
+        }
+        if stored.absolute.is_some_and(|absolute| now >= absolute) {
+            return Verdict::Expired(ExpiryReason::Absolute);
+        }
+        let granularity = touch_granularity(policy, limits.idle_for(record.remember_me));
+        let since_stored = now.saturating_duration_since(record.last_activity);
+        let touch = since_stored > Duration::ZERO && since_stored >= granularity;
+        let deadlines = if touch {
+            Deadlines::from_activity(&limits, record, now)
+        } else {
+            stored
+        };
+        let renew = policy.renewal.is_some_and(|renewal| {
+            now.saturating_duration_since(record.id_issued_at) >= renewal.interval
+        });
+        Verdict::Admitted(Admission {
+            deadlines,
+            touch,
+            renew,
+        })
+    }
+
+    fn limits() -> impl proptest::strategy::Strategy<Value = Limits> {
+        use proptest::prelude::*;
+        let limit = || (1u64..5_000).prop_map(Duration::from_millis);
+        (
+            limit(),
+            proptest::option::of(limit()),
+            limit(),
+            proptest::option::of(limit()),
+        )
+            .prop_map(|(idle, absolute, remember, remember_absolute)| {
+                Limits::new(idle, absolute, remember, remember_absolute)
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn judge_decides_as_the_tightest_of_all_four_limits_does(
+            policy_limits in limits(),
+            record_limits in limits(),
+            remember_me: bool,
+            granularity in 0u64..3_000,
+            renewal_interval in proptest::option::of(1u64..6_000),
+            created in 0u64..2_000,
+            active_after in 0u64..4_000,
+            now_after in 0u64..12_000,
+        ) {
+            // Any limits, even those the builder refuses: the rule must
+            // agree on whatever a store hands back.
+            let policy = Policy {
+                limits: policy_limits,
+                touch_granularity: Duration::from_millis(granularity),
+                renewal: renewal_interval.map(|interval| crate::policy::Renewal {
+                    interval: Duration::from_millis(interval),
+                    grace: Duration::ZERO,
+                }),
+                session_limit: None,
+            };
+            let mut record = SessionRecord::new(&policy, at(created), None, remember_me);
+            record.limits = record_limits;
+            record.last_activity = at(created + active_after);
+            let now = at(created + now_after);
+            proptest::prop_assert_eq!(
+                judge(&policy, &record, now),
+                judged_with_all_limits(&policy, &record, now)
+            );
+        }
+    }
 
     const MS: Duration = Duration::from_millis(1);
     const MIN: Duration = Duration::from_secs(60);
