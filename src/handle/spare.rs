@@ -23,9 +23,6 @@ thread_local! {
     static SPARE: Cell<Option<Arc<HandleInner>>> = const { Cell::new(None) };
 }
 
-/// A handle's state as the spare keeps it: nothing of any request.
-const EMPTY: HandleState = HandleState::EMPTY;
-
 /// The shared state of a new handle: the thread's spare, filled, or a new
 /// allocation when there is none.
 #[inline]
@@ -59,10 +56,11 @@ pub(super) fn keep(mut inner: Arc<HandleInner>) {
     }
     // What the request left (its session's record, IDs) is dropped now,
     // not when the spare is next filled.
-    *unique
+    unique
         .state
         .get_mut()
-        .unwrap_or_else(PoisonError::into_inner) = EMPTY;
+        .unwrap_or_else(PoisonError::into_inner)
+        .empty();
     // A spare already there (a request that finished inside another's
     // handler on this thread) is freed; during teardown, `inner` is.
     let _ = SPARE.try_with(|spare| spare.set(Some(inner)));
@@ -71,6 +69,9 @@ pub(super) fn keep(mut inner: Arc<HandleInner>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A handle's state as the spare keeps it: nothing of any request.
+    const EMPTY: HandleState = HandleState::EMPTY;
 
     fn state_with_rejection() -> HandleState {
         HandleState {
@@ -94,6 +95,34 @@ mod tests {
             second.state.lock().unwrap().rejected.is_some(),
             "filled anew"
         );
+    }
+
+    #[test]
+    fn a_kept_handle_lets_go_of_everything_its_request_left() {
+        let subject: Arc<str> = Arc::from("alice");
+        let id = crate::id::SessionId::generate().unwrap();
+        let state = HandleState {
+            cookie: super::super::state::CookieChange::Write,
+            unconfirmed: Some(id),
+            pending: Some(super::super::state::PendingSession {
+                subject: Some(Arc::clone(&subject)),
+                remember_me: true,
+                login: true,
+                label: Some(Arc::clone(&subject)),
+            }),
+            signed_in: true,
+            ..state_with_rejection()
+        };
+        keep(fill(PolicyChoice::default(), state));
+        assert_eq!(Arc::strong_count(&subject), 1, "its strings dropped");
+        let spare = SPARE.with(Cell::take).expect("kept as the spare");
+        let emptied = spare.state.lock().unwrap();
+        assert!(emptied.session.is_none());
+        assert!(emptied.cookie == super::super::state::CookieChange::Keep);
+        assert!(emptied.rejected.is_none());
+        assert!(emptied.unconfirmed.is_none());
+        assert!(emptied.pending.is_none());
+        assert!(!emptied.signed_in);
     }
 
     #[test]

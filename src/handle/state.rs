@@ -70,6 +70,7 @@ pub(super) enum CookieChange {
 
 impl HandleState {
     /// The state of no request: what a reused handle is emptied to.
+    #[cfg(test)]
     pub(super) const EMPTY: HandleState = HandleState {
         session: None,
         cookie: CookieChange::Keep,
@@ -78,6 +79,27 @@ impl HandleState {
         pending: None,
         signed_in: false,
     };
+
+    /// Empties this state, a field at a time: each field writes only its
+    /// own empty value, where assigning a whole empty state copies all of
+    /// its bytes (a spare is emptied on every request). Naming every field
+    /// makes a new one a compile error here until it is emptied too.
+    pub(super) fn empty(&mut self) {
+        let HandleState {
+            session,
+            cookie,
+            rejected,
+            unconfirmed,
+            pending,
+            signed_in,
+        } = self;
+        *session = None;
+        *cookie = CookieChange::Keep;
+        *rejected = None;
+        *unconfirmed = None;
+        *pending = None;
+        *signed_in = false;
+    }
 }
 
 impl ActiveSession {
