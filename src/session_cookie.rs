@@ -109,9 +109,11 @@ impl SessionCookie {
             None => CookieLookup::Absent,
             Some(value) => match self.decode(&value) {
                 Ok(id) => {
-                    // `decode` took exactly that many bytes at the end.
-                    let mut text = [0u8; SESSION_ID_LEN];
-                    text.copy_from_slice(&value[value.len() - SESSION_ID_LEN..]);
+                    // Unsigned, `decode` took the value as it is.
+                    let text = match self.signing_key {
+                        None => <IdText>::try_from(&value[..]).ok(),
+                        Some(_) => None,
+                    };
                     CookieLookup::Found(id, text)
                 }
                 Err(reason) => CookieLookup::Rejected(reason),
@@ -250,9 +252,10 @@ fn hmac_for(key: &[u8; 32]) -> Hmac<Sha256> {
 pub(crate) enum CookieLookup {
     /// No session cookie: a visitor.
     Absent,
-    /// A well-formed (and, if signing is on, authentic) ID, and the ID as
-    /// the cookie spelled it (its canonical form, signature aside).
-    Found(SessionId, IdText),
+    /// A well-formed (and, if signing is on, authentic) ID; for an unsigned
+    /// cookie, also its value, the ID as spelled (its only spelling). A
+    /// signed value has none: its ID alone is not the value.
+    Found(SessionId, Option<IdText>),
     /// A session cookie that cannot be used.
     Rejected(RejectReason),
 }

@@ -109,7 +109,8 @@ pub(crate) fn settle(
     let admitted = presented.filter(|_| admitted);
     let later = |future: Pin<Box<dyn Future<Output = CookieEdit> + Send>>| Settle::Later(future);
     let flags = handle.followed_flags();
-    let (outbound, lone) = outbound(config, headers, admitted.zip(admitted_text));
+    let refused = presented.filter(|_| admitted.is_none());
+    let (outbound, lone) = outbound(config, headers, admitted, admitted_text, refused);
     // A login on which the inner layer kept the ID the request came with
     // (or wrote no cookie at all): fixation, unless the layer moves the
     // session to a new ID itself.
@@ -562,16 +563,21 @@ async fn end(
 }
 
 /// The last `Set-Cookie` the inner layer wrote for the followed cookie.
-/// `admitted` is the admitted session's ID and its text as the request's
-/// cookie spelled it: a `Set-Cookie` that repeats that text (the common
-/// case, tower-sessions' `always_save`) is known without decoding the
-/// value again. Also whether the response has exactly one `Set-Cookie`.
+/// `admitted` is the admitted session's ID and `admitted_text` its text
+/// as the request's unsigned cookie spelled it: a `Set-Cookie` that
+/// repeats that text (the common case, tower-sessions' `always_save`) is
+/// known without decoding the value again. Also whether the response has
+/// exactly one `Set-Cookie`. `refused` is the ID the request presented
+/// when the layer did not admit it.
 fn outbound(
     config: &Config,
     headers: &HeaderMap,
-    admitted: Option<(&SessionId, &IdText)>,
+    admitted: Option<&SessionId>,
+    admitted_text: Option<&IdText>,
+    refused: Option<&SessionId>,
 ) -> (Outbound, bool) {
     let mut found = Outbound::Untouched;
+    let mut refused_again = None;
     let mut headers_seen = 0;
     for header in headers.get_all(SET_COOKIE) {
         headers_seen += 1;
@@ -581,18 +587,27 @@ fn outbound(
         found = if set.removes(config.clock.as_ref()) {
             Outbound::Removed
         } else {
-            match admitted {
-                // A signed cookie's value is longer than the text: decoded.
-                Some((_, text)) if is_text(set.value, text) => Outbound::Repeated,
+            match admitted_text {
+                // Only an unsigned cookie has a text; a signed one is
+                // decoded, its signature checked.
+                Some(text) if is_text(set.value, text) => Outbound::Repeated,
                 _ => match config.cookie.decode(set.value) {
-                    Ok(id) if admitted.is_some_and(|(admitted, _)| *admitted == id) => {
-                        Outbound::Repeated
+                    Ok(id) if admitted == Some(&id) => Outbound::Repeated,
+                    Ok(id) => {
+                        if refused == Some(&id) {
+                            refused_again = Some(id.clone());
+                        }
+                        Outbound::Set(id)
                     }
-                    Ok(id) => Outbound::Set(id),
                     Err(_) => Outbound::Unusable,
                 },
             }
         };
+    }
+    // The browser keeps the last; but a refused ID set anywhere in the
+    // response must not reach it at all.
+    if let Some(id) = refused_again {
+        found = Outbound::Set(id);
     }
     (found, headers_seen == 1)
 }
@@ -814,27 +829,30 @@ pub(crate) fn edit_cookies(config: &Config, edit: CookieEdit, headers: &mut Head
             .get_all(SET_COOKIE)
             .iter()
             .any(|header| SetCookie::read(config.cookie.name(), header).is_some()),
-        // `settle` saw the followed cookie, so it is there.
+        // `settle` saw the followed cookie as the only `Set-Cookie`.
         CookieEdit::Drop { lone: true } => {
             headers.remove(SET_COOKIE);
             false
         }
+        // Not known to be there: a login the inner layer wrote no cookie
+        // for ends in a `Drop` too, and a lone `Set-Cookie` is then the
+        // app's own.
         CookieEdit::Drop { lone: false } => {
-            drop_followed(config, headers, true);
+            drop_followed(config, headers);
             false
         }
         // The cookies appended here forbid caching themselves.
         CookieEdit::Clear | CookieEdit::StoreFailed => {
-            drop_followed(config, headers, false);
+            drop_followed(config, headers);
             config.cookie.append_removal(headers);
             false
         }
         CookieEdit::StoreFailedKeptId => {
-            drop_followed(config, headers, false);
+            drop_followed(config, headers);
             false
         }
         CookieEdit::Reissue { id, max_age } => {
-            drop_followed(config, headers, false);
+            drop_followed(config, headers);
             config.cookie.append_set(headers, &id, max_age);
             false
         }
@@ -861,15 +879,14 @@ pub(crate) fn edit_cookies(config: &Config, edit: CookieEdit, headers: &mut Head
 }
 
 /// Removes every `Set-Cookie` for the followed cookie, keeping the others.
-/// `known_present`: the caller saw one, so a lone `Set-Cookie` is it.
-fn drop_followed(config: &Config, headers: &mut HeaderMap, known_present: bool) {
+fn drop_followed(config: &Config, headers: &mut HeaderMap) {
     let name = config.cookie.name();
     let http::header::Entry::Occupied(entry) = headers.entry(SET_COOKIE) else {
         return;
     };
     let mut values = entry.iter();
     let only = match (values.next(), values.next()) {
-        (Some(only), None) => Some(known_present || SetCookie::read(name, only).is_some()),
+        (Some(only), None) => Some(SetCookie::read(name, only).is_some()),
         _ => None,
     };
     match only {
@@ -972,7 +989,9 @@ mod tests {
             }
             headers
         };
-        let read = |values: &[String]| outbound(&config, &headers_of(values), Some((&id, &text)));
+        let read = |values: &[String]| {
+            outbound(&config, &headers_of(values), Some(&id), Some(&text), None)
+        };
         let repeat = format!("id={}; Path=/", id.encode());
         assert!(matches!(
             read(std::slice::from_ref(&repeat)),
@@ -1015,6 +1034,11 @@ mod tests {
             edit_cookies(&config, CookieEdit::Drop { lone }, &mut alone);
             assert!(set_cookies(&alone).is_empty(), "lone: {lone}");
         }
+        // A login the inner layer wrote no cookie for: the app's lone one stays.
+        let mut theirs = HeaderMap::new();
+        theirs.append(SET_COOKIE, set_cookie("theme=dark"));
+        edit_cookies(&config, CookieEdit::Drop { lone: false }, &mut theirs);
+        assert_eq!(set_cookies(&theirs), ["theme=dark"]);
 
         let mut other = HeaderMap::new();
         other.append(SET_COOKIE, set_cookie("theme=dark"));

@@ -172,7 +172,7 @@ where
         };
         let lookup = self.config.cookie.read(request.headers());
         let presented_text = match &lookup {
-            CookieLookup::Found(_, text) if self.config.followed => Some(*text),
+            CookieLookup::Found(_, text) if self.config.followed => *text,
             _ => None,
         };
         let context = RequestContext {
