@@ -146,6 +146,12 @@ impl<S: LifetimeStore> LifetimeStore for CountingStore<S> {
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
         self.inner.load(key).await
     }
+    // A read, so nothing to count; forwarded, so that the memory store keeps
+    // its synchronous fast path (a request that writes nothing allocates no
+    // future), as an app using it directly has.
+    fn try_load_now(&self, key: &SessionKey) -> Option<Result<Option<SessionRecord>, StoreError>> {
+        self.inner.try_load_now(key)
+    }
     async fn load_and_touch(
         &self,
         key: &SessionKey,
