@@ -143,6 +143,27 @@ async fn slow_login(State(gate): State<Gate>, handle: SessionHandle) -> StatusCo
 }
 
 impl Rig {
+    /// Sends `slow` (a request its handler holds at the gate) and, once
+    /// its handler is in, `method path` with `cookie`; lets the handler go
+    /// on once that one has answered. Both responses, the slow one first.
+    async fn race(
+        &self,
+        slow: Request<Body>,
+        method: &str,
+        path: &str,
+        cookie: &str,
+    ) -> (Response<Body>, Response<Body>) {
+        let slow = self.app.clone().oneshot(slow);
+        let other = async {
+            self.gate.entered.notified().await;
+            let response = self.send(method, path, &[cookie], &[], "append").await;
+            self.gate.release.notify_one();
+            response
+        };
+        let (slow, other) = tokio::join!(slow, other);
+        (slow.unwrap(), other)
+    }
+
     fn new() -> Self {
         Rig::build(None)
     }
@@ -918,21 +939,20 @@ async fn logout_while_a_repeat_is_in_flight_stays_logged_out() {
     let id = rig.session().await;
     let cookie = format!("{NAME}={id}");
     let quoted = format!("{NAME}=\"{id}\"");
-    let slow = rig.app.clone().oneshot(Rig::request(
-        "GET",
-        "/slow-count",
-        &[&cookie],
-        &["theme=dark", &quoted],
-        "append",
-    ));
-    let other = async {
-        rig.gate.entered.notified().await;
-        let logout = rig.send("POST", "/logout", &[&cookie], &[], "append").await;
-        rig.gate.release.notify_one();
-        logout
-    };
-    let (slow, logout) = tokio::join!(slow, other);
-    let slow = slow.unwrap();
+    let (slow, logout) = rig
+        .race(
+            Rig::request(
+                "GET",
+                "/slow-count",
+                &[&cookie],
+                &["theme=dark", &quoted],
+                "append",
+            ),
+            "POST",
+            "/logout",
+            &cookie,
+        )
+        .await;
     assert_eq!(logout.status(), StatusCode::OK);
     assert!(
         !id_values(&slow).iter().any(|value| value.contains(&id)),
@@ -949,21 +969,14 @@ async fn cycle_while_a_repeat_is_in_flight_keeps_the_new_id() {
     let rig = Rig::new();
     let id = rig.session().await;
     let cookie = format!("{NAME}={id}");
-    let slow = rig.app.clone().oneshot(Rig::request(
-        "GET",
-        "/slow-count",
-        &[&cookie],
-        &["theme=dark"],
-        "append",
-    ));
-    let other = async {
-        rig.gate.entered.notified().await;
-        let cycled = rig.send("POST", "/cycle", &[&cookie], &[], "append").await;
-        rig.gate.release.notify_one();
-        cycled
-    };
-    let (slow, cycled) = tokio::join!(slow, other);
-    let slow = slow.unwrap();
+    let (slow, cycled) = rig
+        .race(
+            Rig::request("GET", "/slow-count", &[&cookie], &["theme=dark"], "append"),
+            "POST",
+            "/cycle",
+            &cookie,
+        )
+        .await;
     let new = id_values(&cycled).pop().expect("the new ID");
     assert_ne!(new, id);
     assert_eq!(
@@ -983,21 +996,14 @@ async fn repeat_and_removal_in_one_response_in_flight_with_a_cycle() {
     let cookie = format!("{NAME}={id}");
     let removal = format!("{NAME}={id}; Max-Age=0");
     // The slow request repeats the ID and then removes it: a logout.
-    let slow = rig.app.clone().oneshot(Rig::request(
-        "GET",
-        "/slow-count",
-        &[&cookie],
-        &[&removal],
-        "append",
-    ));
-    let other = async {
-        rig.gate.entered.notified().await;
-        let cycled = rig.send("POST", "/cycle", &[&cookie], &[], "append").await;
-        rig.gate.release.notify_one();
-        cycled
-    };
-    let (slow, cycled) = tokio::join!(slow, other);
-    let _ = slow.unwrap();
+    let (_, cycled) = rig
+        .race(
+            Rig::request("GET", "/slow-count", &[&cookie], &[&removal], "append"),
+            "POST",
+            "/cycle",
+            &cookie,
+        )
+        .await;
     let new = id_values(&cycled).pop().expect("the new ID");
     // A logout in flight with the retired ID ends the session it moved to.
     assert!(!rig.admits(&new).await.0, "the logout sticks");
@@ -1011,21 +1017,14 @@ async fn login_after_a_concurrent_logout(others: &[&str]) -> Vec<String> {
     let rig = Rig::new();
     let id = rig.session().await;
     let cookie = format!("{NAME}={id}");
-    let slow = rig.app.clone().oneshot(Rig::request(
-        "POST",
-        "/slow-login",
-        &[&cookie],
-        others,
-        "append",
-    ));
-    let other = async {
-        rig.gate.entered.notified().await;
-        let logout = rig.send("POST", "/logout", &[&cookie], &[], "append").await;
-        rig.gate.release.notify_one();
-        logout
-    };
-    let (slow, logout) = tokio::join!(slow, other);
-    let slow = slow.unwrap();
+    let (slow, logout) = rig
+        .race(
+            Rig::request("POST", "/slow-login", &[&cookie], others, "append"),
+            "POST",
+            "/logout",
+            &cookie,
+        )
+        .await;
     assert_eq!(logout.status(), StatusCode::OK);
     assert!(!id_values(&slow).contains(&id));
     assert!(!rig.admits(&id).await.0);
