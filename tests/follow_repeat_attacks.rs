@@ -168,6 +168,15 @@ impl Rig {
         Rig::build(None)
     }
 
+    /// An unsigned rig with a session: the rig, the session's ID, and the
+    /// `Cookie` header that presents it.
+    async fn signed_in() -> (Self, String, String) {
+        let rig = Rig::new();
+        let id = rig.session().await;
+        let cookie = format!("{NAME}={id}");
+        (rig, id, cookie)
+    }
+
     fn signed() -> Self {
         Rig::build(Some(cookie::Key::generate()))
     }
@@ -356,8 +365,7 @@ fn case_flipped(id: &str) -> String {
 
 #[tokio::test]
 async fn a_plain_repeat_is_dropped_and_the_session_stays() {
-    let rig = Rig::new();
-    let id = rig.session().await;
+    let (rig, id, _) = Rig::signed_in().await;
     let before = rig.record_of(&id).await.unwrap();
     let cookie = format!("{NAME}={id}");
     let response = rig.send("GET", "/count", &[&cookie], &[], "append").await;
@@ -378,30 +386,13 @@ async fn a_plain_repeat_is_dropped_and_the_session_stays() {
 
 #[tokio::test]
 async fn a_repeat_among_other_cookies_keeps_them_all_in_order() {
-    let rig = Rig::new();
-    let id = rig.session().await;
-    let cookie = format!("{NAME}={id}");
+    let (rig, id, cookie) = Rig::signed_in().await;
     // tower-sessions' own repeat, with others before and after it.
-    let response = rig
-        .send(
-            "GET",
-            "/count",
-            &[&cookie],
-            &["lang=en; Path=/", "theme=dark"],
-            "append",
-        )
-        .await;
-    assert_eq!(set_cookies(&response), ["lang=en; Path=/", "theme=dark"]);
-    let response = rig
-        .send(
-            "GET",
-            "/count",
-            &[&cookie],
-            &["lang=en; Path=/", "theme=dark"],
-            "prepend",
-        )
-        .await;
-    assert_eq!(set_cookies(&response), ["lang=en; Path=/", "theme=dark"]);
+    for mode in ["append", "prepend"] {
+        let others = ["lang=en; Path=/", "theme=dark"];
+        let response = rig.send("GET", "/count", &[&cookie], &others, mode).await;
+        assert_eq!(set_cookies(&response), others, "{mode}");
+    }
     // Hand-made: several repeats of the session cookie between others.
     let sets = [
         "a=1".to_owned(),
@@ -424,9 +415,7 @@ async fn a_repeat_among_other_cookies_keeps_them_all_in_order() {
 
 #[tokio::test]
 async fn the_same_id_twice_is_dropped_twice() {
-    let rig = Rig::new();
-    let id = rig.session().await;
-    let cookie = format!("{NAME}={id}");
+    let (rig, id, cookie) = Rig::signed_in().await;
     let twice = format!("{NAME}={id}; Path=/");
     let response = rig
         .send("GET", "/count", &[&cookie], &[&twice], "append")
@@ -437,8 +426,7 @@ async fn the_same_id_twice_is_dropped_twice() {
 
 #[tokio::test]
 async fn same_id_then_another_id_moves_the_session_to_the_other() {
-    let rig = Rig::new();
-    let id = rig.session().await;
+    let (rig, id, _) = Rig::signed_in().await;
     let other = SessionId::generate().unwrap().encode();
     let cookie = format!("{NAME}={id}");
     let sets = [
@@ -461,8 +449,7 @@ async fn same_id_then_another_id_moves_the_session_to_the_other() {
 
 #[tokio::test]
 async fn another_id_then_the_same_id_keeps_the_session_and_hands_out_nothing() {
-    let rig = Rig::new();
-    let id = rig.session().await;
+    let (rig, id, _) = Rig::signed_in().await;
     let other = SessionId::generate().unwrap().encode();
     let cookie = format!("{NAME}={id}");
     let sets = [
@@ -487,9 +474,7 @@ async fn another_id_then_the_same_id_keeps_the_session_and_hands_out_nothing() {
 
 #[tokio::test]
 async fn cycle_id_moves_the_lifetime_and_refuses_the_old_id() {
-    let rig = Rig::new();
-    let id = rig.session().await;
-    let cookie = format!("{NAME}={id}");
+    let (rig, id, cookie) = Rig::signed_in().await;
     let response = rig
         .send("POST", "/cycle", &[&cookie], &["theme=dark"], "append")
         .await;
@@ -506,8 +491,7 @@ async fn cycle_id_moves_the_lifetime_and_refuses_the_old_id() {
 
 #[tokio::test]
 async fn a_case_flipped_id_is_another_id_not_a_repeat() {
-    let rig = Rig::new();
-    let id = rig.session().await;
+    let (rig, id, _) = Rig::signed_in().await;
     let flipped = case_flipped(&id);
     let cookie = format!("{NAME}={id}");
     let set = format!("{NAME}={flipped}; Path=/");
@@ -551,8 +535,7 @@ async fn every_spelling_of_a_removal_ends_the_session_for_good() {
         "{NAME}=",
     ];
     for template in removals {
-        let rig = Rig::new();
-        let id = rig.session().await;
+        let (rig, id, _) = Rig::signed_in().await;
         let set = template.replace("{NAME}", NAME).replace("{ID}", &id);
         let cookie = format!("{NAME}={id}");
         let response = rig
@@ -578,9 +561,7 @@ async fn every_spelling_of_a_removal_ends_the_session_for_good() {
 
 #[tokio::test]
 async fn tower_sessions_flush_ends_the_session() {
-    let rig = Rig::new();
-    let id = rig.session().await;
-    let cookie = format!("{NAME}={id}");
+    let (rig, id, cookie) = Rig::signed_in().await;
     let response = rig
         .send("POST", "/logout", &[&cookie], &["theme=dark"], "append")
         .await;
@@ -647,8 +628,7 @@ async fn a_repeat_spelled_with_quotes_or_white_space_is_dropped_as_a_repeat() {
         "{NAME}= {ID}; Path=/",
         "{NAME}={ID}\t",
     ] {
-        let rig = Rig::new();
-        let id = rig.session().await;
+        let (rig, id, _) = Rig::signed_in().await;
         let set = template.replace("{NAME}", NAME).replace("{ID}", &id);
         assert_dropped_as_a_repeat(&rig, &id, &set).await;
     }
@@ -656,8 +636,7 @@ async fn a_repeat_spelled_with_quotes_or_white_space_is_dropped_as_a_repeat() {
 
 #[tokio::test]
 async fn a_percent_encoded_repeat_is_cleared() {
-    let rig = Rig::new();
-    let id = rig.session().await;
+    let (rig, id, _) = Rig::signed_in().await;
     let encoded = format!("{}%{:02X}{}", &id[..3], id.as_bytes()[3], &id[4..]);
     let set = format!("{NAME}={encoded}; Path=/");
     assert_not_taken_for_a_repeat(&rig, &id, &set).await;
@@ -669,8 +648,7 @@ async fn a_percent_encoded_repeat_is_cleared() {
 
 #[tokio::test]
 async fn wrong_lengths_and_a_non_canonical_last_character_are_cleared() {
-    let rig = Rig::new();
-    let id = rig.session().await;
+    let (rig, id, _) = Rig::signed_in().await;
     let last = *id.as_bytes().last().unwrap();
     // Same bytes to a lenient decoder: the last character's low bits set.
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -695,9 +673,7 @@ async fn wrong_lengths_and_a_non_canonical_last_character_are_cleared() {
 
 #[tokio::test]
 async fn a_repeat_with_max_age_zero_appended_ends_the_session() {
-    let rig = Rig::new();
-    let id = rig.session().await;
-    let cookie = format!("{NAME}={id}");
+    let (rig, id, cookie) = Rig::signed_in().await;
     let set = format!("{NAME}={id}; Path=/; Max-Age=0");
     let response = rig
         .send("GET", "/count", &[&cookie], &[&set], "append")
@@ -725,8 +701,7 @@ async fn refused_request_sets(rig: &Rig, id: &str, sets: &[&str], path: &str) ->
 
 #[tokio::test]
 async fn an_expired_id_set_again_by_hand_is_cleared() {
-    let rig = Rig::new();
-    let id = rig.session().await;
+    let (rig, id, _) = Rig::signed_in().await;
     rig.clock.advance(HOUR);
     for set in [
         format!("{NAME}={id}"),
@@ -749,9 +724,7 @@ async fn an_expired_id_set_again_by_hand_is_cleared() {
 
 #[tokio::test]
 async fn a_logged_out_or_unknown_id_set_again_by_hand_is_cleared() {
-    let rig = Rig::new();
-    let id = rig.session().await;
-    let cookie = format!("{NAME}={id}");
+    let (rig, id, cookie) = Rig::signed_in().await;
     rig.send("POST", "/logout", &[&cookie], &[], "append").await;
     assert!(rig.lifetimes.is_empty());
     let unknown = SessionId::generate().unwrap().encode();
@@ -770,8 +743,7 @@ async fn a_logged_out_or_unknown_id_set_again_by_hand_is_cleared() {
 
 #[tokio::test]
 async fn a_refused_id_is_not_handed_back_next_to_a_new_id() {
-    let rig = Rig::new();
-    let id = rig.session().await;
+    let (rig, id, _) = Rig::signed_in().await;
     rig.clock.advance(HOUR);
     // tower-sessions starts a new session (the refused cookie was stripped)
     // and a hand-made header sets the refused ID before it.
@@ -872,8 +844,7 @@ async fn signed_a_signature_of_another_key_is_cleared() {
 
 #[tokio::test]
 async fn cookie_header_spellings_are_read_and_the_repeat_dropped() {
-    let rig = Rig::new();
-    let id = rig.session().await;
+    let (rig, id, _) = Rig::signed_in().await;
     let spellings: Vec<Vec<String>> = vec![
         vec![format!("{NAME}={id}")],
         vec!["a=1".into(), format!("{NAME}={id}")],
@@ -900,8 +871,7 @@ async fn cookie_header_spellings_are_read_and_the_repeat_dropped() {
 
 #[tokio::test]
 async fn the_session_cookie_twice_is_refused_as_duplicated() {
-    let rig = Rig::new();
-    let id = rig.session().await;
+    let (rig, id, _) = Rig::signed_in().await;
     let other = SessionId::generate().unwrap().encode();
     let cases: Vec<Vec<String>> = vec![
         vec![format!("{NAME}={id}; {NAME}={id}")],
@@ -935,9 +905,7 @@ async fn the_session_cookie_twice_is_refused_as_duplicated() {
 
 #[tokio::test]
 async fn logout_while_a_repeat_is_in_flight_stays_logged_out() {
-    let rig = Rig::new();
-    let id = rig.session().await;
-    let cookie = format!("{NAME}={id}");
+    let (rig, id, cookie) = Rig::signed_in().await;
     let quoted = format!("{NAME}=\"{id}\"");
     let (slow, logout) = rig
         .race(
@@ -966,9 +934,7 @@ async fn logout_while_a_repeat_is_in_flight_stays_logged_out() {
 
 #[tokio::test]
 async fn cycle_while_a_repeat_is_in_flight_keeps_the_new_id() {
-    let rig = Rig::new();
-    let id = rig.session().await;
-    let cookie = format!("{NAME}={id}");
+    let (rig, id, cookie) = Rig::signed_in().await;
     let (slow, cycled) = rig
         .race(
             Rig::request("GET", "/slow-count", &[&cookie], &["theme=dark"], "append"),
@@ -991,9 +957,7 @@ async fn cycle_while_a_repeat_is_in_flight_keeps_the_new_id() {
 
 #[tokio::test]
 async fn repeat_and_removal_in_one_response_in_flight_with_a_cycle() {
-    let rig = Rig::new();
-    let id = rig.session().await;
-    let cookie = format!("{NAME}={id}");
+    let (rig, id, cookie) = Rig::signed_in().await;
     let removal = format!("{NAME}={id}; Max-Age=0");
     // The slow request repeats the ID and then removes it: a logout.
     let (_, cycled) = rig
@@ -1014,9 +978,7 @@ async fn repeat_and_removal_in_one_response_in_flight_with_a_cycle() {
 /// session meanwhile; tower-sessions writes no cookie, the app sets `others`.
 /// Returns the slow response's `Set-Cookie` headers.
 async fn login_after_a_concurrent_logout(others: &[&str]) -> Vec<String> {
-    let rig = Rig::new();
-    let id = rig.session().await;
-    let cookie = format!("{NAME}={id}");
+    let (rig, id, cookie) = Rig::signed_in().await;
     let (slow, logout) = rig
         .race(
             Rig::request("POST", "/slow-login", &[&cookie], others, "append"),
@@ -1048,9 +1010,7 @@ async fn a_login_whose_session_was_logged_out_meanwhile_keeps_other_cookies() {
 
 #[tokio::test]
 async fn many_concurrent_repeats_and_one_cycle_leave_one_live_id() {
-    let rig = Rig::new();
-    let id = rig.session().await;
-    let cookie = format!("{NAME}={id}");
+    let (rig, id, cookie) = Rig::signed_in().await;
     rig.clock.advance(MINUTE);
     let repeats = (0..8).map(|_| {
         rig.app.clone().oneshot(Rig::request(
