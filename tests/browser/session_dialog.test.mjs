@@ -501,8 +501,17 @@ describe("the demo's pages", { concurrency: true }, () => {
     // Beside Sign out, in the card's colours and shape.
     const signOut = page.locator('form[action="/logout"] button');
     await inside(signOut, page.locator("body > main"), "Sign out");
-    const [linkBox, buttonBox] = [await link.boundingBox(), await signOut.boundingBox()];
-    assert.ok(Math.abs(linkBox.y + linkBox.height / 2 - (buttonBox.y + buttonBox.height / 2)) <= 2, "on Sign out's line");
+    // Both measured in one layout, once the fonts are in: two separate
+    // measurements could straddle a relayout on a loaded machine.
+    const centres = await page.evaluate(async () => {
+      await document.fonts.ready;
+      const centre = (selector) => {
+        const box = document.querySelector(selector).getBoundingClientRect();
+        return box.y + box.height / 2;
+      };
+      return { link: centre('a[href="/sessions"]'), button: centre('form[action="/logout"] button') };
+    });
+    assert.ok(Math.abs(centres.link - centres.button) <= 2, `on Sign out's line: ${JSON.stringify(centres)}`);
     const styles = await page.evaluate(() => {
       const of = (selector) => getComputedStyle(document.querySelector(selector));
       const link = of('a[href="/sessions"]');
