@@ -530,13 +530,9 @@ impl Follow {
     }
 
     async fn request(&self, method: &str, path: &str, cookie: Option<&str>) -> Response<Body> {
-        let mut builder = Request::builder().method(method).uri(path);
-        if let Some(cookie) = cookie {
-            builder = builder.header(header::COOKIE, cookie);
-        }
         self.router
             .clone()
-            .oneshot(builder.body(Body::empty()).unwrap())
+            .oneshot(cookie_request(method, path, cookie))
             .await
             .unwrap()
     }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
-use http::{header, Request, Response, StatusCode};
+use http::{header, Response, StatusCode};
 use tower::ServiceExt;
 use tower_session_lifetime::clock::ManualClock;
 use tower_session_lifetime::observe::SessionMetrics;
@@ -39,7 +39,7 @@ use tower_session_lifetime::{Policies, Policy, SessionHandle, SessionLifetimeLay
 use common::captured::Captured;
 use common::policy_backend::{reached, Backend, PolicyClient, BOUND};
 use common::shared_store::clock_now;
-use common::{set_cookie, DAY, HOUR, MINUTE};
+use common::{cookie_request, set_cookie, DAY, HOUR, MINUTE};
 
 // ---------------------------------------------------------------------------
 // Backends: sessions and policies in one Redis prefix / PostgreSQL table
@@ -165,18 +165,12 @@ impl Node {
         host: Option<&str>,
         cookie: Option<&str>,
     ) -> Response<Body> {
-        let mut builder = Request::builder().method(method).uri(path);
+        let mut request = cookie_request(method, path, cookie);
         if let Some(host) = host {
-            builder = builder.header(header::HOST, host);
+            let host = header::HeaderValue::from_str(host).unwrap();
+            request.headers_mut().insert(header::HOST, host);
         }
-        if let Some(cookie) = cookie {
-            builder = builder.header(header::COOKIE, cookie);
-        }
-        self.router
-            .clone()
-            .oneshot(builder.body(Body::empty()).unwrap())
-            .await
-            .unwrap()
+        self.router.clone().oneshot(request).await.unwrap()
     }
 
     async fn login_at(&self, host: Option<&str>, user: &str, remember: bool) -> String {

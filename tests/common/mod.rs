@@ -360,11 +360,7 @@ impl TestApp {
 
     /// `method path` with `cookie` (a whole `Cookie` header value) if given.
     pub async fn request(&self, method: &str, path: &str, cookie: Option<&str>) -> Response<Body> {
-        let mut builder = Request::builder().method(method).uri(path);
-        if let Some(cookie) = cookie {
-            builder = builder.header(header::COOKIE, cookie);
-        }
-        self.send(builder.body(Body::empty()).unwrap()).await
+        self.send(cookie_request(method, path, cookie)).await
     }
 
     pub async fn me(&self, cookie: &str) -> Response<Body> {
@@ -498,6 +494,16 @@ async fn remember(session: SessionHandle, Query(params): Query<RememberParams>) 
 }
 
 /// The session cookie the response sets or clears, if any.
+/// `method path` with an empty body and `cookie` (a whole `Cookie` header
+/// value) if given.
+pub fn cookie_request(method: &str, path: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(path);
+    if let Some(cookie) = cookie {
+        builder = builder.header(header::COOKIE, cookie);
+    }
+    builder.body(Body::empty()).unwrap()
+}
+
 pub fn set_cookie(response: &Response<Body>) -> Option<cookie::Cookie<'static>> {
     set_cookie_named(
         response,

@@ -42,7 +42,7 @@ use tower_sessions::{
     Expiry, MemoryStore as DataStore, Session, SessionManagerLayer, SessionStore,
 };
 
-use crate::common::{set_cookie_named, CountingStore};
+use crate::common::{cookie_request, set_cookie_named, CountingStore};
 
 /// tower-sessions' cookie name.
 pub const COOKIE: &str = "id";
@@ -221,13 +221,9 @@ impl Stack {
     }
 
     pub async fn request(&self, method: &str, path: &str, cookie: Option<&str>) -> Response<Body> {
-        let mut builder = Request::builder().method(method).uri(path);
-        if let Some(cookie) = cookie {
-            builder = builder.header(header::COOKIE, cookie);
-        }
         self.router
             .clone()
-            .oneshot(builder.body(Body::empty()).unwrap())
+            .oneshot(cookie_request(method, path, cookie))
             .await
             .expect("the router is infallible")
     }
