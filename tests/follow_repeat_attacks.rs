@@ -6,8 +6,7 @@
 #![cfg(all(feature = "tower-sessions", feature = "axum"))]
 
 mod common;
-
-use std::sync::Arc;
+mod compose;
 
 use axum::body::Body;
 use axum::extract::{Request as AxumRequest, State};
@@ -16,9 +15,9 @@ use axum::response::Response as AxumResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use common::{body_text, policy, DAY, HOUR, MINUTE};
+use compose::{count, cycle, slow_write, SlowRequest};
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderValue, Request, Response, StatusCode};
-use tokio::sync::Notify;
 use tower::ServiceExt;
 use tower_session_lifetime::{
     clock::{Clock, ManualClock, SystemClock},
@@ -37,17 +36,11 @@ const NAME: &str = "id";
 const X_SET: &str = "x-set-cookie";
 const X_MODE: &str = "x-tamper";
 
-#[derive(Clone, Default)]
-struct Gate {
-    entered: Arc<Notify>,
-    release: Arc<Notify>,
-}
-
 struct Rig {
     app: Router,
     clock: ManualClock,
     lifetimes: MemoryStore,
-    gate: Gate,
+    gate: SlowRequest,
     key: Option<cookie::Key>,
 }
 
@@ -81,21 +74,6 @@ async fn tamper(request: AxumRequest, next: Next) -> AxumResponse {
     response
 }
 
-/// Writes a counter: tower-sessions sets its cookie again (a repeat).
-async fn count(session: Session) -> Result<String, StatusCode> {
-    let n: u64 = session
-        .get("n")
-        .await
-        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
-        .unwrap_or(0)
-        + 1;
-    session
-        .insert("n", n)
-        .await
-        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-    Ok(n.to_string())
-}
-
 /// Touches neither layer's session: says whether the lifetime layer
 /// admitted a session.
 async fn noop(handle: SessionHandle) -> &'static str {
@@ -106,13 +84,6 @@ async fn noop(handle: SessionHandle) -> &'static str {
     }
 }
 
-async fn cycle(session: Session) -> StatusCode {
-    match session.cycle_id().await {
-        Ok(()) => StatusCode::OK,
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 async fn logout(session: Session) -> StatusCode {
     match session.flush().await {
         Ok(()) => StatusCode::OK,
@@ -120,20 +91,9 @@ async fn logout(session: Session) -> StatusCode {
     }
 }
 
-/// Loads the counter, waits for the test, then writes it (a repeat).
-async fn slow_count(State(gate): State<Gate>, session: Session) -> StatusCode {
-    let _ = session.get::<u64>("n").await;
-    gate.entered.notify_one();
-    gate.release.notified().await;
-    match session.insert("late", true).await {
-        Ok(()) => StatusCode::OK,
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 /// Waits for the test, then signs in through the handle alone, touching
 /// no tower-sessions data.
-async fn slow_login(State(gate): State<Gate>, handle: SessionHandle) -> StatusCode {
+async fn slow_login(State(gate): State<SlowRequest>, handle: SessionHandle) -> StatusCode {
     gate.entered.notify_one();
     gate.release.notified().await;
     match handle.login("alice", false).await {
@@ -185,13 +145,13 @@ impl Rig {
         let clock = ManualClock::new(SystemClock.now());
         let lifetimes = MemoryStore::with_clock(clock.clone());
         let data = DataStore::default();
-        let gate = Gate::default();
+        let gate = SlowRequest::default();
         let routes = Router::new()
             .route("/count", get(count))
             .route("/noop", get(noop))
             .route("/cycle", post(cycle))
             .route("/logout", post(logout))
-            .route("/slow-count", get(slow_count))
+            .route("/slow-write", get(slow_write))
             .route("/slow-login", post(slow_login))
             .with_state(gate.clone());
         let sessions = SessionManagerLayer::new(data.clone())
@@ -911,7 +871,7 @@ async fn logout_while_a_repeat_is_in_flight_stays_logged_out() {
         .race(
             Rig::request(
                 "GET",
-                "/slow-count",
+                "/slow-write",
                 &[&cookie],
                 &["theme=dark", &quoted],
                 "append",
@@ -937,7 +897,7 @@ async fn cycle_while_a_repeat_is_in_flight_keeps_the_new_id() {
     let (rig, id, cookie) = Rig::signed_in().await;
     let (slow, cycled) = rig
         .race(
-            Rig::request("GET", "/slow-count", &[&cookie], &["theme=dark"], "append"),
+            Rig::request("GET", "/slow-write", &[&cookie], &["theme=dark"], "append"),
             "POST",
             "/cycle",
             &cookie,
@@ -962,7 +922,7 @@ async fn repeat_and_removal_in_one_response_in_flight_with_a_cycle() {
     // The slow request repeats the ID and then removes it: a logout.
     let (_, cycled) = rig
         .race(
-            Rig::request("GET", "/slow-count", &[&cookie], &[&removal], "append"),
+            Rig::request("GET", "/slow-write", &[&cookie], &[&removal], "append"),
             "POST",
             "/cycle",
             &cookie,

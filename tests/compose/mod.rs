@@ -392,7 +392,7 @@ async fn end_then_write(lifetime: SessionHandle, session: Session) -> StatusCode
     }
 }
 
-async fn cycle(session: Session) -> StatusCode {
+pub async fn cycle(session: Session) -> StatusCode {
     match session.cycle_id().await {
         Ok(()) => StatusCode::OK,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -455,7 +455,7 @@ async fn slow_cycle(State(slow): State<SlowRequest>, session: Session) -> Status
     }
 }
 
-async fn slow_write(State(slow): State<SlowRequest>, session: Session) -> StatusCode {
+pub async fn slow_write(State(slow): State<SlowRequest>, session: Session) -> StatusCode {
     let _ = session.get::<u64>("count").await;
     slow.entered.notify_one();
     slow.release.notified().await;
