@@ -651,15 +651,11 @@ async fn a_tenant_one_node_does_not_list_survives_its_changes(backend: Backend) 
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_a_tenant_one_node_does_not_list_survives_its_changes() {
-    a_tenant_one_node_does_not_list_survives_its_changes(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_tenant_one_node_does_not_list_survives_its_changes() {
-    a_tenant_one_node_does_not_list_survives_its_changes(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    a_tenant_one_node_does_not_list_survives_its_changes =>
+    redis_a_tenant_one_node_does_not_list_survives_its_changes,
+    postgres_a_tenant_one_node_does_not_list_survives_its_changes
+);
 
 /// Tenant names that need escaping (header tenants keep their case,
 /// spaces, tabs, `%`, newlines, non-ASCII) reach another node exactly.
@@ -716,15 +712,11 @@ async fn odd_tenant_names_arrive_exactly(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_odd_tenant_names_arrive_exactly() {
-    odd_tenant_names_arrive_exactly(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_odd_tenant_names_arrive_exactly() {
-    odd_tenant_names_arrive_exactly(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    odd_tenant_names_arrive_exactly =>
+    redis_odd_tenant_names_arrive_exactly,
+    postgres_odd_tenant_names_arrive_exactly
+);
 
 /// Two nodes change the same version at once while a third starts: one
 /// winner, one typed conflict, and the third ends at the winner's version
@@ -779,15 +771,11 @@ async fn two_nodes_change_while_a_third_starts(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_two_nodes_change_while_a_third_starts() {
-    two_nodes_change_while_a_third_starts(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_two_nodes_change_while_a_third_starts() {
-    two_nodes_change_while_a_third_starts(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    two_nodes_change_while_a_third_starts =>
+    redis_two_nodes_change_while_a_third_starts,
+    postgres_two_nodes_change_while_a_third_starts
+);
 
 /// The node that makes a change must have in force what `apply` returned
 /// ("then in force here at once"), even when the store's notification of

@@ -284,15 +284,11 @@ async fn a_tightening_on_a_bites_on_b_within_the_bound(backend: Backend) {
     assert_eq!(a.reason(&fresh).await, Some(RejectReason::IdleTimeout));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_a_tightening_on_a_bites_on_b_within_the_bound() {
-    a_tightening_on_a_bites_on_b_within_the_bound(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_tightening_on_a_bites_on_b_within_the_bound() {
-    a_tightening_on_a_bites_on_b_within_the_bound(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    a_tightening_on_a_bites_on_b_within_the_bound =>
+    redis_a_tightening_on_a_bites_on_b_within_the_bound,
+    postgres_a_tightening_on_a_bites_on_b_within_the_bound
+);
 
 // ---------------------------------------------------------------------------
 // 2. A longer limit set on A lengthens no session created before, on B
@@ -372,15 +368,11 @@ async fn a_loosening_on_a_lengthens_no_existing_session_on_b(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_a_loosening_on_a_lengthens_no_existing_session_on_b() {
-    a_loosening_on_a_lengthens_no_existing_session_on_b(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_loosening_on_a_lengthens_no_existing_session_on_b() {
-    a_loosening_on_a_lengthens_no_existing_session_on_b(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    a_loosening_on_a_lengthens_no_existing_session_on_b =>
+    redis_a_loosening_on_a_lengthens_no_existing_session_on_b,
+    postgres_a_loosening_on_a_lengthens_no_existing_session_on_b
+);
 
 // ---------------------------------------------------------------------------
 // 3. Remember-me and route groups keep their rules across nodes
@@ -458,15 +450,11 @@ async fn remember_me_and_route_groups_keep_their_rules_across_nodes(backend: Bac
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_remember_me_and_route_groups_keep_their_rules_across_nodes() {
-    remember_me_and_route_groups_keep_their_rules_across_nodes(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_remember_me_and_route_groups_keep_their_rules_across_nodes() {
-    remember_me_and_route_groups_keep_their_rules_across_nodes(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    remember_me_and_route_groups_keep_their_rules_across_nodes =>
+    redis_remember_me_and_route_groups_keep_their_rules_across_nodes,
+    postgres_remember_me_and_route_groups_keep_their_rules_across_nodes
+);
 
 // ---------------------------------------------------------------------------
 // 4. Ownership: drop, restart, concurrent starts
@@ -582,15 +570,11 @@ async fn dropping_every_clone_gives_the_layer_back(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_dropping_every_clone_gives_the_layer_back() {
-    dropping_every_clone_gives_the_layer_back(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_dropping_every_clone_gives_the_layer_back() {
-    dropping_every_clone_gives_the_layer_back(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    dropping_every_clone_gives_the_layer_back =>
+    redis_dropping_every_clone_gives_the_layer_back,
+    postgres_dropping_every_clone_gives_the_layer_back
+);
 
 /// Starts on one layer at once, one of them slow: exactly one shares it,
 /// every other is refused with `Shared` (also while the slow one is under
@@ -642,15 +626,11 @@ async fn concurrent_starts_on_one_layer_give_one_sharer(backend: Backend) {
     assert_eq!(b.reason(&cookie).await, Some(RejectReason::IdleTimeout));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_concurrent_starts_on_one_layer_give_one_sharer() {
-    concurrent_starts_on_one_layer_give_one_sharer(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_concurrent_starts_on_one_layer_give_one_sharer() {
-    concurrent_starts_on_one_layer_give_one_sharer(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    concurrent_starts_on_one_layer_give_one_sharer =>
+    redis_concurrent_starts_on_one_layer_give_one_sharer,
+    postgres_concurrent_starts_on_one_layer_give_one_sharer
+);
 
 // ---------------------------------------------------------------------------
 // 5. Requests racing apply and background refreshes
@@ -770,15 +750,11 @@ async fn requests_racing_changes_are_judged_by_the_policy_at_arrival(backend: Ba
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_requests_racing_changes_are_judged_by_the_policy_at_arrival() {
-    requests_racing_changes_are_judged_by_the_policy_at_arrival(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_requests_racing_changes_are_judged_by_the_policy_at_arrival() {
-    requests_racing_changes_are_judged_by_the_policy_at_arrival(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    requests_racing_changes_are_judged_by_the_policy_at_arrival =>
+    redis_requests_racing_changes_are_judged_by_the_policy_at_arrival,
+    postgres_requests_racing_changes_are_judged_by_the_policy_at_arrival
+);
 
 // ---------------------------------------------------------------------------
 // 6. Audit trail
@@ -1069,12 +1045,8 @@ async fn hostile_changes_store_nothing_and_consume_no_version(backend: Backend) 
     reached(&a.live, next.version()).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_hostile_changes_store_nothing_and_consume_no_version() {
-    hostile_changes_store_nothing_and_consume_no_version(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_hostile_changes_store_nothing_and_consume_no_version() {
-    hostile_changes_store_nothing_and_consume_no_version(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    hostile_changes_store_nothing_and_consume_no_version =>
+    redis_hostile_changes_store_nothing_and_consume_no_version,
+    postgres_hostile_changes_store_nothing_and_consume_no_version
+);

@@ -219,45 +219,29 @@ async fn a_node_cut_off_keeps_its_policies_and_catches_up(backend: Backend) {
     assert_eq!(cut.current().policies().default_policy(), &idle(7));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_a_change_on_one_node_reaches_the_others() {
-    a_change_on_one_node_reaches_the_others(Backend::redis()).await;
-}
+crate::on_both_stores!(
+    a_change_on_one_node_reaches_the_others =>
+    redis_a_change_on_one_node_reaches_the_others,
+    postgres_a_change_on_one_node_reaches_the_others
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_change_on_one_node_reaches_the_others() {
-    a_change_on_one_node_reaches_the_others(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    two_admins_at_once_give_one_winner_and_one_conflict =>
+    redis_two_admins_at_once_give_one_winner_and_one_conflict,
+    postgres_two_admins_at_once_give_one_winner_and_one_conflict
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_two_admins_at_once_give_one_winner_and_one_conflict() {
-    two_admins_at_once_give_one_winner_and_one_conflict(Backend::redis()).await;
-}
+crate::on_both_stores!(
+    a_node_cut_off_keeps_its_policies_and_catches_up =>
+    redis_a_node_cut_off_keeps_its_policies_and_catches_up,
+    postgres_a_node_cut_off_keeps_its_policies_and_catches_up
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_two_admins_at_once_give_one_winner_and_one_conflict() {
-    two_admins_at_once_give_one_winner_and_one_conflict(Backend::postgres().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_a_node_cut_off_keeps_its_policies_and_catches_up() {
-    a_node_cut_off_keeps_its_policies_and_catches_up(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_node_cut_off_keeps_its_policies_and_catches_up() {
-    a_node_cut_off_keeps_its_policies_and_catches_up(Backend::postgres().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_without_notifications_the_poll_brings_the_change() {
-    without_notifications_the_poll_brings_the_change(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_without_notifications_the_poll_brings_the_change() {
-    without_notifications_the_poll_brings_the_change(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    without_notifications_the_poll_brings_the_change =>
+    redis_without_notifications_the_poll_brings_the_change,
+    postgres_without_notifications_the_poll_brings_the_change
+);
 
 /// A node that changed its policies on its own before it started sharing
 /// them takes the stored ones, whatever its own version, and then every
@@ -404,25 +388,17 @@ async fn postgres_the_largest_version_is_refused_and_a_negative_one_is_corrupt()
         .expect("not shared: the start failed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_a_node_changed_alone_takes_the_stored_policies_at_start() {
-    a_node_changed_alone_takes_the_stored_policies_at_start(Backend::redis()).await;
-}
+crate::on_both_stores!(
+    a_node_changed_alone_takes_the_stored_policies_at_start =>
+    redis_a_node_changed_alone_takes_the_stored_policies_at_start,
+    postgres_a_node_changed_alone_takes_the_stored_policies_at_start
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_node_changed_alone_takes_the_stored_policies_at_start() {
-    a_node_changed_alone_takes_the_stored_policies_at_start(Backend::postgres().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_limits_finer_than_a_millisecond_arrive_exactly() {
-    limits_finer_than_a_millisecond_arrive_exactly(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_limits_finer_than_a_millisecond_arrive_exactly() {
-    limits_finer_than_a_millisecond_arrive_exactly(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    limits_finer_than_a_millisecond_arrive_exactly =>
+    redis_limits_finer_than_a_millisecond_arrive_exactly,
+    postgres_limits_finer_than_a_millisecond_arrive_exactly
+);
 
 /// When the stored policies vanish, the running nodes store the policies
 /// in force again (one of them first, at version 1) and go on changing
@@ -473,12 +449,8 @@ async fn stored_policies_that_vanish_are_stored_again(backend: Backend) {
     assert_eq!(a.current().policies().default_policy(), &idle(8));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_stored_policies_that_vanish_are_stored_again() {
-    stored_policies_that_vanish_are_stored_again(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_stored_policies_that_vanish_are_stored_again() {
-    stored_policies_that_vanish_are_stored_again(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    stored_policies_that_vanish_are_stored_again =>
+    redis_stored_policies_that_vanish_are_stored_again,
+    postgres_stored_policies_that_vanish_are_stored_again
+);

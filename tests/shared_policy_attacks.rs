@@ -193,15 +193,11 @@ async fn a_node_back_after_the_store_was_emptied_follows(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_a_node_back_after_the_store_was_emptied_follows() {
-    a_node_back_after_the_store_was_emptied_follows(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_node_back_after_the_store_was_emptied_follows() {
-    a_node_back_after_the_store_was_emptied_follows(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    a_node_back_after_the_store_was_emptied_follows =>
+    redis_a_node_back_after_the_store_was_emptied_follows,
+    postgres_a_node_back_after_the_store_was_emptied_follows
+);
 
 /// Nodes A and B run at version 1; the store is emptied while they cannot
 /// reach it; node C starts first and stores its own (other) policies at
@@ -233,15 +229,11 @@ async fn a_node_started_first_on_an_emptied_store_is_followed(backend: Backend) 
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_a_node_started_first_on_an_emptied_store_is_followed() {
-    a_node_started_first_on_an_emptied_store_is_followed(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_node_started_first_on_an_emptied_store_is_followed() {
-    a_node_started_first_on_an_emptied_store_is_followed(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    a_node_started_first_on_an_emptied_store_is_followed =>
+    redis_a_node_started_first_on_an_emptied_store_is_followed,
+    postgres_a_node_started_first_on_an_emptied_store_is_followed
+);
 
 /// A change made right after the stored policies vanished: at most one
 /// conflict (naming two different versions), then the node's next try,
@@ -290,15 +282,11 @@ async fn a_change_on_an_emptied_store_conflicts_at_most_once(backend: Backend) {
     assert_eq!(idle_of(&other), 9 * MINUTE);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_a_change_on_an_emptied_store_conflicts_at_most_once() {
-    a_change_on_an_emptied_store_conflicts_at_most_once(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_change_on_an_emptied_store_conflicts_at_most_once() {
-    a_change_on_an_emptied_store_conflicts_at_most_once(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    a_change_on_an_emptied_store_conflicts_at_most_once =>
+    redis_a_change_on_an_emptied_store_conflicts_at_most_once,
+    postgres_a_change_on_an_emptied_store_conflicts_at_most_once
+);
 
 // ---------------------------------------------------------------------------
 // Many nodes at once
@@ -508,15 +496,11 @@ async fn many_nodes_change_refresh_and_start_at_once(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_many_nodes_change_refresh_and_start_at_once() {
-    many_nodes_change_refresh_and_start_at_once(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_many_nodes_change_refresh_and_start_at_once() {
-    many_nodes_change_refresh_and_start_at_once(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    many_nodes_change_refresh_and_start_at_once =>
+    redis_many_nodes_change_refresh_and_start_at_once,
+    postgres_many_nodes_change_refresh_and_start_at_once
+);
 
 /// Node A lists x and y, B lists x, C lists x and z; each changes its own
 /// tenants at once, retrying on conflicts. No change to a tenant some node
@@ -603,15 +587,11 @@ async fn tenants_not_listed_everywhere_survive_racing_changes(backend: Backend) 
     assert!(converged, "running nodes converge");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_tenants_not_listed_everywhere_survive_racing_changes() {
-    tenants_not_listed_everywhere_survive_racing_changes(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_tenants_not_listed_everywhere_survive_racing_changes() {
-    tenants_not_listed_everywhere_survive_racing_changes(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    tenants_not_listed_everywhere_survive_racing_changes =>
+    redis_tenants_not_listed_everywhere_survive_racing_changes,
+    postgres_tenants_not_listed_everywhere_survive_racing_changes
+);
 
 // ---------------------------------------------------------------------------
 // Starts on one layer
@@ -693,15 +673,11 @@ async fn interleaved_starts_one_failing_leave_the_layer_shared(backend: Backend)
     assert_eq!(idle_of(&second), 12 * MINUTE);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_interleaved_starts_one_failing_leave_the_layer_shared() {
-    interleaved_starts_one_failing_leave_the_layer_shared(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_interleaved_starts_one_failing_leave_the_layer_shared() {
-    interleaved_starts_one_failing_leave_the_layer_shared(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    interleaved_starts_one_failing_leave_the_layer_shared =>
+    redis_interleaved_starts_one_failing_leave_the_layer_shared,
+    postgres_interleaved_starts_one_failing_leave_the_layer_shared
+);
 
 /// A layer already shared is not shared twice: a second start is refused
 /// (which would let two followers race to put the same version in force,
@@ -754,15 +730,11 @@ async fn two_shared_policies_on_one_layer_keep_what_apply_returned(backend: Back
         .expect("the first dropped, the layer may be shared again");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_two_shared_policies_on_one_layer_keep_what_apply_returned() {
-    two_shared_policies_on_one_layer_keep_what_apply_returned(Backend::redis()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_two_shared_policies_on_one_layer_keep_what_apply_returned() {
-    two_shared_policies_on_one_layer_keep_what_apply_returned(Backend::postgres().await).await;
-}
+crate::on_both_stores!(
+    two_shared_policies_on_one_layer_keep_what_apply_returned =>
+    redis_two_shared_policies_on_one_layer_keep_what_apply_returned,
+    postgres_two_shared_policies_on_one_layer_keep_what_apply_returned
+);
 
 // ---------------------------------------------------------------------------
 // Hostile stored fields met by running nodes

@@ -10,6 +10,25 @@ use tower_session_lifetime::store::conformance::fresh_key;
 use tower_session_lifetime::store::{PolicyStore, StoreError, StoredPolicies};
 use tower_session_lifetime::{PostgresStore, RedisStore};
 
+/// Two tests of one scenario, `async fn scenario(backend: Backend)`: one
+/// on Redis, one on PostgreSQL, each on a multi-threaded runtime.
+///
+/// `crate::on_both_stores!(scenario => redis_test, postgres_test);`
+#[macro_export]
+macro_rules! on_both_stores {
+    ($scenario:ident => $redis:ident, $postgres:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $redis() {
+            $scenario($crate::common::policy_backend::Backend::redis()).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            $scenario($crate::common::policy_backend::Backend::postgres().await).await;
+        }
+    };
+}
+
 /// How long a change may take to reach another node: the bound
 /// `SharedPolicy` states (a notification, else a poll).
 pub const BOUND: Duration = Duration::from_secs(1);
