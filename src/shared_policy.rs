@@ -99,9 +99,8 @@ const FORMAT: &str = "tower-session-lifetime policies 1";
 /// ```
 #[derive(Clone)]
 pub struct SharedPolicy {
-    inner: Arc<Inner>,
     /// Dropped with the last clone: the node stops sharing the policies.
-    _sharing: Arc<Sharing>,
+    sharing: Arc<Sharing>,
 }
 
 /// What a [`SharedPolicy`]'s clones share, and its task reads.
@@ -126,16 +125,15 @@ struct Inner {
 /// The sharing itself, ended when the last clone of the [`SharedPolicy`]
 /// is dropped (or its start fails): the tasks stop, and the policies are
 /// the node's own again, which another start may share. A read the task
-/// still makes then puts nothing in force.
+/// still makes (it holds `inner` meanwhile) then puts nothing in force.
 struct Sharing {
-    live: LivePolicy,
-    sharer: Sharer,
+    inner: Arc<Inner>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Sharing {
     fn drop(&mut self) {
-        self.live.stop_sharing(self.sharer);
+        self.inner.live.stop_sharing(self.inner.sharer);
         for task in self
             .tasks
             .get_mut()
@@ -195,20 +193,19 @@ impl SharedPolicy {
         let Some(sharer) = live.start_sharing() else {
             return Err(SharedPolicyError::Refused(PolicyChangeError::Shared));
         };
+        let store: Arc<dyn PolicyStore> = Arc::new(store);
         let sharing = Arc::new(Sharing {
-            live: live.clone(),
-            sharer,
+            inner: Arc::new(Inner {
+                live,
+                sharer,
+                store: Arc::clone(&store),
+                known: Mutex::new(String::new()),
+                syncing: tokio::sync::Mutex::new(()),
+                changed: Arc::new(Notify::new()),
+            }),
             tasks: Mutex::new(Vec::new()),
         });
-        let store: Arc<dyn PolicyStore> = Arc::new(store);
-        let inner = Arc::new(Inner {
-            live,
-            sharer,
-            store: Arc::clone(&store),
-            known: Mutex::new(String::new()),
-            syncing: tokio::sync::Mutex::new(()),
-            changed: Arc::new(Notify::new()),
-        });
+        let inner = &sharing.inner;
         inner
             .adopt_stored()
             .await
@@ -219,7 +216,7 @@ impl SharedPolicy {
             Arc::clone(&inner.changed),
             Arc::clone(&listening),
         ));
-        let follower = tokio::spawn(follow(Arc::downgrade(&inner)));
+        let follower = tokio::spawn(follow(Arc::downgrade(inner)));
         sharing
             .tasks
             .lock()
@@ -228,20 +225,17 @@ impl SharedPolicy {
         // Notifications flow before the node serves, unless the store is
         // slow to listen (it is then polled meanwhile).
         let _ = tokio::time::timeout(LISTEN_WAIT, listening.notified()).await;
-        Ok(SharedPolicy {
-            inner,
-            _sharing: sharing,
-        })
+        Ok(SharedPolicy { sharing })
     }
 
     /// The policies in force on this node.
     pub fn current(&self) -> PolicySnapshot {
-        self.inner.live.current()
+        self.sharing.inner.live.current()
     }
 
     /// The layer's [`LivePolicy`], which this shares.
     pub fn live(&self) -> &LivePolicy {
-        &self.inner.live
+        &self.sharing.inner.live
     }
 
     /// Makes `change` on every node: checked as [`LivePolicy::apply`]
@@ -250,8 +244,8 @@ impl SharedPolicy {
     /// once and on the other nodes within the bound the module docs give.
     pub async fn apply(&self, change: PolicyChange) -> Result<PolicySnapshot, SharedPolicyError> {
         let outcome = {
-            let _syncing = self.inner.syncing.lock().await;
-            self.inner.store_change(&change).await?
+            let _syncing = self.sharing.inner.syncing.lock().await;
+            self.sharing.inner.store_change(&change).await?
         };
         match outcome {
             Ok(after) => Ok(after),
@@ -269,7 +263,7 @@ impl SharedPolicy {
     /// were removed): this node then stores the policies in force, as the
     /// first node does.
     pub async fn refresh(&self) -> Result<bool, StoreError> {
-        self.inner.refresh().await
+        self.sharing.inner.refresh().await
     }
 }
 
@@ -297,7 +291,7 @@ impl Inner {
             .await
             .map_err(SharedPolicyError::Store)?;
         let unlisted = match &before {
-            Some(stored) if stored.version == expected && stored.text == *self.known() => {
+            Some(stored) if self.stands_for(stored, expected) => {
                 unlisted_lines(after.policies(), &stored.text)
             }
             _ => return conflict(before),
@@ -319,6 +313,13 @@ impl Inner {
     /// The stored text the version in force stands for.
     fn known(&self) -> std::sync::MutexGuard<'_, String> {
         self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `stored` is what this node has in force at `version`: the
+    /// same version, and the same text (versions start again at 1 when
+    /// the stored policies vanish and are stored again).
+    fn stands_for(&self, stored: &StoredPolicies, version: u64) -> bool {
+        stored.version == version && stored.text == *self.known()
     }
 
     /// Puts the stored policies in force whatever this node's version
@@ -377,20 +378,14 @@ impl Inner {
         taken
     }
 
-    /// Reads the stored policies now and puts them in force if they are
-    /// not the ones in force: a change made on another node, or policies
-    /// stored again after they vanished (versions then start again at 1,
-    /// so the text is compared too). `false` if none were stored (they
-    /// were removed): this node then stores the policies in force, as the
-    /// first node does.
+    /// [`SharedPolicy::refresh`], for the node and its task.
     async fn refresh(&self) -> Result<bool, StoreError> {
         let _syncing = self.syncing.lock().await;
         let Some(stored) = self.store.load_policies().await? else {
             self.adopt_stored().await?;
             return Ok(false);
         };
-        let known = stored.version == self.live.current().version() && stored.text == *self.known();
-        if !known && self.take(&stored) {
+        if !self.stands_for(&stored, self.live.current().version()) && self.take(&stored) {
             tracing::info!(
                 target: "tower_session_lifetime",
                 version = stored.version,
