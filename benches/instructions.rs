@@ -9,7 +9,9 @@
 //! Variants (the routers of `benches/support`, as `overhead` measures them):
 //! `bare`, `layer` (the layer alone, bare handler, by `Router::layer`),
 //! `layer_around_router` (the same, the layer around the router),
-//! `tower_sessions`,
+//! `tower_sessions`, `pass_through` (a layer that does nothing, by
+//! `Router::layer`: what axum's wrapping of any layer costs), `floor` (the
+//! least an admitted request needs, by `Router::layer`),
 //! `tower_sessions_with_lifetime`, and `sha256`: N SHA-256 digests of a
 //! session ID (`SessionId::key`), which the layer computes once per request.
 
@@ -24,8 +26,8 @@ use tower::ServiceExt;
 use tower_session_lifetime::id::SessionId;
 
 use support::{
-    bare_router, cookie_from_login, current_thread_runtime, layer_around_router, layer_only_router,
-    probe, request, tower_sessions_router, Measured,
+    bare_router, cookie_from_login, current_thread_runtime, floor_router, layer_around_router,
+    layer_only_router, pass_through_router, probe, request, tower_sessions_router, Measured,
 };
 
 fn main() {
@@ -52,6 +54,14 @@ fn main() {
     match variant.as_str() {
         "bare" => run(&rt, variant, bare_router(), Some(layer_only_router()), n),
         "layer" => run(&rt, variant, layer_only_router(), None, n),
+        "pass_through" => run(
+            &rt,
+            variant,
+            pass_through_router(),
+            Some(layer_only_router()),
+            n,
+        ),
+        "floor" => run(&rt, variant, floor_router(), None, n),
         "layer_around_router" => run(&rt, variant, layer_around_router(), None, n),
         "tower_sessions" => run(&rt, variant, tower_sessions_router(false), None, n),
         "tower_sessions_with_lifetime" => run(&rt, variant, tower_sessions_router(true), None, n),

@@ -19,6 +19,12 @@
 //! - `session_lifetime_around_router`: the same layer and handlers, the
 //!   layer around the router (`layer.layer(router)`) instead of given to
 //!   `Router::layer`, which wraps and boxes the route anew per request;
+//! - `pass_through`: the bare handler behind a layer that does nothing,
+//!   given to `Router::layer`: what axum's per-route wrapping costs any
+//!   layer;
+//! - `floor`: the least an admitted request needs (one `Cookie` scan, one
+//!   SHA-256, one map lookup, the clock, one extension insert; see
+//!   `benches/support`), given to `Router::layer`;
 //! - `tower_sessions`: tower-sessions 0.14 over its `MemoryStore`, expiry on
 //!   inactivity, `always_save`; the handler reads one value;
 //! - `tower_sessions_with_lifetime`: the same tower-sessions router, with
@@ -50,8 +56,9 @@ use tower_sessions::SessionManagerLayer;
 mod support;
 
 use support::{
-    bare_router, cookie_from_login, current_thread_runtime, layer_around_router, layer_only_router,
-    lifetime_login, lifetime_me, probe, request, tower_sessions_router, ts_login, ts_me, SUBJECT,
+    bare_router, cookie_from_login, current_thread_runtime, floor_router, layer_around_router,
+    layer_only_router, lifetime_login, lifetime_me, pass_through_router, probe, request,
+    tower_sessions_router, ts_login, ts_me, SUBJECT,
 };
 
 const GROUP: &str = "overhead";
@@ -153,8 +160,20 @@ fn overhead(c: &mut Criterion) {
     assert_eq!(status, StatusCode::OK, "bare: request failed");
     assert_eq!(body, "hello");
 
+    // pass_through and floor: the references for the layer given to
+    // `Router::layer` (see `benches/support`).
+    let pass_through = pass_through_router();
+    let (status, _) = rt.block_on(probe(&pass_through, &lifetime_cookie));
+    assert_eq!(status, StatusCode::OK, "pass_through: request failed");
+    let floor = floor_router();
+    let floor_cookie = rt.block_on(cookie_from_login(&floor, Method::POST, "/login"));
+    let (status, _) = rt.block_on(probe(&floor, &floor_cookie));
+    assert_eq!(status, StatusCode::OK, "floor: not admitted");
+
     let mut group = c.benchmark_group(GROUP);
     let variants = [
+        ("pass_through", &pass_through, &lifetime_cookie),
+        ("floor", &floor, &floor_cookie),
         ("bare", &bare, &lifetime_cookie),
         ("session_lifetime", &lifetime, &lifetime_cookie),
         ("session_lifetime_browser", &browser, &browser_cookie),
@@ -336,6 +355,24 @@ fn print_summary(run_started: SystemTime) {
             around.point - bare.point
         );
     }
+    for (bench, label) in [
+        (
+            "pass_through",
+            "+ a layer that does nothing, by `Router::layer`",
+        ),
+        (
+            "floor",
+            "+ the floor of an admitted request, by `Router::layer`",
+        ),
+    ] {
+        if let Some(reference) = estimate_ns(&dir, bench, run_started) {
+            println!(
+                "| {label} | {} | {:.0} ns |",
+                reference.cell(),
+                reference.point - bare.point
+            );
+        }
+    }
     println!(
         "| + tower-sessions 0.14 (`MemoryStore`, on inactivity, always save) | {} | {:.0} ns |",
         ts.cell(),
@@ -361,6 +398,15 @@ fn print_summary(run_started: SystemTime) {
         println!(
             "layer on top of tower-sessions = {:.0} ns (budget: < 500 ns)",
             followed.point - ts.point
+        );
+    }
+    if let (Some(layer_only), true) = (
+        estimate_ns(&dir, "session_lifetime_layer_only", run_started),
+        bare.point > 0.0,
+    ) {
+        println!(
+            "layer alone (handler as bare) / bare router = {:.2} (issue 18's goal: <= 0.4)",
+            (layer_only.point - bare.point) / bare.point
         );
     }
     if ts_overhead > 0.0 {

@@ -8,10 +8,18 @@ use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{HeaderValue, Method, Request, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::response::Response;
 use tower::{Layer, Service, ServiceExt};
+use tower_session_lifetime::id::{SessionId, SessionKey};
 use tower_session_lifetime::rejection::DefaultRejection;
 use tower_session_lifetime::session_lifetime::SessionLifetime;
 use tower_session_lifetime::{MemoryStore, SessionHandle, SessionLifetimeLayer};
@@ -170,4 +178,168 @@ pub fn tower_sessions_router(with_lifetime: bool) -> Router {
         router
     };
     router.with_state(())
+}
+
+/// The bare handler behind a layer that does nothing (its service passes
+/// the request on unchanged), given to `Router::layer`: what axum's
+/// per-route wrapping of any layer costs a request, which
+/// [`layer_only_router`]'s count includes.
+pub fn pass_through_router() -> Router {
+    Router::new()
+        .route("/", get(bare_handler))
+        .layer(tower::util::MapRequestLayer::new(
+            |request: Request<Body>| request,
+        ))
+        .with_state(())
+}
+
+/// The floor of an admitted request that issue 18 names, as
+/// `Router::layer` applies it: one scan of the `Cookie` header (it must be
+/// exactly `session=<ID>`), one SHA-256 of the ID, one map lookup, the
+/// clock against the stored expiry, and one extension insert. Nothing
+/// else: no policy, no handle, no response path. A request without a
+/// `Cookie` header goes on as a visitor; one with a cookie it does not
+/// admit gets `401`. `/login` starts a session that expires in an hour.
+pub fn floor_router() -> Router {
+    let sessions = FloorSessions::default();
+    let store = sessions.clone();
+    let login = move || {
+        let store = store.clone();
+        async move {
+            let id = SessionId::generate().expect("the OS random number generator works");
+            let expires = unix_seconds() + 3_600;
+            store
+                .0
+                .write()
+                .expect("an unpoisoned lock")
+                .insert(id.key(), expires);
+            (
+                [(SET_COOKIE, format!("session={}", id.encode()))],
+                "logged in",
+            )
+        }
+    };
+    Router::new()
+        .route("/", get(bare_handler))
+        .route("/login", post(login))
+        .layer(FloorLayer(sessions))
+        .with_state(())
+}
+
+/// The floor's sessions: each key's expiry, in seconds since the epoch.
+#[derive(Clone, Default)]
+struct FloorSessions(Arc<RwLock<HashMap<SessionKey, u64, BuildHasherDefault<FirstWord>>>>);
+
+/// Hashes a key by its first eight bytes: a key is already a SHA-256
+/// output, as `MemoryStore`'s own hasher relies on.
+#[derive(Default)]
+struct FirstWord(u64);
+
+impl Hasher for FirstWord {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let len = bytes.len().min(8);
+        word[..len].copy_from_slice(&bytes[..len]);
+        self.0 ^= u64::from_le_bytes(word);
+    }
+}
+
+/// When a floor request was admitted: the extension it inserts.
+#[derive(Clone, Copy)]
+struct FloorAdmitted(u64);
+
+#[derive(Clone)]
+struct FloorLayer(FloorSessions);
+
+impl<S> Layer<S> for FloorLayer {
+    type Service = Floor<S>;
+
+    fn layer(&self, inner: S) -> Floor<S> {
+        Floor {
+            inner,
+            sessions: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Floor<S> {
+    inner: S,
+    sessions: FloorSessions,
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+impl<S> Service<Request<Body>> for Floor<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = FloorFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let Some(cookie) = request.headers().get(COOKIE) else {
+            // A visitor, as the layer lets one in.
+            return FloorFuture::Inner {
+                future: self.inner.call(request),
+            };
+        };
+        let expires = cookie
+            .as_bytes()
+            .strip_prefix(b"session=")
+            .and_then(|value| SessionId::parse(std::str::from_utf8(value).ok()?))
+            .and_then(|id| self.sessions.0.read().ok()?.get(&id.key()).copied())
+            .filter(|&expires| unix_seconds() < expires);
+        match expires {
+            Some(expires) => {
+                request.extensions_mut().insert(FloorAdmitted(expires));
+                FloorFuture::Inner {
+                    future: self.inner.call(request),
+                }
+            }
+            None => {
+                let mut refused = Response::new(Body::empty());
+                *refused.status_mut() = StatusCode::UNAUTHORIZED;
+                FloorFuture::Refused {
+                    response: Some(refused),
+                }
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner service's answer, or the floor's `401`.
+    #[project = FloorFutureProjection]
+    enum FloorFuture<F> {
+        Inner { #[pin] future: F },
+        Refused { response: Option<Response> },
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for FloorFuture<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            FloorFutureProjection::Inner { future } => future.poll(cx),
+            FloorFutureProjection::Refused { response } => {
+                Poll::Ready(Ok(response.take().expect("polled after completion")))
+            }
+        }
+    }
 }
