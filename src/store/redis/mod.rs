@@ -286,10 +286,20 @@ impl RedisStore {
     }
 
     fn on_session<'a>(&self, script: &'a redis::Script, key: &SessionKey) -> ScriptInvocation<'a> {
-        let member = key.to_hex();
-        let mut invocation = script.key(format!("{}{member}", self.prefix));
+        let session_key = self.session_key(key);
+        let member = &session_key[self.prefix.len()..];
+        let mut invocation = script.key(&session_key);
         invocation.arg(&self.prefix).arg(member);
         invocation
+    }
+
+    /// The Redis key of the session `key`: the prefix, then the key in hex,
+    /// built in one allocation.
+    fn session_key(&self, key: &SessionKey) -> String {
+        let mut session_key = String::with_capacity(self.prefix.len() + 2 * SessionKey::LEN);
+        session_key.push_str(&self.prefix);
+        key.push_hex(&mut session_key);
+        session_key
     }
 
     /// [`load_and_touch`](LifetimeStore::load_and_touch) when the hints
@@ -386,7 +396,7 @@ impl LifetimeStore for RedisStore {
 
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
         let reply: redis::Value = match redis::cmd("HGETALL")
-            .arg(format!("{}{}", self.prefix, key.to_hex()))
+            .arg(self.session_key(key))
             .query_async(&mut self.primary.shared())
             .await
         {
@@ -493,11 +503,11 @@ impl LifetimeStore for RedisStore {
                 )
                 .await;
         }
-        let new_member = new.to_hex();
+        let new_key = self.session_key(new);
         let mut invocation = self.on_session(&self.scripts.renew, old);
         invocation
-            .key(format!("{}{new_member}", self.prefix))
-            .arg(new_member)
+            .key(&new_key)
+            .arg(&new_key[self.prefix.len()..])
             .arg(expected_version.to_string())
             .arg(expiry_millis(grace_until))
             .arg(record.last_activity.as_unix_millis())
