@@ -302,6 +302,25 @@ impl RedisStore {
         session_key
     }
 
+    /// [`load`](LifetimeStore::load): one `HGETALL`. Its own method, not
+    /// the trait's, so that a load before a touch is due does not box a
+    /// second future.
+    async fn read(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        let reply: redis::Value = match redis::cmd("HGETALL")
+            .arg(self.session_key(key))
+            .query_async(&mut self.primary.shared())
+            .await
+        {
+            Ok(reply) => reply,
+            Err(err) => return Err(self.primary.failed(store_error(err)).await),
+        };
+        let stored = stored_fields(&reply)?;
+        if stored.is_empty() {
+            return Ok(None);
+        }
+        record_from(&stored).map(Some)
+    }
+
     /// [`load_and_touch`](LifetimeStore::load_and_touch) when the hints
     /// say no touch can be due: one plain `HGETALL`, cheaper for Redis than
     /// the script, which must carry every field into Lua and back. Should
@@ -314,7 +333,7 @@ impl RedisStore {
         policy: &Policy,
         now: Timestamp,
     ) -> Result<Option<LoadedRecord>, StoreError> {
-        let Some(record) = self.load(key).await? else {
+        let Some(record) = self.read(key).await? else {
             self.hints.forget(key);
             return Ok(None);
         };
@@ -395,19 +414,7 @@ impl LifetimeStore for RedisStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
-        let reply: redis::Value = match redis::cmd("HGETALL")
-            .arg(self.session_key(key))
-            .query_async(&mut self.primary.shared())
-            .await
-        {
-            Ok(reply) => reply,
-            Err(err) => return Err(self.primary.failed(store_error(err)).await),
-        };
-        let stored = stored_fields(&reply)?;
-        if stored.is_empty() {
-            return Ok(None);
-        }
-        record_from(&stored).map(Some)
+        self.read(key).await
     }
 
     async fn load_and_touch(
