@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use axum::Router;
 use http::StatusCode;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tower_session_lifetime::clock::{Clock, ManualClock, SystemClock};
 use tower_session_lifetime::id::{SessionId, SessionKey};
 use tower_session_lifetime::store::conformance::{fresh_key, live_record};
@@ -28,6 +27,7 @@ use tower_session_lifetime::time::Timestamp;
 use tower_session_lifetime::{Policy, RedisStore, SessionLifetimeLayer};
 
 use common::redis_cluster::{cluster_nodes, cluster_store, of, spawn_renewal, unique};
+use common::redis_monitor::Monitors;
 use common::shared_store::{app, clock_now, log_in, send};
 use common::{set_cookie, HOUR, MINUTE};
 
@@ -881,62 +881,6 @@ async fn replica_acknowledgement_on_a_cluster_without_replicas_fails_typed() {
 // Promise 1: the hot path is one round trip to the owning primary.
 // ---------------------------------------------------------------------------
 
-/// `MONITOR` on every node; collects the lines that clients (not scripts)
-/// sent and that mention `needle`.
-struct Monitors {
-    lines: Arc<std::sync::Mutex<Vec<String>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Monitors {
-    async fn start(needle: String) -> Self {
-        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut tasks = Vec::new();
-        for node in cluster_nodes() {
-            let address = node
-                .trim_start_matches("redis://")
-                .trim_end_matches('/')
-                .to_owned();
-            let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
-            stream.write_all(b"MONITOR\r\n").await.unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut first = String::new();
-            reader.read_line(&mut first).await.unwrap();
-            assert_eq!(first.trim(), "+OK");
-            let (lines, needle) = (Arc::clone(&lines), needle.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if line.contains(&needle) && !line.contains(" lua]") {
-                        lines
-                            .lock()
-                            .unwrap()
-                            .push(format!("{address}: {}", line.trim()));
-                    }
-                }
-            }));
-        }
-        Monitors { lines, tasks }
-    }
-
-    async fn take(&self) -> Vec<String> {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        std::mem::take(&mut *self.lines.lock().unwrap())
-    }
-}
-
-impl Drop for Monitors {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
 /// Through the store: every `load_and_touch`, whether a touch is due (the
 /// script) or not (a plain load), is one command, on one node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -953,7 +897,7 @@ async fn load_and_touch_is_one_command_on_one_node() {
         .await
         .unwrap()
         .unwrap();
-    let monitors = Monitors::start(key.to_hex()).await;
+    let monitors = Monitors::start(&cluster_nodes(), key.to_hex()).await;
     let _ = monitors.take().await;
     let mut at = start;
     for step in 0..16u32 {
@@ -983,7 +927,7 @@ async fn each_request_through_the_layer_is_one_round_trip() {
     let key = SessionId::parse(id)
         .expect("an unsigned session cookie")
         .key();
-    let monitors = Monitors::start(key.to_hex()).await;
+    let monitors = Monitors::start(&cluster_nodes(), key.to_hex()).await;
     let _ = monitors.take().await;
     for step in 0..12u32 {
         if step % 3 == 0 {

@@ -34,6 +34,8 @@ pub mod proxy;
 #[cfg(feature = "redis-cluster")]
 pub mod redis_cluster;
 #[cfg(feature = "redis")]
+pub mod redis_monitor;
+#[cfg(feature = "redis")]
 pub mod redis_server;
 pub mod shared_store;
 #[cfg(all(feature = "conformance", any(feature = "postgres", feature = "sqlite")))]
